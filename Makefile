@@ -1,0 +1,32 @@
+# The two commands of the README: `make serve` (set up and run) and `make test` (set up and test).
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+CONFIG ?= config/dev.toml
+
+.PHONY: serve test bench lint clean
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+serve: $(BIN)/.installed
+	$(BIN)/mailtrap-smtp -c $(CONFIG) dev-setup
+	exec $(BIN)/mailtrap-smtp -c $(CONFIG) serve
+
+test: $(BIN)/.installed
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+bench: $(BIN)/.installed
+	$(BIN)/python bench/smtp_frontend.py
+	$(BIN)/python bench/delivery.py
+	$(BIN)/python bench/dkim_sign.py
+
+lint: $(BIN)/.installed
+	$(BIN)/ruff check mailtrap_smtp tests bench
+	$(BIN)/mypy
+
+clean:
+	rm -rf $(VENV) data .pytest_cache .mypy_cache .ruff_cache

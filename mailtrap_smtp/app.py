@@ -1,0 +1,141 @@
+"""Composition root: config → database → keys → resolver → listeners and workers; signals; processes."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import multiprocessing
+import os
+import signal
+import sys
+from typing import Any
+
+from . import dkim, dnsresolve
+from .config import Config
+from .store.db import Database
+
+log = logging.getLogger(__name__)
+
+ROLES = ("all", "smtp", "delivery")
+
+
+class Service:
+    """One process of the service: the parts its role asks for, sharing one pool."""
+
+    def __init__(self, cfg: Config, *, role: str = "all", dsn: str = "", process_index: int = 0) -> None:
+        if role not in ROLES:
+            raise ValueError(f"role must be one of {', '.join(ROLES)}")
+        self.cfg = cfg
+        self.role = role
+        self.process_index = process_index
+        self.db = Database(dsn or cfg.database.dsn, cfg.data_dir / "pg",
+                           pool_min_size=cfg.database.pool_min_size, pool_max_size=cfg.database.pool_max_size)
+        self._stop = asyncio.Event()
+        self._parts: list[Any] = []
+        self.smtp: Any = None
+
+    async def start(self) -> None:
+        from .delivery.worker import DeliveryService
+        from .domainops import DomainRechecker
+        from .signing import KeyStore
+        from .smtp.server import SmtpService
+
+        cfg = self.cfg
+        pool = await self.db.open(migrate_schema=self.process_index == 0)
+        resolver = dnsresolve.make_resolver(cfg.dns.nameservers, cfg.dns.timeout_seconds)
+        kek = dkim.load_or_create_kek(cfg.kek_path)
+        if self.role in ("all", "smtp"):
+            self.smtp = SmtpService(cfg, pool, signer=KeyStore(pool, kek), process_index=self.process_index)
+            self._parts.append(self.smtp)
+        if self.role in ("all", "delivery"):
+            self._parts.append(DeliveryService(cfg, pool, resolver))
+            if self.process_index == 0:
+                self._parts.append(DomainRechecker(cfg, pool, resolver))
+        for part in self._parts:
+            await part.start()
+        if cfg.metrics.listen:
+            from prometheus_client import start_http_server
+
+            host, _, port = cfg.metrics.listen.rpartition(":")
+            # One port per process: each process keeps its own counters.
+            start_http_server(int(port) + self.process_index, addr=host.strip("[]"))
+
+    async def stop(self) -> None:
+        # Stop in reverse: listeners stop accepting first, workers finish what they hold.
+        for part in reversed(self._parts):
+            try:
+                await part.stop(self.cfg.server.shutdown_grace_seconds)
+            except Exception:
+                log.exception("error while stopping %s", type(part).__name__)
+        self._parts.clear()
+        await self.db.close()
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    def reload_tls(self) -> None:
+        if self.smtp is not None:
+            self.smtp.reload_tls()
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGTERM, self.request_stop)
+        loop.add_signal_handler(signal.SIGINT, self.request_stop)
+        loop.add_signal_handler(signal.SIGHUP, self.reload_tls)
+        try:
+            await self.start()
+            log.info("mailtrap-smtp process %d ready (role %s)", self.process_index, self.role)
+            await self._stop.wait()
+        finally:
+            await self.stop()
+            self.db.stop_server()
+
+
+def _child(cfg: Config, role: str, dsn: str, index: int) -> None:
+    logging.basicConfig(level=logging.INFO, format=f"%(asctime)s [{index}] %(levelname)s %(name)s: %(message)s")
+    asyncio.run(Service(cfg, role=role, dsn=dsn, process_index=index).run())
+
+
+def serve(cfg: Config, *, role: str = "all", processes: int = 0) -> int:
+    """Run the service; with processes > 1, that many processes share the ports (SO_REUSEPORT)."""
+    n = processes or (os.cpu_count() or 1)
+    if n == 1:
+        asyncio.run(Service(cfg, role=role).run())
+        return 0
+    # The parent owns the database server (embedded or not) and the schema, then hands the DSN down.
+    db = Database(cfg.database.dsn, cfg.data_dir / "pg")
+    dsn = db.start_server()
+
+    async def prepare() -> None:
+        await db.open(migrate_schema=True)
+        await db.close()
+
+    asyncio.run(prepare())
+    ctx = multiprocessing.get_context("spawn")
+    children = [ctx.Process(target=_child, args=(cfg, role, dsn, i), daemon=False) for i in range(n)]
+    for c in children:
+        c.start()
+
+    def forward(signum: int, _frame: Any) -> None:
+        for c in children:
+            if c.pid is not None and c.is_alive():
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(c.pid, signum)
+
+    for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(s, forward)
+    status = 0
+    for c in children:
+        c.join()
+        status = status or (c.exitcode or 0)
+    db.stop_server()
+    return 1 if status else 0
+
+
+def configure_logging(verbose: bool = False) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )

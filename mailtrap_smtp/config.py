@@ -1,0 +1,389 @@
+"""Typed, validated configuration: one TOML file, every key overridable from the environment.
+
+The dataclasses below are the single definition of every configuration key and its default;
+`config/mailtrap-smtp.example.toml` documents them for people. An environment variable
+`MAILTRAP_SMTP_<SECTION>__<KEY>` overrides `[section] key`; its value is read as a TOML value
+when it parses as one (numbers, booleans, arrays, inline tables) and as a plain string otherwise.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import os
+import tomllib
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ENV_PREFIX = "MAILTRAP_SMTP_"
+MB = 1024 * 1024
+
+
+class ConfigError(Exception):
+    """A configuration problem, phrased as one line that names the key."""
+
+
+@dataclass
+class Listener:
+    address: str = "127.0.0.1"
+    port: int = 2525
+    mode: str = "starttls"  # "starttls" | "implicit"
+
+
+@dataclass
+class ServerConfig:
+    hostname: str = "localhost"
+    data_dir: str = "./data"
+    # Addresses of TCP proxies (HAProxy) allowed to send a PROXY protocol header; everyone else
+    # is keyed on the real peer address.
+    proxy_protocol_from: list[str] = field(default_factory=list)
+    shutdown_grace_seconds: float = 10.0
+
+
+@dataclass
+class SmtpConfig:
+    listeners: list[Listener] = field(
+        default_factory=lambda: [
+            Listener("127.0.0.1", 2525, "starttls"),
+            Listener("127.0.0.1", 2465, "implicit"),
+        ]
+    )
+    command_timeout_seconds: float = 60.0
+    tls_handshake_timeout_seconds: float = 10.0
+    # A DATA phase slower than this average rate (after a small allowance) is cut off.
+    min_data_rate_bytes_per_second: int = 1024
+    session_deadline_seconds: float = 600.0
+    max_errors: int = 10
+
+
+@dataclass
+class TlsConfig:
+    cert_file: str = "certs/dev-cert.pem"
+    key_file: str = "certs/dev-key.pem"
+    # Optional second (ECDSA P-256) certificate served alongside the RSA one.
+    ecdsa_cert_file: str = ""
+    ecdsa_key_file: str = ""
+
+
+@dataclass
+class DatabaseConfig:
+    dsn: str = ""  # empty: run the embedded PostgreSQL in <data_dir>/pg
+    pool_min_size: int = 2
+    pool_max_size: int = 10
+
+
+@dataclass
+class LimitsConfig:
+    message_size: int = 10 * MB
+    message_size_cap: int = 30 * MB
+    monthly_messages: int = 4000
+    recipients_per_message: int = 1000
+    connections_per_account: int = 10
+    connections_per_ip: int = 10
+    messages_per_connection: int = 100
+    auth_failures_per_connection: int = 3
+    auth_failures_per_ip: int = 20
+    auth_failure_window_seconds: float = 600.0
+
+
+@dataclass
+class DnsConfig:
+    nameservers: list[str] = field(default_factory=list)  # "host" or "host:port"; empty: system resolver
+    timeout_seconds: float = 5.0
+
+
+@dataclass
+class DeliveryConfig:
+    mode: str = "sandbox"  # "sandbox" | "mx"
+    # Transport map: destination domain -> "host:port", bypassing MX lookup.
+    routes: dict[str, str] = field(default_factory=dict)
+    require_tls: bool = False
+    require_tls_domains: list[str] = field(default_factory=list)
+    concurrency: int = 20
+    per_destination_concurrency: int = 4
+    batch_size: int = 100
+    lease_seconds: float = 300.0
+    poll_interval_seconds: float = 15.0
+    connect_timeout_seconds: float = 30.0
+    command_timeout_seconds: float = 120.0
+    retry_schedule_seconds: list[int] = field(default_factory=lambda: [60, 300, 900, 1800, 3600])
+    retry_interval_min_seconds: int = 7200
+    retry_interval_max_seconds: int = 14400
+    max_queue_lifetime_seconds: int = 3 * 24 * 3600
+
+
+@dataclass
+class DkimConfig:
+    kek_file: str = ""  # empty: <data_dir>/dkim.kek, created with mode 0600
+    ed25519: bool = False  # add an Ed25519 signature (RFC 8463) next to the RSA one
+
+
+@dataclass
+class DomainsConfig:
+    return_path_host: str = ""  # empty: "rp." + server.hostname
+    spf_include: str = ""  # empty: "_spf." + server.hostname
+    ownership: str = "cname"  # "cname" | "txt"
+    dkim_cname_zone: str = ""
+    dmarc_rua: str = ""
+    require_approval: bool = False
+    recheck_interval_seconds: int = 3600
+    grace_period_seconds: int = 72 * 3600
+
+
+@dataclass
+class MetricsConfig:
+    listen: str = "127.0.0.1:9325"  # empty: no metrics endpoint
+
+
+@dataclass
+class Config:
+    server: ServerConfig = field(default_factory=ServerConfig)
+    smtp: SmtpConfig = field(default_factory=SmtpConfig)
+    tls: TlsConfig = field(default_factory=TlsConfig)
+    database: DatabaseConfig = field(default_factory=DatabaseConfig)
+    limits: LimitsConfig = field(default_factory=LimitsConfig)
+    dns: DnsConfig = field(default_factory=DnsConfig)
+    delivery: DeliveryConfig = field(default_factory=DeliveryConfig)
+    dkim: DkimConfig = field(default_factory=DkimConfig)
+    domains: DomainsConfig = field(default_factory=DomainsConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    # Where the file was read from: relative paths in it are relative to its folder.
+    base_dir: Path = field(default_factory=Path.cwd, repr=False)
+
+    def path(self, value: str) -> Path:
+        p = Path(value).expanduser()
+        return p if p.is_absolute() else (self.base_dir / p)
+
+    @property
+    def data_dir(self) -> Path:
+        return self.path(self.server.data_dir)
+
+    @property
+    def kek_path(self) -> Path:
+        return self.path(self.dkim.kek_file) if self.dkim.kek_file else self.data_dir / "dkim.kek"
+
+    @property
+    def return_path_host(self) -> str:
+        return self.domains.return_path_host or f"rp.{self.server.hostname}"
+
+    @property
+    def spf_include(self) -> str:
+        return self.domains.spf_include or f"_spf.{self.server.hostname}"
+
+
+SECRET_KEYS = {("database", "dsn")}
+SECTIONS: dict[str, type] = {
+    name: tp for name, tp in typing.get_type_hints(Config).items() if name != "base_dir"
+}
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", str(tp))
+
+
+def _coerce(key: str, tp: Any, value: Any) -> Any:
+    """Check one value against its declared type; ints are accepted where floats are expected."""
+    origin = typing.get_origin(tp)
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{key}: expected true or false, got {value!r}")
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise ConfigError(f"{key}: expected an integer, got {value!r}")
+    if tp is float:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+        raise ConfigError(f"{key}: expected a number, got {value!r}")
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        raise ConfigError(f"{key}: expected a string, got {value!r}")
+    if origin is list:
+        (item_tp,) = typing.get_args(tp)
+        if not isinstance(value, list):
+            raise ConfigError(f"{key}: expected a list, got {value!r}")
+        return [_coerce(f"{key}[{i}]", item_tp, v) for i, v in enumerate(value)]
+    if origin is dict:
+        k_tp, v_tp = typing.get_args(tp)
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a table, got {value!r}")
+        return {_coerce(key, k_tp, k): _coerce(f"{key}.{k}", v_tp, v) for k, v in value.items()}
+    if dataclasses.is_dataclass(tp) and isinstance(tp, type):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a table, got {value!r}")
+        return _build(key, tp, value)
+    raise ConfigError(f"{key}: unsupported type {_type_name(tp)}")
+
+
+def _build(prefix: str, cls: type, values: Mapping[str, Any]) -> Any:
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    for k in values:
+        if k not in names:
+            raise ConfigError(f"{prefix}.{k}: unknown key")
+    kwargs = {k: _coerce(f"{prefix}.{k}", hints[k], v) for k, v in values.items()}
+    return cls(**kwargs)
+
+
+def _env_overrides(environ: Mapping[str, str]) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    for name, raw in environ.items():
+        if not name.startswith(ENV_PREFIX) or "__" not in name[len(ENV_PREFIX):]:
+            continue
+        section, _, key = name[len(ENV_PREFIX):].partition("__")
+        section, key = section.lower(), key.lower()
+        try:
+            value: Any = tomllib.loads(f"v = {raw}")["v"]
+        except tomllib.TOMLDecodeError:
+            value = raw
+        if section not in SECTIONS:
+            raise ConfigError(f"{name}: unknown section {section!r}")
+        out.setdefault(section, {})[key] = value
+    return out
+
+
+def load(path: str | Path | None = None, environ: Mapping[str, str] | None = None) -> Config:
+    """Read the file (if any), apply environment overrides, and validate everything."""
+    environ = os.environ if environ is None else environ
+    data: dict[str, Any] = {}
+    base_dir = Path.cwd()
+    if path is not None:
+        p = Path(path)
+        try:
+            data = tomllib.loads(p.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"config file {p}: not found") from None
+        except tomllib.TOMLDecodeError as e:
+            raise ConfigError(f"config file {p}: invalid TOML: {e}") from None
+        base_dir = p.resolve().parent
+    for section, values in _env_overrides(environ).items():
+        existing = data.setdefault(section, {})
+        if not isinstance(existing, dict):
+            raise ConfigError(f"{section}: expected a table")
+        existing.update(values)
+    sections: dict[str, Any] = {}
+    for section, values in data.items():
+        if section not in SECTIONS:
+            raise ConfigError(f"{section}: unknown section")
+        if not isinstance(values, dict):
+            raise ConfigError(f"{section}: expected a table")
+        sections[section] = _build(section, SECTIONS[section], values)
+    cfg = Config(**sections, base_dir=base_dir)
+    validate(cfg)
+    return cfg
+
+
+def _port(key: str, value: int) -> None:
+    if not 0 < value < 65536:
+        raise ConfigError(f"{key}: port must be between 1 and 65535, got {value}")
+
+
+def _positive(key: str, value: float) -> None:
+    if value <= 0:
+        raise ConfigError(f"{key}: must be positive, got {value}")
+
+
+def _host_port(key: str, value: str) -> tuple[str, int]:
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise ConfigError(f"{key}: expected host:port, got {value!r}")
+    _port(key, int(port))
+    return host.strip("[]"), int(port)
+
+
+def validate(cfg: Config) -> None:
+    """Semantic checks the types alone cannot express."""
+    if not cfg.smtp.listeners:
+        raise ConfigError("smtp.listeners: at least one listener is required")
+    seen: set[tuple[str, int]] = set()
+    for i, lst in enumerate(cfg.smtp.listeners):
+        key = f"smtp.listeners[{i}]"
+        _port(f"{key}.port", lst.port)
+        if lst.mode not in ("starttls", "implicit"):
+            raise ConfigError(f"{key}.mode: must be 'starttls' or 'implicit', got {lst.mode!r}")
+        if (lst.address, lst.port) in seen:
+            raise ConfigError(f"{key}: {lst.address}:{lst.port} is listed twice")
+        seen.add((lst.address, lst.port))
+    for name in ("command_timeout_seconds", "tls_handshake_timeout_seconds", "session_deadline_seconds"):
+        _positive(f"smtp.{name}", getattr(cfg.smtp, name))
+    for key in ("cert_file", "key_file"):
+        value = getattr(cfg.tls, key)
+        if not value:
+            raise ConfigError(f"tls.{key}: required")
+    if bool(cfg.tls.ecdsa_cert_file) != bool(cfg.tls.ecdsa_key_file):
+        raise ConfigError("tls.ecdsa_cert_file: ecdsa_cert_file and ecdsa_key_file go together")
+    lim = cfg.limits
+    for f in dataclasses.fields(LimitsConfig):
+        _positive(f"limits.{f.name}", getattr(lim, f.name))
+    if lim.message_size > lim.message_size_cap:
+        raise ConfigError(
+            f"limits.message_size: {lim.message_size} is above limits.message_size_cap {lim.message_size_cap}"
+        )
+    if cfg.delivery.mode not in ("sandbox", "mx"):
+        raise ConfigError(f"delivery.mode: must be 'sandbox' or 'mx', got {cfg.delivery.mode!r}")
+    for domain, target in cfg.delivery.routes.items():
+        _host_port(f"delivery.routes.{domain}", target)
+    if not cfg.delivery.retry_schedule_seconds:
+        raise ConfigError("delivery.retry_schedule_seconds: at least one interval is required")
+    if cfg.delivery.retry_interval_min_seconds > cfg.delivery.retry_interval_max_seconds:
+        raise ConfigError("delivery.retry_interval_min_seconds: above delivery.retry_interval_max_seconds")
+    for name in ("concurrency", "per_destination_concurrency", "batch_size", "lease_seconds",
+                 "poll_interval_seconds", "max_queue_lifetime_seconds"):
+        _positive(f"delivery.{name}", getattr(cfg.delivery, name))
+    from .dnsresolve import parse_nameserver  # the resolver owns the nameserver syntax
+
+    for i, ns in enumerate(cfg.dns.nameservers):
+        try:
+            parse_nameserver(ns)
+        except ValueError as e:
+            raise ConfigError(f"dns.nameservers[{i}]: {e}") from None
+    _positive("dns.timeout_seconds", cfg.dns.timeout_seconds)
+    if cfg.domains.ownership not in ("cname", "txt"):
+        raise ConfigError(f"domains.ownership: must be 'cname' or 'txt', got {cfg.domains.ownership!r}")
+    if cfg.metrics.listen:
+        _host_port("metrics.listen", cfg.metrics.listen)
+    if not cfg.server.hostname or any(c in cfg.server.hostname for c in " \r\n\t"):
+        raise ConfigError(f"server.hostname: invalid host name {cfg.server.hostname!r}")
+    for i, addr in enumerate(cfg.server.proxy_protocol_from):
+        try:
+            ipaddress.ip_network(addr, strict=False)
+        except ValueError:
+            raise ConfigError(f"server.proxy_protocol_from[{i}]: not an IP address or network: {addr!r}") from None
+
+
+def check_files(cfg: Config) -> None:
+    """Checks that need the file system; run at start of commands that serve."""
+    for key in ("cert_file", "key_file", "ecdsa_cert_file", "ecdsa_key_file"):
+        value = getattr(cfg.tls, key)
+        if value and not cfg.path(value).is_file():
+            raise ConfigError(f"tls.{key}: file not found: {cfg.path(value)}")
+
+
+def redacted(cfg: Config) -> dict[str, Any]:
+    """The effective configuration as plain data, secrets replaced."""
+    out: dict[str, Any] = {}
+    for section in SECTIONS:
+        values = dataclasses.asdict(getattr(cfg, section))
+        for key in values:
+            if (section, key) in SECRET_KEYS and values[key]:
+                values[key] = _redact_dsn(values[key])
+        out[section] = values
+    return out
+
+
+def _redact_dsn(dsn: str) -> str:
+    from urllib.parse import urlsplit, urlunsplit
+
+    try:
+        parts = urlsplit(dsn)
+    except ValueError:
+        return "<redacted>"
+    if parts.password is None:
+        return dsn if "password" not in dsn else "<redacted>"
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+    return urlunsplit(parts._replace(netloc=netloc))

@@ -1,0 +1,142 @@
+"""First-run development setup: a local TLS certificate, the schema, and a demo account to send with.
+
+Run by `make serve` before the service starts; safe to run again (it only creates what is missing).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import ipaddress
+import os
+from pathlib import Path
+from typing import Any
+
+from .config import Config
+
+DEMO_ACCOUNT = "demo"
+DEMO_DOMAIN = "example.com"
+DEMO_SENDER = f"demo@{DEMO_DOMAIN}"
+
+
+def ensure_dev_certificate(cert_path: Path, key_path: Path, hostname: str) -> bool:
+    """Create a self-signed certificate for local use if none exists; True if one was made."""
+    if cert_path.exists() and key_path.exists():
+        return False
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    names = sorted({hostname, "localhost"})
+    san = [x509.DNSName(n) for n in names] + [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0]),
+                         x509.NameAttribute(NameOID.ORGANIZATION_NAME, "mailtrap-smtp development")])
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder().subject_name(subject).issuer_name(subject).public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + dt.timedelta(days=825))
+        .add_extension(x509.SubjectAlternativeName(san), critical=False)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                  serialization.NoEncryption()))
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    return True
+
+
+def _instructions(cfg: Config, token: str) -> str:
+    starttls = next((x for x in cfg.smtp.listeners if x.mode == "starttls"), None)
+    implicit = next((x for x in cfg.smtp.listeners if x.mode == "implicit"), None)
+    lines = [
+        "",
+        "=" * 78,
+        "Demo account ready. This token is shown ONCE (only its digest is stored):",
+        "",
+        f"    {token}",
+        "",
+    ]
+    if starttls is not None:
+        lines += [
+            "Send a message with swaks (STARTTLS):",
+            "",
+            f"    swaks --server {starttls.address} --port {starttls.port} --tls \\",
+            f"          --auth PLAIN --auth-user api --auth-password '{token}' \\",
+            f"          --from {DEMO_SENDER} --to someone@example.net",
+            "",
+            "or with Python's smtplib:",
+            "",
+            "    import smtplib, ssl",
+            "    from email.message import EmailMessage",
+            "    msg = EmailMessage()",
+            f"    msg['From'], msg['To'], msg['Subject'] = '{DEMO_SENDER}', 'someone@example.net', 'Hello'",
+            "    msg.set_content('Sent through mailtrap-smtp.')",
+            "    ctx = ssl.create_default_context()",
+            f"    ctx.load_verify_locations('{cfg.path(cfg.tls.cert_file)}')  # the dev certificate",
+            f"    with smtplib.SMTP('{starttls.address}', {starttls.port}) as s:",
+            "        s.starttls(context=ctx)",
+            f"        s.login('api', '{token}')",
+            "        s.send_message(msg)",
+            "",
+        ]
+    if implicit is not None:
+        lines.append(f"Implicit TLS (like port 465) listens on {implicit.address}:{implicit.port}.")
+    lines += [
+        f"Delivery mode is '{cfg.delivery.mode}'"
+        + (": nothing leaves this machine; accepted mail is written to "
+           f"{cfg.data_dir / 'sandbox'} and shown by `mailtrap-smtp queue list` / `queue show ID`."
+           if cfg.delivery.mode == "sandbox" else "."),
+        "=" * 78,
+        "",
+    ]
+    return "\n".join(lines)
+
+
+async def _ensure_demo(cfg: Config, pool: Any) -> str | None:
+    """Create the demo account, domain and a transactional token if the account is new."""
+    from . import dkim, domainops, tokens
+    from .store import accounts, credentials
+
+    if await accounts.get_by_name(pool, DEMO_ACCOUNT) is not None:
+        return None
+    await accounts.create(pool, DEMO_ACCOUNT, monthly_limit=cfg.limits.monthly_messages,
+                          max_message_size=cfg.limits.message_size)
+    await domainops.add_domain(pool, cfg, dkim.load_or_create_kek(cfg.kek_path), DEMO_ACCOUNT, DEMO_DOMAIN,
+                               skip_dns=True)
+    account = await accounts.get_by_name(pool, DEMO_ACCOUNT)
+    assert account is not None
+    new = tokens.generate()
+    await credentials.create(pool, account["id"], public_id=new.public_id, digest=new.digest,
+                             stream="transactional", name="demo")
+    return new.token
+
+
+def run(cfg: Config) -> int:
+    from .store.db import Database
+
+    made = ensure_dev_certificate(cfg.path(cfg.tls.cert_file), cfg.path(cfg.tls.key_file), cfg.server.hostname)
+    if made:
+        print(f"created a development TLS certificate: {cfg.path(cfg.tls.cert_file)}")
+
+    async def go() -> str | None:
+        db = Database(cfg.database.dsn, cfg.data_dir / "pg", pool_min_size=1, pool_max_size=2)
+        try:
+            pool = await db.open(migrate_schema=True)
+            return await _ensure_demo(cfg, pool)
+        finally:
+            await db.close()
+            db.stop_server()
+
+    token = asyncio.run(go())
+    if token is not None:
+        print(_instructions(cfg, token))
+    else:
+        print(f"demo account exists (its token was printed on first run; make another with "
+              f"`mailtrap-smtp credential create {DEMO_ACCOUNT} --stream transactional`)")
+    return 0

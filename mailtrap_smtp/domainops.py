@@ -1,0 +1,281 @@
+"""Sending-domain use cases: add (with DKIM keys), verify over DNS, approve, re-check, rotate keys.
+
+The DNS questions themselves live in `domains.py` (pure); this module decides what the answers
+mean for a domain's state and records it, with its event, in one transaction.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import datetime as dt
+import logging
+import secrets
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from . import dkim, domains, metrics
+from .config import Config
+from .events import Event
+from .signing import key_aad
+from .store import accounts as accounts_store
+from .store import domains as domains_store
+from .store import events as events_store
+from .store.types import Conn, Record
+
+log = logging.getLogger(__name__)
+
+# Two selectors per algorithm, so the next key is published on the idle one before it signs.
+SELECTORS = {"rsa-sha256": ("mt1", "mt2"), "ed25519-sha256": ("mte1", "mte2")}
+Clock = Callable[[], dt.datetime]
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class DomainOpError(Exception):
+    """A user mistake or a refused operation, one line."""
+
+
+@dataclass(frozen=True)
+class DomainReport:
+    domain: Record
+    records: list[domains.ExpectedRecord]
+    checks: list[domains.RecordCheck] | None = None
+
+
+def _new_verification_token() -> str:
+    # A DNS label that starts with a letter and cannot collide with the customer's own names.
+    return "mt" + secrets.token_hex(6)
+
+
+async def add_domain(pool: Conn, cfg: Config, kek: bytes, account_name: str, name: str, *,
+                     skip_dns: bool = False, force: bool = False) -> DomainReport:
+    try:
+        domain_name = domains.normalize_domain(name, force=force)
+    except domains.DomainNameError as e:
+        raise DomainOpError(str(e)) from None
+    account = await accounts_store.get_by_name(pool, account_name)
+    if account is None:
+        raise DomainOpError(f"no account named {account_name!r}")
+    algorithms = ["rsa-sha256"] + (["ed25519-sha256"] if cfg.dkim.ed25519 else [])
+    # Key generation is CPU work (RSA-2048 takes ~50 ms); keep the event loop free.
+    generated = await asyncio.to_thread(lambda: [(alg, *dkim.generate_key(alg)) for alg in algorithms])
+    async with _transaction(pool) as conn:
+        try:
+            row = await domains_store.create(conn, account["id"], domain_name,
+                                             verification_token=_new_verification_token(), dns_skipped=skip_dns)
+        except KeyError:
+            raise DomainOpError(f"domain {domain_name} already exists") from None
+        for alg, pem, public in generated:
+            selector = SELECTORS[alg][0]
+            await domains_store.add_key(
+                conn, row["id"], selector=selector, algorithm=alg,
+                private_key_enc=dkim.encrypt_private_key(kek, pem, key_aad(domain_name, selector)),
+                public_key=public, state="active",
+            )
+    return DomainReport(await _get(pool, domain_name), await expected_for(pool, cfg, await _get(pool, domain_name)))
+
+
+@contextlib.asynccontextmanager
+async def _transaction(pool: Conn) -> Any:
+    async with pool.acquire() as conn, conn.transaction():
+        yield conn
+
+
+async def _get(conn: Conn, name: str) -> Record:
+    try:
+        lookup = domains.normalize_domain(name, force=True)
+    except domains.DomainNameError as e:
+        raise DomainOpError(str(e)) from None
+    row = await domains_store.get_by_name(conn, lookup)
+    if row is None:
+        raise DomainOpError(f"no domain named {lookup}")
+    return row
+
+
+async def expected_for(conn: Conn, cfg: Config, domain: Record) -> list[domains.ExpectedRecord]:
+    """The records this domain must publish: its active keys (required) and pending ones (not yet)."""
+    keys = await domains_store.keys(conn, domain["id"])
+    dkim_pairs = [(k["selector"], dkim.dns_txt_value(k["algorithm"], k["public_key"])) for k in keys]
+    records = domains.expected_records(
+        domain["name"], verification_token=domain["verification_token"], dkim=dkim_pairs,
+        return_path_host=cfg.return_path_host, spf_include=cfg.spf_include, ownership=cfg.domains.ownership,
+        dkim_cname_zone=cfg.domains.dkim_cname_zone, dmarc_rua=cfg.domains.dmarc_rua,
+    )
+    pending = {f"dkim:{k['selector']}" for k in keys if k["state"] == "pending"}
+    return [dataclasses.replace(r, required=False) if r.key in pending else r for r in records]
+
+
+@dataclass(frozen=True)
+class Transition:
+    state: str
+    verified_at: dt.datetime | None
+    failing_since: dt.datetime | None
+    event: Event | None
+
+
+def next_state(domain: Record | dict[str, Any], checks: Sequence[domains.RecordCheck], now: dt.datetime,
+               grace: dt.timedelta) -> Transition:
+    """What a DNS check result means for a domain's state (pure, so the clock can be injected).
+
+    A DNS error (timeout, SERVFAIL) is never the customer's fault: the state does not change on an
+    inconclusive check, in either direction.
+    """
+    state, verified_at, failing_since = domain["state"], domain["verified_at"], domain["failing_since"]
+    required = [c for c in checks if c.record.required]
+    if any(c.status == "error" for c in required):
+        return Transition(state, verified_at, failing_since, None)
+    if all(c.status == "pass" for c in required):
+        if state == "verified":
+            return Transition(state, verified_at, None, None)
+        return Transition("verified", now, None, Event.DOMAIN_VERIFIED)
+    if state == "verified":
+        return Transition("failing", verified_at, now, Event.DOMAIN_FAILING)
+    if state == "failing":
+        if failing_since is not None and now - failing_since >= grace:
+            return Transition("suspended", verified_at, failing_since, Event.DOMAIN_SUSPENDED)
+        return Transition(state, verified_at, failing_since, None)
+    return Transition(state, verified_at, failing_since, None)
+
+
+def _check_json(checks: Sequence[domains.RecordCheck]) -> list[dict[str, Any]]:
+    return [{"key": c.record.key, "type": c.record.type, "name": c.record.name, "value": c.record.value,
+             "required": c.record.required, "status": c.status, "found": list(c.found), "detail": c.detail}
+            for c in checks]
+
+
+async def verify_domain(pool: Conn, cfg: Config, resolver: Any, name: str, *,
+                        now: dt.datetime | None = None) -> DomainReport:
+    """Check DNS now, record the result and any state change with its event."""
+    domain = await _get(pool, name)
+    records = await expected_for(pool, cfg, domain)
+    checks = await domains.check_records(records, resolver)
+    now = now or utcnow()
+    t = next_state(domain, checks, now, dt.timedelta(seconds=cfg.domains.grace_period_seconds))
+    async with _transaction(pool) as conn:
+        await domains_store.set_check_result(conn, domain["id"], state=t.state, checked_at=now,
+                                             result=_check_json(checks), verified_at=t.verified_at,
+                                             failing_since=t.failing_since)
+        if t.state == "verified" and domain["dns_skipped"]:
+            await domains_store.clear_dns_skipped(conn, domain["id"])
+        if t.event is not None:
+            failing = [c.record.key for c in checks if c.record.required and c.status != "pass"]
+            await events_store.record(conn, t.event, account_id=domain["account_id"], domain_id=domain["id"],
+                                      details={"domain": domain["name"], "failing_records": failing})
+    result = "error" if any(c.status == "error" for c in checks) else (
+        "pass" if domains.all_required_pass(checks) else "fail")
+    metrics.DOMAIN_CHECKS.labels(result).inc()
+    if t.event is not None:
+        log_fn = log.warning if t.event in (Event.DOMAIN_FAILING, Event.DOMAIN_SUSPENDED) else log.info
+        log_fn("domain %s: %s -> %s", domain["name"], domain["state"], t.state)
+    await activate_published_keys(pool, cfg, resolver, domain["name"], checks)
+    return DomainReport(await _get(pool, name), records, checks)
+
+
+async def approve_domain(pool: Conn, name: str) -> Record:
+    domain = await _get(pool, name)
+    async with _transaction(pool) as conn:
+        await domains_store.approve(conn, domain["id"])
+        if domain["approved_at"] is None:
+            await events_store.record(conn, Event.DOMAIN_APPROVED, account_id=domain["account_id"],
+                                      domain_id=domain["id"], details={"domain": domain["name"]})
+    return await _get(pool, name)
+
+
+async def rotate_dkim(pool: Conn, cfg: Config, kek: bytes, resolver: Any, name: str) -> tuple[str, list[Record]]:
+    """Advance a key rotation by one safe step and say what happened.
+
+    Step 1 creates the next key on each algorithm's idle selector, as 'pending' (not signing).
+    Step 2 (the same command run again, or the periodic re-check) activates a pending key only once
+    DNS serves its exact public key, so there is never a moment when signatures don't verify.
+    """
+    domain = await _get(pool, name)
+    keys = await domains_store.keys(pool, domain["id"])
+    pending = [k for k in keys if k["state"] == "pending"]
+    if pending:
+        activated = await activate_published_keys(pool, cfg, resolver, domain["name"])
+        if activated:
+            return "activated", activated
+        return "waiting", pending
+    active = {k["algorithm"]: k for k in keys if k["state"] == "active"}
+    algorithms = list(active) or ["rsa-sha256"]
+    generated = await asyncio.to_thread(lambda: [(alg, *dkim.generate_key(alg)) for alg in algorithms])
+    created = []
+    async with _transaction(pool) as conn:
+        for alg, pem, public in generated:
+            current = active.get(alg)
+            first, second = SELECTORS[alg]
+            selector = second if current is not None and current["selector"] == first else first
+            created.append(await domains_store.add_key(
+                conn, domain["id"], selector=selector, algorithm=alg,
+                private_key_enc=dkim.encrypt_private_key(kek, pem, key_aad(domain["name"], selector)),
+                public_key=public, state="pending" if current is not None else "active",
+            ))
+    return "created", created
+
+
+async def activate_published_keys(pool: Conn, cfg: Config, resolver: Any, name: str,
+                                  checks: Sequence[domains.RecordCheck] | None = None) -> list[Record]:
+    domain = await _get(pool, name)
+    keys = await domains_store.keys(pool, domain["id"])
+    pending = {f"dkim:{k['selector']}": k for k in keys if k["state"] == "pending"}
+    if not pending:
+        return []
+    if checks is None:
+        records = [r for r in await expected_for(pool, cfg, domain) if r.key in pending]
+        checks = await domains.check_records(records, resolver)
+    activated = []
+    for c in checks:
+        key = pending.get(c.record.key)
+        if key is not None and c.status == "pass":
+            async with _transaction(pool) as conn:
+                await domains_store.activate_key(conn, key["id"])
+                await events_store.record(conn, Event.DKIM_ROTATED, account_id=domain["account_id"],
+                                          domain_id=domain["id"],
+                                          details={"selector": key["selector"], "algorithm": key["algorithm"]})
+            activated.append(key)
+    return activated
+
+
+class DomainRechecker:
+    """Re-checks every DNS-verified domain periodically, so broken records are noticed and acted on."""
+
+    def __init__(self, cfg: Config, pool: Conn, resolver: Any, *, clock: Clock = utcnow) -> None:
+        self.cfg, self.pool, self.resolver, self.clock = cfg, pool, resolver, clock
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="domain-rechecker")
+
+    async def stop(self, grace: float) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def run_once(self) -> int:
+        """Check every domain that is due; return how many were checked."""
+        now = self.clock()
+        due = await domains_store.due_for_check(self.pool, now - dt.timedelta(
+            seconds=self.cfg.domains.recheck_interval_seconds))
+        for row in due:
+            try:
+                await verify_domain(self.pool, self.cfg, self.resolver, row["name"], now=now)
+            except Exception:
+                log.exception("re-check of %s failed", row["name"])
+        metrics.DOMAINS_FAILING.set(await domains_store.count_in_state(self.pool, "failing"))
+        return len(due)
+
+    async def _run(self) -> None:
+        # Wake often enough to notice a grace period ending, rarely enough to be free.
+        interval = min(60.0, float(self.cfg.domains.recheck_interval_seconds))
+        while True:
+            try:
+                await self.run_once()
+            except Exception:
+                log.exception("domain re-check round failed")
+            await asyncio.sleep(interval)

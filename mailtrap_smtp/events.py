@@ -1,0 +1,24 @@
+"""The event vocabulary: every event type the service records, defined once."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Event(StrEnum):
+    # A message's life (DESIGN §2).
+    RECEPTION = "reception"                  # accepted and queued (one per message)
+    REJECTION = "rejection"                  # refused at submission, nothing stored
+    DELIVERY = "delivery"                    # remote 2xx (or captured in sandbox mode)
+    TRANSIENT_FAILURE = "transient_failure"  # 4xx / network / DNS temporary: retried later
+    BOUNCE = "bounce"                        # 5xx or permanent DNS failure
+    EXPIRATION = "expiration"                # still undelivered after the maximum queue lifetime
+    # Operator actions on the queue.
+    MANUAL_RETRY = "manual_retry"
+    MANUAL_BOUNCE = "manual_bounce"
+    # A sending domain's DNS state.
+    DOMAIN_VERIFIED = "domain_verified"
+    DOMAIN_FAILING = "domain_failing"        # records broke; still sending within the grace period
+    DOMAIN_SUSPENDED = "domain_suspended"    # grace period over; may not send
+    DOMAIN_APPROVED = "domain_approved"
+    DKIM_ROTATED = "dkim_rotated"

@@ -1,0 +1,30 @@
+"""Every Prometheus metric the service exports, defined once."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+# --- SMTP front end ---
+SMTP_CONNECTIONS = Counter("mts_smtp_connections_total", "SMTP connections accepted", ["listener"])
+SMTP_CONNECTIONS_REFUSED = Counter(
+    "mts_smtp_connections_refused_total", "SMTP connections refused at connect", ["reason"]
+)
+SMTP_SESSIONS_ACTIVE = Gauge("mts_smtp_sessions_active", "SMTP sessions currently open")
+TLS_HANDSHAKES = Counter("mts_tls_handshakes_total", "TLS handshakes by outcome", ["outcome"])
+AUTH_ATTEMPTS = Counter("mts_auth_attempts_total", "AUTH attempts by outcome", ["outcome"])
+MESSAGES_ACCEPTED = Counter("mts_messages_accepted_total", "Messages accepted and queued", ["stream"])
+RECIPIENTS_ACCEPTED = Counter("mts_recipients_accepted_total", "Envelope recipients accepted", ["stream"])
+MESSAGES_REJECTED = Counter("mts_messages_rejected_total", "SMTP rejections by reply name", ["reply"])
+ACCEPT_LATENCY = Histogram(
+    "mts_accept_latency_seconds", "End of DATA to the 250 reply (checks, signing, commit)",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.02, 0.03, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+)
+
+# --- delivery ---
+DELIVERY_ATTEMPTS = Counter("mts_delivery_attempts_total", "Delivery attempts by outcome", ["outcome"])
+DELIVERY_LATENCY = Histogram("mts_delivery_seconds", "One SMTP transaction to a remote MX")
+QUEUE_CLAIMED = Counter("mts_queue_claimed_total", "Recipients claimed by delivery workers")
+
+# --- sending domains ---
+DOMAIN_CHECKS = Counter("mts_domain_checks_total", "DNS checks of sending domains by result", ["result"])
+DOMAINS_FAILING = Gauge("mts_domains_failing", "Verified domains whose DNS records currently fail")

@@ -1,0 +1,130 @@
+"""Sending domains and their DKIM keys."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from typing import Any
+
+from .types import Conn, Record
+
+# States in which a domain may send (the grace period keeps a 'failing' domain sending).
+SENDING_STATES = ("verified", "failing")
+
+
+async def create(conn: Conn, account_id: int, name: str, *, verification_token: str,
+                 dns_skipped: bool = False) -> Record:
+    row = await conn.fetchrow(
+        """INSERT INTO sending_domains (account_id, name, verification_token, dns_skipped, state, verified_at)
+           VALUES ($1, $2, $3, $4,
+                   CASE WHEN $4 THEN 'verified' ELSE 'unverified' END,
+                   CASE WHEN $4 THEN now() END)
+           ON CONFLICT (name) DO NOTHING RETURNING *""",
+        account_id, name, verification_token, dns_skipped,
+    )
+    if row is None:
+        raise KeyError(name)
+    return row
+
+
+async def get_by_name(conn: Conn, name: str) -> Record | None:
+    return await conn.fetchrow(
+        """SELECT d.*, a.name AS account FROM sending_domains d JOIN accounts a ON a.id = d.account_id
+            WHERE d.name = $1""",
+        name,
+    )
+
+
+async def list_all(conn: Conn, account_id: int | None = None) -> list[Record]:
+    return list(await conn.fetch(
+        """SELECT d.*, a.name AS account FROM sending_domains d JOIN accounts a ON a.id = d.account_id
+            WHERE $1::bigint IS NULL OR d.account_id = $1 ORDER BY a.name, d.name""",
+        account_id,
+    ))
+
+
+async def sending_domain(conn: Conn, account_id: int, name: str, *, require_approval: bool) -> Record | None:
+    """The domain if this account may send from it right now, else None."""
+    return await conn.fetchrow(
+        """SELECT id, name FROM sending_domains
+            WHERE account_id = $1 AND name = $2 AND state = ANY($3::text[])
+              AND (NOT $4 OR approved_at IS NOT NULL OR dns_skipped)""",
+        account_id, name, list(SENDING_STATES), require_approval,
+    )
+
+
+async def set_check_result(conn: Conn, domain_id: int, *, state: str, checked_at: dt.datetime,
+                           result: list[dict[str, Any]], verified_at: dt.datetime | None,
+                           failing_since: dt.datetime | None) -> None:
+    await conn.execute(
+        """UPDATE sending_domains SET state = $2, last_checked_at = $3, last_check = $4::jsonb,
+                  verified_at = $5, failing_since = $6
+            WHERE id = $1""",
+        domain_id, state, checked_at, json.dumps(result), verified_at, failing_since,
+    )
+
+
+async def approve(conn: Conn, domain_id: int) -> None:
+    await conn.execute(
+        "UPDATE sending_domains SET approved_at = coalesce(approved_at, now()) WHERE id = $1", domain_id
+    )
+
+
+async def add_key(conn: Conn, domain_id: int, *, selector: str, algorithm: str, private_key_enc: bytes,
+                  public_key: str, state: str) -> Record:
+    row = await conn.fetchrow(
+        """INSERT INTO dkim_keys (domain_id, selector, algorithm, private_key_enc, public_key, state,
+                                  activated_at)
+           VALUES ($1, $2, $3, $4, $5, $6, CASE WHEN $6 = 'active' THEN now() END) RETURNING *""",
+        domain_id, selector, algorithm, private_key_enc, public_key, state,
+    )
+    assert row is not None
+    return row
+
+
+async def keys(conn: Conn, domain_id: int, states: tuple[str, ...] = ("active", "pending")) -> list[Record]:
+    return list(await conn.fetch(
+        """SELECT * FROM dkim_keys WHERE domain_id = $1 AND state = ANY($2::text[])
+            ORDER BY algorithm DESC, id""",
+        domain_id, list(states),
+    ))
+
+
+async def active_keys_by_domain_name(conn: Conn, name: str) -> list[Record]:
+    return list(await conn.fetch(
+        """SELECT d.name AS domain, k.id, k.selector, k.algorithm, k.private_key_enc
+             FROM dkim_keys k JOIN sending_domains d ON d.id = k.domain_id
+            WHERE d.name = $1 AND k.state = 'active' ORDER BY k.algorithm DESC""",
+        name,
+    ))
+
+
+async def activate_key(conn: Conn, key_id: int) -> None:
+    """Make a pending key the signing key of its algorithm, retiring the previous one."""
+    await conn.execute(
+        """UPDATE dkim_keys SET state = 'retired', retired_at = now()
+            WHERE state = 'active' AND (domain_id, algorithm) =
+                  (SELECT domain_id, algorithm FROM dkim_keys WHERE id = $1)""",
+        key_id,
+    )
+    await conn.execute(
+        "UPDATE dkim_keys SET state = 'active', activated_at = now() WHERE id = $1", key_id
+    )
+
+
+async def clear_dns_skipped(conn: Conn, domain_id: int) -> None:
+    await conn.execute("UPDATE sending_domains SET dns_skipped = false WHERE id = $1", domain_id)
+
+
+async def due_for_check(conn: Conn, checked_before: dt.datetime) -> list[Record]:
+    """DNS-managed domains whose last check is older than the given moment (or never happened)."""
+    return list(await conn.fetch(
+        """SELECT id, name FROM sending_domains
+            WHERE NOT dns_skipped AND (last_checked_at IS NULL OR last_checked_at <= $1)
+            ORDER BY last_checked_at NULLS FIRST""",
+        checked_before,
+    ))
+
+
+async def count_in_state(conn: Conn, state: str) -> int:
+    return int(await conn.fetchval("SELECT count(*) FROM sending_domains WHERE state = $1", state))
