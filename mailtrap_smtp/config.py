@@ -155,7 +155,7 @@ class Config:
 
     def path(self, value: str) -> Path:
         p = Path(value).expanduser()
-        return p if p.is_absolute() else (self.base_dir / p)
+        return (p if p.is_absolute() else self.base_dir / p).resolve()
 
     @property
     def data_dir(self) -> Path:

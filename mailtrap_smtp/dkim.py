@@ -163,11 +163,13 @@ def dns_txt_value(algorithm: str, public_b64: str) -> str:
 
 
 def _read_kek(path: Path) -> bytes:
-    # O_NOFOLLOW + fstat on the opened descriptor: the checks apply to the
-    # file we actually read, not to whatever a symlink or a rename swapped in
-    # between a stat() and an open().
+    # The checks use fstat() on the descriptor we read from, so they apply to
+    # the file actually read, not to whatever a rename swapped in between a
+    # stat() and an open().  Symlinks are followed on purpose: secret stores
+    # (Kubernetes secrets, some credential managers) present files through
+    # symlinks, and it is the target's mode that protects the key.
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except OSError as e:
         raise DkimError(f"cannot open DKIM key-encryption key file {path}: {e.strerror}") from None
     try:
@@ -180,11 +182,9 @@ def _read_kek(path: Path) -> bytes:
                 f"it must not be accessible by group or others (run: chmod 600 {path})"
             )
         if st.st_size != _KEK_LEN:
-            raise DkimError(
-                f"DKIM key-encryption key file {path} is {st.st_size} bytes; expected exactly {_KEK_LEN}"
-            )
+            raise DkimError(f"DKIM key-encryption key file {path} is {st.st_size} bytes; expected exactly {_KEK_LEN}")
         data = b""
-        while len(data) < _KEK_LEN + 1:
+        while len(data) < _KEK_LEN + 1:  # one byte more, to notice a file that grew
             chunk = os.read(fd, _KEK_LEN + 1 - len(data))
             if not chunk:
                 break
@@ -197,6 +197,8 @@ def _read_kek(path: Path) -> bytes:
 
 
 def _fsync_dir(directory: Path) -> None:
+    # Makes the new directory entry durable (a crash right after creation
+    # must not lose a KEK that private keys may already be encrypted with).
     try:
         dfd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
     except OSError:
@@ -209,67 +211,63 @@ def _fsync_dir(directory: Path) -> None:
         os.close(dfd)
 
 
+def _write_new_file(path: Path, data: bytes) -> None:
+    """Create *path* exclusively with mode 0600 and write *data* durably."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    try:
+        # The umask can only remove bits from 0o600, but be explicit in case
+        # the file system (or a default ACL) adds some.
+        os.fchmod(fd, 0o600)
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def load_or_create_kek(path: Path) -> bytes:
     """Return the 32-byte key-encryption key stored at *path*, creating it if absent.
 
     A new file is written to a temporary name with mode 0600, fsynced, then
     hard-linked into place, so no reader ever sees a partial key and two
     processes racing to create it agree on one key (the loser of the link
-    race reads the winner's file).  An existing file that is accessible by
-    group or others, or is not exactly 32 bytes, is refused with
-    :class:`DkimError` rather than silently used or replaced: replacing it
-    would make every stored private key undecryptable.
+    race reads the winner's file).  Missing parent directories are created
+    with mode 0700.  An existing file that is accessible by group or others,
+    or is not exactly 32 bytes, is refused with :class:`DkimError` rather
+    than used or replaced: replacing it would make every stored private key
+    undecryptable.
     """
     path = Path(path)
-    if path.exists() or path.is_symlink():
+    if path.exists() or path.is_symlink():  # a dangling symlink is refused, not written through
         return _read_kek(path)
     parent = path.parent
-    parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    tmp = parent / f".{path.name}.{os.getpid()}.{os.urandom(6).hex()}.tmp"
     key = os.urandom(_KEK_LEN)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    tmp = parent / f".{path.name}.{os.getpid()}.{os.urandom(6).hex()}.tmp"
     try:
-        # The umask can only remove bits from 0o600, but be explicit in case
-        # the file system (or a default ACL) adds some.
-        os.fchmod(fd, 0o600)
-        view = memoryview(key)
-        while view:
-            n = os.write(fd, view)
-            view = view[n:]
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    try:
+        parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         try:
-            os.link(tmp, path)
-        except FileExistsError:
-            # Another process created it first: use theirs.
-            return _read_kek(path)
-        except OSError:
-            # File systems without hard links: fall back to an exclusive
-            # create, which is still race-free though not all-or-nothing.
-            return _create_kek_exclusive(path, key)
-    finally:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
+            _write_new_file(tmp, key)
+            try:
+                os.link(tmp, path)
+            except FileExistsError:
+                # Another process created it first: use theirs.
+                return _read_kek(path)
+            except OSError:
+                # File systems without hard links: fall back to an exclusive
+                # create, still race-free though not all-or-nothing.
+                try:
+                    _write_new_file(path, key)
+                except FileExistsError:
+                    return _read_kek(path)
+        finally:
+            try:
+                os.unlink(tmp)
+            except FileNotFoundError:
+                pass
+    except OSError as e:
+        raise DkimError(f"cannot create DKIM key-encryption key file {path}: {e.strerror}") from None
     _fsync_dir(parent)
-    return key
-
-
-def _create_kek_exclusive(path: Path, key: bytes) -> bytes:
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-    except FileExistsError:
-        return _read_kek(path)
-    try:
-        os.fchmod(fd, 0o600)
-        os.write(fd, key)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    _fsync_dir(path.parent)
     return key
 
 
@@ -387,9 +385,10 @@ _FIELD_NAME_RE = re.compile(rb"[\x21-\x39\x3b-\x7e]+")  # RFC 5322 §3.6.8 ftext
 def canonicalize_body_relaxed(body: bytes) -> bytes:
     """Relaxed body canonicalisation (RFC 6376 §3.4.4), byte-identical to dkimpy's.
 
-    Every step is a single C-level bytes operation, and steps whose pattern
-    does not occur are skipped after a fast membership test, so a typical
-    5 MB body costs a few milliseconds instead of dkimpy's regex chain.
+    Every step is a C-level bytes operation (no per-line or per-match
+    Python code, no regular expressions), and one that finds nothing to
+    change returns its input without copying.  A 5 MB body takes ~15 ms here
+    against ~250-400 ms in dkimpy's regex chain (bench/dkim_sign.py).
     """
     # §3.4.4 a/b: "Reduce all sequences of WSP within a line to a single SP"
     # and "Ignore all whitespace at the end of lines".  WSP is SP / HTAB
@@ -407,15 +406,16 @@ def canonicalize_body_relaxed(body: bytes) -> bytes:
     # dropping it is equivalent to stripping the run first, as dkimpy does.
     body = body.replace(b" \r\n", b"\r\n")
     # §3.4.4 c: "Ignore all empty lines at the end of the message body", i.e.
-    # reduce trailing CRLFs to one; a body not ending in CRLF gets one added
-    # (§3.4.3, which §3.4.4 inherits).
+    # reduce trailing CRLFs to one; "If the body is non-empty but does not end
+    # with a CRLF, a CRLF is added".  WSP left before that added CRLF is kept,
+    # as dkimpy does; SMTP-submitted bodies always end in CRLF anyway.
     end = len(body)
     while body.endswith(b"\r\n", 0, end):
         end -= 2
     if end == 0:
-        # Empty body, or nothing but empty lines: RFC 6376 errata 3525 makes
-        # the relaxed canonical form the empty string (not a lone CRLF), and
-        # dkimpy and OpenDKIM agree.
+        # Empty body, or nothing but empty lines: unlike "simple" (§3.4.3),
+        # relaxed adds no CRLF to an empty body, so the canonical form is the
+        # empty string; dkimpy and OpenDKIM agree.
         return b""
     if end == len(body):
         return body + b"\r\n"
@@ -456,9 +456,12 @@ def _split_message(message: bytes) -> tuple[list[tuple[bytes, bytes]], bytes]:
             fields[-1] = (name, value + b"\r\n" + line)
             continue
         colon = line.find(b":")
-        if colon <= 0 or not _FIELD_NAME_RE.fullmatch(line, 0, colon):
+        # WSP before the colon is obsolete syntax (RFC 5322 §4.5) that relaxed
+        # canonicalisation deletes (RFC 6376 §3.4.2), so accept and drop it.
+        name = line[:colon].rstrip(b" \t") if colon > 0 else b""
+        if not _FIELD_NAME_RE.fullmatch(name):
             raise DkimError("malformed header field line in message")
-        fields.append((line[:colon], line[colon + 1 :]))
+        fields.append((name, line[colon + 1 :]))
     return fields, body
 
 
@@ -472,9 +475,11 @@ def _fold_tags(prefix_len: int, pieces: Sequence[tuple[str, str]]) -> str:
 
     *pieces* are ``(joiner, text)``: *joiner* separates the piece from the
     previous one when both fit on a line; otherwise a fold (CRLF SP) is used
-    instead.  A joiner of CRLF SP always folds.  Folding is only ever placed where RFC 6376 §3.2 allows FWS
-    (between tags, and around the ``:`` in ``h=``), and the signature covers
-    the folded text itself, so the exact layout does not matter to verifiers.
+    instead.  A joiner of CRLF SP always folds.  Folds only go where RFC 6376
+    §3.2 and §3.5 allow FWS (between tags, and around the ``:`` in ``h=``),
+    and the signature covers the folded text itself (relaxed canonicalisation
+    turns each fold into one SP on both sides), so verifiers see exactly what
+    was signed.
     """
     out: list[str] = []
     col = prefix_len
@@ -530,7 +535,7 @@ def sign(message: bytes, keys: Sequence[SigningKey], *, timestamp: int | None = 
     # One body hash for all keys: both algorithms use SHA-256 and all
     # signatures use relaxed body canonicalisation and no l= tag.  (l= is left
     # out on purpose: it lets anyone append content under our signature,
-    # RFC 6376 §8.2.)
+    # RFC 6376 §8.1.)
     bh = base64.b64encode(hashlib.sha256(canonicalize_body_relaxed(body)).digest()).decode("ascii")
 
     # h= lists each signed field once per occurrence.  RFC 6376 §5.4.2:
@@ -551,16 +556,17 @@ def sign(message: bytes, keys: Sequence[SigningKey], *, timestamp: int | None = 
         # RFC 6376 §5.4: the From header field MUST be signed.
         raise DkimError("message has no From header field; it cannot be DKIM-signed")
     # Over-sign From (RFC 6376 §8.15): listing it once more than it occurs
-    # makes the extra listing match a "null" instance (§5.4.2), so a From
+    # makes the extra listing match a nonexistent, i.e. null, instance
+    # (§5.4, §5.4.2), so a From
     # added anywhere later breaks the signature and a second, deceptive From
     # cannot ride along.
     names.append("from")
 
-    # The header part of the hash input (§3.7) in h= order, bottom-up per name.
-    remaining = {k: list(v) for k, v in by_name.items()}
+    # The header part of the hash input (§3.7) in h= order, taking instances
+    # bottom-up per name (§5.4.2); the extra From finds none and adds nothing.
     signed_data = bytearray()
     for sname in names:
-        stack = remaining.get(sname.encode("ascii"))
+        stack = by_name.get(sname.encode("ascii"))
         if stack:
             signed_data += stack.pop()
     header_prefix = bytes(signed_data)

@@ -126,9 +126,7 @@ def test_generate_rsa_key() -> None:
     assert isinstance(key, rsa.RSAPrivateKey)
     assert key.key_size == 2048
     assert key.public_key().public_numbers().e == 65537
-    spki = key.public_key().public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
+    spki = key.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
     assert base64.b64decode(pub) == spki
 
 
@@ -175,9 +173,7 @@ def test_signing_key_validation() -> None:
     with pytest.raises(DkimError, match="Ed25519"):
         SigningKey.from_pem(DOMAIN, "s", ED, rsa_pem)
     with pytest.raises(DkimError, match="parse"):
-        SigningKey.from_pem(
-            DOMAIN, "s", RSA, b"-----BEGIN PRIVATE KEY-----\nnope\n-----END PRIVATE KEY-----\n"
-        )
+        SigningKey.from_pem(DOMAIN, "s", RSA, b"-----BEGIN PRIVATE KEY-----\nnope\n-----END PRIVATE KEY-----\n")
     with pytest.raises(DkimError):
         SigningKey.from_pem(DOMAIN, "s", "rsa-sha1", rsa_pem)
     # d=/s= values that could inject tags or whitespace are refused.
@@ -338,6 +334,18 @@ def test_header_names_are_matched_case_insensitively() -> None:
     assert dkimpy.verify(sig + msg, dnsfunc=dnsfunc_for((key, txt)))
 
 
+def test_relaxed_header_canonicalisation() -> None:
+    # Ed25519 signatures are deterministic, so equal canonical headers give
+    # byte-identical signatures (RFC 6376 §3.4.2: case of names, WSP around
+    # the colon, folding and WSP runs do not matter).
+    key, _ = make_key(ED)
+    a = b"From: a@example.com\r\nSubject: Hello World\r\n\r\nbody\r\n"
+    b = b"from :a@example.com  \r\nSUBJECT\t:  Hello \r\n\t World \r\n\r\nbody\r\n"
+    c = b"From: a@example.com\r\nSubject: Hello  World!\r\n\r\nbody\r\n"
+    assert sign(a, [key], timestamp=1) == sign(b, [key], timestamp=1)
+    assert sign(a, [key], timestamp=1) != sign(c, [key], timestamp=1)
+
+
 @pytest.mark.parametrize("alg", [RSA, pytest.param(ED, marks=needs_nacl)])
 def test_tampering_breaks_signature(alg: str) -> None:
     key, txt = make_key(alg)
@@ -365,9 +373,7 @@ def test_tampering_breaks_signature(alg: str) -> None:
     benign = {
         "unsigned header added": sig + b"X-Spam-Score: 0\r\n" + MSG,
         "header whitespace": signed.replace(b"Subject:   Quarterly", b"Subject: Quarterly"),
-        "header refolded": signed.replace(
-            b"To: Bob <bob@example.org>,\r\n\t", b"To: Bob <bob@example.org>, "
-        ),
+        "header refolded": signed.replace(b"To: Bob <bob@example.org>,\r\n\t", b"To: Bob <bob@example.org>, "),
         "trailing empty lines": signed + b"\r\n\r\n",
         "trailing space in body": signed.replace(b"Hello Bob,  \r\n", b"Hello Bob,\r\n"),
     }
@@ -554,9 +560,7 @@ def test_relaxed_body_canonicalisation_crlf_only_fuzz() -> None:
     rng = random.Random(7)
     words = [b"lorem", b"ipsum", b"dolor", b"\t", b"  ", b"   \t ", b"=20", b""]
     for _ in range(300):
-        lines = [
-            b" ".join(rng.choice(words) for _ in range(rng.randint(0, 40))) for _ in range(rng.randint(0, 40))
-        ]
+        lines = [b" ".join(rng.choice(words) for _ in range(rng.randint(0, 40))) for _ in range(rng.randint(0, 40))]
         body = b"\r\n".join(lines) + rng.choice([b"", b"\r\n", b"\r\n\r\n\r\n", b" \r\n \r\n"])
         assert canonicalize_body_relaxed(body) == DkimpyRelaxed.canonicalize_body(body)
 
@@ -635,21 +639,52 @@ def test_kek_with_wrong_length_is_refused(tmp_path: Path, size: int) -> None:
     assert path.read_bytes() == b"k" * size  # never overwritten
 
 
-def test_kek_symlink_and_directory_are_refused(tmp_path: Path) -> None:
+def test_kek_symlinks_and_directories(tmp_path: Path) -> None:
     real = tmp_path / "real.kek"
-    load_or_create_kek(real)
+    kek = load_or_create_kek(real)
+    # A symlink to a good file is fine (secret stores present files that way)...
     link = tmp_path / "link.kek"
     link.symlink_to(real)
-    with pytest.raises(DkimError):
+    assert load_or_create_kek(link) == kek
+    # ...but the target's permissions are what is checked.
+    os.chmod(real, 0o644)
+    with pytest.raises(DkimError, match="chmod 600"):
         load_or_create_kek(link)
+    # A dangling symlink is refused rather than written through.
     dangling = tmp_path / "dangling.kek"
     dangling.symlink_to(tmp_path / "missing")
     with pytest.raises(DkimError):
         load_or_create_kek(dangling)
+    assert not (tmp_path / "missing").exists()
     d = tmp_path / "dir.kek"
     d.mkdir(mode=0o700)
-    with pytest.raises(DkimError):
+    with pytest.raises(DkimError, match="not a regular file"):
         load_or_create_kek(d)
+
+
+def test_kek_read_only_0400_is_accepted(tmp_path: Path) -> None:
+    path = tmp_path / "k"
+    kek = load_or_create_kek(path)
+    os.chmod(path, 0o400)
+    assert load_or_create_kek(path) == kek
+
+
+def test_kek_creation_failure_is_a_dkim_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_bytes(b"")
+    with pytest.raises(DkimError, match="cannot create"):
+        load_or_create_kek(blocker / "sub" / "k")
+
+
+def test_kek_concurrent_creation_agrees(tmp_path: Path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    path = tmp_path / "race" / "k"
+    with ThreadPoolExecutor(8) as pool:
+        keks = list(pool.map(lambda _: load_or_create_kek(path), range(16)))
+    assert len(set(keks)) == 1
+    assert keks[0] == path.read_bytes()
+    assert [p.name for p in path.parent.iterdir()] == ["k"]
 
 
 def test_encrypt_decrypt_roundtrip() -> None:

@@ -1,0 +1,199 @@
+"""Authentication use case: token → credential (account, stream), plus the limits checked at AUTH time.
+
+Protocol-neutral (no SMTP here): the SMTP adapter maps each `AuthOutcome` to a reply from
+`replies.py`; the HTTP API can map them to its own statuses.
+
+* `Authenticator.authenticate(token)`: looks the credential up by the token's public id, compares
+  digests in constant time, and refuses an account already at its monthly limit.
+* `SessionSlots`: at most `limits.connections_per_account` concurrent authenticated sessions per
+  account, counted cluster-wide with PostgreSQL advisory locks (see `store/smtp_limits.py`).
+* `FailureWindow`: AUTH failures per client IP over a sliding window. In-process by design: it is a
+  brute-force brake, keyed on the client IP only (never on the account or user name), so a real user
+  on another IP is never locked out. With N processes/nodes an attacker gets at most N times the
+  budget, which still bounds guessing of 192-bit tokens to nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+
+from . import quota, tokens
+from .store import credentials as credentials_store
+from .store import smtp_limits
+from .store import usage as usage_store
+
+log = logging.getLogger(__name__)
+
+# Errors that mean "the database is not there right now", as opposed to a bug.
+DB_ERRORS: tuple[type[BaseException], ...] = (
+    OSError, asyncpg.PostgresError, asyncpg.InterfaceError, asyncio.TimeoutError,
+)
+
+
+class AuthOutcome(enum.Enum):
+    OK = "ok"
+    INVALID = "invalid"                # unknown, revoked or malformed token
+    TEMPORARY = "temporary"            # database unreachable
+    QUOTA = "quota"                    # account at its monthly limit
+    TOO_MANY_CONNECTIONS = "too_many_connections"
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is sending: the credential and the plan facts the per-message path needs (no DB look-ups)."""
+
+    credential_id: int
+    account_id: int
+    account_name: str
+    stream: str
+    monthly_limit: int
+    max_message_size: int
+    billing_anchor_day: int
+
+
+def _token_text(secret: str) -> str | None:
+    # Tokens are printable ASCII; anything else (NUL, CR, LF, non-ASCII) is malformed, never looked up.
+    if not secret.isascii() or not secret.isprintable():
+        return None
+    return secret
+
+
+class Authenticator:
+    def __init__(self, pool: Any) -> None:
+        self._pool = pool
+
+    async def authenticate(self, secret: str) -> tuple[AuthOutcome, Principal | None]:
+        token = _token_text(secret)
+        public_id = tokens.public_id_of(token) if token is not None else None
+        if token is None or public_id is None:
+            return AuthOutcome.INVALID, None
+        try:
+            async with self._pool.acquire() as conn:
+                row = await credentials_store.find_active(conn, public_id)
+                if row is None or not tokens.matches(token, bytes(row["digest"])):
+                    return AuthOutcome.INVALID, None
+                principal = Principal(
+                    credential_id=row["id"], account_id=row["account_id"], account_name=row["account_name"],
+                    stream=row["stream"], monthly_limit=int(row["monthly_limit"]),
+                    max_message_size=int(row["max_message_size"]),
+                    billing_anchor_day=int(row["billing_anchor_day"]),
+                )
+                period = quota.current_period(principal.billing_anchor_day)
+                if await usage_store.used(conn, principal.account_id, period) >= principal.monthly_limit:
+                    return AuthOutcome.QUOTA, principal
+                await credentials_store.touch(conn, principal.credential_id)
+        except DB_ERRORS:
+            log.warning("authentication: database unavailable", exc_info=True)
+            return AuthOutcome.TEMPORARY, None
+        return AuthOutcome.OK, principal
+
+
+class SessionSlots:
+    """Per-account session slots of this process, backed by advisory locks on one dedicated connection."""
+
+    def __init__(self, pool: Any, limit: int) -> None:
+        self._pool = pool
+        self._limit = limit
+        self._conn: Any = None
+        self._lock = asyncio.Lock()
+        self._held: dict[int, set[int]] = {}
+
+    async def acquire(self, account_id: int) -> tuple[AuthOutcome, int | None]:
+        async with self._lock:
+            held = self._held.setdefault(account_id, set())
+            try:
+                if self._conn is None:
+                    self._conn = await self._pool.acquire()
+                slot = await smtp_limits.try_acquire_slot(self._conn, account_id, self._limit, sorted(held))
+            except DB_ERRORS:
+                log.warning("session slots: database unavailable", exc_info=True)
+                await self._drop_connection()
+                return AuthOutcome.TEMPORARY, None
+            if slot is None:
+                return AuthOutcome.TOO_MANY_CONNECTIONS, None
+            held.add(slot)
+            return AuthOutcome.OK, slot
+
+    async def release(self, account_id: int, slot: int) -> None:
+        async with self._lock:
+            held = self._held.get(account_id)
+            if held is None or slot not in held:
+                return  # lost with a dropped connection: PostgreSQL already released it
+            held.discard(slot)
+            if not held:
+                self._held.pop(account_id, None)
+            if self._conn is None:
+                return
+            try:
+                await smtp_limits.release_slot(self._conn, account_id, slot)
+            except DB_ERRORS:
+                log.warning("session slots: release failed", exc_info=True)
+                await self._drop_connection()
+
+    def held_count(self, account_id: int) -> int:
+        return len(self._held.get(account_id, ()))
+
+    async def _drop_connection(self) -> None:
+        # Locks die with the connection; forget them all so the books match PostgreSQL's.
+        conn, self._conn = self._conn, None
+        self._held.clear()
+        if conn is not None:
+            try:
+                conn.terminate()
+                await self._pool.release(conn)
+            except Exception:  # noqa: BLE001 - best effort on an already broken connection
+                log.debug("releasing a broken connection failed", exc_info=True)
+
+    async def close(self) -> None:
+        async with self._lock:
+            conn, self._conn = self._conn, None
+            self._held.clear()
+            if conn is not None:
+                try:
+                    # Unlock before handing the connection back to the pool, where it lives on.
+                    await conn.execute("SELECT pg_advisory_unlock_all()")
+                    await self._pool.release(conn)
+                except DB_ERRORS:
+                    log.debug("closing session slots failed", exc_info=True)
+
+
+class FailureWindow:
+    """AUTH failures per client IP in the last `window` seconds (in-process, see module docstring)."""
+
+    def __init__(self, max_failures: int, window: float) -> None:
+        self._max = max_failures
+        self._window = window
+        self._failures: dict[str, deque[float]] = {}
+
+    def _trim(self, ip: str, now: float) -> deque[float] | None:
+        q = self._failures.get(ip)
+        if q is None:
+            return None
+        while q and q[0] <= now - self._window:
+            q.popleft()
+        if not q:
+            del self._failures[ip]
+            return None
+        return q
+
+    def blocked(self, ip: str) -> bool:
+        q = self._trim(ip, time.monotonic())
+        return q is not None and len(q) >= self._max
+
+    def record_failure(self, ip: str) -> None:
+        now = time.monotonic()
+        q = self._trim(ip, now)
+        if q is None:
+            q = self._failures[ip] = deque()
+        q.append(now)
+        if len(self._failures) > 100_000:  # bound memory under a distributed attack
+            for key in list(self._failures)[:10_000]:
+                self._trim(key, now)

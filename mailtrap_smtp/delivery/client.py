@@ -1,0 +1,278 @@
+"""The outbound SMTP client: one connection to one remote MX, several transactions on it.
+
+Built on aiosmtplib (>= 5.1.2, which refuses control characters in command arguments and fixed the
+STARTTLS response-injection bug), driven command by command so that every recipient gets its own
+outcome (RFC 5321 §3.3: RCPT replies are per recipient, the DATA reply covers the accepted ones).
+
+TLS policy:
+* STARTTLS is used whenever the server offers it (RFC 3207). Without a TLS requirement the
+  certificate is NOT verified: this is opportunistic security (RFC 7435 §1.3, and RFC 3207 §4.1 /
+  RFC 7672 §1.3 for SMTP): MX certificates are very often self-signed or for another name, the MX
+  host name comes from unauthenticated DNS anyway, and refusing an unverifiable certificate would
+  only push the mail to cleartext, which protects nothing. Encrypting without authenticating still
+  defeats passive eavesdropping. If the TLS handshake itself fails, the address is retried once in
+  cleartext, again per RFC 7435 ("fall back to cleartext"), unless TLS is required.
+* When TLS is required (`require_tls` / `require_tls_domains`), a server that does not offer
+  STARTTLS gets nothing, and the certificate is verified against the MX host name (or the route's
+  host), because an unauthenticated channel is exactly what a requirement is meant to exclude.
+
+The envelope is validated before any byte goes out: an address carrying a control character (CR,
+LF, NUL...) can only be an attempt at command injection and fails permanently without a connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import ssl
+from dataclasses import dataclass, field
+
+import aiosmtplib
+
+from . import bounces
+
+log = logging.getLogger(__name__)
+
+# RFC 5321 §4.1.2 / RFC 6531 §3.3: no control characters anywhere in a path; the characters that
+# would end the path or start a parameter on the command line are refused as well.
+_BAD_ADDRESS_CHARS = re.compile(r"[\x00-\x20\x7f<>]")
+_MAX_PATH = 256  # RFC 5321 §4.5.3.1.3
+
+
+def envelope_problem(address: str, *, sender: bool = False) -> str | None:
+    """Why this address cannot be put on a MAIL/RCPT line, or None when it can."""
+    if sender and address == "":
+        return None  # the null reverse-path <> (RFC 5321 §4.5.5)
+    if _BAD_ADDRESS_CHARS.search(address):
+        return "address contains a control character, space or angle bracket"
+    if len(address.encode("utf-8")) > _MAX_PATH:
+        return "address too long"
+    local, at, domain = address.rpartition("@")
+    if not at or not local or not domain:
+        return "address is not local@domain"
+    return None
+
+
+def needs_smtputf8(*addresses: str) -> bool:
+    return not all(a.isascii() for a in addresses)
+
+
+@dataclass(frozen=True)
+class Target:
+    """One address to connect to: `name` is the MX (or route) host name, used for SNI and verification."""
+
+    name: str
+    address: str
+    port: int
+
+
+@dataclass
+class RcptResult:
+    rcpt: str
+    code: int   # 2xx accepted, 4xx/5xx refused; 0 when the connection broke before a reply
+    reply: str  # the full reply line(s), "code text", or a local description
+
+    @property
+    def permanent(self) -> bool:
+        return 500 <= self.code < 600
+
+    @property
+    def ok(self) -> bool:
+        return 200 <= self.code < 300
+
+
+class ConnectFailed(Exception):
+    """No target could be used; `reply` is the last reason, `permanent` only for local refusals."""
+
+    def __init__(self, reply: str, category: str) -> None:
+        super().__init__(reply)
+        self.reply = reply
+        self.category = category
+
+
+def opportunistic_context() -> ssl.SSLContext:
+    """TLS without authentication (RFC 7435); still TLS 1.2+ and the default cipher choice."""
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    return ctx
+
+
+def verifying_context(cafile: str | None = None) -> ssl.SSLContext:
+    ctx = ssl.create_default_context(cafile=cafile)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    return ctx
+
+
+def _reply_text(code: int, message: str) -> str:
+    text = " ".join(line.strip() for line in message.splitlines() if line.strip())
+    return f"{code} {text}".strip()
+
+
+@dataclass
+class Session:
+    """An open, greeted (and, when offered, encrypted) SMTP connection."""
+
+    smtp: aiosmtplib.SMTP
+    target: Target
+    tls_version: str | None
+    transactions: int = 0
+    broken: bool = field(default=False)
+
+    @property
+    def mx(self) -> str:
+        return self.target.name
+
+    async def send(self, mail_from: str, rcpts: list[str], raw: bytes) -> list[RcptResult]:
+        """One transaction: MAIL, RCPT per recipient, DATA once; one result per recipient.
+
+        The server's dot-unstuffing (RFC 5321 §4.5.2) gives back exactly `raw`: aiosmtplib doubles
+        every leading dot and sends CRLF line ends only (bare CR/LF become CRLF).
+        """
+        smtp = self.smtp
+        results: dict[str, RcptResult] = {}
+        if self.transactions:
+            try:
+                await smtp.rset()
+            except (aiosmtplib.SMTPException, OSError, asyncio.TimeoutError) as e:
+                self.broken = True
+                return [RcptResult(r, 0, f"connection lost before MAIL: {_describe(e)}") for r in rcpts]
+        self.transactions += 1
+        options: list[str] = []
+        encoding = "ascii"
+        if needs_smtputf8(mail_from, *rcpts):
+            if not smtp.supports_extension("smtputf8"):
+                # RFC 6531 §3.2: without SMTPUTF8 a non-ASCII address cannot be transmitted at all.
+                text = "553 5.6.7 Non-ASCII address and the server does not support SMTPUTF8"
+                return [RcptResult(r, 553, text) for r in rcpts]
+            options.append("SMTPUTF8")
+            encoding = "utf-8"
+        if not raw.isascii() and smtp.supports_extension("8bitmime"):
+            options.append("BODY=8BITMIME")  # RFC 6152
+        if smtp.supports_extension("size"):
+            options.append(f"SIZE={len(raw)}")  # RFC 1870: lets the server refuse before DATA
+        try:
+            try:
+                await smtp.mail(mail_from, options=options, encoding=encoding)
+            except aiosmtplib.SMTPResponseException as e:
+                text = _reply_text(e.code, e.message)
+                await self._reset_after_refusal()
+                return [RcptResult(r, e.code, text) for r in rcpts]
+            accepted: list[str] = []
+            for r in rcpts:
+                try:
+                    resp = await smtp.rcpt(r, encoding=encoding)
+                    accepted.append(r)
+                    results[r] = RcptResult(r, resp.code, _reply_text(resp.code, resp.message))
+                except aiosmtplib.SMTPResponseException as e:
+                    results[r] = RcptResult(r, e.code, _reply_text(e.code, e.message))
+                    if e.code == 421:  # RFC 5321 §3.8: the server is closing the channel
+                        raise
+            if not accepted:
+                await self._reset_after_refusal()
+                return [results[r] for r in rcpts]
+            try:
+                resp = await smtp.data(raw)
+                final = RcptResult("", resp.code, _reply_text(resp.code, resp.message))
+            except aiosmtplib.SMTPResponseException as e:
+                final = RcptResult("", e.code, _reply_text(e.code, e.message))
+            for r in accepted:
+                results[r] = RcptResult(r, final.code, final.reply)
+            return [results[r] for r in rcpts]
+        except (aiosmtplib.SMTPException, OSError, asyncio.TimeoutError) as e:
+            self.broken = True
+            why = _describe(e)
+            out = []
+            for r in rcpts:
+                prior = results.get(r)
+                if prior is not None and not prior.ok:
+                    out.append(prior)  # a refusal already received stands
+                else:
+                    out.append(RcptResult(r, 0, f"connection lost: {why}"))
+            return out
+
+    async def _reset_after_refusal(self) -> None:
+        # RSET happens before the next transaction anyway; nothing to do here.
+        return None
+
+    async def close(self) -> None:
+        try:
+            if not self.broken and self.smtp.is_connected:
+                await asyncio.wait_for(self.smtp.quit(), 5)
+        except Exception:  # noqa: BLE001 - closing is best effort; the transactions are recorded
+            pass
+        finally:
+            self.smtp.close()
+
+
+def _describe(e: BaseException) -> str:
+    if isinstance(e, aiosmtplib.SMTPResponseException):
+        return _reply_text(e.code, e.message)
+    if isinstance(e, aiosmtplib.SMTPTimeoutError | asyncio.TimeoutError | TimeoutError):
+        return "timeout"
+    text = str(e) or type(e).__name__
+    return text.replace("\r", " ").replace("\n", " ")
+
+
+async def open_session(targets: list[Target], *, helo: str, require_tls: bool,
+                       verify_context: ssl.SSLContext | None, connect_timeout: float,
+                       command_timeout: float) -> Session:
+    """Connect to the first target that works, in order (RFC 5321 §5.1: MX order, then addresses).
+
+    Raises ConnectFailed with the last reason when none does.
+    """
+    last = "no address to connect to"
+    category = bounces.CONNECTION_FAILURE
+    opportunistic = opportunistic_context()
+    for t in targets:
+        for use_tls in (True, False):
+            if not use_tls and require_tls:
+                break
+            smtp = aiosmtplib.SMTP(hostname=t.address, port=t.port, local_hostname=helo,
+                                   timeout=command_timeout, start_tls=False, use_tls=False)
+            try:
+                await smtp.connect(timeout=connect_timeout)
+                try:
+                    await smtp.ehlo()
+                except aiosmtplib.SMTPHeloError:
+                    await smtp.helo()  # a pre-ESMTP server (RFC 5321 §3.2)
+                tls_version = None
+                if use_tls and smtp.supports_extension("starttls"):
+                    ctx = verify_context if (require_tls and verify_context is not None) else (
+                        verifying_context() if require_tls else opportunistic)
+                    try:
+                        await smtp.starttls(server_hostname=t.name, tls_context=ctx)
+                    except (ssl.SSLError, ssl.CertificateError, aiosmtplib.SMTPResponseException,
+                            aiosmtplib.SMTPServerDisconnected) as e:
+                        raise _TlsFailed(_describe(e)) from e
+                    await smtp.ehlo()  # RFC 3207 §4.2: forget what was said before TLS
+                    ssl_object = smtp.get_transport_info("ssl_object")
+                    tls_version = ssl_object.version() if ssl_object is not None else "unknown"
+                elif require_tls:
+                    last = f"TLS required but not offered by {t.name} [{t.address}]"
+                    category = bounces.TLS_REQUIRED
+                    smtp.close()
+                    break
+                return Session(smtp, t, tls_version)
+            except _TlsFailed as e:
+                smtp.close()
+                last = f"TLS handshake with {t.name} [{t.address}] failed: {e}"
+                category = bounces.TLS_REQUIRED if require_tls else bounces.CONNECTION_FAILURE
+                continue  # cleartext retry of the same address unless TLS is required
+            except aiosmtplib.SMTPResponseException as e:
+                smtp.close()
+                last = f"{t.name} [{t.address}]: {_reply_text(e.code, e.message)}"
+                category = bounces.CONNECTION_FAILURE
+                break
+            except (aiosmtplib.SMTPException, OSError, asyncio.TimeoutError) as e:
+                smtp.close()
+                last = f"cannot connect to {t.name} [{t.address}]:{t.port}: {_describe(e)}"
+                category = bounces.CONNECTION_FAILURE
+                break
+    raise ConnectFailed(last, category)
+
+
+class _TlsFailed(Exception):
+    pass

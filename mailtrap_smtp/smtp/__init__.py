@@ -1,0 +1,1 @@
+"""SMTP submission front end: listeners, TLS, sessions (the only protocol adapter for SMTP)."""

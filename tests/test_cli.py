@@ -1,0 +1,166 @@
+"""The admin CLI end to end against the real database: people's tables and --json."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import uuid
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+
+from mailtrap_smtp import cli, tokens
+from mailtrap_smtp.store import messages
+
+
+@pytest.fixture
+def run(make_config: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Any:
+    make_config()
+    path = str(tmp_path / "config.toml")
+
+    def go(*args: str) -> tuple[int, str, str]:
+        code = cli.main(["-c", path, *args])
+        out = capsys.readouterr()
+        return code, out.out, out.err
+
+    return go
+
+
+def test_account_create_show_list(run: Any) -> None:
+    code, out, err = run("account", "create", "acme", "--monthly-limit", "500", "--max-message-size", "2000000")
+    assert code == 0, err
+    assert out == "created account acme (monthly limit 500, max message size 2000000 bytes)\n"
+    code, out, _ = run("account", "show", "acme", "--json")
+    data = json.loads(out)
+    assert (data["monthly_limit"], data["used_this_period"], data["remaining"]) == (500, 0, 500)
+    assert data["max_message_size"] == 2000000
+    code, out, _ = run("account", "show", "acme")
+    assert "monthly_limit:" in out and "500" in out
+    code, out, _ = run("account", "list")
+    lines = out.splitlines()
+    assert lines[0].split() == ["NAME", "MONTHLY_LIMIT", "USED_THIS_PERIOD", "MAX_MESSAGE_SIZE", "PERIOD_START"]
+    assert lines[1].split()[:2] == ["acme", "500"]
+
+
+def test_account_errors_are_one_line(run: Any) -> None:
+    assert run("account", "create", "acme")[0] == 0
+    code, out, err = run("account", "create", "acme")
+    assert (code, err) == (1, "mailtrap-smtp: account 'acme' already exists\n")
+    code, out, err = run("account", "show", "nobody")
+    assert (code, err) == (1, "mailtrap-smtp: no account named 'nobody'\n")
+    code, out, err = run("account", "create", "big", "--max-message-size", str(40 * 1024 * 1024))
+    assert code == 1 and "limits.message_size_cap" in err and err.count("\n") == 1
+
+
+def test_credential_lifecycle(run: Any, db_dsn: str) -> None:
+    run("account", "create", "acme")
+    code, out, err = run("credential", "create", "acme", "--stream", "bulk", "--json")
+    assert code == 0, err
+    data = json.loads(out)
+    token, token_id = data["token"], data["token_id"]
+    assert tokens.public_id_of(token) == token_id and data["stream"] == "bulk"
+
+    async def stored() -> Any:
+        conn = await asyncpg.connect(db_dsn)
+        try:
+            return await conn.fetchrow("SELECT * FROM credentials WHERE public_id = $1", token_id)
+        finally:
+            await conn.close()
+
+    row = asyncio.run(stored())
+    assert tokens.matches(token, bytes(row["digest"]))
+    assert token.encode() not in bytes(row["digest"]) and row["revoked_at"] is None
+    code, out, _ = run("credential", "list", "acme", "--json")
+    assert [c["token_id"] for c in json.loads(out)] == [token_id]
+    assert token not in out
+    code, out, _ = run("credential", "revoke", token_id)
+    assert code == 0 and out.startswith(f"revoked {token_id} at ")
+    assert asyncio.run(stored())["revoked_at"] is not None
+    code, _, err = run("credential", "revoke", "ffffffff")
+    assert (code, err) == (1, "mailtrap-smtp: no credential with token id 'ffffffff'\n")
+
+
+def test_credential_create_prints_token_once_for_people(run: Any) -> None:
+    run("account", "create", "acme")
+    code, out, _ = run("credential", "create", "acme", "--stream", "transactional")
+    assert code == 0
+    token_line = next(line for line in out.splitlines() if line.startswith("token:"))
+    assert tokens.public_id_of(token_line.split()[1]) is not None
+    assert "shown once" in out
+
+
+def test_domain_add_skip_dns_is_marked_everywhere(run: Any) -> None:
+    run("account", "create", "acme")
+    code, out, err = run("domain", "add", "acme", "Mail.Example.COM", "--skip-dns-verification")
+    assert code == 0, err
+    assert "added domain mail.example.com to account acme: verified (DNS NOT VERIFIED" in out
+    code, out, _ = run("domain", "list")
+    assert "mail.example.com" in out and "DNS NOT VERIFIED" in out
+    code, out, _ = run("domain", "list", "acme", "--json")
+    (d,) = json.loads(out)
+    assert (d["name"], d["state"], d["dns_skipped"]) == ("mail.example.com", "verified", True)
+
+
+def test_domain_add_prints_records_to_publish(run: Any) -> None:
+    run("account", "create", "acme")
+    code, out, err = run("domain", "add", "acme", "example.org", "--json")
+    assert code == 0, err
+    data = json.loads(out)
+    assert data["domain"]["state"] == "unverified"
+    by_key = {r["key"]: r for r in data["records"]}
+    assert by_key["ownership"]["type"] == "CNAME" and by_key["ownership"]["value"] == "rp.mx.service.test"
+    assert by_key["ownership"]["name"].endswith(".example.org")
+    assert by_key["dkim:mt1"]["name"] == "mt1._domainkey.example.org"
+    assert by_key["dkim:mt1"]["value"].startswith("v=DKIM1; k=rsa; p=")
+    assert by_key["dmarc"]["name"] == "_dmarc.example.org"
+    code, _, err = run("domain", "add", "acme", "www.example.net")
+    assert code == 1 and "www.example.net" in err and "--force" in err and err.count("\n") == 1
+    code, _, err = run("domain", "add", "acme", "not a domain")
+    assert code == 1 and err.startswith("mailtrap-smtp: ")
+    code, _, err = run("domain", "add", "nobody", "example.net")
+    assert (code, err) == (1, "mailtrap-smtp: no account named 'nobody'\n")
+
+
+def test_queue_list_and_show(run: Any, db_dsn: str) -> None:
+    run("account", "create", "acme")
+    mid = uuid.uuid4()
+    raw = b"From: a@example.com\r\nTo: r@dest.test\r\nSubject: Hello\r\n\r\nbody\r\n"
+
+    async def accept() -> None:
+        conn = await asyncpg.connect(db_dsn)
+        try:
+            acct = await conn.fetchval("SELECT id FROM accounts WHERE name = 'acme'")
+            async with conn.transaction():
+                await messages.accept(conn, messages.NewMessage(
+                    id=mid, account_id=acct, credential_id=None, domain_id=None, stream="transactional",
+                    mail_from="a@example.com", header_from="a@example.com", subject="Hello",
+                    message_id_header=None, category=None, custom_variables=None, client_ip="192.0.2.1",
+                    raw=raw, recipients=["r@dest.test", "s@other.test"]), dt.date(2026, 11, 1))
+        finally:
+            await conn.close()
+
+    asyncio.run(accept())
+    code, out, _ = run("queue", "list", "--json")
+    rows = json.loads(out)
+    assert {(r["rcpt"], r["state"]) for r in rows} == {("r@dest.test", "queued"), ("s@other.test", "queued")}
+    code, out, _ = run("queue", "list", "--domain", "OTHER.test", "--json")
+    assert [r["rcpt"] for r in json.loads(out)] == ["s@other.test"]
+    code, out, _ = run("queue", "show", str(mid), "--json")
+    data = json.loads(out)
+    assert data["subject"] == "Hello" and data["client_ip"] == "192.0.2.1"
+    assert {"name": "Subject", "value": "Hello"} in data["headers"]
+    assert [e["type"] for e in data["events"]] == ["reception"]
+    code, out, _ = run("queue", "show", str(mid))
+    assert "recipients:" in out and "reception" in out
+    code, _, err = run("queue", "show", "not-a-uuid")
+    assert (code, err) == (1, "mailtrap-smtp: not a message id: 'not-a-uuid'\n")
+    code, _, err = run("queue", "show", str(uuid.UUID(int=1)))
+    assert code == 1 and "no message" in err
+
+
+def test_migrate_reports_nothing_pending(run: Any) -> None:
+    code, out, _ = run("migrate")
+    assert code == 0 and out.startswith("applied 0 migration(s); schema has ")

@@ -1,0 +1,76 @@
+"""Shared helpers for the delivery tests (no tests here): enqueue through the real acceptance path."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import uuid
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import asyncpg
+
+from mailtrap_smtp.store import accounts, events, messages
+
+PERIOD = dt.date(2026, 11, 1)
+
+
+def make_raw(subject: str = "hello", body: bytes = b"Hello there.\r\n", extra: bytes = b"") -> bytes:
+    return (b"From: Sender <sender@src.test>\r\nTo: someone@dest.test\r\nSubject: " + subject.encode()
+            + b"\r\nMessage-ID: <" + uuid.uuid4().hex.encode() + b"@src.test>\r\n" + extra + b"\r\n" + body)
+
+
+async def account(pool: asyncpg.Pool[Any], name: str = "acme") -> int:
+    row = await accounts.get_by_name(pool, name)
+    if row is None:
+        row = await accounts.create(pool, name, monthly_limit=1_000_000, max_message_size=10_000_000)
+    return int(row["id"])
+
+
+async def enqueue(pool: asyncpg.Pool[Any], rcpts: Sequence[str], raw: bytes | None = None,
+                  mail_from: str = "bounces@src.test") -> uuid.UUID:
+    acct = await account(pool)
+    msg = messages.NewMessage(
+        id=uuid.uuid4(), account_id=acct, credential_id=None, domain_id=None, stream="transactional",
+        mail_from=mail_from, header_from="sender@src.test", subject="hello", message_id_header=None,
+        category=None, custom_variables=None, client_ip="127.0.0.1", raw=raw or make_raw(),
+        recipients=list(rcpts),
+    )
+    async with pool.acquire() as conn, conn.transaction():
+        await messages.accept(conn, msg, PERIOD)
+    return msg.id
+
+
+async def states(pool: asyncpg.Pool[Any], message_id: uuid.UUID) -> dict[str, str]:
+    return {r["rcpt"]: r["state"] for r in await messages.recipients_of(pool, message_id)}
+
+
+async def rows(pool: asyncpg.Pool[Any], message_id: uuid.UUID) -> dict[str, Any]:
+    return {r["rcpt"]: r for r in await messages.recipients_of(pool, message_id)}
+
+
+async def event_list(pool: asyncpg.Pool[Any], message_id: uuid.UUID) -> list[tuple[str, str | None, Any]]:
+    import json
+
+    out = []
+    for e in await events.for_message(pool, message_id):
+        d = e["details"]
+        out.append((e["type"], e["rcpt"], json.loads(d) if isinstance(d, str) else d))
+    return out
+
+
+async def wait_for(pred: Callable[[], Any], timeout: float = 10.0, interval: float = 0.05) -> Any:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        value = pred()
+        if asyncio.iscoroutine(value):
+            value = await value
+        if value:
+            return value
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(interval)
+
+
+def later(seconds: float) -> dt.datetime:
+    return dt.datetime.now(dt.UTC) + dt.timedelta(seconds=seconds)
