@@ -137,6 +137,8 @@ def cmd_migrate(cfg: config_mod.Config, args: argparse.Namespace) -> int:
 def cmd_serve(cfg: config_mod.Config, args: argparse.Namespace) -> int:
     from . import app
 
+    if args.processes < 0:
+        raise CliError("--processes must be 0 (one per core) or more")
     config_mod.check_files(cfg)
     app.configure_logging(args.verbose)
     return app.serve(cfg, role=args.role, processes=args.processes)
@@ -513,8 +515,8 @@ def build_parser() -> argparse.ArgumentParser:
         return sp
 
     s = add(sub, "serve", cmd_serve, "run the SMTP listeners and delivery workers")
-    s.add_argument("--processes", type=int, default=1,
-                   help="processes sharing the ports with SO_REUSEPORT (0: one per core; default 1)")
+    s.add_argument("--processes", type=int, default=0,
+                   help="processes sharing the ports with SO_REUSEPORT (default 0: one per core)")
     s.add_argument("--role", choices=["all", "smtp", "delivery"], default="all",
                    help="what this node runs (default all)")
     s.add_argument("-v", "--verbose", action="store_true", help="debug logging")
