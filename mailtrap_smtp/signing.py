@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
@@ -12,6 +13,7 @@ from .store.types import Conn
 # A rotation activates a new key in the database; other processes and nodes pick it up within this
 # many seconds. Old and new keys are both published during a rotation, so either signature verifies.
 CACHE_SECONDS = 60.0
+OFFLOAD_BYTES = 256 * 1024
 
 
 class KeyStore:
@@ -44,6 +46,10 @@ class KeyStore:
         keys = await self.keys_for(domain)
         if not keys:
             return message
+        if len(message) > OFFLOAD_BYTES:
+            # ~4 ms per MB of canonicalisation and hashing: off the event loop, so other sessions
+            # are not stalled behind a large message.
+            return await asyncio.to_thread(dkim.sign, message, keys) + message
         return dkim.sign(message, keys) + message
 
     def _decrypt(self, row: Any) -> bytes:
