@@ -282,7 +282,11 @@ def cmd_domain_verify(cfg: config_mod.Config, args: argparse.Namespace) -> int:
             emit_json({"domain": _domain_json(report.domain), "records": records})
         else:
             print(f"{report.domain['name']}: {_state_label(dict(report.domain))}\n")
-            emit_table([{**r, "found": "; ".join(r.get("found", [])), "required": "yes" if r["required"] else "no"}
+            # A mismatch says what was found, in full: the customer compares it with what to publish.
+            emit_table([{**r, "required": "yes" if r["required"] else "no",
+                         "detail": r.get("detail", "") + (f" (found: {' | '.join(r['found'])})"
+                                                          if r.get("status") == "mismatch" and r.get("found")
+                                                          else "")}
                         for r in records], ["key", "type", "name", "status", "required", "detail"])
         return 0 if report.domain["state"] in ("verified", "failing") else EXIT_ERROR
 
@@ -321,7 +325,7 @@ def cmd_domain_list(cfg: config_mod.Config, args: argparse.Namespace) -> int:
 
 
 def cmd_dkim_rotate(cfg: config_mod.Config, args: argparse.Namespace) -> int:
-    from . import dkim, domainops
+    from . import domainops
 
     async def run(pool: Any) -> int:
         try:
@@ -329,9 +333,12 @@ def cmd_dkim_rotate(cfg: config_mod.Config, args: argparse.Namespace) -> int:
         except domainops.DomainOpError as e:
             raise CliError(str(e)) from None
         domain = await domainops._get(pool, args.domain)
-        rows = [{"selector": k["selector"], "algorithm": k["algorithm"],
-                 "name": f"{k['selector']}._domainkey.{domain['name']}", "type": "TXT",
-                 "value": dkim.dns_txt_value(k["algorithm"], k["public_key"])} for k in keys]
+        # Where each key's TXT goes: the customer's zone, or the operator's key-hosting zone.
+        rows = []
+        for k in keys:
+            name, rtype, value = domainops.dkim_publication(cfg, domain["name"], k)
+            rows.append({"selector": k["selector"], "algorithm": k["algorithm"], "name": name, "type": rtype,
+                         "value": value})
         if args.json:
             emit_json({"step": step, "keys": rows})
             return 0

@@ -30,6 +30,8 @@ log = logging.getLogger(__name__)
 # Two selectors per algorithm, so the next key is published on the idle one before it signs.
 SELECTORS = {"rsa-sha256": ("mt1", "mt2"), "ed25519-sha256": ("mte1", "mte2")}
 Clock = Callable[[], dt.datetime]
+# Domains re-checked at once by one node (each check is ~5 concurrent DNS queries).
+RECHECK_CONCURRENCY = 8
 
 
 def utcnow() -> dt.datetime:
@@ -98,7 +100,12 @@ async def _get(conn: Conn, name: str) -> Record:
 
 
 async def expected_for(conn: Conn, cfg: Config, domain: Record) -> list[domains.ExpectedRecord]:
-    """The records this domain must publish: its active keys (required) and pending ones (not yet)."""
+    """The records this domain must publish: its active keys (required) and pending ones (not yet).
+
+    With a key-hosting zone (domains.dkim_cname_zone) the customer also gets, up front, the CNAME of
+    each algorithm's idle selector (informational, key "dkim-cname:<selector>"): the operator can then
+    rotate keys by publishing in its own zone, without asking the customer to touch DNS again.
+    """
     keys = await domains_store.keys(conn, domain["id"])
     dkim_pairs = [(k["selector"], dkim.dns_txt_value(k["algorithm"], k["public_key"])) for k in keys]
     records = domains.expected_records(
@@ -107,7 +114,30 @@ async def expected_for(conn: Conn, cfg: Config, domain: Record) -> list[domains.
         dkim_cname_zone=cfg.domains.dkim_cname_zone, dmarc_rua=cfg.domains.dmarc_rua,
     )
     pending = {f"dkim:{k['selector']}" for k in keys if k["state"] == "pending"}
-    return [dataclasses.replace(r, required=False) if r.key in pending else r for r in records]
+    records = [dataclasses.replace(r, required=False) if r.key in pending else r for r in records]
+    zone = cfg.domains.dkim_cname_zone.strip().strip(".").lower()
+    if zone:
+        used = {k["selector"] for k in keys}
+        idle = [sel for alg in sorted({k["algorithm"] for k in keys}, key=list(SELECTORS).index)
+                for sel in SELECTORS[alg] if sel not in used]
+        last_dkim = max((i for i, r in enumerate(records) if r.key.startswith("dkim:")), default=0)
+        records[last_dkim + 1:last_dkim + 1] = [
+            domains.ExpectedRecord(f"dkim-cname:{sel}", "CNAME", f"{sel}._domainkey.{domain['name']}",
+                                   f"{sel}.{domain['name']}.{zone}", required=False)
+            for sel in idle
+        ]
+    return records
+
+
+def dkim_publication(cfg: Config, domain_name: str, key: Record | dict[str, Any]) -> tuple[str, str, str]:
+    """(name, type, value) of the TXT record that serves `key`'s public half.
+
+    Without a key-hosting zone the customer publishes it at <selector>._domainkey.<domain>; with one,
+    the operator publishes it in its zone, at the target of the customer's CNAME.
+    """
+    zone = cfg.domains.dkim_cname_zone.strip().strip(".").lower()
+    name = f"{key['selector']}.{domain_name}.{zone}" if zone else f"{key['selector']}._domainkey.{domain_name}"
+    return name, "TXT", dkim.dns_txt_value(key["algorithm"], key["public_key"])
 
 
 @dataclass(frozen=True)
@@ -122,24 +152,45 @@ def next_state(domain: Record | dict[str, Any], checks: Sequence[domains.RecordC
                grace: dt.timedelta) -> Transition:
     """What a DNS check result means for a domain's state (pure, so the clock can be injected).
 
-    A DNS error (timeout, SERVFAIL) is never the customer's fault: the state does not change on an
-    inconclusive check, in either direction.
+    unverified --all pass--> verified --a record fails--> failing --grace over, still failing--> suspended
+    (failing or suspended --all pass--> verified again). Informational records (required=False) never count.
+
+    A DNS error (timeout, SERVFAIL) is never the customer's fault: when the only problems are errors the
+    check is inconclusive and the state does not change, in either direction. A record that is
+    definitely missing or wrong (an authoritative NXDOMAIN/NODATA or a wrong value) still counts even
+    if another record's lookup failed.
+
+    A domain added with --skip-dns-verification (development) is never demoted by a check; once all its
+    records pass it becomes an ordinary DNS-managed domain (the caller clears the flag).
     """
     state, verified_at, failing_since = domain["state"], domain["verified_at"], domain["failing_since"]
     required = [c for c in checks if c.record.required]
-    if any(c.status == "error" for c in required):
-        return Transition(state, verified_at, failing_since, None)
-    if all(c.status == "pass" for c in required):
+    failed = [c for c in required if c.status in ("missing", "mismatch")]
+    errors = [c for c in required if c.status not in ("pass", "missing", "mismatch")]
+    unchanged = Transition(state, verified_at, failing_since, None)
+    if not failed and errors:
+        return unchanged
+    if not failed:
         if state == "verified":
             return Transition(state, verified_at, None, None)
         return Transition("verified", now, None, Event.DOMAIN_VERIFIED)
+    if _get_flag(domain, "dns_skipped"):
+        return unchanged
     if state == "verified":
         return Transition("failing", verified_at, now, Event.DOMAIN_FAILING)
     if state == "failing":
-        if failing_since is not None and now - failing_since >= grace:
+        if failing_since is None:  # not written by this code, but never leave a failing domain without a clock
+            return Transition(state, verified_at, now, None)
+        if now - failing_since >= grace:
             return Transition("suspended", verified_at, failing_since, Event.DOMAIN_SUSPENDED)
-        return Transition(state, verified_at, failing_since, None)
-    return Transition(state, verified_at, failing_since, None)
+    return unchanged
+
+
+def _get_flag(domain: Record | dict[str, Any], key: str) -> bool:
+    try:
+        return bool(domain[key])
+    except KeyError:
+        return False
 
 
 def _check_json(checks: Sequence[domains.RecordCheck]) -> list[dict[str, Any]]:
@@ -155,24 +206,38 @@ async def verify_domain(pool: Conn, cfg: Config, resolver: Any, name: str, *,
     records = await expected_for(pool, cfg, domain)
     checks = await domains.check_records(records, resolver)
     now = now or utcnow()
-    t = next_state(domain, checks, now, dt.timedelta(seconds=cfg.domains.grace_period_seconds))
+    grace = dt.timedelta(seconds=cfg.domains.grace_period_seconds)
     async with _transaction(pool) as conn:
+        # Decide on the row as it is now, locked: another node's re-check of the same domain may have
+        # committed while we were asking DNS, and each transition must be recorded (with its event) once.
+        locked = await domains_store.lock(conn, domain["id"])
+        if locked is None:
+            raise DomainOpError(f"domain {domain['name']} was removed")
+        t = next_state(locked, checks, now, grace)
         await domains_store.set_check_result(conn, domain["id"], state=t.state, checked_at=now,
                                              result=_check_json(checks), verified_at=t.verified_at,
                                              failing_since=t.failing_since)
-        if t.state == "verified" and domain["dns_skipped"]:
+        if t.state == "verified" and locked["dns_skipped"] and domains.all_required_pass(checks):
             await domains_store.clear_dns_skipped(conn, domain["id"])
+        failing = [c.record.key for c in checks if c.record.required and c.status != "pass"]
         if t.event is not None:
-            failing = [c.record.key for c in checks if c.record.required and c.status != "pass"]
             await events_store.record(conn, t.event, account_id=domain["account_id"], domain_id=domain["id"],
-                                      details={"domain": domain["name"], "failing_records": failing})
-    result = "error" if any(c.status == "error" for c in checks) else (
+                                      details={"domain": domain["name"], "from": locked["state"], "to": t.state,
+                                               "failing_records": failing})
+    result = "error" if any(c.status == "error" for c in checks if c.record.required) else (
         "pass" if domains.all_required_pass(checks) else "fail")
     metrics.DOMAIN_CHECKS.labels(result).inc()
     if t.event is not None:
         log_fn = log.warning if t.event in (Event.DOMAIN_FAILING, Event.DOMAIN_SUSPENDED) else log.info
-        log_fn("domain %s: %s -> %s", domain["name"], domain["state"], t.state)
-    await activate_published_keys(pool, cfg, resolver, domain["name"], checks)
+        log_fn("domain %s: %s -> %s (failing records: %s)", domain["name"], locked["state"], t.state,
+               ", ".join(failing) or "none")
+    elif t.state == "failing":
+        # Keep saying so while the grace period runs, so the log shows it before sending stops.
+        deadline = (t.failing_since or now) + grace
+        log.warning("domain %s: records still failing (%s); sending stops at %s unless fixed",
+                    domain["name"], ", ".join(failing) or "inconclusive check", deadline.isoformat())
+    if await activate_published_keys(pool, cfg, resolver, domain["name"], checks):
+        records = await expected_for(pool, cfg, await _get(pool, name))
     return DomainReport(await _get(pool, name), records, checks)
 
 
@@ -203,17 +268,27 @@ async def rotate_dkim(pool: Conn, cfg: Config, kek: bytes, resolver: Any, name: 
         return "waiting", pending
     active = {k["algorithm"]: k for k in keys if k["state"] == "active"}
     algorithms = list(active) or ["rsa-sha256"]
+    if cfg.dkim.ed25519 and "ed25519-sha256" not in algorithms:
+        algorithms.append("ed25519-sha256")  # enabled since the domain was added: start signing with it too
     generated = await asyncio.to_thread(lambda: [(alg, *dkim.generate_key(alg)) for alg in algorithms])
     created = []
     async with _transaction(pool) as conn:
+        # Two rotations started at once must not both add a key: the second one waits on the lock
+        # and then finds the first one's pending keys.
+        await domains_store.lock(conn, domain["id"])
+        racing = await domains_store.keys(conn, domain["id"], ("pending",))
+        if racing:
+            return "waiting", racing
         for alg, pem, public in generated:
             current = active.get(alg)
             first, second = SELECTORS[alg]
             selector = second if current is not None and current["selector"] == first else first
+            # A key signs only once DNS serves it; the exception is a domain with no key at all
+            # (nothing verifies today anyway), which gets one to sign with at once.
             created.append(await domains_store.add_key(
                 conn, domain["id"], selector=selector, algorithm=alg,
                 private_key_enc=dkim.encrypt_private_key(kek, pem, key_aad(domain["name"], selector)),
-                public_key=public, state="pending" if current is not None else "active",
+                public_key=public, state="pending" if active else "active",
             ))
     return "created", created
 
@@ -260,13 +335,21 @@ class DomainRechecker:
     async def run_once(self) -> int:
         """Check every domain that is due; return how many were checked."""
         now = self.clock()
-        due = await domains_store.due_for_check(self.pool, now - dt.timedelta(
-            seconds=self.cfg.domains.recheck_interval_seconds))
-        for row in due:
-            try:
-                await verify_domain(self.pool, self.cfg, self.resolver, row["name"], now=now)
-            except Exception:
-                log.exception("re-check of %s failed", row["name"])
+        due = await domains_store.claim_due_for_check(
+            self.pool, now=now,
+            checked_before=now - dt.timedelta(seconds=self.cfg.domains.recheck_interval_seconds),
+            failing_since_before=now - dt.timedelta(seconds=self.cfg.domains.grace_period_seconds))
+        # A few checks at a time: each is a handful of independent DNS queries, mostly waiting.
+        limit = asyncio.Semaphore(RECHECK_CONCURRENCY)
+
+        async def check(name: str) -> None:
+            async with limit:
+                try:
+                    await verify_domain(self.pool, self.cfg, self.resolver, name, now=now)
+                except Exception:
+                    log.exception("re-check of %s failed", name)
+
+        await asyncio.gather(*(check(row["name"]) for row in due))
         metrics.DOMAINS_FAILING.set(await domains_store.count_in_state(self.pool, "failing"))
         return len(due)
 

@@ -128,3 +128,30 @@ async def due_for_check(conn: Conn, checked_before: dt.datetime) -> list[Record]
 
 async def count_in_state(conn: Conn, state: str) -> int:
     return int(await conn.fetchval("SELECT count(*) FROM sending_domains WHERE state = $1", state))
+
+
+async def lock(conn: Conn, domain_id: int) -> Record | None:
+    """The domain row, locked until the end of the caller's transaction (one state transition at a time)."""
+    return await conn.fetchrow("SELECT * FROM sending_domains WHERE id = $1 FOR UPDATE", domain_id)
+
+
+async def claim_due_for_check(conn: Conn, *, now: dt.datetime, checked_before: dt.datetime,
+                              failing_since_before: dt.datetime, limit: int = 1000) -> list[Record]:
+    """Claim DNS-managed domains due for a re-check, so that nodes sharing the database split them.
+
+    Due: never checked, last checked at or before `checked_before`, or 'failing' since at or before
+    `failing_since_before` (the grace period is over: check now, don't wait for the hourly round).
+    Claiming stamps last_checked_at with `now`; rows another node is claiming are skipped.
+    """
+    return list(await conn.fetch(
+        """UPDATE sending_domains SET last_checked_at = $1
+            WHERE id IN (SELECT id FROM sending_domains
+                          WHERE NOT dns_skipped
+                            AND (last_checked_at IS NULL OR last_checked_at <= $2
+                                 OR (state = 'failing' AND failing_since <= $3))
+                          ORDER BY last_checked_at NULLS FIRST, id
+                          LIMIT $4
+                          FOR UPDATE SKIP LOCKED)
+        RETURNING id, name""",
+        now, checked_before, failing_since_before, limit,
+    ))
