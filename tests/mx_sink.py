@@ -12,6 +12,7 @@ Scripting (all optional, changeable while running):
   `data_reply`: the default DATA reply;
 * `mail_reply`: a reply for every MAIL FROM instead of 250;
 * `drop_connections`: close this many next connections right after EHLO;
+* `one_message_per_connection`: "421" (refuse a second MAIL and hang up) or "eof" (just hang up);
 * `stall`: a threading.Event; while it is set, DATA waits before answering (to kill a worker mid-way).
 """
 
@@ -63,6 +64,13 @@ class _Handler:
 
     async def handle_MAIL(self, server: SMTP, session: Session, envelope: Envelope, address: str,
                           mail_options: list[str]) -> str:
+        mode = self.sink.one_message_per_connection
+        if mode and getattr(session, "transactions", 0):
+            # A server with a one-message-per-connection limit: "421" refuses the next MAIL and hangs
+            # up, "eof" hangs up without a word (as if it had closed the idle connection).
+            server.transport.close()
+            return "421 4.7.0 one message per connection" if mode == "421" else "250 (never seen)"
+        session.transactions = getattr(session, "transactions", 0) + 1  # type: ignore[attr-defined]
         if self.sink.mail_reply:
             return self.sink.mail_reply
         envelope.mail_from = address
@@ -103,11 +111,12 @@ class _Handler:
         return reply
 
 
+
 class MxSink:
     """Start with `start()` (or as a context manager); `port` is where it listens."""
 
     def __init__(self, *, host: str = "127.0.0.1", port: int | None = None,
-                 tls_cert: tuple[Path, Path] | None = None) -> None:
+                 tls_cert: tuple[Path, Path] | None = None, tls_context: ssl.SSLContext | None = None) -> None:
         self.host = host
         self.port = port or free_port(host)
         self.lock = threading.Lock()
@@ -119,12 +128,14 @@ class MxSink:
         self.data_reply = "250 2.0.0 OK queued"
         self.mail_reply: str | None = None
         self.drop_connections = 0
+        self.one_message_per_connection: str | None = None  # "421" | "eof"
         self.stall = threading.Event()
         kwargs: dict[str, Any] = {"enable_SMTPUTF8": True, "decode_data": False}
-        if tls_cert is not None:
-            ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-            ctx.load_cert_chain(str(tls_cert[0]), str(tls_cert[1]))
-            kwargs["tls_context"] = ctx
+        if tls_cert is not None and tls_context is None:
+            tls_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            tls_context.load_cert_chain(str(tls_cert[0]), str(tls_cert[1]))
+        if tls_context is not None:
+            kwargs["tls_context"] = tls_context
             kwargs["require_starttls"] = False
         self._controller = Controller(_Handler(self), hostname=host, port=self.port,
                                       server_hostname="sink.test", ready_timeout=5, **kwargs)

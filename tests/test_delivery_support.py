@@ -36,8 +36,8 @@ async def enqueue(pool: asyncpg.Pool[Any], rcpts: Sequence[str], raw: bytes | No
         category=None, custom_variables=None, client_ip="127.0.0.1", raw=raw or make_raw(),
         recipients=list(rcpts),
     )
-    async with pool.acquire() as conn, conn.transaction():
-        await messages.accept(conn, msg, PERIOD)
+    await messages.accept(pool, msg, PERIOD)
+    await messages.notify_queue(pool)
     return msg.id
 
 

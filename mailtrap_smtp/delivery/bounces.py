@@ -37,7 +37,7 @@ OTHER = "other"
 
 _SPAM_WORDS = re.compile(
     r"spam|blocklist|blacklist|block list|black list|\brbl\b|dnsbl|spamhaus|reputation|"
-    r"listed|junk|bulk mail|abuse", re.IGNORECASE)
+    r"(?<!grey)(?<!gray)listed (?:at|on|in|by)|junk|bulk mail|abuse", re.IGNORECASE)
 _AUTH_WORDS = re.compile(r"\bspf\b|\bdkim\b|\bdmarc\b|authenticat|unauthenticated", re.IGNORECASE)
 _UNKNOWN_USER = re.compile(
     r"user unknown|unknown user|no such user|does not exist|doesn't exist|not exist|invalid recipient|"
@@ -114,6 +114,10 @@ def classify(reply: Reply) -> str:
         if subject == 6:
             return CONTENT_REJECTED
         if subject == 7:
+            if code and code < 500 and detail == 28:
+                return THROTTLED  # 4.7.28: rate limited (RFC 5248 registry)
+            if code and code < 500 and _GREYLIST.search(text) and re.search("gr[ea]ylist", text, re.I):
+                return GREYLISTED
             if _SPAM_WORDS.search(text):
                 return SPAM_BLOCK
             if detail in (23, 24, 25, 26, 27) or _AUTH_WORDS.search(text):
@@ -130,7 +134,7 @@ def classify(reply: Reply) -> str:
         return MAILBOX_FULL
     if _SIZE.search(text):
         return MESSAGE_TOO_LARGE
-    if _UNKNOWN_USER.search(text) or code in (550, 551, 553) and _UNKNOWN_USER.search(text):
+    if _UNKNOWN_USER.search(text) or (code in (550, 551, 553) and _UNKNOWN_USER.search(text)):
         return BAD_RECIPIENT
     if code and code < 500 and _GREYLIST.search(text):
         return GREYLISTED

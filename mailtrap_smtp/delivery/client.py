@@ -23,12 +23,15 @@ LF, NUL...) can only be an attempt at command injection and fails permanently wi
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import re
 import ssl
 from dataclasses import dataclass, field
 
 import aiosmtplib
+import dns.exception
+import dns.name
 
 from . import bounces
 
@@ -58,6 +61,22 @@ def needs_smtputf8(*addresses: str) -> bool:
     return not all(a.isascii() for a in addresses)
 
 
+def wire_address(address: str) -> str:
+    """The address as sent: an internationalised domain with an ASCII local part goes as its A-label.
+
+    That needs no SMTPUTF8 (RFC 5890 §2.3.2.1: A-labels are plain ASCII); only a non-ASCII local part
+    does (RFC 6531).
+    """
+    local, at, domain = address.rpartition("@")
+    if not at or domain.isascii() or not local.isascii():
+        return address
+    try:
+        ace = dns.name.from_text(domain.rstrip(".") + ".").to_text(omit_final_dot=True)
+    except (dns.exception.DNSException, UnicodeError, ValueError):
+        return address
+    return f"{local}@{ace}"
+
+
 @dataclass(frozen=True)
 class Target:
     """One address to connect to: `name` is the MX (or route) host name, used for SNI and verification."""
@@ -82,6 +101,10 @@ class RcptResult:
         return 200 <= self.code < 300
 
 
+class StaleConnection(Exception):
+    """A reused connection turned out closed at MAIL: nothing was sent; open a new one and retry."""
+
+
 class ConnectFailed(Exception):
     """No target could be used; `reply` is the last reason, `permanent` only for local refusals."""
 
@@ -91,15 +114,20 @@ class ConnectFailed(Exception):
         self.category = category
 
 
+@functools.cache
 def opportunistic_context() -> ssl.SSLContext:
-    """TLS without authentication (RFC 7435); still TLS 1.2+ and the default cipher choice."""
-    ctx = ssl.create_default_context()
+    """TLS without authentication (RFC 7435); still TLS 1.2+ and the default cipher choice.
+
+    Built once: loading the system trust store costs tens of milliseconds per context.
+    """
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     ctx.check_hostname = False
     ctx.verify_mode = ssl.CERT_NONE
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     return ctx
 
 
+@functools.cache
 def verifying_context(cafile: str | None = None) -> ssl.SSLContext:
     ctx = ssl.create_default_context(cafile=cafile)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
@@ -120,6 +148,7 @@ class Session:
     tls_version: str | None
     transactions: int = 0
     broken: bool = field(default=False)
+    _dirty: bool = field(default=False)  # a transaction was left open (needs RSET)
 
     @property
     def mx(self) -> str:
@@ -133,22 +162,22 @@ class Session:
         """
         smtp = self.smtp
         results: dict[str, RcptResult] = {}
-        if self.transactions:
-            try:
-                await smtp.rset()
-            except (aiosmtplib.SMTPException, OSError, asyncio.TimeoutError) as e:
-                self.broken = True
-                return [RcptResult(r, 0, f"connection lost before MAIL: {_describe(e)}") for r in rcpts]
+        reused = self.transactions > 0
         self.transactions += 1
+        self._dirty = True
         options: list[str] = []
         encoding = "ascii"
-        if needs_smtputf8(mail_from, *rcpts):
+        wire = {r: wire_address(r) for r in rcpts}
+        mail_from = wire_address(mail_from)
+        if needs_smtputf8(mail_from, *wire.values()):
             if not smtp.supports_extension("smtputf8"):
                 # RFC 6531 §3.2: without SMTPUTF8 a non-ASCII address cannot be transmitted at all.
                 text = "553 5.6.7 Non-ASCII address and the server does not support SMTPUTF8"
                 return [RcptResult(r, 553, text) for r in rcpts]
             options.append("SMTPUTF8")
             encoding = "utf-8"
+        elif smtp.supports_extension("smtputf8") and not _header_section(raw).isascii():
+            options.append("SMTPUTF8")  # RFC 6532 UTF-8 header fields travel under SMTPUTF8 (RFC 6531 §3.4)
         if not raw.isascii() and smtp.supports_extension("8bitmime"):
             options.append("BODY=8BITMIME")  # RFC 6152
         if smtp.supports_extension("size"):
@@ -158,12 +187,19 @@ class Session:
                 await smtp.mail(mail_from, options=options, encoding=encoding)
             except aiosmtplib.SMTPResponseException as e:
                 text = _reply_text(e.code, e.message)
-                await self._reset_after_refusal()
+                self.broken = self.broken or e.code == 421  # RFC 5321 §3.8: closing the channel
+                if reused and e.code == 421:
+                    raise StaleConnection(text) from e  # e.g. a messages-per-connection limit
                 return [RcptResult(r, e.code, text) for r in rcpts]
+            except (aiosmtplib.SMTPServerDisconnected, ConnectionError) as e:
+                if reused:
+                    self.broken = True
+                    raise StaleConnection(_describe(e)) from e  # hung up while idle between messages
+                raise
             accepted: list[str] = []
             for r in rcpts:
                 try:
-                    resp = await smtp.rcpt(r, encoding=encoding)
+                    resp = await smtp.rcpt(wire[r], encoding=encoding)
                     accepted.append(r)
                     results[r] = RcptResult(r, resp.code, _reply_text(resp.code, resp.message))
                 except aiosmtplib.SMTPResponseException as e:
@@ -171,17 +207,19 @@ class Session:
                     if e.code == 421:  # RFC 5321 §3.8: the server is closing the channel
                         raise
             if not accepted:
-                await self._reset_after_refusal()
                 return [results[r] for r in rcpts]
             try:
                 resp = await smtp.data(raw)
                 final = RcptResult("", resp.code, _reply_text(resp.code, resp.message))
+                self._dirty = False
             except aiosmtplib.SMTPResponseException as e:
                 final = RcptResult("", e.code, _reply_text(e.code, e.message))
+                self.broken = self.broken or e.code == 421
+                # Refused at DATA or after it: RSET before the next transaction, to be safe.
             for r in accepted:
                 results[r] = RcptResult(r, final.code, final.reply)
             return [results[r] for r in rcpts]
-        except (aiosmtplib.SMTPException, OSError, asyncio.TimeoutError) as e:
+        except (TimeoutError, aiosmtplib.SMTPException, OSError) as e:
             self.broken = True
             why = _describe(e)
             out = []
@@ -193,18 +231,41 @@ class Session:
                     out.append(RcptResult(r, 0, f"connection lost: {why}"))
             return out
 
-    async def _reset_after_refusal(self) -> None:
-        # RSET happens before the next transaction anyway; nothing to do here.
-        return None
+    async def reset(self) -> bool:
+        """Ready the connection for the next transaction; False: unusable, open a new one.
+
+        No RSET after a completed transaction: the DATA reply ends it (RFC 5321 §4.1.1.4), and a
+        round trip per message is what a busy queue can least afford. RSET only after a transaction
+        that stopped before DATA (RFC 5321 §4.1.1.5).
+        """
+        if self.broken or not self.smtp.is_connected:
+            self.broken = True
+            return False
+        if not self._dirty:
+            return True
+        try:
+            await self.smtp.rset()
+        except (TimeoutError, aiosmtplib.SMTPException, OSError) as e:
+            log.debug("RSET to %s failed (%s); reconnecting", self.target.name, _describe(e))
+            self.broken = True
+            return False
+        self._dirty = False
+        return True
 
     async def close(self) -> None:
         try:
             if not self.broken and self.smtp.is_connected:
                 await asyncio.wait_for(self.smtp.quit(), 5)
-        except Exception:  # noqa: BLE001 - closing is best effort; the transactions are recorded
-            pass
+        except Exception as e:
+            # Best effort: every transaction's outcome is already recorded.
+            log.debug("QUIT to %s failed: %s", self.target.name, _describe(e))
         finally:
             self.smtp.close()
+
+
+def _header_section(raw: bytes) -> bytes:
+    end = raw.find(b"\r\n\r\n")
+    return raw if end < 0 else raw[:end]
 
 
 def _describe(e: BaseException) -> str:
@@ -266,7 +327,7 @@ async def open_session(targets: list[Target], *, helo: str, require_tls: bool,
                 last = f"{t.name} [{t.address}]: {_reply_text(e.code, e.message)}"
                 category = bounces.CONNECTION_FAILURE
                 break
-            except (aiosmtplib.SMTPException, OSError, asyncio.TimeoutError) as e:
+            except (TimeoutError, aiosmtplib.SMTPException, OSError) as e:
                 smtp.close()
                 last = f"cannot connect to {t.name} [{t.address}]:{t.port}: {_describe(e)}"
                 category = bounces.CONNECTION_FAILURE

@@ -46,6 +46,11 @@ log = logging.getLogger(__name__)
 
 Clock = Callable[[], dt.datetime]
 
+# Messages fetched per query while a connection works through its chunk.
+_RAW_BATCH = 32
+_RAW_BATCH_BYTES = 8 * 1024 * 1024
+_MX_CACHE_SECONDS = 30.0
+
 
 @dataclass
 class _MessageJob:
@@ -63,6 +68,7 @@ class _Chunk:
     domain: str
     jobs: list[_MessageJob]
     done: set[int] = field(default_factory=set)  # recipient ids whose outcome is recorded
+    leased_at: float = field(default_factory=time.monotonic)  # when the lease was taken or renewed
 
     @property
     def recipient_ids(self) -> list[int]:
@@ -73,7 +79,7 @@ class DeliveryService:
     """Claims and delivers; `start()` / `stop(grace)`; `run_once()` for tests and tools."""
 
     def __init__(self, cfg: Config, pool: asyncpg.Pool[Any], resolver: dns.asyncresolver.Resolver, *,
-                 worker_id: str | None = None, clock: Clock | None = None, mx_port: int = 25,
+                 worker_id: str | None = None, clock: Clock | None = None, mx_port: int | None = None,
                  tls_verify_context: ssl.SSLContext | None = None,
                  rng: random.Random | None = None) -> None:
         self.cfg = cfg
@@ -83,13 +89,19 @@ class DeliveryService:
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.clock = clock
         # Port for hosts found through MX records; 25 except in tests (routes carry their own port).
-        self.mx_port = mx_port
+        # `delivery.mx_port` / `delivery.tls_ca_file` are read when the config has them (proposed keys).
+        self.mx_port = mx_port if mx_port is not None else int(getattr(self.dcfg, "mx_port", 25) or 25)
+        ca_file = getattr(self.dcfg, "tls_ca_file", "")
+        if tls_verify_context is None and ca_file:
+            tls_verify_context = client.verifying_context(str(cfg.path(ca_file)))
         self.tls_verify_context = tls_verify_context
         self.rng = rng or random.Random()
         self._routes = {k.lower().rstrip("."): v for k, v in self.dcfg.routes.items()}
         self._require_tls_domains = [d.lower().rstrip(".") for d in self.dcfg.require_tls_domains]
         self._global = asyncio.Semaphore(self.dcfg.concurrency)
         self._per_dest: dict[str, asyncio.Semaphore] = {}
+        self._per_dest_users: dict[str, int] = {}
+        self._mx_cache: dict[str, tuple[float, list[client.Target]]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._wake = asyncio.Event()
         self._stopping = False
@@ -100,13 +112,7 @@ class DeliveryService:
 
     async def start(self) -> None:
         self._stopping = False
-        try:
-            self._listen_conn = await self.pool.acquire()
-            await self._listen_conn.add_listener(NOTIFY_CHANNEL, self._on_notify)
-        except Exception:
-            # The poll is the safety net: delivery works without LISTEN, only later.
-            log.exception("cannot LISTEN on %s; relying on polling", NOTIFY_CHANNEL)
-            await self._release_listen_conn()
+        await self._listen()
         self._loop_task = asyncio.create_task(self._run(), name=f"delivery-{self.worker_id}")
         log.info("delivery worker %s started (mode %s)", self.worker_id, self.dcfg.mode)
 
@@ -134,6 +140,16 @@ class DeliveryService:
             log.exception("cannot release leases; they expire in %ss", self.dcfg.lease_seconds)
         await self._release_listen_conn()
 
+    async def _listen(self) -> None:
+        """LISTEN on a connection of our own (held from the pool for the service's lifetime)."""
+        try:
+            self._listen_conn = await self.pool.acquire(timeout=5)
+            await self._listen_conn.add_listener(NOTIFY_CHANNEL, self._on_notify)
+        except Exception as e:
+            # The poll is the safety net: delivery works without LISTEN, only later.
+            log.warning("cannot LISTEN on %s (%s); relying on polling", NOTIFY_CHANNEL, e)
+            await self._release_listen_conn()
+
     async def _release_listen_conn(self) -> None:
         conn, self._listen_conn = self._listen_conn, None
         if conn is None:
@@ -153,6 +169,9 @@ class DeliveryService:
 
     async def _run(self) -> None:
         while not self._stopping:
+            if self._listen_conn is None or self._listen_conn.is_closed():
+                await self._release_listen_conn()
+                await self._listen()  # the database restarted or the connection broke
             self._wake.clear()
             claimed = 0
             try:
@@ -175,9 +194,9 @@ class DeliveryService:
                     timeout = min(timeout, max(due_in, 0.05))
             await self._sleep(timeout)
 
-    async def _sleep(self, timeout: float) -> None:
-        with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), timeout)
+    async def _sleep(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), seconds)
 
     async def run_once(self) -> int:
         """Claim one batch and deliver it completely; return how many recipients were claimed."""
@@ -229,10 +248,19 @@ class DeliveryService:
             if self.dcfg.mode == "sandbox":
                 await self._sandbox(chunk)
             else:
-                sem = self._per_dest.setdefault(chunk.domain,
-                                                asyncio.Semaphore(self.dcfg.per_destination_concurrency))
-                async with sem, self._global:
-                    await self._deliver_mx(chunk)
+                sem = self._per_dest.get(chunk.domain)
+                if sem is None:
+                    sem = self._per_dest[chunk.domain] = asyncio.Semaphore(self.dcfg.per_destination_concurrency)
+                self._per_dest_users[chunk.domain] = self._per_dest_users.get(chunk.domain, 0) + 1
+                try:
+                    async with sem, self._global:
+                        await self._deliver_mx(chunk)
+                finally:
+                    # Forget idle destinations: the map must not grow with every domain ever seen.
+                    self._per_dest_users[chunk.domain] -= 1
+                    if not self._per_dest_users[chunk.domain]:
+                        del self._per_dest_users[chunk.domain]
+                        del self._per_dest[chunk.domain]
         except asyncio.CancelledError:
             raise  # stop(): the leases are released there
         except Exception as e:
@@ -287,8 +315,17 @@ class DeliveryService:
             host, _, port = route.rpartition(":")
             host = host.strip("[]")
             return [client.Target(host, host, int(port))]
+        cached = self._mx_cache.get(domain)
+        if cached is not None and cached[0] > time.monotonic():
+            return cached[1]
         hosts = await resolve_mx(domain, self.resolver)
-        return [client.Target(h.name, a, self.mx_port) for h in hosts for a in h.addresses]
+        targets = [client.Target(h.name, a, self.mx_port) for h in hosts for a in h.addresses]
+        # A short memory of answers only (never of failures): the connections of one batch to a
+        # big provider share one lookup, and DNS changes are still seen within the minute.
+        if len(self._mx_cache) > 10_000:
+            self._mx_cache.clear()
+        self._mx_cache[domain] = (time.monotonic() + _MX_CACHE_SECONDS, targets)
+        return targets
 
     async def _deliver_mx(self, chunk: _Chunk) -> None:
         domain = chunk.domain
@@ -298,7 +335,7 @@ class DeliveryService:
             bad_sender = client.envelope_problem(job.mail_from, sender=True)
             outcomes = []
             for r in job.recipients:
-                problem = bad_sender and f"invalid sender: {bad_sender}" or client.envelope_problem(r.rcpt)
+                problem = (bad_sender and f"invalid sender: {bad_sender}") or client.envelope_problem(r.rcpt)
                 if problem:
                     outcomes.append(queue.Outcome(r.id, queue.BOUNCED, f"550 5.1.3 {problem}",
                                                   {"category": bounces.INVALID_ENVELOPE, "mx": None}))
@@ -323,38 +360,115 @@ class DeliveryService:
             return
         session: client.Session | None = None
         connect_error: client.ConnectFailed | None = None
+        raws: dict[uuid.UUID, bytes] = {}
+        # The outcome of transaction k is committed while transaction k+1 is on the wire: the commit
+        # (an fsync) and the SMTP round trips overlap. At most one is pending per connection.
+        pending: asyncio.Task[None] | None = None
         try:
-            for job in jobs:
-                raw = await queue.message_raw(self.pool, job.message_id)
-                if raw is None:
+            for i, job in enumerate(jobs):
+                if pending is not None and self._lease_half_used(chunk):
+                    await pending  # so the renewal below sees the recorded outcomes as final, not lost
+                    pending = None
+                if not await self._keep_lease(chunk, job):
                     continue
-                if session is not None and session.broken:
+                if job.message_id not in raws:
+                    raws = await self._fetch_raws(jobs[i:])
+                raw = raws.get(job.message_id)
+                if raw is None:
+                    continue  # deleted meanwhile; its recipients went with it (ON DELETE CASCADE)
+                if session is not None and not await session.reset():
+                    # Closed by the server (timeout, 421, drop) between transactions: a new connection.
                     await session.close()
                     session = None
                 if session is None and connect_error is None:
-                    try:
-                        session = await client.open_session(
-                            targets, helo=self.cfg.server.hostname, require_tls=require_tls,
-                            verify_context=self.tls_verify_context,
-                            connect_timeout=self.dcfg.connect_timeout_seconds,
-                            command_timeout=self.dcfg.command_timeout_seconds)
-                    except client.ConnectFailed as e:
-                        # Same destination, same minute: the next messages would fail the same way.
-                        connect_error = e
+                    session, connect_error = await self._open(targets, require_tls)
                 if session is None:
                     assert connect_error is not None
-                    reply = f"451 4.4.1 {connect_error.reply}"
-                    await self._record([self._deferral(r, reply, connect_error.category, None, None)
-                                        for r in job.recipients], chunk)
+                    await self._record(self._not_connected(job, connect_error), chunk)
                     continue
                 started = time.monotonic()
-                results = await session.send(job.mail_from, [r.rcpt for r in job.recipients], raw)
+                try:
+                    results = await session.send(job.mail_from, [r.rcpt for r in job.recipients], raw)
+                except client.StaleConnection:
+                    # The idle connection was gone (nothing sent): once more on a fresh one.
+                    await session.close()
+                    session, connect_error = await self._open(targets, require_tls)
+                    if session is None:
+                        assert connect_error is not None
+                        await self._record(self._not_connected(job, connect_error), chunk)
+                        continue
+                    results = await session.send(job.mail_from, [r.rcpt for r in job.recipients], raw)
                 metrics.DELIVERY_LATENCY.observe(time.monotonic() - started)
-                await self._record([self._outcome(r, res, session)
-                                    for r, res in zip(job.recipients, results, strict=True)], chunk)
+                outcomes = [self._outcome(r, res, session) for r, res in zip(job.recipients, results, strict=True)]
+                if pending is not None:
+                    await pending
+                pending = asyncio.create_task(self._record(outcomes, chunk))
+            if pending is not None:
+                await pending
+                pending = None
+        except BaseException:
+            if session is not None:
+                session.broken = True  # cancelled or failed mid-dialogue: no polite QUIT, just close
+            raise
         finally:
+            if pending is not None:
+                # What the remote end said is a fact worth recording even when we are being stopped.
+                with contextlib.suppress(BaseException):
+                    await asyncio.shield(pending)
             if session is not None:
                 await session.close()
+
+    def _not_connected(self, job: _MessageJob, err: client.ConnectFailed) -> list[queue.Outcome]:
+        # X.7.10 "encryption needed" (RFC 5248) / X.4.1 "no answer from host" (RFC 3463).
+        code = "4.7.10" if err.category == bounces.TLS_REQUIRED else "4.4.1"
+        return [self._deferral(r, f"451 {code} {err.reply}", err.category, None, None) for r in job.recipients]
+
+    async def _open(self, targets: list[client.Target],
+                    require_tls: bool) -> tuple[client.Session | None, client.ConnectFailed | None]:
+        try:
+            session = await client.open_session(
+                targets, helo=self.cfg.server.hostname, require_tls=require_tls,
+                verify_context=self.tls_verify_context,
+                connect_timeout=self.dcfg.connect_timeout_seconds,
+                command_timeout=self.dcfg.command_timeout_seconds)
+        except client.ConnectFailed as e:
+            # Same destination, same minute: the caller does not retry it for the next messages.
+            metrics.DELIVERY_CONNECTIONS.labels(result="failed").inc()
+            return None, e
+        metrics.DELIVERY_CONNECTIONS.labels(result="tls" if session.tls_version else "plain").inc()
+        return session, None
+
+    def _lease_half_used(self, chunk: _Chunk) -> bool:
+        return time.monotonic() - chunk.leased_at >= self.dcfg.lease_seconds / 2
+
+    async def _keep_lease(self, chunk: _Chunk, job: _MessageJob) -> bool:
+        """Renew the chunk's lease once half of it is used; drop recipients another worker took over."""
+        if not self._lease_half_used(chunk):
+            return True
+        left = [r.id for j in chunk.jobs for r in j.recipients if r.id not in chunk.done]
+        ours = await queue.renew(self.pool, self.worker_id, left, self.dcfg.lease_seconds, now=self._now())
+        chunk.leased_at = time.monotonic()
+        for j in chunk.jobs:
+            lost = [r for r in j.recipients if r.id not in ours and r.id not in chunk.done]
+            if lost:
+                log.warning("lease lost on %d recipients of %s; leaving them to their new worker",
+                            len(lost), j.message_id)
+                chunk.done.update(r.id for r in lost)
+                metrics.LEASES_LOST.inc(len(lost))
+                j.recipients = [r for r in j.recipients if r.id in ours]
+        return bool(job.recipients)
+
+    async def _fetch_raws(self, jobs: list[_MessageJob]) -> dict[uuid.UUID, bytes]:
+        """Raw bytes of the next few messages in one query, bounded in count and bytes."""
+        ids: list[uuid.UUID] = []
+        total = 0
+        for job in jobs:
+            size = job.recipients[0].size if job.recipients else 0
+            if ids and (len(ids) >= _RAW_BATCH or total + size > _RAW_BATCH_BYTES):
+                break
+            ids.append(job.message_id)
+            total += size
+        return await queue.message_raws(self.pool, ids)
 
     def _outcome(self, r: queue.Claimed, res: client.RcptResult, session: client.Session) -> queue.Outcome:
         details: dict[str, Any] = {"mx": session.mx, "tls": session.tls_version}

@@ -19,6 +19,7 @@ time forward instead of sleeping.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -31,11 +32,9 @@ from .types import Conn, Record
 
 # The moment a recipient's queue lifetime starts: acceptance, or the latest operator retry (so that
 # `queue retry` of an expired message gives it a new lifetime rather than expiring it on sight).
-_BORN = """GREATEST(m.created_at, COALESCE((SELECT max(e.created_at) FROM events e
-                                             WHERE e.message_id = m.id AND e.type = 'manual_retry'),
-                                            m.created_at))"""
+# Computed in the statements below as `b.born` (a LATERAL subquery over the message's events).
 
-_NOW = "COALESCE($1::timestamptz, now())"
+# Every statement below takes the clock as $1 and uses COALESCE($1::timestamptz, now()) for "now".
 
 DELIVERED = "delivered"
 BOUNCED = "bounced"
@@ -56,6 +55,7 @@ class Claimed:
     account_id: int
     domain_id: int | None
     age_seconds: float  # since acceptance or the last manual retry, by the clock used to claim
+    size: int = 0       # of the raw message
 
 
 @dataclass
@@ -77,30 +77,40 @@ async def claim(conn: Conn, worker_id: str, limit: int, lease_seconds: float,
     each row goes to exactly one of them, and nobody waits on anybody's row locks.
     """
     rows = await conn.fetch(
-        f"""WITH due AS (
+        """WITH due AS (
                 SELECT r.id FROM recipients r
-                 WHERE r.state = 'queued' AND r.next_attempt_at <= {_NOW}
+                 WHERE r.state = 'queued' AND r.next_attempt_at <= COALESCE($1::timestamptz, now())
                  ORDER BY r.next_attempt_at
                  LIMIT $2
                  FOR UPDATE SKIP LOCKED)
             UPDATE recipients r
                SET leased_by = $3,
-                   lease_until = {_NOW} + make_interval(secs => $4),
-                   next_attempt_at = {_NOW} + make_interval(secs => $4),
-                   updated_at = {_NOW}
+                   lease_until = COALESCE($1::timestamptz, now()) + make_interval(secs => $4),
+                   next_attempt_at = COALESCE($1::timestamptz, now()) + make_interval(secs => $4),
+                   updated_at = COALESCE($1::timestamptz, now())
               FROM due, messages m
+                   CROSS JOIN LATERAL (
+                       SELECT GREATEST(m.created_at, max(e.created_at)) AS born FROM events e
+                        WHERE e.message_id = m.id AND e.type = 'manual_retry') b
              WHERE r.id = due.id AND m.id = r.message_id
          RETURNING r.id, r.message_id, r.rcpt, r.domain, r.attempts, m.mail_from, m.account_id,
-                   m.domain_id, EXTRACT(EPOCH FROM ({_NOW} - {_BORN}))::float8 AS age""",
+                   m.domain_id, m.size,
+                   EXTRACT(EPOCH FROM (COALESCE($1::timestamptz, now()) - b.born))::float8 AS age""",
         now, limit, worker_id, float(lease_seconds),
     )
     return [Claimed(r["id"], r["message_id"], r["rcpt"], r["domain"], r["attempts"], r["mail_from"],
-                    r["account_id"], r["domain_id"], r["age"]) for r in rows]
+                    r["account_id"], r["domain_id"], r["age"], r["size"]) for r in rows]
 
 
 async def message_raw(conn: Conn, message_id: uuid.UUID) -> bytes | None:
     raw: bytes | None = await conn.fetchval("SELECT raw FROM messages WHERE id = $1", message_id)
     return raw
+
+
+async def message_raws(conn: Conn, message_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, bytes]:
+    """The raw bytes of several messages in one round trip (a missing id was deleted meanwhile)."""
+    rows = await conn.fetch("SELECT id, raw FROM messages WHERE id = ANY($1::uuid[])", list(message_ids))
+    return {r["id"]: r["raw"] for r in rows}
 
 
 async def record_outcomes(conn: Conn, worker_id: str, outcomes: Sequence[Outcome],
@@ -114,14 +124,21 @@ async def record_outcomes(conn: Conn, worker_id: str, outcomes: Sequence[Outcome
     """
     if not outcomes:
         return {}
+    finals = [o for o in outcomes if o.kind in (DELIVERED, BOUNCED)]
+    others = [o for o in outcomes if o.kind not in (DELIVERED, BOUNCED)]
+    if not others:
+        # The common case (a 2xx or 5xx for a whole transaction): ONE statement, atomic by itself.
+        return await _record_finals(conn, finals, now)
     result: dict[int, str] = {}
     async with _transaction(conn) as tx:
-        for o in outcomes:
+        if finals:
+            result.update(await _record_finals(tx, finals, now))
+        for o in others:
             if o.kind in (DELIVERED, BOUNCED):
                 row = await tx.fetchrow(
-                    f"""UPDATE recipients r
+                    """UPDATE recipients r
                            SET state = $2, attempts = r.attempts + 1, last_reply = $3,
-                               lease_until = NULL, leased_by = NULL, updated_at = {_NOW}
+                               lease_until = NULL, leased_by = NULL, updated_at = COALESCE($1::timestamptz, now())
                           FROM messages m
                          WHERE r.id = $4 AND m.id = r.message_id AND r.state = 'queued'
                      RETURNING r.state, r.attempts, r.message_id, m.account_id, m.domain_id""",
@@ -129,14 +146,17 @@ async def record_outcomes(conn: Conn, worker_id: str, outcomes: Sequence[Outcome
                 )
             elif o.kind == DEFERRED:
                 row = await tx.fetchrow(
-                    f"""UPDATE recipients r
-                           SET state = CASE WHEN {_BORN} + make_interval(secs => $2) <= {_NOW}
+                    """UPDATE recipients r
+                           SET state = CASE WHEN b.born + make_interval(secs => $2) <= COALESCE($1::timestamptz, now())
                                             THEN 'expired' ELSE 'queued' END,
                                attempts = r.attempts + 1, last_reply = $3,
-                               next_attempt_at = LEAST({_NOW} + make_interval(secs => $4),
-                                                       {_BORN} + make_interval(secs => $2)),
-                               lease_until = NULL, leased_by = NULL, updated_at = {_NOW}
+                               next_attempt_at = LEAST(COALESCE($1::timestamptz, now()) + make_interval(secs => $4),
+                                                       b.born + make_interval(secs => $2)),
+                               lease_until = NULL, leased_by = NULL, updated_at = COALESCE($1::timestamptz, now())
                           FROM messages m
+                               CROSS JOIN LATERAL (
+                                   SELECT GREATEST(m.created_at, max(e.created_at)) AS born FROM events e
+                                    WHERE e.message_id = m.id AND e.type = 'manual_retry') b
                          WHERE r.id = $5 AND m.id = r.message_id AND r.state = 'queued' AND r.leased_by = $6
                      RETURNING r.state, r.attempts, r.message_id, r.next_attempt_at, m.account_id,
                                m.domain_id""",
@@ -145,9 +165,9 @@ async def record_outcomes(conn: Conn, worker_id: str, outcomes: Sequence[Outcome
                 )
             elif o.kind == EXPIRED:
                 row = await tx.fetchrow(
-                    f"""UPDATE recipients r
+                    """UPDATE recipients r
                            SET state = 'expired', last_reply = COALESCE(NULLIF($2, ''), r.last_reply),
-                               lease_until = NULL, leased_by = NULL, updated_at = {_NOW}
+                               lease_until = NULL, leased_by = NULL, updated_at = COALESCE($1::timestamptz, now())
                           FROM messages m
                          WHERE r.id = $3 AND m.id = r.message_id AND r.state = 'queued' AND r.leased_by = $4
                      RETURNING r.state, r.attempts, r.message_id, r.last_reply, m.account_id, m.domain_id""",
@@ -178,6 +198,53 @@ async def record_outcomes(conn: Conn, worker_id: str, outcomes: Sequence[Outcome
     return result
 
 
+async def _record_finals(conn: Conn, outcomes: Sequence[Outcome], now: dt.datetime | None) -> dict[int, str]:
+    """Delivered/bounced outcomes and their events in one statement (a data-modifying CTE)."""
+    details = []
+    for o in outcomes:
+        d = dict(o.details)
+        d.setdefault("reply", o.reply)
+        details.append(json.dumps(d))
+    rows = await conn.fetch(
+        """WITH o AS (
+                SELECT * FROM unnest($2::bigint[], $3::text[], $4::text[], $5::text[])
+                           AS o(id, kind, reply, details)),
+            u AS (
+                UPDATE recipients r
+                   SET state = o.kind, attempts = r.attempts + 1, last_reply = o.reply,
+                       lease_until = NULL, leased_by = NULL, updated_at = COALESCE($1::timestamptz, now())
+                  FROM o, messages m
+                 WHERE r.id = o.id AND m.id = r.message_id AND r.state = 'queued'
+             RETURNING r.id, r.state, r.attempts, r.message_id, m.account_id, m.domain_id, o.details)
+           INSERT INTO events (event_id, type, account_id, domain_id, message_id, recipient_id, details)
+           SELECT gen_random_uuid(), CASE u.state WHEN 'delivered' THEN $6 ELSE $7 END, u.account_id,
+                  u.domain_id, u.message_id, u.id, u.details::jsonb || jsonb_build_object('attempts', u.attempts)
+             FROM u
+        RETURNING recipient_id, type""",
+        now, [o.recipient_id for o in outcomes], [o.kind for o in outcomes],
+        [o.reply[:1000] for o in outcomes], details, str(Event.DELIVERY), str(Event.BOUNCE),
+    )
+    return {r["recipient_id"]: (DELIVERED if r["type"] == str(Event.DELIVERY) else BOUNCED) for r in rows}
+
+
+async def renew(conn: Conn, worker_id: str, recipient_ids: Sequence[int], lease_seconds: float,
+                now: dt.datetime | None = None) -> set[int]:
+    """Extend our lease on these recipients; return the ids that are still ours (and queued).
+
+    A recipient missing from the result was taken over by another worker after our lease ran out
+    (or finished meanwhile): the caller must not deliver it, so two workers never hold it at once.
+    """
+    rows = await conn.fetch(
+        """UPDATE recipients
+              SET lease_until = COALESCE($1::timestamptz, now()) + make_interval(secs => $4),
+                  next_attempt_at = COALESCE($1::timestamptz, now()) + make_interval(secs => $4)
+            WHERE id = ANY($3::bigint[]) AND leased_by = $2 AND state = 'queued'
+        RETURNING id""",
+        now, worker_id, list(recipient_ids), float(lease_seconds),
+    )
+    return {r["id"] for r in rows}
+
+
 async def release(conn: Conn, worker_id: str, recipient_ids: Sequence[int] | None = None,
                   now: dt.datetime | None = None) -> int:
     """Give back leases still held by `worker_id` (all, or the given ones): due again now.
@@ -185,8 +252,9 @@ async def release(conn: Conn, worker_id: str, recipient_ids: Sequence[int] | Non
     No event: nothing happened to the recipient, the attempt simply did not take place.
     """
     status = await conn.execute(
-        f"""UPDATE recipients SET lease_until = NULL, leased_by = NULL, next_attempt_at = {_NOW},
-                                  updated_at = {_NOW}
+        """UPDATE recipients
+               SET lease_until = NULL, leased_by = NULL, next_attempt_at = COALESCE($1::timestamptz, now()),
+                   updated_at = COALESCE($1::timestamptz, now())
              WHERE state = 'queued' AND leased_by = $2 AND ($3::bigint[] IS NULL OR id = ANY($3))""",
         now, worker_id, list(recipient_ids) if recipient_ids is not None else None,
     )
@@ -199,7 +267,7 @@ async def release(conn: Conn, worker_id: str, recipient_ids: Sequence[int] | Non
 async def seconds_until_next_due(conn: Conn, now: dt.datetime | None = None) -> float | None:
     """Seconds until the earliest queued recipient is due (negative: overdue); None: queue empty."""
     value: float | None = await conn.fetchval(
-        f"""SELECT EXTRACT(EPOCH FROM (min(next_attempt_at) - {_NOW}))::float8
+        """SELECT EXTRACT(EPOCH FROM (min(next_attempt_at) - COALESCE($1::timestamptz, now())))::float8
               FROM recipients WHERE state = 'queued'""",
         now,
     )
@@ -212,16 +280,22 @@ async def retry(conn: Conn, message_id: uuid.UUID, now: dt.datetime | None = Non
     """Make every non-delivered recipient of the message due now; return how many.
 
     Attempts are kept (the history stays true); bounced and expired recipients are queued again and
-    get a new queue lifetime from now. One MANUAL_RETRY event per recipient.
+    get a new queue lifetime from now; recipients under a live lease (being attempted) are left alone.
+    One MANUAL_RETRY event per recipient.
     """
     n = 0
     async with _transaction(conn) as tx:
         rows = await tx.fetch(
-            f"""UPDATE recipients r
-                   SET state = 'queued', next_attempt_at = {_NOW}, lease_until = NULL, leased_by = NULL,
-                       updated_at = {_NOW}
+            """UPDATE recipients r
+                   SET state = 'queued', next_attempt_at = COALESCE($1::timestamptz, now()),
+                       lease_until = NULL, leased_by = NULL, updated_at = COALESCE($1::timestamptz, now())
                   FROM messages m, (SELECT id, state FROM recipients WHERE message_id = $2
-                                    AND state <> 'delivered' FOR UPDATE) old
+                                    AND state <> 'delivered'
+                                    -- one being attempted right now is left to its worker: making it
+                                    -- due would let a second worker deliver it concurrently
+                                    AND NOT (state = 'queued' AND leased_by IS NOT NULL
+                                             AND lease_until > COALESCE($1::timestamptz, now()))
+                                    FOR UPDATE) old
                  WHERE r.id = old.id AND m.id = r.message_id
              RETURNING r.id, old.state AS previous_state, m.account_id, m.domain_id""",
             now, message_id,
@@ -242,9 +316,9 @@ async def bounce(conn: Conn, message_id: uuid.UUID, reason: str = "bounced by op
     """Bounce every queued recipient of the message (leased ones too); return how many."""
     async with _transaction(conn) as tx:
         rows = await tx.fetch(
-            f"""UPDATE recipients r
+            """UPDATE recipients r
                    SET state = 'bounced', lease_until = NULL, leased_by = NULL, last_reply = $3,
-                       updated_at = {_NOW}
+                       updated_at = COALESCE($1::timestamptz, now())
                   FROM messages m
                  WHERE r.message_id = $2 AND m.id = r.message_id AND r.state = 'queued'
              RETURNING r.id, r.attempts, m.account_id, m.domain_id""",
@@ -318,8 +392,6 @@ async def _record_at(conn: Conn, type_: Event, at: dt.datetime | None, **kw: Any
     if at is None:
         await events.record(conn, type_, **kw)
         return
-    import json
-
     await conn.execute(
         """INSERT INTO events (event_id, type, account_id, domain_id, message_id, recipient_id, details,
                                created_at)
