@@ -62,8 +62,10 @@ class Service:
             start_http_server(int(port) + self.process_index, addr=host.strip("[]"))
 
     async def stop(self) -> None:
-        # Stop in reverse: listeners stop accepting first, workers finish what they hold.
-        for part in reversed(self._parts):
+        # Listeners stop accepting first (idle SMTP sessions get 421, transactions in flight finish
+        # within the grace bound), then the workers finish what they hold.
+        parts = [p for p in self._parts if p is self.smtp] + [p for p in reversed(self._parts) if p is not self.smtp]
+        for part in parts:
             try:
                 await part.stop(self.cfg.server.shutdown_grace_seconds)
             except Exception:

@@ -57,6 +57,9 @@ class Principal:
     monthly_limit: int
     max_message_size: int
     billing_anchor_day: int
+    # Recipients the account could still send when it authenticated: advisory only (the commit
+    # re-checks atomically), saves the per-session look-up the RCPT check would otherwise make.
+    quota_remaining_at_auth: int = 0
 
 
 def _token_text(secret: str) -> str | None:
@@ -80,14 +83,16 @@ class Authenticator:
                 row = await credentials_store.find_active(conn, public_id)
                 if row is None or not tokens.matches(token, bytes(row["digest"])):
                     return AuthOutcome.INVALID, None
+                period = quota.current_period(int(row["billing_anchor_day"]))
+                used = await usage_store.used(conn, row["account_id"], period)
                 principal = Principal(
                     credential_id=row["id"], account_id=row["account_id"], account_name=row["account_name"],
                     stream=row["stream"], monthly_limit=int(row["monthly_limit"]),
                     max_message_size=int(row["max_message_size"]),
                     billing_anchor_day=int(row["billing_anchor_day"]),
+                    quota_remaining_at_auth=int(row["monthly_limit"]) - used,
                 )
-                period = quota.current_period(principal.billing_anchor_day)
-                if await usage_store.used(conn, principal.account_id, period) >= principal.monthly_limit:
+                if principal.quota_remaining_at_auth <= 0:
                     return AuthOutcome.QUOTA, principal
                 await credentials_store.touch(conn, principal.credential_id)
         except DB_ERRORS:
@@ -101,7 +106,7 @@ class SessionSlots:
 
     def __init__(self, pool: Any, limit: int) -> None:
         self._pool = pool
-        self._limit = limit
+        self._limit = min(limit, 0xFFFF)  # slot numbers live in 16 bits of the lock key
         self._conn: Any = None
         self._lock = asyncio.Lock()
         self._held: dict[int, set[int]] = {}
@@ -149,7 +154,7 @@ class SessionSlots:
             try:
                 conn.terminate()
                 await self._pool.release(conn)
-            except Exception:  # noqa: BLE001 - best effort on an already broken connection
+            except Exception:  # best effort on an already broken connection
                 log.debug("releasing a broken connection failed", exc_info=True)
 
     async def close(self) -> None:

@@ -19,11 +19,21 @@ ACCEPT_LATENCY = Histogram(
     "mts_accept_latency_seconds", "End of DATA to the 250 reply (checks, signing, commit)",
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.02, 0.03, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
 )
+SMTP_SESSIONS_CLOSED = Counter(
+    "mts_smtp_sessions_closed_total", "SMTP sessions closed by the server, by reason", ["reason"]
+)
+SMTP_PIPELINED_DISCARDED = Counter(
+    "mts_smtp_starttls_discarded_bytes_total", "Plaintext bytes pipelined behind STARTTLS and discarded"
+)
 
 # --- delivery ---
 DELIVERY_ATTEMPTS = Counter("mts_delivery_attempts_total", "Delivery attempts by outcome", ["outcome"])
 DELIVERY_LATENCY = Histogram("mts_delivery_seconds", "One SMTP transaction to a remote MX")
 QUEUE_CLAIMED = Counter("mts_queue_claimed_total", "Recipients claimed by delivery workers")
+DELIVERY_CONNECTIONS = Counter(
+    "mts_delivery_connections_total", "Outbound SMTP connections by result (tls, plain, failed)", ["result"]
+)
+LEASES_LOST = Counter("mts_delivery_leases_lost_total", "Recipients whose lease another worker took over")
 
 # --- sending domains ---
 DOMAIN_CHECKS = Counter("mts_domain_checks_total", "DNS checks of sending domains by result", ["result"])

@@ -48,7 +48,6 @@ _TABLE: list[tuple[str, int, str, str]] = [
     ("TOO_MANY_ERRORS", 421, "4.7.0", "Too many errors: closing connection"),
     ("TOO_MANY_MESSAGES", 421, "4.7.0", "Too many messages in this connection"),
     # --- generic command handling ---
-    ("OK", 250, "2.0.0", "Ok"),
     ("RESET_OK", 250, "2.0.0", "Reset state"),
     ("NOOP_OK", 250, "2.0.0", "Ok"),
     ("HELP", 214, "2.0.0", "See RFC 5321"),
@@ -67,7 +66,6 @@ _TABLE: list[tuple[str, int, str, str]] = [
     ("STARTTLS_READY", 220, "2.0.0", "Ready to start TLS"),
     ("STARTTLS_REQUIRED", 530, "5.7.0", "Must issue a STARTTLS command first"),
     ("TLS_ALREADY_ACTIVE", 503, "5.5.1", "TLS already active"),
-    ("TLS_UNAVAILABLE", 454, "4.7.0", "TLS not available due to temporary reason"),
     # --- AUTH ---
     ("AUTH_CHALLENGE_EMPTY", 334, "", ""),
     ("AUTH_CHALLENGE_USERNAME", 334, "", "VXNlcm5hbWU6"),
@@ -117,7 +115,6 @@ SESSION_DEADLINE = REPLIES["SESSION_DEADLINE"]
 DATA_TOO_SLOW = REPLIES["DATA_TOO_SLOW"]
 TOO_MANY_ERRORS = REPLIES["TOO_MANY_ERRORS"]
 TOO_MANY_MESSAGES = REPLIES["TOO_MANY_MESSAGES"]
-OK = REPLIES["OK"]
 RESET_OK = REPLIES["RESET_OK"]
 NOOP_OK = REPLIES["NOOP_OK"]
 HELP = REPLIES["HELP"]
@@ -135,7 +132,6 @@ UNSUPPORTED_PARAMETER = REPLIES["UNSUPPORTED_PARAMETER"]
 STARTTLS_READY = REPLIES["STARTTLS_READY"]
 STARTTLS_REQUIRED = REPLIES["STARTTLS_REQUIRED"]
 TLS_ALREADY_ACTIVE = REPLIES["TLS_ALREADY_ACTIVE"]
-TLS_UNAVAILABLE = REPLIES["TLS_UNAVAILABLE"]
 AUTH_CHALLENGE_EMPTY = REPLIES["AUTH_CHALLENGE_EMPTY"]
 AUTH_CHALLENGE_USERNAME = REPLIES["AUTH_CHALLENGE_USERNAME"]
 AUTH_CHALLENGE_PASSWORD = REPLIES["AUTH_CHALLENGE_PASSWORD"]

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import socket
 import struct
+from collections.abc import Awaitable, Callable
 
 V2_SIGNATURE = b"\r\n\r\n\x00\r\nQUIT\n"
 V1_MAX = 107
@@ -40,18 +42,42 @@ def _ip(text: str, version: int) -> str:
     return str(addr)
 
 
-async def read_header(reader: asyncio.StreamReader, peer_ip: str) -> str:
-    """Consume the header and return the client IP it announces (or `peer_ip` for LOCAL/UNKNOWN)."""
-    try:
-        head = await reader.readexactly(12)
-    except asyncio.IncompleteReadError:
-        raise ProxyError("short header") from None
-    if head == V2_SIGNATURE:
+ReadExactly = Callable[[int], Awaitable[bytes]]
+
+
+def stream_reader(reader: asyncio.StreamReader) -> ReadExactly:
+    async def read(n: int) -> bytes:
         try:
-            ver_cmd, fam, length = struct.unpack("!BBH", await reader.readexactly(4))
-            body = await reader.readexactly(length)
+            return await reader.readexactly(n)
         except asyncio.IncompleteReadError:
             raise ProxyError("short header") from None
+
+    return read
+
+
+def socket_reader(sock: socket.socket) -> ReadExactly:
+    """Exact reads straight from the socket: not one byte past the header is consumed, so on an
+    implicit-TLS listener the ClientHello that follows stays in the kernel for the TLS layer."""
+    loop = asyncio.get_running_loop()
+
+    async def read(n: int) -> bytes:
+        buf = b""
+        while len(buf) < n:
+            chunk = await loop.sock_recv(sock, n - len(buf))
+            if not chunk:
+                raise ProxyError("short header")
+            buf += chunk
+        return buf
+
+    return read
+
+
+async def read_header(read: ReadExactly, peer_ip: str) -> str:
+    """Consume the header and return the client IP it announces (or `peer_ip` for LOCAL/UNKNOWN)."""
+    head = await read(12)
+    if head == V2_SIGNATURE:
+        ver_cmd, fam, length = struct.unpack("!BBH", await read(4))
+        body = await read(length)
         if ver_cmd >> 4 != 2:
             raise ProxyError("bad version")
         if ver_cmd & 0x0F == 0:
@@ -67,13 +93,11 @@ async def read_header(reader: asyncio.StreamReader, peer_ip: str) -> str:
         raise ProxyError("unsupported family")
     if not head.startswith(b"PROXY "):
         raise ProxyError("no header")
-    try:
-        rest = await reader.readuntil(b"\r\n")
-    except (asyncio.IncompleteReadError, asyncio.LimitOverrunError):
-        raise ProxyError("short header") from None
-    line = head + rest
-    if len(line) > V1_MAX:
-        raise ProxyError("header too long")
+    line = head
+    while not line.endswith(b"\r\n"):
+        if len(line) >= V1_MAX:
+            raise ProxyError("header too long")
+        line += await read(1)  # byte by byte: never read past the header (at most 107 bytes)
     parts = line[:-2].decode("ascii", "replace").split(" ")
     if len(parts) >= 2 and parts[1] == "UNKNOWN":
         return peer_ip

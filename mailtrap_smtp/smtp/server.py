@@ -1,0 +1,226 @@
+"""SMTP listeners: accept connections, apply connect-time limits, run sessions, stop gracefully.
+
+Each configured listener binds with SO_REUSEPORT so `serve --processes N` runs N processes on the
+same ports. `implicit` listeners do TLS from the first byte (port 465 style); `starttls` listeners
+start in plaintext. The per-IP connection cap and the per-IP AUTH-failure window are per process
+(in memory); the per-account session cap is cluster-wide (PostgreSQL advisory locks, `auth.py`).
+
+PROXY protocol (`server.proxy_protocol_from`): a trusted peer must open with a v1 or v2 header and
+the session is keyed on the address it announces; anyone else is keyed on the real peer and never
+parsed for a header. On implicit-TLS listeners the header precedes the handshake, so those
+listeners start with reading paused and read the header with exact-size reads from the socket:
+the ClientHello behind it (often in the same segment) stays in the kernel for the TLS layer.
+
+SIGTERM (`stop`): stop accepting, answer idle sessions `421 4.3.2`, let commands in flight (a DATA
+transfer, an acceptance transaction) finish and then answer 421, abort what is left after the
+grace period. SIGHUP (`reload_tls`): new handshakes use freshly loaded certificates.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import ipaddress
+import logging
+import os
+import socket
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from .. import metrics, replies
+from ..auth import Authenticator, FailureWindow, SessionSlots
+from ..config import Config
+from ..submission import Submission
+from . import proxy
+from .session import Session
+from .tls import TlsContexts
+
+log = logging.getLogger(__name__)
+
+STREAM_LIMIT = 1 << 20  # asyncio stream buffer before it pauses the socket
+
+
+class _PausedStreamProtocol(asyncio.StreamReaderProtocol):
+    """A stream protocol that does not read until told (start_tls resumes reading)."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # Runs before the transport registers its reader (selector_events), so no byte is read.
+        transport.pause_reading()  # type: ignore[attr-defined]
+        super().connection_made(transport)
+
+
+def _paused_protocol(on_connect: Any) -> _PausedStreamProtocol:
+    return _PausedStreamProtocol(asyncio.StreamReader(limit=STREAM_LIMIT), on_connect)
+
+
+@contextlib.contextmanager
+def _dup_socket(writer: asyncio.StreamWriter) -> Iterator[socket.socket]:
+    """A private non-blocking handle on the connection's socket, for exact-size reads."""
+    sock = socket.socket(fileno=os.dup(writer.get_extra_info("socket").fileno()))
+    try:
+        sock.setblocking(False)
+        yield sock
+    finally:
+        sock.close()  # closes our duplicate descriptor only
+
+
+@dataclass
+class Listener:
+    address: str
+    port: int  # the bound port (differs from the configured one when a test asks for port 0)
+    mode: str
+
+    @property
+    def label(self) -> str:
+        return f"{self.address}:{self.port}/{self.mode}"
+
+
+class SmtpService:
+    def __init__(self, cfg: Config, pool: Any, *, signer: Any, process_index: int = 0,
+                 port_override: int | None = None) -> None:
+        self.cfg = cfg
+        self.pool = pool
+        self.process_index = process_index
+        self._port_override = port_override
+        self.tls = TlsContexts(cfg)
+        self.submission = Submission(pool, signer, hostname=cfg.server.hostname,
+                                     require_approval=cfg.domains.require_approval)
+        self.authenticator = Authenticator(pool)
+        self.slots = SessionSlots(pool, cfg.limits.connections_per_account)
+        self.auth_failures = FailureWindow(cfg.limits.auth_failures_per_ip, cfg.limits.auth_failure_window_seconds)
+        self._proxies = [ipaddress.ip_network(a, strict=False) for a in cfg.server.proxy_protocol_from]
+        self.listeners: list[Listener] = []
+        self._servers: list[asyncio.Server] = []
+        self._sessions: set[Session] = set()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._per_ip: dict[str, int] = {}
+        self._stopping = False
+
+    @property
+    def ports(self) -> list[int]:
+        return [lst.port for lst in self.listeners]
+
+    async def start(self) -> None:
+        for conf in self.cfg.smtp.listeners:
+            port = conf.port if self._port_override is None else self._port_override
+            # Implicit TLS is done by asyncio from the first byte unless PROXY headers may come
+            # first (they precede the TLS handshake); then the session starts TLS itself.
+            ssl_ctx = self.tls.front if conf.mode == "implicit" and not self._proxies else None
+            lst = Listener(conf.address, port, conf.mode)
+            on_connect = functools.partial(self._on_connect, lst)
+            handshake_timeout = self.cfg.smtp.tls_handshake_timeout_seconds
+            if conf.mode == "implicit" and self._proxies:
+                # Reading starts paused: a PROXY header is read straight from the socket, so the
+                # ClientHello behind it is left for the TLS layer (see _on_connect).
+                loop = asyncio.get_running_loop()
+                server = await loop.create_server(
+                    functools.partial(_paused_protocol, on_connect),
+                    conf.address, port, reuse_port=True, backlog=1024,
+                )
+            else:
+                server = await asyncio.start_server(
+                    on_connect, conf.address, port, ssl=ssl_ctx,
+                    ssl_handshake_timeout=handshake_timeout if ssl_ctx else None,
+                    reuse_port=True, limit=STREAM_LIMIT, backlog=1024,
+                )
+            lst.port = server.sockets[0].getsockname()[1]
+            self.listeners.append(lst)
+            self._servers.append(server)
+            log.info("SMTP listening on %s (process %d)", lst.label, self.process_index)
+
+    def reload_tls(self) -> None:
+        self.tls.reload()
+
+    async def _on_connect(self, lst: Listener, reader: asyncio.StreamReader,
+                          writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self._tasks.add(task)
+        peer = writer.get_extra_info("peername") or ("0.0.0.0", 0)
+        client_ip = str(peer[0])
+        counted = False
+        try:
+            tls = writer.get_extra_info("ssl_object") is not None
+            if tls:
+                metrics.TLS_HANDSHAKES.labels("success").inc()
+            if self._stopping:
+                writer.transport.abort()
+                return
+            implicit_plain = lst.mode == "implicit" and not tls
+            if self._proxies and proxy.trusted(client_ip, self._proxies):
+                try:
+                    async with asyncio.timeout(self.cfg.smtp.command_timeout_seconds):
+                        if implicit_plain:
+                            with _dup_socket(writer) as sock:
+                                client_ip = await proxy.read_header(proxy.socket_reader(sock), client_ip)
+                        else:
+                            client_ip = await proxy.read_header(proxy.stream_reader(reader), client_ip)
+                except (proxy.ProxyError, TimeoutError, OSError):
+                    metrics.SMTP_CONNECTIONS_REFUSED.labels("proxy_header").inc()
+                    writer.transport.abort()
+                    return
+            if implicit_plain:
+                try:
+                    await writer.start_tls(self.tls.current,
+                                           ssl_handshake_timeout=self.cfg.smtp.tls_handshake_timeout_seconds)
+                except (TimeoutError, ConnectionError, OSError) as e:
+                    metrics.TLS_HANDSHAKES.labels("timeout" if isinstance(e, TimeoutError) else "failure").inc()
+                    writer.transport.abort()
+                    return
+                metrics.TLS_HANDSHAKES.labels("success").inc()
+                tls = True
+            metrics.SMTP_CONNECTIONS.labels(lst.label).inc()
+            if self._per_ip.get(client_ip, 0) >= self.cfg.limits.connections_per_ip:
+                metrics.SMTP_CONNECTIONS_REFUSED.labels("per_ip").inc()
+                metrics.MESSAGES_REJECTED.labels(replies.TOO_MANY_CONNECTIONS_IP.name).inc()
+                writer.write(replies.TOO_MANY_CONNECTIONS_IP.wire())
+                with contextlib.suppress(Exception):
+                    async with asyncio.timeout(1.0):
+                        await writer.drain()
+                writer.close()
+                return
+            self._per_ip[client_ip] = self._per_ip.get(client_ip, 0) + 1
+            counted = True
+            session = Session(self, lst, reader, writer, client_ip, tls=tls)
+            self._sessions.add(session)
+            metrics.SMTP_SESSIONS_ACTIVE.inc()
+            try:
+                await session.run()
+            finally:
+                self._sessions.discard(session)
+                metrics.SMTP_SESSIONS_ACTIVE.dec()
+        except Exception:
+            log.exception("SMTP connection handler failed")
+            writer.transport.abort()
+        finally:
+            if counted:
+                left = self._per_ip.get(client_ip, 1) - 1
+                if left > 0:
+                    self._per_ip[client_ip] = left
+                else:
+                    self._per_ip.pop(client_ip, None)
+            if task is not None:
+                self._tasks.discard(task)
+
+    async def stop(self, grace_seconds: float) -> None:
+        """Stop accepting, tell idle sessions 421, let transactions finish within the grace bound."""
+        self._stopping = True
+        for server in self._servers:
+            server.close()
+        for session in list(self._sessions):
+            session.shutdown()
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=grace_seconds)
+        for session in list(self._sessions):
+            session.writer.transport.abort()
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=1.0)
+        for server in self._servers:
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(1.0):
+                    await server.wait_closed()
+        self._servers.clear()
+        await self.slots.close()
+        await self.submission.close()

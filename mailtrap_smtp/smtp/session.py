@@ -1,0 +1,724 @@
+"""One SMTP submission session (RFC 5321, 3207 STARTTLS, 4954 AUTH, 1870 SIZE, 2920 PIPELINING).
+
+A small asyncio state machine written for this service instead of an aiosmtpd handler: it owns
+every byte it reads and writes, so that every reply comes from `replies.py`, pipelined plaintext
+behind STARTTLS is provably discarded, and DATA is read in large chunks.
+
+Reading. Commands are read from our own buffer filled with 64 KiB reads; a command line is at most
+512 octets (RFC 5321 §4.5.3.1.4), an AUTH line at most 12288 (RFC 4954 §4); longer lines are
+discarded up to their end and answered `LINE_TOO_LONG`. Command lines may end in CRLF or LF; a CR
+or NUL inside one is refused (`BAD_CHARACTERS`). Every read has a timeout: the command timeout,
+capped by the absolute session deadline, and during DATA by the minimum data rate.
+
+DATA reader. DATA is read in chunks and scanned for the one terminator RFC 5321 §4.1.1.4 defines,
+CRLF "." CRLF (the DATA line's CRLF counts, so "." CRLF right away is an empty message). Only that
+exact sequence ends DATA. Any other would-be terminator (`\\n.\\n`, `\\r.\\r`, `\\n.\\r\\n`,
+`\\r\\n.\\n`, NUL variants: "SMTP smuggling") stays inside the message, which then contains a bare
+CR, bare LF or NUL and is rejected as a whole (`BARE_LINE_ENDING`, see `submission.py`): stray line
+endings are never stored nor relayed. Past the account's size limit the reader stops buffering
+(memory stays bounded: limit + one chunk) but keeps scanning, and answers `SIZE_EXCEEDED` only after
+the final dot, as RFC 5321 §4.5.3.1.10 asks. Dot-unstuffing is one `bytes.replace`.
+
+Writing. Each reply is written then drained under the command timeout with a 64 KiB transport
+high-water mark, so a client that stops reading is cut off instead of growing our buffers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import binascii
+import datetime as dt
+import email.utils
+import logging
+import re
+import time
+from typing import TYPE_CHECKING, Any
+
+from .. import metrics, replies
+from ..auth import DB_ERRORS, AuthOutcome, Principal
+from ..replies import Reply
+from ..submission import Rejected
+from . import address
+
+if TYPE_CHECKING:
+    from .server import Listener, SmtpService
+
+log = logging.getLogger(__name__)
+
+COMMAND_LINE_MAX = 512  # octets incl. CRLF, RFC 5321 §4.5.3.1.4
+AUTH_LINE_MAX = 12288  # RFC 4954 §4
+READ_SIZE = 65536
+DATA_READ_SIZE = 262144
+WRITE_HIGH_WATER = 65536
+DATA_RATE_GRACE_MAX = 5.0  # seconds before the minimum data rate applies (TCP slow start etc.)
+_TERMINATOR = b"\r\n.\r\n"
+_HELO_SAFE = re.compile(r"[^A-Za-z0-9.\-_:\[\]]")
+_PRE_TLS_ALLOWED = {"EHLO", "HELO", "NOOP", "STARTTLS", "QUIT", "RSET"}
+
+
+class _Close(Exception):
+    """End the session (the reply, if any, has been sent)."""
+
+
+class _TooLong:
+    pass
+
+
+TOO_LONG = _TooLong()
+
+
+class Session:
+    def __init__(self, service: SmtpService, listener: Listener, reader: asyncio.StreamReader,
+                 writer: asyncio.StreamWriter, client_ip: str, *, tls: bool) -> None:
+        self.svc = service
+        self.cfg = service.cfg
+        self.listener = listener
+        self.reader = reader
+        self.writer = writer
+        self.client_ip = client_ip
+        self.tls = tls
+        self.buf = bytearray()
+        self.pos = 0  # start of unread bytes in buf: lines are sliced, not deleted one by one
+        self.started = time.monotonic()
+        self.deadline = self.started + self.cfg.smtp.session_deadline_seconds
+        self.idle = False
+        self.closing = False
+        self.errors = 0
+        self.auth_failures = 0
+        self.messages = 0
+        self.helo: str | None = None
+        self.esmtp = False
+        self.principal: Principal | None = None
+        self.slot: int | None = None
+        self.domain_cache: dict[str, int | None] = {}
+        self.quota_left: int | None = None
+        self._tls_text: str | None = None
+        self._reset_transaction()
+        self._set_write_limits()
+
+    # ------------------------------------------------------------------ plumbing
+
+    def _set_write_limits(self) -> None:
+        transport = self.writer.transport
+        try:
+            transport.set_write_buffer_limits(high=WRITE_HIGH_WATER)
+        except (AttributeError, NotImplementedError):
+            pass
+
+    def _reset_transaction(self) -> None:
+        self.mail_from: str | None = None
+        self.sender_domain_id: int | None = None
+        self.recipients: list[str] = []
+        self.rcpt_keys: set[str] = set()
+
+    async def send(self, reply: Reply) -> None:
+        if reply.is_error:
+            metrics.MESSAGES_REJECTED.labels(reply.name).inc()
+        self.writer.write(reply.wire())
+        await self._drain()
+
+    async def _send_lines(self, code: int, lines: list[str]) -> None:
+        out = [f"{code}-{line}\r\n" for line in lines[:-1]] + [f"{code} {lines[-1]}\r\n"]
+        self.writer.write("".join(out).encode("ascii"))
+        await self._drain()
+
+    async def _drain(self) -> None:
+        try:
+            async with asyncio.timeout(self.cfg.smtp.command_timeout_seconds):
+                await self.writer.drain()
+        except TimeoutError:
+            # The client stopped reading: never buffer without bound (issue 3, hostile clients).
+            metrics.SMTP_SESSIONS_CLOSED.labels("write_timeout").inc()
+            self.writer.transport.abort()
+            raise _Close from None
+
+    async def error(self, reply: Reply) -> None:
+        """Send an error reply; past `smtp.max_errors` errors, send 421 instead and close."""
+        self.errors += 1
+        if self.errors > self.cfg.smtp.max_errors:
+            await self.close_with(replies.TOO_MANY_ERRORS, "too_many_errors")
+        await self.send(reply)
+
+    async def close_with(self, reply: Reply, reason: str) -> None:
+        metrics.SMTP_SESSIONS_CLOSED.labels(reason).inc()
+        try:
+            await self.send(reply)
+        finally:
+            self.writer.close()
+        raise _Close
+
+    def _read_timeout(self) -> tuple[float, Reply, str]:
+        now = time.monotonic()
+        left = self.deadline - now
+        if left <= self.cfg.smtp.command_timeout_seconds:
+            return max(left, 0.0), replies.SESSION_DEADLINE, "session_deadline"
+        return self.cfg.smtp.command_timeout_seconds, replies.IDLE_TIMEOUT, "idle_timeout"
+
+    async def _fill(self, size: int = READ_SIZE) -> None:
+        timeout, reply, reason = self._read_timeout()
+        try:
+            async with asyncio.timeout(timeout):
+                data = await self.reader.read(size)
+        except TimeoutError:
+            await self.close_with(reply, reason)
+        if not data:
+            raise _Close
+        if self.pos:
+            # Compact only when refilling: deleting each consumed line from the front would cost
+            # a memmove of the whole buffer per line (quadratic under a pipelined flood).
+            del self.buf[: self.pos]
+            self.pos = 0
+        self.buf += data
+
+    def pending(self) -> int:
+        return len(self.buf) - self.pos
+
+    def take_pending(self) -> bytes:
+        data = bytes(self.buf[self.pos:])
+        self.buf.clear()
+        self.pos = 0
+        return data
+
+    async def read_line(self, limit: int) -> bytes | _TooLong:
+        """One line including its LF, or TOO_LONG (the whole over-long line is consumed)."""
+        while True:
+            idx = self.buf.find(b"\n", self.pos)
+            if idx >= 0:
+                line = bytes(self.buf[self.pos: idx + 1])
+                self.pos = idx + 1
+                return TOO_LONG if len(line) > limit else line
+            if self.pending() > limit:
+                self.take_pending()
+                while True:  # discard up to the end of the line, without buffering it
+                    await self._fill()
+                    idx = self.buf.find(b"\n")
+                    if idx >= 0:
+                        self.pos = idx + 1
+                        return TOO_LONG
+                    self.take_pending()
+            self.idle = not self.pending()
+            try:
+                if self.closing and self.idle:
+                    await self.close_with(replies.SHUTTING_DOWN, "shutdown")
+                await self._fill()
+            finally:
+                self.idle = False
+
+    # ------------------------------------------------------------------ main loop
+
+    async def run(self) -> None:
+        try:
+            await self.send(replies.GREETING.format(hostname=self.cfg.server.hostname))
+            while True:
+                line = await self.read_line(AUTH_LINE_MAX)
+                await self._dispatch(line)
+                if self.closing and not self.pending():
+                    await self.close_with(replies.SHUTTING_DOWN, "shutdown")
+        except _Close:
+            pass
+        except (ConnectionError, asyncio.IncompleteReadError, OSError):
+            pass
+        finally:
+            await self._release()
+            if not self.writer.is_closing():
+                self.writer.close()
+
+    async def _release(self) -> None:
+        if self.principal is not None and self.slot is not None:
+            slot, self.slot = self.slot, None
+            try:
+                await self.svc.slots.release(self.principal.account_id, slot)
+            except Exception:  # never let clean-up raise
+                log.exception("releasing a session slot failed")
+
+    async def _dispatch(self, line: bytes | _TooLong) -> None:
+        if isinstance(line, _TooLong):
+            await self.error(replies.LINE_TOO_LONG)
+            return
+        text = line.rstrip(b"\n")
+        if text.endswith(b"\r"):
+            text = text[:-1]
+        verb_end = text.find(b" ")
+        verb = (text if verb_end < 0 else text[:verb_end]).upper()
+        if verb != b"AUTH" and len(line) > COMMAND_LINE_MAX:
+            await self.error(replies.LINE_TOO_LONG)
+            return
+        if b"\r" in text or b"\0" in text or any(c < 32 and c != 9 for c in text):
+            await self.error(replies.BAD_CHARACTERS)
+            return
+        arg = b"" if verb_end < 0 else text[verb_end + 1:]
+        name = verb.decode("latin-1")
+        try:
+            if name == "BDAT":
+                await self.cmd_bdat(arg)
+                return
+            if not self.tls and name not in _PRE_TLS_ALLOWED:
+                if name in _ALL_VERBS:
+                    await self.error(replies.STARTTLS_REQUIRED)
+                else:
+                    await self.error(replies.UNKNOWN_COMMAND)
+                return
+            handler = _HANDLERS.get(name)
+            if handler is None:
+                await self.error(replies.UNKNOWN_COMMAND)
+                return
+            await handler(self, arg)
+        except (_Close, ConnectionError, OSError):
+            raise
+        except Exception:
+            # handle_exception: internals go to the log, the client gets one fixed line.
+            log.exception("SMTP command %s failed", name[:16])
+            await self.error(replies.TEMPORARY_FAILURE)
+
+    # ------------------------------------------------------------------ commands
+
+    def _extensions(self) -> list[str]:
+        size = self.principal.max_message_size if self.principal else self.cfg.limits.message_size
+        ext = ["PIPELINING", f"SIZE {size}"]
+        if self.tls:
+            ext.append("AUTH PLAIN LOGIN")
+        else:
+            ext.append("STARTTLS")
+        ext += ["ENHANCEDSTATUSCODES", "8BITMIME"]
+        return ext
+
+    async def cmd_ehlo(self, arg: bytes, *, esmtp: bool = True) -> None:
+        name = arg.strip().decode("latin-1")
+        if not name or " " in name:
+            await self.error(replies.HELO_SYNTAX)
+            return
+        # Only used in our Received header: keep host-name / address-literal characters (':' only
+        # inside an IPv6 literal), so nothing a client says can start or shape a header line.
+        safe = _HELO_SAFE.sub("", name)
+        if not safe.startswith("["):
+            safe = safe.replace(":", "")
+        self.helo = safe[:255] or "unknown"
+        self.esmtp = esmtp
+        self._reset_transaction()
+        host = self.cfg.server.hostname
+        if esmtp:
+            await self._send_lines(250, [host, *self._extensions()])
+        else:
+            await self._send_lines(250, [host])
+
+    async def cmd_helo(self, arg: bytes) -> None:
+        await self.cmd_ehlo(arg, esmtp=False)
+
+    async def cmd_noop(self, _arg: bytes) -> None:
+        await self.send(replies.NOOP_OK)
+
+    async def cmd_rset(self, arg: bytes) -> None:
+        if arg.strip():
+            await self.error(replies.SYNTAX)
+            return
+        self._reset_transaction()
+        await self.send(replies.RESET_OK)
+
+    async def cmd_quit(self, _arg: bytes) -> None:
+        await self.send(replies.BYE)
+        self.writer.close()
+        raise _Close
+
+    async def cmd_help(self, _arg: bytes) -> None:
+        await self.send(replies.HELP)
+
+    async def cmd_vrfy(self, _arg: bytes) -> None:
+        await self.send(replies.VRFY)
+
+    async def cmd_expn(self, _arg: bytes) -> None:
+        await self.error(replies.NOT_IMPLEMENTED)
+
+    async def cmd_bdat(self, arg: bytes) -> None:
+        # CHUNKING is not offered. The chunk that follows is binary data, not commands: discard
+        # exactly its size (never interpret it), then refuse; an unparsable size ends the session.
+        parts = arg.split()
+        if not parts or not parts[0].isdigit() or len(parts) > 2 or len(parts[0]) > 12:
+            await self.close_with(replies.BDAT_NOT_SUPPORTED, "bdat")
+        size = int(parts[0])
+        if size > self.cfg.limits.message_size_cap:
+            await self.close_with(replies.BDAT_NOT_SUPPORTED, "bdat")
+        while size:
+            if not self.pending():
+                await self._fill()
+            take = min(size, self.pending())
+            self.pos += take
+            size -= take
+        await self.error(replies.BDAT_NOT_SUPPORTED)
+
+    async def cmd_starttls(self, arg: bytes) -> None:
+        if self.tls:
+            await self.error(replies.TLS_ALREADY_ACTIVE)
+            return
+        if arg.strip():
+            await self.error(replies.SYNTAX)
+            return
+        transport: Any = self.writer.transport
+        transport.pause_reading()
+        # RFC 3207 §4.2 / CVE-2011-0411: whatever the client sent after STARTTLS in plaintext
+        # must never be read as if it came over TLS. Our buffer and the stream's are dropped
+        # while reading is paused; from here on only bytes from the TLS layer are read.
+        pending = len(self.take_pending()) + len(getattr(self.reader, "_buffer", b""))
+        stream_buffer = getattr(self.reader, "_buffer", None)
+        if stream_buffer is not None:
+            stream_buffer.clear()
+        if pending:
+            metrics.SMTP_PIPELINED_DISCARDED.inc(pending)
+        await self.send(replies.STARTTLS_READY)
+        try:
+            await self.writer.start_tls(
+                self.svc.tls.current, ssl_handshake_timeout=self.cfg.smtp.tls_handshake_timeout_seconds
+            )
+        except (TimeoutError, ConnectionError, OSError) as e:
+            metrics.TLS_HANDSHAKES.labels("timeout" if isinstance(e, TimeoutError) else "failure").inc()
+            self.writer.transport.abort()
+            raise _Close from None
+        metrics.TLS_HANDSHAKES.labels("success").inc()
+        self.tls = True
+        self._set_write_limits()
+        # RFC 3207 §4.2: forget everything learned before TLS; the client must EHLO again.
+        self.helo = None
+        self.esmtp = False
+        self._reset_transaction()
+
+    # --- AUTH
+
+    async def _sasl_line(self, challenge: Reply) -> bytes | None:
+        await self.send(challenge)
+        line = await self.read_line(AUTH_LINE_MAX)
+        if isinstance(line, _TooLong):
+            await self.error(replies.LINE_TOO_LONG)
+            return None
+        return line.rstrip(b"\r\n").strip()
+
+    @staticmethod
+    def _b64(data: bytes) -> bytes | None:
+        if data == b"=":
+            return b""
+        try:
+            return binascii.a2b_base64(data, strict_mode=True)
+        except (binascii.Error, ValueError):
+            return None
+
+    async def cmd_auth(self, arg: bytes) -> None:
+        if not self.esmtp:
+            await self.error(replies.EHLO_FIRST)
+            return
+        if self.principal is not None:
+            await self.error(replies.AUTH_ALREADY)
+            return
+        if self.mail_from is not None:
+            await self.error(replies.BAD_SEQUENCE)
+            return
+        if self.svc.auth_failures.blocked(self.client_ip):
+            metrics.AUTH_ATTEMPTS.labels("ip_blocked").inc()
+            await self.close_with(replies.AUTH_IP_BLOCKED, "auth_ip_blocked")
+        parts = arg.split()
+        if not parts or len(parts) > 2:
+            await self.error(replies.SYNTAX)
+            return
+        mech = parts[0].upper()
+        initial = parts[1] if len(parts) == 2 else None
+        secret: bytes | None
+        if mech == b"PLAIN":
+            resp = initial if initial is not None else await self._sasl_line(replies.AUTH_CHALLENGE_EMPTY)
+            if resp is None:
+                return
+            if resp == b"*":
+                await self.error(replies.AUTH_CANCELLED)
+                return
+            decoded = self._b64(resp)
+            if decoded is None:
+                await self._auth_failed(replies.AUTH_BAD_BASE64)
+                return
+            fields = decoded.split(b"\0")
+            secret = fields[2] if len(fields) == 3 else None
+        elif mech == b"LOGIN":
+            user = initial if initial is not None else await self._sasl_line(replies.AUTH_CHALLENGE_USERNAME)
+            if user is None:
+                return
+            if user == b"*":
+                await self.error(replies.AUTH_CANCELLED)
+                return
+            if self._b64(user) is None:
+                await self._auth_failed(replies.AUTH_BAD_BASE64)
+                return
+            resp = await self._sasl_line(replies.AUTH_CHALLENGE_PASSWORD)
+            if resp is None:
+                return
+            if resp == b"*":
+                await self.error(replies.AUTH_CANCELLED)
+                return
+            secret = self._b64(resp)
+            if secret is None:
+                await self._auth_failed(replies.AUTH_BAD_BASE64)
+                return
+        else:
+            await self.error(replies.AUTH_MECHANISM)
+            return
+        try:
+            token = secret.decode("ascii") if secret is not None else ""
+        except UnicodeDecodeError:
+            token = ""
+        outcome, principal = await self.svc.authenticator.authenticate(token)
+        if outcome is AuthOutcome.OK and principal is not None:
+            outcome, slot = await self.svc.slots.acquire(principal.account_id)
+            if outcome is AuthOutcome.OK:
+                self.principal, self.slot = principal, slot
+                self.quota_left = principal.quota_remaining_at_auth
+                metrics.AUTH_ATTEMPTS.labels("success").inc()
+                await self.send(replies.AUTH_OK)
+                return
+        metrics.AUTH_ATTEMPTS.labels(outcome.value).inc()
+        if outcome is AuthOutcome.INVALID:
+            await self._auth_failed(replies.AUTH_INVALID)
+        elif outcome is AuthOutcome.QUOTA:
+            await self.error(replies.QUOTA_EXCEEDED)
+        elif outcome is AuthOutcome.TOO_MANY_CONNECTIONS:
+            await self.error(replies.TOO_MANY_CONNECTIONS_ACCOUNT)
+        else:
+            await self.error(replies.AUTH_TEMPORARY_FAILURE)
+
+    async def _auth_failed(self, reply: Reply) -> None:
+        self.auth_failures += 1
+        self.svc.auth_failures.record_failure(self.client_ip)
+        if self.auth_failures >= self.cfg.limits.auth_failures_per_connection:
+            await self.close_with(replies.AUTH_TOO_MANY_FAILURES, "auth_failures")
+        await self.error(reply)
+
+    # --- mail transaction
+
+    async def _ready_for_mail(self) -> bool:
+        if self.principal is None:
+            await self.error(replies.AUTH_REQUIRED)
+            return False
+        return True
+
+    async def _domain_id(self, domain: str) -> int | None:
+        # Cached per session: one look-up per distinct domain, not one per message.
+        domain = domain.lower()
+        if domain not in self.domain_cache:
+            assert self.principal is not None
+            self.domain_cache[domain] = await self.svc.submission.sender_domain(self.principal, domain)
+        return self.domain_cache[domain]
+
+    async def cmd_mail(self, arg: bytes) -> None:
+        if not await self._ready_for_mail():
+            return
+        assert self.principal is not None
+        if self.messages >= self.cfg.limits.messages_per_connection:
+            await self.close_with(replies.TOO_MANY_MESSAGES, "too_many_messages")
+        if self.mail_from is not None:
+            await self.error(replies.NESTED_MAIL)
+            return
+        parsed = address.parse_command_path(arg, b"FROM:")
+        if isinstance(parsed, Reply):
+            await self.error(replies.SENDER_SYNTAX if parsed is replies.RECIPIENT_SYNTAX else parsed)
+            return
+        path, params = parsed
+        seen: set[str] = set()
+        for key, value in params:
+            if key in seen:
+                await self.error(replies.SYNTAX)
+                return
+            seen.add(key)
+            if key == "SIZE":
+                if not value or not value.isdigit() or len(value) > 20:
+                    await self.error(replies.SYNTAX)
+                    return
+                if int(value) > self.principal.max_message_size:
+                    await self.error(replies.SIZE_EXCEEDED)
+                    return
+            elif key == "BODY":
+                if (value or "").upper() not in ("7BIT", "8BITMIME"):
+                    await self.error(replies.SYNTAX)
+                    return
+            else:
+                await self.error(replies.UNSUPPORTED_PARAMETER)
+                return
+        if not path:
+            await self.error(replies.SENDER_DOMAIN_NOT_ALLOWED)  # null sender: no domain to send as
+            return
+        try:
+            domain_id = await self._domain_id(path.rpartition("@")[2])
+        except DB_ERRORS:
+            log.warning("sender domain check failed", exc_info=True)
+            await self.error(replies.TEMPORARY_FAILURE)
+            return
+        if domain_id is None:
+            await self.error(replies.SENDER_DOMAIN_NOT_ALLOWED)
+            return
+        self.mail_from = path
+        self.sender_domain_id = domain_id
+        await self.send(replies.SENDER_OK)
+
+    async def cmd_rcpt(self, arg: bytes) -> None:
+        if not await self._ready_for_mail():
+            return
+        assert self.principal is not None
+        if self.mail_from is None:
+            await self.error(replies.NEED_MAIL)
+            return
+        parsed = address.parse_command_path(arg, b"TO:")
+        if isinstance(parsed, Reply):
+            await self.error(parsed)
+            return
+        path, params = parsed
+        if params:
+            await self.error(replies.UNSUPPORTED_PARAMETER)
+            return
+        if not path:
+            await self.error(replies.RECIPIENT_SYNTAX)
+            return
+        local, _, domain = path.rpartition("@")
+        key = f"{local}@{domain.lower()}"
+        if key in self.rcpt_keys:
+            await self.send(replies.RECIPIENT_OK)  # duplicates are delivered and charged once
+            return
+        if len(self.recipients) >= self.cfg.limits.recipients_per_message:
+            await self.error(replies.TOO_MANY_RECIPIENTS)
+            return
+        if self.quota_left is None:
+            try:
+                self.quota_left = await self.svc.submission.quota_remaining(self.principal)
+            except DB_ERRORS:
+                log.warning("quota check failed", exc_info=True)
+                await self.error(replies.TEMPORARY_FAILURE)
+                return
+        if len(self.recipients) + 1 > self.quota_left:
+            await self.error(replies.QUOTA_EXCEEDED)
+            return
+        self.recipients.append(path)
+        self.rcpt_keys.add(key)
+        await self.send(replies.RECIPIENT_OK)
+
+    async def cmd_data(self, arg: bytes) -> None:
+        if not await self._ready_for_mail():
+            return
+        assert self.principal is not None
+        if arg.strip():
+            await self.error(replies.SYNTAX)
+            return
+        if self.mail_from is None:
+            await self.error(replies.NEED_MAIL)
+            return
+        if not self.recipients:
+            await self.error(replies.NEED_RCPT)
+            return
+        await self.send(replies.START_DATA)
+        raw = await self._read_data(self.principal.max_message_size)
+        started = time.monotonic()
+        mail_from, recipients, domain_id = self.mail_from, self.recipients, self.sender_domain_id
+        self._reset_transaction()
+        if raw is None:
+            await self.error(replies.SIZE_EXCEEDED)
+            return
+        try:
+            accepted = await self.svc.submission.submit(
+                self.principal, mail_from=mail_from, sender_domain_id=domain_id, recipients=recipients,
+                raw=raw, domain_check=self._domain_id, trace=self._received(), client_ip=self.client_ip,
+            )
+        except Rejected as r:
+            await self.error(replies.REPLIES[r.reply])
+            return
+        except Exception:
+            log.exception("accepting a message failed")
+            await self.error(replies.TEMPORARY_FAILURE)
+            return
+        self.messages += 1
+        if self.quota_left is not None:
+            self.quota_left -= len(recipients)
+        metrics.MESSAGES_ACCEPTED.labels(self.principal.stream).inc()
+        metrics.RECIPIENTS_ACCEPTED.labels(self.principal.stream).inc(len(recipients))
+        metrics.ACCEPT_LATENCY.observe(time.monotonic() - started)
+        await self.send(replies.QUEUED.format(message_id=accepted.message_id))
+
+    async def _read_data(self, limit: int) -> bytes | None:
+        """The unstuffed message, or None if it was larger than `limit` (all of it consumed)."""
+        work = bytearray(b"\r\n")  # the DATA command's own CRLF starts the first line
+        work += self.take_pending()
+        dropped = 0  # bytes no longer kept because the message is over the limit
+        scan = 0
+        smtp_cfg = self.cfg.smtp
+        rate = smtp_cfg.min_data_rate_bytes_per_second
+        grace = min(DATA_RATE_GRACE_MAX, smtp_cfg.command_timeout_seconds)
+        started = time.monotonic()
+        while True:
+            idx = work.find(_TERMINATOR, scan)
+            if idx >= 0:
+                self.buf += work[idx + 5:]  # pipelined commands after the dot
+                if dropped:
+                    return None
+                content = bytes(work[2: idx + 2])
+                break
+            scan = max(0, len(work) - 4)
+            if dropped or len(work) - 6 > limit:
+                # Over the limit: keep only the tail that could start the terminator.
+                dropped += len(work) - 4
+                del work[:-4]
+                scan = 0
+            now = time.monotonic()
+            timeout, reply, reason = self._read_timeout()
+            if rate > 0:
+                received = len(work) + dropped
+                rate_left = started + grace + received / rate - now
+                if rate_left < timeout:
+                    timeout, reply, reason = max(rate_left, 0.0), replies.DATA_TOO_SLOW, "data_too_slow"
+            try:
+                async with asyncio.timeout(timeout):
+                    data = await self.reader.read(DATA_READ_SIZE)
+            except TimeoutError:
+                await self.close_with(reply, reason)
+            if not data:
+                raise _Close
+            work += data
+        if len(content) > limit:
+            return None
+        if content.startswith(b"."):
+            content = content[1:]
+        return content.replace(b"\r\n.", b"\r\n")  # RFC 5321 §4.5.2 transparency
+
+    def _tls_comment(self) -> str:
+        # Computed once per session: the cipher does not change after the handshake.
+        if self._tls_text is None:
+            ssl_object = self.writer.get_extra_info("ssl_object")
+            cipher = ssl_object.cipher() if ssl_object is not None else None
+            self._tls_text = (
+                f"\r\n\t(using {_HELO_SAFE.sub('', str(cipher[1]))} with cipher {_HELO_SAFE.sub('', cipher[0])})"
+                if cipher else ""
+            )
+        return self._tls_text
+
+    def _received(self) -> bytes:
+        """The trace header (RFC 5321 §4.4), built only from sanitised or server-made values."""
+        date = email.utils.format_datetime(dt.datetime.now(dt.UTC))
+        return (
+            f"Received: from {self.helo or 'unknown'} ([{self.client_ip}])\r\n"
+            f"\tby {self.cfg.server.hostname} (mailtrap-smtp) with ESMTPSA{self._tls_comment()};\r\n"
+            f"\t{date}\r\n"
+        ).encode("ascii", "replace")
+
+    def shutdown(self) -> None:
+        """Stop accepting commands: idle sessions are told now, busy ones after their command."""
+        self.closing = True
+        if self.idle and not self.writer.is_closing():
+            metrics.SMTP_SESSIONS_CLOSED.labels("shutdown").inc()
+            self.writer.write(replies.SHUTTING_DOWN.wire())
+            self.writer.close()
+
+
+_HANDLERS: dict[str, Any] = {
+    "EHLO": Session.cmd_ehlo,
+    "HELO": Session.cmd_helo,
+    "NOOP": Session.cmd_noop,
+    "RSET": Session.cmd_rset,
+    "QUIT": Session.cmd_quit,
+    "HELP": Session.cmd_help,
+    "VRFY": Session.cmd_vrfy,
+    "EXPN": Session.cmd_expn,
+    "STARTTLS": Session.cmd_starttls,
+    "AUTH": Session.cmd_auth,
+    "MAIL": Session.cmd_mail,
+    "RCPT": Session.cmd_rcpt,
+    "DATA": Session.cmd_data,
+}
+_ALL_VERBS = set(_HANDLERS) | {"BDAT"}

@@ -1,0 +1,203 @@
+"""AUTH PLAIN / LOGIN: tokens, failures, brute-force brakes, quota and per-account sessions at AUTH."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+
+import aiosmtplib
+import pytest
+
+from mailtrap_smtp import tokens
+from mailtrap_smtp.signing import KeyStore
+from mailtrap_smtp.smtp.server import SmtpService
+from mailtrap_smtp.store import credentials
+from mailtrap_smtp.store import db as store_db
+from tests import smtp_util
+from tests.smtp_util import Env, RawClient, create_account, reply_line, smtp_sections, use_quota
+
+smtp = smtp_util.smtp  # fixture
+smtp_factory = smtp_util.smtp_factory  # fixture
+
+
+def b64(s: str | bytes) -> str:
+    return base64.b64encode(s.encode() if isinstance(s, str) else s).decode()
+
+
+async def tls_client(env: Env) -> RawClient:
+    c = env.raw()
+    await c.connect()
+    await c.cmd("EHLO client.test")
+    await c.starttls()
+    await c.cmd("EHLO client.test")
+    return c
+
+
+async def test_auth_plain_any_username(smtp: Env) -> None:
+    for user in ["api", "smtp@mailtrap.io", "anything at all"]:
+        c = await tls_client(smtp)
+        assert await c.cmd("AUTH PLAIN " + b64(f"\0{user}\0{smtp.token}")) == reply_line("AUTH_OK")
+        assert await c.cmd("AUTH PLAIN " + b64(f"\0{user}\0{smtp.token}")) == reply_line("AUTH_ALREADY")
+        await c.cmd("QUIT")
+        await c.closed()
+
+
+async def test_auth_plain_with_challenge(smtp: Env) -> None:
+    c = await tls_client(smtp)
+    assert await c.cmd("AUTH PLAIN") == "334 "
+    assert await c.cmd(b64(f"\0api\0{smtp.token}")) == reply_line("AUTH_OK")
+    c.writer.close()
+
+
+async def test_auth_login(smtp: Env) -> None:
+    c = await tls_client(smtp)
+    assert await c.cmd("AUTH LOGIN") == "334 VXNlcm5hbWU6"
+    assert await c.cmd(b64("api")) == "334 UGFzc3dvcmQ6"
+    assert await c.cmd(b64(smtp.token)) == reply_line("AUTH_OK")
+    c.writer.close()
+    c = await tls_client(smtp)
+    assert await c.cmd("AUTH LOGIN " + b64("api")) == "334 UGFzc3dvcmQ6"
+    assert await c.cmd(b64(smtp.token)) == reply_line("AUTH_OK")
+    c.writer.close()
+
+
+async def test_aiosmtplib_login_and_wrong_password(smtp: Env) -> None:
+    client = aiosmtplib.SMTP(hostname="127.0.0.1", port=smtp.port, tls_context=smtp.ssl_context, start_tls=True)
+    await client.connect()
+    with pytest.raises(aiosmtplib.SMTPAuthenticationError) as e:
+        await client.login("api", smtp.token[:-1] + ("A" if smtp.token[-1] != "A" else "B"))
+    assert e.value.code == 535
+    await client.login("api", smtp.token)
+    await client.quit()
+
+
+async def _revoked_token(env: Env) -> str:
+    tok = tokens.generate()
+    await credentials.create(env.pool, env.account.id, public_id=tok.public_id, digest=tok.digest, stream="bulk")
+    await credentials.revoke(env.pool, tok.public_id)
+    return tok.token
+
+
+async def test_bad_credentials_never_get_235(smtp: Env) -> None:
+    t = smtp.token
+    payloads = {
+        "wrong_secret": f"\0api\0{t[:-4]}AAAA".encode(),
+        "unknown_id": f"\0api\0mts_00000000_{t[-32:]}".encode(),
+        "revoked": f"\0api\0{await _revoked_token(smtp)}".encode(),
+        "garbage": b"\0api\0password123",
+        "empty": b"\0api\0",
+        "non_ascii": f"\0api\0{t}\u00e9".encode(),
+        "crlf_in_identity": f"\0api\r\nX-Injected: 1\0{t}\r\n".encode(),
+        "nul_in_password": f"\0api\0{t}\0".encode(),
+        "two_fields": f"api\0{t}".encode(),
+    }
+    for kind, payload in payloads.items():
+        c = await tls_client(smtp)  # a new session each time: 3 failures close a session
+        assert await c.cmd("AUTH PLAIN " + b64(payload)) == reply_line("AUTH_INVALID"), kind
+        assert await c.cmd("MAIL FROM:<app@example.com>") == reply_line("AUTH_REQUIRED")
+        c.writer.close()
+
+
+async def test_bad_base64_and_cancel_and_mechanism(smtp: Env) -> None:
+    c = await tls_client(smtp)
+    assert await c.cmd("AUTH PLAIN !!!") == reply_line("AUTH_BAD_BASE64")
+    assert await c.cmd("AUTH LOGIN") == "334 VXNlcm5hbWU6"
+    assert await c.cmd("*") == reply_line("AUTH_CANCELLED")
+    assert await c.cmd("AUTH CRAM-MD5") == reply_line("AUTH_MECHANISM")
+    c.writer.close()
+
+
+async def test_mail_before_auth_after_tls(smtp: Env) -> None:
+    c = await tls_client(smtp)
+    for command in ("MAIL FROM:<app@example.com>", "RCPT TO:<a@dest.test>", "DATA"):
+        assert await c.cmd(command) == reply_line("AUTH_REQUIRED")
+    c.writer.close()
+    await smtp.assert_nothing_stored()
+
+
+async def test_failures_per_connection_close_with_421(smtp: Env) -> None:
+    c = await tls_client(smtp)
+    bad = "AUTH PLAIN " + b64("\0api\0mts_00000000_" + "A" * 32)
+    assert await c.cmd(bad) == reply_line("AUTH_INVALID")
+    assert await c.cmd(bad) == reply_line("AUTH_INVALID")
+    assert await c.cmd(bad) == reply_line("AUTH_TOO_MANY_FAILURES")
+    assert await c.closed()
+
+
+async def _proxied_client(env: Env, ip: str) -> RawClient:
+    c = env.raw()
+    c.reader, c.writer = await asyncio.open_connection("127.0.0.1", env.port)
+    await c.send(f"PROXY TCP4 {ip} 127.0.0.1 40000 25\r\n")
+    await c.reply()
+    await c.cmd("EHLO client.test")
+    await c.starttls()
+    await c.cmd("EHLO client.test")
+    return c
+
+
+async def test_failures_per_ip_block_that_ip_only(smtp_factory) -> None:
+    env = await smtp_factory(server={"proxy_protocol_from": ["127.0.0.1"]},
+                             limits={"auth_failures_per_ip": 4, "auth_failures_per_connection": 3})
+    bad = "AUTH PLAIN " + b64("\0api\0mts_00000000_" + "A" * 32)
+    for _ in range(2):
+        c = await _proxied_client(env, "203.0.113.5")
+        assert await c.cmd(bad) == reply_line("AUTH_INVALID")
+        assert await c.cmd(bad) == reply_line("AUTH_INVALID")
+        c.writer.close()
+    c = await _proxied_client(env, "203.0.113.5")
+    # Even the right token is refused from the attacking IP while the window lasts...
+    assert await c.cmd("AUTH PLAIN " + b64(f"\0api\0{env.token}")) == reply_line("AUTH_IP_BLOCKED")
+    assert await c.closed()
+    # ...but the real user on another IP is not locked out.
+    c = await _proxied_client(env, "198.51.100.7")
+    assert await c.cmd("AUTH PLAIN " + b64(f"\0api\0{env.token}")) == reply_line("AUTH_OK")
+    c.writer.close()
+
+
+async def test_over_quota_account_refused_at_auth(smtp_factory) -> None:
+    env = await smtp_factory(account={"monthly_limit": 3})
+    await use_quota(env.pool, env.account.id, 3)
+    c = await tls_client(env)
+    assert await c.cmd("AUTH PLAIN " + b64(f"\0api\0{env.token}")) == reply_line("QUOTA_EXCEEDED")
+    assert reply_line("QUOTA_EXCEEDED") == "535 5.7.0 Monthly messages limit reached"
+    c.writer.close()
+
+
+async def test_too_many_connections_per_account(smtp_factory) -> None:
+    env = await smtp_factory(limits={"connections_per_account": 2})
+    ok = "AUTH PLAIN " + b64(f"\0api\0{env.token}")
+    a, b, c = [await tls_client(env) for _ in range(3)]
+    assert await a.cmd(ok) == reply_line("AUTH_OK")
+    assert await b.cmd(ok) == reply_line("AUTH_OK")
+    assert await c.cmd(ok) == "535 5.7.8 Too many connections per account"
+    # Unauthenticated sessions do not count; a closed session frees its slot.
+    assert await a.cmd("QUIT") == reply_line("BYE")
+    await a.closed()
+    for _ in range(50):
+        if env.service.slots.held_count(env.account.id) < 2:
+            break
+        await asyncio.sleep(0.02)
+    assert await c.cmd(ok) == reply_line("AUTH_OK")
+    b.writer.close()
+    c.writer.close()
+
+
+async def test_database_unreachable_gives_454(make_config, db_dsn, pool, client_ssl_context) -> None:
+    await create_account(pool)
+    cfg = make_config(**smtp_sections())
+    broken = await store_db.create_pool(db_dsn, min_size=1, max_size=2)
+    svc = SmtpService(cfg, broken, signer=KeyStore(broken, os.urandom(32)), port_override=0)
+    await svc.start()
+    try:
+        await broken.close()
+        c = RawClient("127.0.0.1", svc.ports[0], client_ssl_context)
+        await c.connect()
+        await c.cmd("EHLO x")
+        await c.starttls()
+        await c.cmd("EHLO x")
+        tok = tokens.generate().token
+        assert await c.cmd("AUTH PLAIN " + b64(f"\0api\0{tok}")) == reply_line("AUTH_TEMPORARY_FAILURE")
+        c.writer.close()
+    finally:
+        await svc.stop(1.0)

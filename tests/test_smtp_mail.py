@@ -1,0 +1,102 @@
+"""MAIL FROM: sending-domain policy, SIZE, parameters, syntax."""
+
+from __future__ import annotations
+
+from mailtrap_smtp.store import domains
+from tests import smtp_util
+from tests.smtp_util import Env, RawClient, create_account, reply_line
+
+smtp = smtp_util.smtp  # fixture
+smtp_factory = smtp_util.smtp_factory  # fixture
+
+
+async def authed(env: Env) -> RawClient:
+    c = env.raw()
+    await c.connect()
+    assert await c.login(env.token) == reply_line("AUTH_OK")
+    return c
+
+
+SENDER_CASES = [
+    ("app@example.com", "SENDER_OK"),
+    ("APP@EXAMPLE.COM", "SENDER_OK"),            # domains compare case-insensitively
+    ("app@sub.example.com", "SENDER_DOMAIN_NOT_ALLOWED"),  # subdomains are separate domains
+    ("app@other.test", "SENDER_DOMAIN_NOT_ALLOWED"),
+    ("app@foreign.test", "SENDER_DOMAIN_NOT_ALLOWED"),     # another account's domain
+    ("app@unverified.test", "SENDER_DOMAIN_NOT_ALLOWED"),
+    ("", "SENDER_DOMAIN_NOT_ALLOWED"),             # null sender
+]
+
+
+async def test_sender_domain_policy(smtp_factory) -> None:
+    smtp = await smtp_factory(smtp={"max_errors": 1000})
+    other = await create_account(smtp.pool, "other", domain="foreign.test")
+    await domains.create(smtp.pool, smtp.account.id, "unverified.test", verification_token="t")
+    assert other.id != smtp.account.id
+    c = await authed(smtp)
+    for sender, expected in SENDER_CASES:
+        assert await c.cmd(f"MAIL FROM:<{sender}>") == reply_line(expected), sender
+        await c.cmd("RSET")
+    c.writer.close()
+
+
+async def test_mailtrap_exact_reply_text(smtp: Env) -> None:
+    c = await authed(smtp)
+    assert await c.cmd("MAIL FROM:<a@nope.test>") == "550 5.7.1 Sending from domain is not allowed"
+    c.writer.close()
+
+
+async def test_require_approval(smtp_factory) -> None:
+    env = await smtp_factory(domains={"require_approval": True})
+    # dns_skipped domains (development) pass; a verified but unapproved one does not.
+    row = await domains.create(env.pool, env.account.id, "verified.test", verification_token="t")
+    await env.pool.execute("UPDATE sending_domains SET state = 'verified' WHERE id = $1", row["id"])
+    c = await authed(env)
+    assert await c.cmd("MAIL FROM:<a@verified.test>") == reply_line("SENDER_DOMAIN_NOT_ALLOWED")
+    await domains.approve(env.pool, row["id"])
+    c.writer.close()
+    c = await authed(env)  # the cache is per session: a new session sees the approval
+    assert await c.cmd("MAIL FROM:<a@verified.test>") == reply_line("SENDER_OK")
+    c.writer.close()
+
+
+async def test_size_parameter(smtp_factory) -> None:
+    env = await smtp_factory(account={"max_message_size": 5000})
+    c = await authed(env)
+    assert await c.cmd("MAIL FROM:<a@example.com> SIZE=5001") == reply_line("SIZE_EXCEEDED")
+    assert reply_line("SIZE_EXCEEDED").startswith("552 5.3.4 ")
+    assert await c.cmd("MAIL FROM:<a@example.com> SIZE=5000 BODY=8BITMIME") == reply_line("SENDER_OK")
+    c.writer.close()
+
+
+MAIL_CASES = [
+    ("MAIL FROM:<a@example.com> FOO=bar", "UNSUPPORTED_PARAMETER"),
+    ("MAIL FROM:<a@example.com> SMTPUTF8", "UNSUPPORTED_PARAMETER"),
+    ("MAIL FROM:<a@example.com> SIZE=abc", "SYNTAX"),
+    ("MAIL FROM:<a@example.com> BODY=BINARYMIME", "SYNTAX"),
+    ("MAIL FROM:a@example.com", "SENDER_SYNTAX"),
+    ("MAIL FROM:<a@@example.com>", "SENDER_SYNTAX"),
+    ("MAIL FROM:<a b@example.com>", "SENDER_SYNTAX"),
+    ("MAIL TO:<a@example.com>", "SYNTAX"),
+    ("MAIL FROM:<\u00e9@example.com>", "NON_ASCII_ADDRESS"),
+    ("MAIL FROM: <a@example.com>", "SENDER_OK"),
+    ("MAIL FROM:<@relay.test:a@example.com>", "SENDER_OK"),
+]
+
+
+async def test_mail_syntax(smtp_factory) -> None:
+    smtp = await smtp_factory(smtp={"max_errors": 1000})
+    c = await authed(smtp)
+    for line, expected in MAIL_CASES:
+        assert await c.cmd(line) == reply_line(expected), line
+        await c.cmd("RSET")
+    c.writer.close()
+
+
+async def test_nested_mail(smtp: Env) -> None:
+    c = await authed(smtp)
+    assert await c.cmd("MAIL FROM:<a@example.com>") == reply_line("SENDER_OK")
+    assert await c.cmd("MAIL FROM:<a@example.com>") == reply_line("NESTED_MAIL")
+    assert await c.cmd("RSET") == reply_line("RESET_OK")
+    assert await c.cmd("MAIL FROM:<a@example.com>") == reply_line("SENDER_OK")
+    c.writer.close()
