@@ -47,11 +47,11 @@ def test_account_create_show_list(run: Any) -> None:
 
 def test_account_errors_are_one_line(run: Any) -> None:
     assert run("account", "create", "acme")[0] == 0
-    code, out, err = run("account", "create", "acme")
+    code, _, err = run("account", "create", "acme")
     assert (code, err) == (1, "mailtrap-smtp: account 'acme' already exists\n")
-    code, out, err = run("account", "show", "nobody")
+    code, _, err = run("account", "show", "nobody")
     assert (code, err) == (1, "mailtrap-smtp: no account named 'nobody'\n")
-    code, out, err = run("account", "create", "big", "--max-message-size", str(40 * 1024 * 1024))
+    code, _, err = run("account", "create", "big", "--max-message-size", str(40 * 1024 * 1024))
     assert code == 1 and "limits.message_size_cap" in err and err.count("\n") == 1
 
 

@@ -65,17 +65,48 @@ async def test_events_are_append_only(pool: asyncpg.Pool[Any]) -> None:
         await pool.execute("UPDATE events SET type = 'x'")
 
 
-async def test_quota_reservation_never_exceeds_limit_under_concurrency(pool: asyncpg.Pool[Any]) -> None:
+def _msg(account_id: int, n: int) -> messages.NewMessage:
+    return messages.NewMessage(
+        id=uuid.uuid4(), account_id=account_id, credential_id=None, domain_id=None,
+        stream="transactional", mail_from="a@x.test", header_from="a@x.test", subject="s",
+        message_id_header="<1@x>", category=None, custom_variables=None, client_ip="127.0.0.1",
+        raw=b"Subject: s\r\n\r\nbody\r\n", recipients=[f"r{i}@Dest.test" for i in range(n)],
+    )
+
+
+async def test_quota_charge_never_exceeds_limit_under_concurrency(pool: asyncpg.Pool[Any]) -> None:
     acct = await accounts.create(pool, "q", monthly_limit=37, max_message_size=1000)
     period = dt.date(2026, 11, 1)
 
     async def one() -> bool:
-        async with pool.acquire() as conn, conn.transaction():
-            return await usage.reserve(conn, acct["id"], period, 2)
+        try:
+            await messages.accept(pool, _msg(acct["id"], 2), period)
+        except messages.QuotaExceeded:
+            return False
+        return True
 
     results = await asyncio.gather(*(one() for _ in range(40)))
     assert sum(results) == 18  # 18 * 2 = 36 <= 37 < 38
     assert await usage.used(pool, acct["id"], period) == 36
+    assert await pool.fetchval("SELECT count(*) FROM messages") == 18
+    assert await pool.fetchval("SELECT count(*) FROM recipients") == 36
+    assert await pool.fetchval("SELECT count(*) FROM events WHERE type = 'reception'") == 18
+
+
+async def test_first_message_of_a_period_over_the_limit_is_refused(pool: asyncpg.Pool[Any]) -> None:
+    acct = await accounts.create(pool, "small", monthly_limit=2, max_message_size=1000)
+    with pytest.raises(messages.QuotaExceeded):
+        await messages.accept(pool, _msg(acct["id"], 3), dt.date(2026, 11, 1))
+    assert await pool.fetchval("SELECT count(*) FROM messages") == 0
+    assert await usage.used(pool, acct["id"], dt.date(2026, 11, 1)) == 0
+
+
+async def test_pool_connections_keep_synchronous_commit_on_after_reuse(pool: asyncpg.Pool[Any]) -> None:
+    for _ in range(3):
+        async with pool.acquire() as conn:
+            assert await conn.fetchval("SHOW synchronous_commit") == "on"
+            await conn.execute("SET synchronous_commit = off")  # a careless caller...
+            await conn.execute("RESET ALL")  # ...and a reset go back to the startup value: on
 
 
 async def test_accept_is_all_or_nothing(pool: asyncpg.Pool[Any]) -> None:
@@ -83,12 +114,7 @@ async def test_accept_is_all_or_nothing(pool: asyncpg.Pool[Any]) -> None:
     period = dt.date(2026, 11, 1)
 
     def msg(n: int) -> messages.NewMessage:
-        return messages.NewMessage(
-            id=uuid.uuid4(), account_id=acct["id"], credential_id=None, domain_id=None,
-            stream="transactional", mail_from="a@x.test", header_from="a@x.test", subject="s",
-            message_id_header="<1@x>", category=None, custom_variables=None, client_ip="127.0.0.1",
-            raw=b"Subject: s\r\n\r\nbody\r\n", recipients=[f"r{i}@Dest.test" for i in range(n)],
-        )
+        return _msg(acct["id"], n)
 
     m1 = msg(2)
     async with pool.acquire() as conn, conn.transaction():

@@ -23,16 +23,22 @@ class StoreError(Exception):
     """A database problem worth one clear line to an operator."""
 
 
-async def _init_connection(conn: asyncpg.Connection[Any]) -> None:
-    # A 250 after DATA promises the message is on disk (DESIGN §3): never let a session setting
-    # or a server default weaken that for our connections.
-    await conn.execute("SET synchronous_commit = on")
+async def _light_reset(conn: Any) -> None:
+    """Release without asyncpg's RESET ALL / UNLISTEN / unlock round trip (one per query otherwise).
+
+    asyncpg still rolls back a transaction left open. The code that holds session state keeps its
+    own connection and cleans up before returning it: the LISTEN connection of the delivery
+    workers unlistens, the session-slot connection unlocks its advisory locks.
+    """
 
 
 async def create_pool(dsn: str, *, min_size: int = 2, max_size: int = 10) -> asyncpg.Pool[Any]:
     try:
         pool: asyncpg.Pool[Any] = await asyncpg.create_pool(
-            dsn, min_size=min_size, max_size=max_size, init=_init_connection,
+            dsn, min_size=min_size, max_size=max_size, reset=_light_reset,
+            # A 250 after DATA promises the message is on disk (DESIGN §3). As a startup parameter
+            # (not a SET) it also survives RESET ALL and cannot be weakened by a server default.
+            server_settings={"synchronous_commit": "on"},
             # Our statements are few and hot; caching their plans is what makes them fast.
             statement_cache_size=256,
         )
