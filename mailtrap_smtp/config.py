@@ -113,6 +113,8 @@ class DeliveryConfig:
     retry_interval_min_seconds: int = 7200
     retry_interval_max_seconds: int = 14400
     max_queue_lifetime_seconds: int = 3 * 24 * 3600
+    mx_port: int = 25  # port of the MX hosts found in DNS (staging networks, tests)
+    tls_ca_file: str = ""  # CA bundle for verifying MX certificates when TLS is required; empty: system store
 
 
 @dataclass
@@ -332,6 +334,7 @@ def validate(cfg: Config) -> None:
         raise ConfigError("delivery.retry_schedule_seconds: at least one interval is required")
     if cfg.delivery.retry_interval_min_seconds > cfg.delivery.retry_interval_max_seconds:
         raise ConfigError("delivery.retry_interval_min_seconds: above delivery.retry_interval_max_seconds")
+    _port("delivery.mx_port", cfg.delivery.mx_port)
     for name in ("concurrency", "per_destination_concurrency", "batch_size", "lease_seconds",
                  "poll_interval_seconds", "max_queue_lifetime_seconds"):
         _positive(f"delivery.{name}", getattr(cfg.delivery, name))
@@ -362,6 +365,8 @@ def check_files(cfg: Config) -> None:
         value = getattr(cfg.tls, key)
         if value and not cfg.path(value).is_file():
             raise ConfigError(f"tls.{key}: file not found: {cfg.path(value)}")
+    if cfg.delivery.tls_ca_file and not cfg.path(cfg.delivery.tls_ca_file).is_file():
+        raise ConfigError(f"delivery.tls_ca_file: file not found: {cfg.path(cfg.delivery.tls_ca_file)}")
 
 
 def redacted(cfg: Config) -> dict[str, Any]:

@@ -88,10 +88,9 @@ class DeliveryService:
         self.resolver = resolver
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.clock = clock
-        # Port for hosts found through MX records; 25 except in tests (routes carry their own port).
-        # `delivery.mx_port` / `delivery.tls_ca_file` are read when the config has them (proposed keys).
-        self.mx_port = mx_port if mx_port is not None else int(getattr(self.dcfg, "mx_port", 25) or 25)
-        ca_file = getattr(self.dcfg, "tls_ca_file", "")
+        # Port for hosts found through MX records; 25 except in staging and tests (routes carry their own).
+        self.mx_port = mx_port if mx_port is not None else self.dcfg.mx_port
+        ca_file = self.dcfg.tls_ca_file
         if tls_verify_context is None and ca_file:
             tls_verify_context = client.verifying_context(str(cfg.path(ca_file)))
         self.tls_verify_context = tls_verify_context
