@@ -225,6 +225,8 @@ def _records_json(report: Any) -> list[dict[str, Any]]:
     for r in report.records:
         item: dict[str, Any] = {"key": r.key, "type": r.type, "name": r.name, "value": r.value,
                                 "required": r.required}
+        if r.target_value:
+            item["target_value"] = r.target_value
         c = checks.get(r.key)
         if c is not None:
             item.update(status=c.status, found=list(c.found), detail=c.detail)
@@ -256,14 +258,28 @@ def cmd_domain_add(cfg: config_mod.Config, args: argparse.Namespace) -> int:
                                                 skip_dns=args.skip_dns_verification, force=args.force)
         except domainops.DomainOpError as e:
             raise CliError(str(e)) from None
+        operator: list[dict[str, Any]] = []
+        if cfg.domains.dkim_cname_zone:
+            # With a key-hosting zone the customer only adds CNAMEs; the keys go into our zone.
+            from .store import domains as domains_store
+
+            for k in await domains_store.keys(pool, report.domain["id"]):
+                name, rtype, value = domainops.dkim_publication(cfg, report.domain["name"], k)
+                operator.append({"selector": k["selector"], "type": rtype, "name": name, "value": value})
         if args.json:
-            emit_json({"domain": _domain_json(report.domain), "records": _records_json(report)})
+            out: dict[str, Any] = {"domain": _domain_json(report.domain), "records": _records_json(report)}
+            if operator:
+                out["operator_records"] = operator
+            emit_json(out)
             return 0
         print(f"added domain {report.domain['name']} to account {args.account}: {_state_label(dict(report.domain))}")
         print("Publish these DNS records, then run `mailtrap-smtp domain verify "
               f"{report.domain['name']}`:\n")
         emit_table([{**r, "required": "yes" if r["required"] else "no"} for r in _records_json(report)],
                    ["key", "type", "name", "value", "required"])
+        if operator:
+            print(f"\nOperator: publish in the key-hosting zone {cfg.domains.dkim_cname_zone}:\n")
+            emit_table(operator, ["selector", "type", "name", "value"])
         return 0
 
     return asyncio.run(_with_pool(cfg, run))
@@ -455,8 +471,8 @@ def cmd_queue_show(cfg: config_mod.Config, args: argparse.Namespace) -> int:
             "size": msg["size"], "created_at": msg["created_at"], "client_ip": msg["client_ip"],
             "category": msg["category"],
             "headers": [{"name": k, "value": v} for k, v in _headers_of(raw)],
-            "recipients": [{k: r[k] for k in ("rcpt", "state", "attempts", "next_attempt_at", "last_reply")}
-                           for r in rcpts],
+            "recipients": [{k: r[k] for k in ("rcpt", "state", "attempts", "next_attempt_at", "last_reply",
+                                              "leased_by", "lease_until")} for r in rcpts],
             "events": [{k: e[k] for k in ("type", "created_at", "rcpt", "details")} for e in evts],
         }
         if args.raw:

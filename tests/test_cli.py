@@ -164,3 +164,18 @@ def test_queue_list_and_show(run: Any, db_dsn: str) -> None:
 def test_migrate_reports_nothing_pending(run: Any) -> None:
     code, out, _ = run("migrate")
     assert code == 0 and out.startswith("applied 0 migration(s); schema has ")
+
+
+def test_domain_add_with_key_hosting_zone_tells_operator_what_to_publish(
+        make_config: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    make_config(domains={"dkim_cname_zone": "keys.service.test"})
+    path = str(tmp_path / "config.toml")
+    assert cli.main(["-c", path, "account", "create", "acme"]) == 0
+    capsys.readouterr()
+    assert cli.main(["-c", path, "domain", "add", "acme", "example.org", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    dkim = next(r for r in data["records"] if r["key"] == "dkim:mt1")
+    assert (dkim["type"], dkim["value"]) == ("CNAME", "mt1.example.org.keys.service.test")
+    (op,) = data["operator_records"]
+    assert (op["name"], op["type"]) == ("mt1.example.org.keys.service.test", "TXT")
+    assert op["value"] == dkim["target_value"] and op["value"].startswith("v=DKIM1; k=rsa; p=")
