@@ -9,9 +9,10 @@ Given an authenticated principal, an envelope whose sender domain the caller alr
    otherwise ignored, as Mailtrap documents);
 4. adds `Date` and `Message-ID` when missing and prepends the caller's trace header (`Received`);
 5. DKIM-signs LAST (nothing touches the bytes after the signature is made);
-6. runs ONE statement (`store.messages.accept`, its own transaction): message + recipients + quota
-   charge + Reception event. The message is accepted only once COMMIT returned; delivery workers
-   are woken after it (coalesced NOTIFY).
+6. stores it through `store.messages.AcceptBatcher` (group commit: ONE statement, its own
+   transaction, for every message waiting): message + recipients + quota charge + Reception event.
+   The message is accepted only once COMMIT returned; delivery workers are woken after it
+   (coalesced NOTIFY).
 
 Line-ending policy (DESIGN §3, SMTP smuggling): a message containing a bare CR, a bare LF or a NUL
 anywhere is REJECTED (`BARE_LINE_ENDING`), never normalised. Normalising would turn a smuggled
@@ -174,12 +175,14 @@ class Submission:
     def __init__(self, pool: Any, signer: Any, *, hostname: str, require_approval: bool) -> None:
         self._pool = pool
         self._notifier = messages_store.QueueNotifier(pool)
+        self._batcher = messages_store.AcceptBatcher(pool)
         self._signer = signer
         self._hostname = hostname
         self._require_approval = require_approval
 
 
     async def close(self) -> None:
+        await self._batcher.close()
         await self._notifier.close()
 
     async def sender_domain(self, principal: Principal, domain: str) -> int | None:
@@ -266,9 +269,9 @@ class Submission:
         )
         period = quota.current_period(principal.billing_anchor_day)
         try:
-            # One statement, committed when it returns (synchronous_commit=on): no explicit
-            # transaction, so one round trip.
-            await messages_store.accept(self._pool, new, period)
+            # Group commit: one statement and one commit for every message waiting; returns once
+            # this message is committed (synchronous_commit=on).
+            await self._batcher.accept(new, period)
         except messages_store.QuotaExceeded:
             raise Rejected("QUOTA_EXCEEDED") from None
         self._notifier.poke()

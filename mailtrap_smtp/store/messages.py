@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import datetime as dt
 import json
@@ -41,52 +42,225 @@ class QuotaExceeded(Exception):
     """The account's monthly limit would be passed; nothing was stored."""
 
 
-# One statement, so acceptance costs one round trip and its quota row lock is held only for the
-# statement's own duration and the commit, never across client round trips (the benchmark showed
-# sessions queueing on that lock). The quota charge is an upsert whose condition PostgreSQL
-# re-checks on the locked row, so concurrent sessions, processes and nodes can never pass the limit;
-# when it refuses, every later CTE sees no row and nothing at all is written.
+# ONE statement stores a whole batch (one round trip, one commit, one WAL flush): the messages of
+# any accounts and periods, their recipients and Reception events, and the quota charge.
+#
+# Quota: per (account, period) the batch charges the SUM of its messages' recipients with a
+# conditional upsert whose condition PostgreSQL re-checks on the locked usage row, so concurrent
+# sessions, processes and nodes can never pass the limit. The upsert's rows are sorted by
+# (account_id, period_start), so two batches lock usage rows in the same order (no deadlocks). A
+# (account, period) whose sum does not fit is charged nothing and none of its messages is stored
+# (they are absent from the result); the other groups of the batch are unaffected. A statement
+# error (e.g. a duplicate message id) writes nothing at all.
+#
+# Recipients and events are inserted `ORDER BY` their position, so their ids follow arrival. The
+# message bytes ($14) are taken from the array by position at the INSERT, never carried through a
+# materialised CTE or a sort (which copy them, and spill to disk past work_mem); messages, keyed by
+# uuid, need no order.
 _ACCEPT_SQL = """
-WITH charge AS (
+WITH x AS (
+    SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::bigint[], $4::bigint[], $5::text[], $6::text[],
+                         $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[],
+                         $13::int[], $15::date[], $16::bigint[], $17::uuid[], $18::text[])
+        WITH ORDINALITY AS x(id, account_id, credential_id, domain_id, stream, mail_from, header_from,
+                             subject, message_id_header, category, custom_variables, client_ip, size,
+                             period_start, n, event_id, details, ord)
+), want AS (
+    SELECT account_id, period_start, sum(n)::bigint AS n FROM x GROUP BY account_id, period_start
+), charge AS (
     INSERT INTO usage AS u (account_id, period_start, used)
-    SELECT a.id, $16, $17 FROM accounts a WHERE a.id = $2 AND $17 <= a.monthly_limit
+    SELECT w.account_id, w.period_start, w.n FROM want w JOIN accounts a ON a.id = w.account_id
+     WHERE w.n <= a.monthly_limit
+     ORDER BY w.account_id, w.period_start
     ON CONFLICT (account_id, period_start) DO UPDATE SET used = u.used + EXCLUDED.used
         WHERE u.used + EXCLUDED.used <= (SELECT monthly_limit FROM accounts WHERE id = u.account_id)
-    RETURNING u.used
+    RETURNING u.account_id, u.period_start
+), ok AS (
+    SELECT x.* FROM x JOIN charge c ON c.account_id = x.account_id AND c.period_start = x.period_start
 ), msg AS (
     INSERT INTO messages (id, account_id, credential_id, domain_id, stream, mail_from, header_from,
                           subject, message_id_header, category, custom_variables, client_ip, size, raw)
-    SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11::jsonb, $12::inet, $13, $14 FROM charge
+    SELECT id, account_id, credential_id, domain_id, stream, mail_from, header_from, subject,
+           message_id_header, category, custom_variables::jsonb, client_ip::inet, size,
+           ($14::bytea[])[ord]
+      FROM ok
     RETURNING id
 ), rcpt AS (
     INSERT INTO recipients (message_id, rcpt, domain)
-    SELECT msg.id, r, lower(split_part(r, '@', -1)) FROM msg, unnest($15::text[]) AS r
+    SELECT r.message_id, r.rcpt, lower(split_part(r.rcpt, '@', -1))
+      FROM unnest($19::uuid[], $20::text[]) WITH ORDINALITY AS r(message_id, rcpt, ord)
+     WHERE r.message_id IN (SELECT id FROM ok)
+     ORDER BY r.ord
 ), ev AS (
     INSERT INTO events (event_id, type, account_id, domain_id, message_id, details)
-    SELECT $18, $19, $2, $4, msg.id, $20::jsonb FROM msg
+    SELECT event_id, $21, account_id, domain_id, id, details::jsonb FROM ok ORDER BY ord
 )
-SELECT count(*) FROM msg
+SELECT id FROM msg
 """
+
+
+async def _store(conn: Conn, batch: Sequence[tuple[NewMessage, dt.date]]) -> set[uuid.UUID]:
+    """Run `_ACCEPT_SQL` for `batch`; the ids of the messages stored (see the SQL's comment)."""
+    msgs = [m for m, _ in batch]
+    rows = await conn.fetch(
+        _ACCEPT_SQL,
+        [m.id for m in msgs], [m.account_id for m in msgs], [m.credential_id for m in msgs],
+        [m.domain_id for m in msgs], [m.stream for m in msgs], [m.mail_from for m in msgs],
+        [m.header_from for m in msgs], [m.subject for m in msgs], [m.message_id_header for m in msgs],
+        [m.category for m in msgs],
+        [json.dumps(m.custom_variables) if m.custom_variables is not None else None for m in msgs],
+        [m.client_ip for m in msgs], [len(m.raw) for m in msgs], [m.raw for m in msgs],
+        [p for _, p in batch], [len(m.recipients) for m in msgs], [uuid.uuid4() for _ in msgs],
+        [json.dumps({"recipients": len(m.recipients), "size": len(m.raw), "stream": m.stream})
+         for m in msgs],
+        [m.id for m in msgs for _ in m.recipients], [r for m in msgs for r in m.recipients],
+        str(Event.RECEPTION),
+    )
+    return {row["id"] for row in rows}
 
 
 async def accept(conn: Conn, msg: NewMessage, period_start: dt.date) -> None:
     """Store the message, one row per recipient, charge the quota and record the Reception event.
 
-    A single statement: atomic on its own (durable when it returns, outside a transaction) or part
-    of the caller's transaction. Raises QuotaExceeded, having written nothing, when the account's
-    monthly limit would be passed. Workers are woken separately (`QueueNotifier`), after commit.
+    A single statement (a batch of one): atomic on its own (durable when it returns, outside a
+    transaction) or part of the caller's transaction. Raises QuotaExceeded, having written nothing,
+    when the account's monthly limit would be passed. Workers are woken separately
+    (`QueueNotifier`), after commit. The SMTP front end goes through `AcceptBatcher` instead.
     """
-    details = {"recipients": len(msg.recipients), "size": len(msg.raw), "stream": msg.stream}
-    stored = await conn.fetchval(
-        _ACCEPT_SQL,
-        msg.id, msg.account_id, msg.credential_id, msg.domain_id, msg.stream, msg.mail_from,
-        msg.header_from, msg.subject, msg.message_id_header, msg.category,
-        json.dumps(msg.custom_variables) if msg.custom_variables is not None else None,
-        msg.client_ip, len(msg.raw), msg.raw, list(msg.recipients), period_start, len(msg.recipients),
-        uuid.uuid4(), str(Event.RECEPTION), json.dumps(details),
-    )
-    if not stored:
+    if msg.id not in await _store(conn, [(msg, period_start)]):
         raise QuotaExceeded
+
+
+@dataclass
+class _Waiting:
+    msg: NewMessage
+    period_start: dt.date
+    future: asyncio.Future[None]
+
+
+class AcceptBatcher:
+    """Group commit: `accept()` callers share one statement and one commit per batch.
+
+    One committer at a time per batcher: while a batch commits, newly arriving messages wait; when
+    it is done, everything waiting (up to `max_batch` messages and `max_bytes` of raw message, but
+    at least one message, in arrival order) goes in the next batch. Nothing waits for a timer, so a
+    lone message commits at once. The byte budget keeps one statement's bytea array (PostgreSQL
+    caps a value at 1 GB) and the client's memory bounded whatever the accounts' size limits.
+
+    Each caller gets exactly its own outcome: None once its message is committed
+    (synchronous_commit=on), `QuotaExceeded` having written nothing, or the database error that made
+    its batch write nothing. When an (account, period) group of a batch does not fit as a whole,
+    its messages are retried one at a time in arrival order, so a refused large message never
+    causes the refusal of a later one that fits (first come, first served).
+    """
+
+    def __init__(self, pool: Conn, max_batch: int = 64, max_bytes: int = 32 * 1024 * 1024) -> None:
+        if max_batch < 1 or max_bytes < 1:
+            raise ValueError("max_batch and max_bytes must be at least 1")
+        self._pool = pool
+        self._max = max_batch
+        self._max_bytes = max_bytes
+        self._waiting: collections.deque[_Waiting] = collections.deque()
+        self._task: asyncio.Task[None] | None = None
+        self._closed = False
+
+    async def accept(self, msg: NewMessage, period_start: dt.date) -> None:
+        if self._closed:
+            raise RuntimeError("AcceptBatcher is closed")
+        loop = asyncio.get_running_loop()
+        waiting = _Waiting(msg, period_start, loop.create_future())
+        self._waiting.append(waiting)
+        if self._task is None or self._task.done():
+            self._task = loop.create_task(self._run())
+        # A caller cancelled while still queued is dropped before its batch runs (nothing stored);
+        # once its batch is running, the outcome is decided by the database, as for a direct call.
+        await waiting.future
+
+    async def close(self) -> None:
+        """Refuse new messages; wait for everything already queued to be decided."""
+        self._closed = True
+        if self._task is not None:
+            with contextlib.suppress(Exception):
+                await self._task
+
+    async def _run(self) -> None:
+        # No await between the emptiness check and returning: an `accept()` either sees this task
+        # not yet done (and its message is taken below) or done (and starts a new one).
+        try:
+            while self._waiting:
+                batch: list[_Waiting] = []
+                size = 0
+                while self._waiting and len(batch) < self._max:
+                    waiting = self._waiting[0]
+                    if not waiting.future.done():
+                        if batch and size + len(waiting.msg.raw) > self._max_bytes:
+                            break
+                        batch.append(waiting)
+                        size += len(waiting.msg.raw)
+                    self._waiting.popleft()
+                if batch:
+                    await self._commit(batch)
+        finally:  # only when cancelled: nobody queued may wait forever
+            queued = list(self._waiting)
+            self._waiting.clear()
+            _fail(queued, asyncio.CancelledError())
+
+    async def _commit(self, batch: list[_Waiting]) -> None:
+        try:
+            stored = await _store(self._pool, [(w.msg, w.period_start) for w in batch])
+        except BaseException as e:
+            _fail(batch, e)
+            if not isinstance(e, Exception):
+                raise
+            return
+        groups = collections.Counter((w.msg.account_id, w.period_start) for w in batch)
+        retry: list[_Waiting] = []
+        for w in batch:
+            if w.msg.id in stored:
+                _settle(w, None)
+            elif groups[(w.msg.account_id, w.period_start)] == 1:
+                _settle(w, QuotaExceeded())  # alone in its group: refused on its own
+            else:
+                retry.append(w)
+        # Usage only grows within a period: once a group refused n recipients, it refuses n or more.
+        refused: dict[tuple[int, dt.date], int] = {}
+        for w in retry:  # arrival order: first come, first served
+            if w.future.done():
+                continue
+            group, n = (w.msg.account_id, w.period_start), len(w.msg.recipients)
+            if n >= refused.get(group, n + 1):
+                _settle(w, QuotaExceeded())
+                continue
+            try:
+                ok = w.msg.id in await _store(self._pool, [(w.msg, w.period_start)])
+            except BaseException as e:
+                _fail([w], e)
+                if not isinstance(e, Exception):
+                    _fail(retry, e)
+                    raise
+                continue
+            if not ok:
+                refused[group] = n
+            _settle(w, None if ok else QuotaExceeded())
+
+
+def _settle(w: _Waiting, error: Exception | None) -> None:
+    if w.future.done():
+        return
+    if error is None:
+        w.future.set_result(None)
+    else:
+        w.future.set_exception(error)
+
+
+def _fail(batch: Sequence[_Waiting], error: BaseException) -> None:
+    for w in batch:
+        if w.future.done():
+            continue
+        if isinstance(error, Exception):
+            w.future.set_exception(error)
+        else:  # the committer was cancelled (shutdown): outcome unknown, never reported as success
+            w.future.set_exception(RuntimeError("acceptance interrupted; outcome unknown"))
 
 
 async def notify_queue(conn: Conn) -> None:
