@@ -172,13 +172,15 @@ class Accepted:
 
 
 class Submission:
-    def __init__(self, pool: Any, signer: Any, *, hostname: str, require_approval: bool) -> None:
+    def __init__(self, pool: Any, signer: Any, *, hostname: str, require_approval: bool,
+                 grace_seconds: float | None = None) -> None:
         self._pool = pool
         self._notifier = messages_store.QueueNotifier(pool)
         self._batcher = messages_store.AcceptBatcher(pool)
         self._signer = signer
         self._hostname = hostname
         self._require_approval = require_approval
+        self._grace_seconds = grace_seconds
 
 
     async def close(self) -> None:
@@ -188,7 +190,8 @@ class Submission:
     async def sender_domain(self, principal: Principal, domain: str) -> int | None:
         """The sending-domain id if this account may send from `domain` now (callers cache per session)."""
         row = await domains_store.sending_domain(
-            self._pool, principal.account_id, domain.lower(), require_approval=self._require_approval
+            self._pool, principal.account_id, domain.lower(), require_approval=self._require_approval,
+            grace_seconds=self._grace_seconds,
         )
         return None if row is None else int(row["id"])
 

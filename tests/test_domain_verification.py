@@ -556,3 +556,21 @@ def _last_check(row: Any) -> list[dict[str, Any]]:
     import json
 
     return list(json.loads(row["last_check"]))
+
+
+async def test_failing_domain_past_grace_stops_sending_without_a_recheck(pool: Any) -> None:
+    """With no delivery node re-checking, the grace period still ends, by the database's clock."""
+    from mailtrap_smtp.store import accounts as accounts_store
+    from mailtrap_smtp.store import domains as domains_store
+
+    acct = await accounts_store.create(pool, "graceless", monthly_limit=10, max_message_size=1000)
+    row = await domains_store.create(pool, acct["id"], "late.example", verification_token="mtx")
+    grace = 72 * 3600
+    await pool.execute("UPDATE sending_domains SET state = 'failing', failing_since = now() - interval '71 hours'"
+                       " WHERE id = $1", row["id"])
+    assert await domains_store.sending_domain(pool, acct["id"], "late.example", require_approval=False,
+                                              grace_seconds=grace) is not None
+    await pool.execute("UPDATE sending_domains SET failing_since = now() - interval '73 hours' WHERE id = $1",
+                       row["id"])
+    assert await domains_store.sending_domain(pool, acct["id"], "late.example", require_approval=False,
+                                              grace_seconds=grace) is None

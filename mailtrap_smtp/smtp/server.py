@@ -86,7 +86,8 @@ class SmtpService:
         self._port_override = port_override
         self.tls = TlsContexts(cfg)
         self.submission = Submission(pool, signer, hostname=cfg.server.hostname,
-                                     require_approval=cfg.domains.require_approval)
+                                     require_approval=cfg.domains.require_approval,
+                                     grace_seconds=cfg.domains.grace_period_seconds)
         self.authenticator = Authenticator(pool)
         self.slots = SessionSlots(pool, cfg.limits.connections_per_account)
         self.auth_failures = FailureWindow(cfg.limits.auth_failures_per_ip, cfg.limits.auth_failure_window_seconds)

@@ -43,13 +43,20 @@ async def list_all(conn: Conn, account_id: int | None = None) -> list[Record]:
     ))
 
 
-async def sending_domain(conn: Conn, account_id: int, name: str, *, require_approval: bool) -> Record | None:
-    """The domain if this account may send from it right now, else None."""
+async def sending_domain(conn: Conn, account_id: int, name: str, *, require_approval: bool,
+                         grace_seconds: float | None = None) -> Record | None:
+    """The domain if this account may send from it right now, else None.
+
+    With `grace_seconds`, a 'failing' domain stops sending when its grace period is over by the
+    database's clock, even before a re-check has moved it to 'suspended' (no delivery node running).
+    """
     return await conn.fetchrow(
         """SELECT id, name FROM sending_domains
             WHERE account_id = $1 AND name = $2 AND state = ANY($3::text[])
-              AND (NOT $4 OR approved_at IS NOT NULL OR dns_skipped)""",
-        account_id, name, list(SENDING_STATES), require_approval,
+              AND (NOT $4 OR approved_at IS NOT NULL OR dns_skipped)
+              AND ($5::float8 IS NULL OR state <> 'failing'
+                   OR failing_since > now() - make_interval(secs => $5::float8))""",
+        account_id, name, list(SENDING_STATES), require_approval, grace_seconds,
     )
 
 
