@@ -16,11 +16,13 @@ Protocol-neutral (no SMTP here): the SMTP adapter maps each `AuthOutcome` to a r
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import enum
 import logging
 import time
 from collections import deque
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import asyncpg
@@ -60,6 +62,21 @@ class Principal:
     # Recipients the account could still send when it authenticated: advisory only (the commit
     # re-checks atomically), saves the per-session look-up the RCPT check would otherwise make.
     quota_remaining_at_auth: int = 0
+    # The account's sending domains (lower-case name -> id) that passed the sender-domain policy
+    # when it authenticated, fetched by the AUTH query itself; None when not loaded (no policy given,
+    # or more than `SenderPolicy.preload_limit` domains), and the MAIL / From: check then looks the
+    # domain up. Same freshness as the per-session cache the SMTP session keeps anyway: a change
+    # (approval, suspension, end of a grace period) applies to the next session.
+    sending_domains: Mapping[str, int] | None = field(default=None, compare=False, repr=False)
+
+
+@dataclass(frozen=True)
+class SenderPolicy:
+    """The sender-domain rules of `domains.sending_domain`, so AUTH can preload the allowed domains."""
+
+    require_approval: bool
+    grace_seconds: float | None = None
+    preload_limit: int = 32  # accounts with more domains are looked up per domain instead
 
 
 def _token_text(secret: str) -> str | None:
@@ -73,28 +90,52 @@ class Authenticator:
     def __init__(self, pool: Any) -> None:
         self._pool = pool
 
-    async def authenticate(self, secret: str) -> tuple[AuthOutcome, Principal | None]:
+    async def authenticate(self, secret: str, *, sender_policy: SenderPolicy | None = None,
+                           ) -> tuple[AuthOutcome, Principal | None]:
         token = _token_text(secret)
         public_id = tokens.public_id_of(token) if token is not None else None
         if token is None or public_id is None:
             return AuthOutcome.INVALID, None
+        today = dt.datetime.now(dt.UTC).date()
+        # One round trip in the usual case: credential, account, this period's usage, whether the
+        # last-use stamp is due, and (with a policy) the sending domains, in one statement.
+        limit = sender_policy.preload_limit + 1 if sender_policy is not None else 0
         try:
             async with self._pool.acquire() as conn:
-                row = await credentials_store.find_active(conn, public_id)
+                row = await credentials_store.find_for_auth(
+                    conn, public_id, today, domain_limit=limit,
+                    require_approval=sender_policy.require_approval if sender_policy else False,
+                    grace_seconds=sender_policy.grace_seconds if sender_policy else None,
+                )
                 if row is None or not tokens.matches(token, bytes(row["digest"])):
                     return AuthOutcome.INVALID, None
-                period = quota.current_period(int(row["billing_anchor_day"]))
-                used = await usage_store.used(conn, row["account_id"], period)
+                anchor = int(row["billing_anchor_day"])
+                period = quota.period_start(anchor, today)
+                usage_period = row["usage_period"]
+                if usage_period is None or usage_period < period:
+                    used = 0  # no row for this period (the latest one is older): nothing used yet
+                elif usage_period == period:
+                    used = int(row["usage_used"])
+                else:  # a later row than this period's (the anchor day moved): read this period's
+                    used = await usage_store.used(conn, row["account_id"], period)
+                domains: dict[str, int] | None = None
+                if sender_policy is not None:
+                    ids, names = row["domain_ids"] or [], row["domain_names"] or []
+                    if len(ids) <= sender_policy.preload_limit:
+                        domains = {str(name): int(id_) for name, id_ in zip(names, ids, strict=True)}
                 principal = Principal(
                     credential_id=row["id"], account_id=row["account_id"], account_name=row["account_name"],
                     stream=row["stream"], monthly_limit=int(row["monthly_limit"]),
                     max_message_size=int(row["max_message_size"]),
-                    billing_anchor_day=int(row["billing_anchor_day"]),
+                    billing_anchor_day=anchor,
                     quota_remaining_at_auth=int(row["monthly_limit"]) - used,
+                    sending_domains=domains,
                 )
                 if principal.quota_remaining_at_auth <= 0:
                     return AuthOutcome.QUOTA, principal
-                await credentials_store.touch(conn, principal.credential_id)
+                if row["touch_due"]:
+                    # Coarse on purpose (see `credentials.touch`): a write at most once a minute.
+                    await credentials_store.touch(conn, principal.credential_id)
         except DB_ERRORS:
             log.warning("authentication: database unavailable", exc_info=True)
             return AuthOutcome.TEMPORARY, None

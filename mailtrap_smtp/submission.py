@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import quota
-from .auth import Principal
+from .auth import Principal, SenderPolicy
 from .store import domains as domains_store
 from .store import messages as messages_store
 from .store import usage as usage_store
@@ -181,14 +181,21 @@ class Submission:
         self._hostname = hostname
         self._require_approval = require_approval
         self._grace_seconds = grace_seconds
-
+        # Handed to `Authenticator.authenticate` so the AUTH query preloads the allowed domains.
+        self.sender_policy = SenderPolicy(require_approval=require_approval, grace_seconds=grace_seconds)
 
     async def close(self) -> None:
         await self._batcher.close()
         await self._notifier.close()
 
     async def sender_domain(self, principal: Principal, domain: str) -> int | None:
-        """The sending-domain id if this account may send from `domain` now (callers cache per session)."""
+        """The sending-domain id if this account may send from `domain` now (callers cache per session).
+
+        Answered from `principal.sending_domains` when AUTH preloaded them (same rules, evaluated at
+        AUTH for this session), else looked up.
+        """
+        if principal.sending_domains is not None:
+            return principal.sending_domains.get(domain.lower())
         row = await domains_store.sending_domain(
             self._pool, principal.account_id, domain.lower(), require_approval=self._require_approval,
             grace_seconds=self._grace_seconds,

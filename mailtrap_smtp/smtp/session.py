@@ -459,7 +459,8 @@ class Session:
             token = secret.decode("ascii") if secret is not None else ""
         except UnicodeDecodeError:
             token = ""
-        outcome, principal = await self.svc.authenticator.authenticate(token)
+        outcome, principal = await self.svc.authenticator.authenticate(
+            token, sender_policy=self.svc.submission.sender_policy)
         if outcome is AuthOutcome.OK and principal is not None:
             outcome, slot = await self.svc.slots.acquire(principal.account_id)
             if outcome is AuthOutcome.OK:

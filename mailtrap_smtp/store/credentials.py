@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
+from .domains import MAY_SEND, SENDING_STATES
 from .types import Conn, Record
 
 
@@ -16,14 +19,36 @@ async def create(conn: Conn, account_id: int, *, public_id: str, digest: bytes, 
     return row
 
 
-async def find_active(conn: Conn, public_id: str) -> Record | None:
-    """The live credential with this public id, with what AUTH needs to decide."""
+async def find_for_auth(conn: Conn, public_id: str, today: dt.date, *, domain_limit: int = 0,
+                        require_approval: bool = False, grace_seconds: float | None = None) -> Record | None:
+    """The live credential with this public id and its account, plus, in the same round trip, what
+    the rest of the session would look up:
+
+    * `touch_due`: whether `touch` would write (last use over a minute ago or never);
+    * `usage_period`, `usage_used`: the account's latest usage row with period_start <= `today`
+      (NULL when none). The caller compares `usage_period` with the current period it computes;
+    * `domain_ids`, `domain_names`: up to `domain_limit` sending domains the account may send from
+      right now (`domains.MAY_SEND`) (NULL when none; `domain_limit` = 0
+      skips the look-up).
+    """
     return await conn.fetchrow(
         """SELECT c.id, c.account_id, c.stream, c.digest, a.name AS account_name,
-                  a.monthly_limit, a.max_message_size, a.billing_anchor_day
+                  a.monthly_limit, a.max_message_size, a.billing_anchor_day,
+                  (c.last_used_at IS NULL OR c.last_used_at < now() - interval '1 minute') AS touch_due,
+                  u.period_start AS usage_period, u.used AS usage_used,
+                  d.ids AS domain_ids, d.names AS domain_names
              FROM credentials c JOIN accounts a ON a.id = c.account_id
+             LEFT JOIN LATERAL (
+                  SELECT period_start, used FROM usage
+                   WHERE account_id = c.account_id AND period_start <= $2
+                   ORDER BY period_start DESC LIMIT 1) u ON true
+             LEFT JOIN LATERAL (
+                  SELECT array_agg(s.id) AS ids, array_agg(s.name) AS names
+                    FROM (SELECT id, name FROM sending_domains
+                           WHERE account_id = c.account_id AND """ + MAY_SEND + """
+                           ORDER BY id LIMIT $6) s) d ON true
             WHERE c.public_id = $1 AND c.revoked_at IS NULL""",
-        public_id,
+        public_id, today, list(SENDING_STATES), require_approval, grace_seconds, domain_limit,
     )
 
 

@@ -11,6 +11,13 @@ from .types import Conn, Record
 # States in which a domain may send (the grace period keeps a 'failing' domain sending).
 SENDING_STATES = ("verified", "failing")
 
+# THE rule for "this domain may send now", shared by every query that asks it. A constant SQL
+# fragment (no values are formatted into it); its parameters are $3 = SENDING_STATES, $4 =
+# require_approval, $5 = grace seconds or NULL.
+MAY_SEND = """state = ANY($3::text[])
+    AND (NOT $4 OR approved_at IS NOT NULL OR dns_skipped)
+    AND ($5::float8 IS NULL OR state <> 'failing' OR failing_since > now() - make_interval(secs => $5::float8))"""
+
 
 async def create(conn: Conn, account_id: int, name: str, *, verification_token: str,
                  dns_skipped: bool = False) -> Record:
@@ -51,11 +58,7 @@ async def sending_domain(conn: Conn, account_id: int, name: str, *, require_appr
     database's clock, even before a re-check has moved it to 'suspended' (no delivery node running).
     """
     return await conn.fetchrow(
-        """SELECT id, name FROM sending_domains
-            WHERE account_id = $1 AND name = $2 AND state = ANY($3::text[])
-              AND (NOT $4 OR approved_at IS NOT NULL OR dns_skipped)
-              AND ($5::float8 IS NULL OR state <> 'failing'
-                   OR failing_since > now() - make_interval(secs => $5::float8))""",
+        "SELECT id, name FROM sending_domains WHERE account_id = $1 AND name = $2 AND " + MAY_SEND,
         account_id, name, list(SENDING_STATES), require_approval, grace_seconds,
     )
 
