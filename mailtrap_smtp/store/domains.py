@@ -126,16 +126,6 @@ async def clear_dns_skipped(conn: Conn, domain_id: int) -> None:
     await conn.execute("UPDATE sending_domains SET dns_skipped = false WHERE id = $1", domain_id)
 
 
-async def due_for_check(conn: Conn, checked_before: dt.datetime) -> list[Record]:
-    """DNS-managed domains whose last check is older than the given moment (or never happened)."""
-    return list(await conn.fetch(
-        """SELECT id, name FROM sending_domains
-            WHERE NOT dns_skipped AND (last_checked_at IS NULL OR last_checked_at <= $1)
-            ORDER BY last_checked_at NULLS FIRST""",
-        checked_before,
-    ))
-
-
 async def count_in_state(conn: Conn, state: str) -> int:
     return int(await conn.fetchval("SELECT count(*) FROM sending_domains WHERE state = $1", state))
 
