@@ -32,7 +32,7 @@ import email.utils
 import logging
 import re
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from .. import metrics, replies
 from ..auth import DB_ERRORS, AuthOutcome, Principal
@@ -139,7 +139,7 @@ class Session:
             await self.close_with(replies.TOO_MANY_ERRORS, "too_many_errors")
         await self.send(reply)
 
-    async def close_with(self, reply: Reply, reason: str) -> None:
+    async def close_with(self, reply: Reply, reason: str) -> NoReturn:
         metrics.SMTP_SESSIONS_CLOSED.labels(reason).inc()
         try:
             await self.send(reply)
@@ -399,6 +399,18 @@ class Session:
         except (binascii.Error, ValueError):
             return None
 
+    async def _sasl_step(self, initial: bytes | None, challenge: Reply) -> bytes | None:
+        """One client response: the initial response, or the answer to `challenge`.
+
+        None when the exchange is over: the client cancelled with "*" (RFC 4954 §4, answered here)
+        or the line could not be read.
+        """
+        resp = initial if initial is not None else await self._sasl_line(challenge)
+        if resp == b"*":
+            await self.error(replies.AUTH_CANCELLED)
+            return None
+        return resp
+
     async def cmd_auth(self, arg: bytes) -> None:
         if not self.esmtp:
             await self.error(replies.EHLO_FIRST)
@@ -420,11 +432,8 @@ class Session:
         initial = parts[1] if len(parts) == 2 else None
         secret: bytes | None
         if mech == b"PLAIN":
-            resp = initial if initial is not None else await self._sasl_line(replies.AUTH_CHALLENGE_EMPTY)
+            resp = await self._sasl_step(initial, replies.AUTH_CHALLENGE_EMPTY)
             if resp is None:
-                return
-            if resp == b"*":
-                await self.error(replies.AUTH_CANCELLED)
                 return
             decoded = self._b64(resp)
             if decoded is None:
@@ -433,20 +442,14 @@ class Session:
             fields = decoded.split(b"\0")
             secret = fields[2] if len(fields) == 3 else None
         elif mech == b"LOGIN":
-            user = initial if initial is not None else await self._sasl_line(replies.AUTH_CHALLENGE_USERNAME)
+            user = await self._sasl_step(initial, replies.AUTH_CHALLENGE_USERNAME)
             if user is None:
-                return
-            if user == b"*":
-                await self.error(replies.AUTH_CANCELLED)
                 return
             if self._b64(user) is None:
                 await self._auth_failed(replies.AUTH_BAD_BASE64)
                 return
-            resp = await self._sasl_line(replies.AUTH_CHALLENGE_PASSWORD)
+            resp = await self._sasl_step(None, replies.AUTH_CHALLENGE_PASSWORD)
             if resp is None:
-                return
-            if resp == b"*":
-                await self.error(replies.AUTH_CANCELLED)
                 return
             secret = self._b64(resp)
             if secret is None:
