@@ -87,24 +87,37 @@ class Service:
         loop.add_signal_handler(signal.SIGHUP, self.reload_tls)
         try:
             await self.start()
-            log.info("mailtrap-smtp process %d ready (role %s)", self.process_index, self.role)
+            loop_name = "uvloop" if type(asyncio.get_running_loop()).__module__.startswith("uvloop") else "asyncio"
+            log.info("mailtrap-smtp process %d ready (role %s, event loop %s)", self.process_index, self.role,
+                     loop_name)
             await self._stop.wait()
         finally:
             await self.stop()
             self.db.stop_server()
 
 
+def run_service(cfg: Config, service: Service) -> None:
+    """Run one service process on the event loop `server.event_loop` names."""
+    factory: Any = None
+    if cfg.server.event_loop == "uvloop":
+        import uvloop
+
+        factory = uvloop.new_event_loop
+    with asyncio.Runner(loop_factory=factory) as runner:
+        runner.run(service.run())
+
+
 def _child(cfg: Config, role: str, dsn: str, index: int) -> None:
     logging.basicConfig(level=logging.INFO, format=f"%(asctime)s [{index}] %(levelname)s %(name)s: %(message)s")
     _quiet_libraries()
-    asyncio.run(Service(cfg, role=role, dsn=dsn, process_index=index).run())
+    run_service(cfg, Service(cfg, role=role, dsn=dsn, process_index=index))
 
 
 def serve(cfg: Config, *, role: str = "all", processes: int = 0) -> int:
     """Run the service; with processes > 1, that many processes share the ports (SO_REUSEPORT)."""
     n = processes or (os.cpu_count() or 1)
     if n == 1:
-        asyncio.run(Service(cfg, role=role).run())
+        run_service(cfg, Service(cfg, role=role))
         return 0
     # The parent owns the database server (embedded or not) and the schema, then hands the DSN down.
     db = Database(cfg.database.dsn, cfg.data_dir / "pg")

@@ -41,6 +41,9 @@ class ServerConfig:
     # is keyed on the real peer address.
     proxy_protocol_from: list[str] = field(default_factory=list)
     shutdown_grace_seconds: float = 10.0
+    # "uvloop" (libuv; its TLS layer is compiled, so each handshake and record costs less CPU) or
+    # "asyncio" (the standard library's loop).
+    event_loop: str = "uvloop"
 
 
 @dataclass
@@ -326,6 +329,8 @@ def validate(cfg: Config) -> None:
         raise ConfigError(
             f"limits.message_size: {lim.message_size} is above limits.message_size_cap {lim.message_size_cap}"
         )
+    if cfg.server.event_loop not in ("uvloop", "asyncio"):
+        raise ConfigError(f"server.event_loop: must be 'uvloop' or 'asyncio', got {cfg.server.event_loop!r}")
     if cfg.delivery.mode not in ("sandbox", "mx"):
         raise ConfigError(f"delivery.mode: must be 'sandbox' or 'mx', got {cfg.delivery.mode!r}")
     for domain, target in cfg.delivery.routes.items():

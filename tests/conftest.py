@@ -13,10 +13,22 @@ from typing import Any
 import asyncpg
 import pytest
 import trustme
+import uvloop
 
 from mailtrap_smtp import config as config_mod
 from mailtrap_smtp.store import db as store_db
 from mailtrap_smtp.store.embedded import EmbeddedPostgres
+
+# Tests run on the event loop production uses (`server.event_loop`, default uvloop); the modules
+# whose behaviour depends on transport details (TLS, PROXY headers, hostile byte streams) run on
+# the standard library's loop as well, which `event_loop = "asyncio"` selects.
+_BOTH_LOOPS = {"test_smtp_hostile.py", "test_smtp_tls.py"}
+
+
+def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> dict[str, Any]:
+    if Path(str(item.fspath)).name in _BOTH_LOOPS:
+        return {"uvloop": uvloop.new_event_loop, "asyncio": asyncio.new_event_loop}
+    return {"uvloop": uvloop.new_event_loop}
 
 pytest_plugins = ["tests.dnsserver"]
 

@@ -235,7 +235,10 @@ async def spawn_service(config_path: str) -> tuple[asyncio.subprocess.Process, l
 if __name__ == "__main__":
     import sys
 
-    asyncio.run(_serve_main(sys.argv[1]))
+    import uvloop
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:  # as production (server.event_loop)
+        runner.run(_serve_main(sys.argv[1]))
 
 
 async def use_quota(pool: Any, account_id: int, n: int) -> None:

@@ -52,6 +52,7 @@ def test_production_example_uses_public_ports() -> None:
          "smtp.listeners[0].port: port must be between 1 and 65535, got 70000"),
         ("[smtp]\nlisteners = [{address='127.0.0.1', port='x', mode='starttls'}]",
          "smtp.listeners[0].port: expected an integer, got 'x'"),
+        ("[server]\nevent_loop = 'trio'", "server.event_loop: must be 'uvloop' or 'asyncio', got 'trio'"),
         ("[smtp]\nlisteners = [{address='127.0.0.1', port=25, mode='ssl'}]",
          "smtp.listeners[0].mode: must be 'starttls' or 'implicit', got 'ssl'"),
         ("[smtp]\nlisteners = []", "smtp.listeners: at least one listener is required"),

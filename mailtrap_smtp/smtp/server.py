@@ -7,9 +7,11 @@ start in plaintext. The per-IP connection cap and the per-IP AUTH-failure window
 
 PROXY protocol (`server.proxy_protocol_from`): a trusted peer must open with a v1 or v2 header and
 the session is keyed on the address it announces; anyone else is keyed on the real peer and never
-parsed for a header. On implicit-TLS listeners the header precedes the handshake, so those
-listeners start with reading paused and read the header with exact-size reads from the socket:
-the ClientHello behind it (often in the same segment) stays in the kernel for the TLS layer.
+parsed for a header. On implicit-TLS listeners the header precedes the handshake, so when proxies
+are configured those listeners accept by themselves (`_AcceptLoop`) and read the header with
+exact-size reads from the raw socket before any transport exists: the ClientHello behind it (often
+in the same segment) stays in the kernel for the TLS layer. This works the same on both event
+loops (`server.event_loop`).
 
 SIGTERM (`stop`): stop accepting, answer idle sessions `421 4.3.2`, let commands in flight (a DATA
 transfer, an acceptance transaction) finish and then answer 421, abort what is left after the
@@ -23,7 +25,6 @@ import contextlib
 import functools
 import ipaddress
 import logging
-import os
 import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -42,28 +43,52 @@ log = logging.getLogger(__name__)
 STREAM_LIMIT = 1 << 20  # asyncio stream buffer before it pauses the socket
 
 
-class _PausedStreamProtocol(asyncio.StreamReaderProtocol):
-    """A stream protocol that does not read until told (start_tls resumes reading)."""
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        # Runs before the transport registers its reader (selector_events), so no byte is read.
-        transport.pause_reading()  # type: ignore[attr-defined]
-        super().connection_made(transport)
+def _listening_socket(address: str, port: int) -> socket.socket:
+    family = socket.getaddrinfo(address, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0][0]
+    sock = socket.create_server((address, port), family=family, backlog=1024, reuse_port=True)
+    sock.setblocking(False)
+    return sock
 
 
-def _paused_protocol(on_connect: Any) -> _PausedStreamProtocol:
-    return _PausedStreamProtocol(asyncio.StreamReader(limit=STREAM_LIMIT), on_connect)
+class _AcceptLoop:
+    """A listener that accepts by itself, for implicit TLS behind PROXY-protocol proxies.
 
+    The PROXY header precedes the TLS handshake, so the connection must not be handed to a
+    transport (which reads whatever is there) before the header is read: `on_socket` gets the raw
+    socket and reads exactly the header's bytes from it, leaving the ClientHello in the kernel.
+    """
 
-@contextlib.contextmanager
-def _dup_socket(writer: asyncio.StreamWriter) -> Iterator[socket.socket]:
-    """A private non-blocking handle on the connection's socket, for exact-size reads."""
-    sock = socket.socket(fileno=os.dup(writer.get_extra_info("socket").fileno()))
-    try:
-        sock.setblocking(False)
-        yield sock
-    finally:
-        sock.close()  # closes our duplicate descriptor only
+    def __init__(self, sock: socket.socket, on_socket: Any) -> None:
+        self.sockets = [sock]
+        self._on_socket = on_socket
+        self._connections: set[asyncio.Task[None]] = set()  # the loop keeps only weak references
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        sock = self.sockets[0]
+        while True:
+            try:
+                conn, addr = await loop.sock_accept(sock)
+            except OSError:
+                # Out of descriptors or a connection reset before accept: keep serving.
+                log.warning("accept failed on %s", sock.getsockname(), exc_info=True)
+                await asyncio.sleep(0.1)
+                continue
+            conn.setblocking(False)
+            if conn.family in (socket.AF_INET, socket.AF_INET6):
+                conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            task = loop.create_task(self._on_socket(conn, addr))
+            self._connections.add(task)
+            task.add_done_callback(self._connections.discard)
+
+    def close(self) -> None:
+        self._task.cancel()
+        self.sockets[0].close()
+
+    async def wait_closed(self) -> None:
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
 
 
 @dataclass
@@ -93,7 +118,7 @@ class SmtpService:
         self.auth_failures = FailureWindow(cfg.limits.auth_failures_per_ip, cfg.limits.auth_failure_window_seconds)
         self._proxies = [ipaddress.ip_network(a, strict=False) for a in cfg.server.proxy_protocol_from]
         self.listeners: list[Listener] = []
-        self._servers: list[asyncio.Server] = []
+        self._servers: list[Any] = []  # asyncio.Server or _AcceptLoop
         self._sessions: set[Session] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._per_ip: dict[str, int] = {}
@@ -112,14 +137,10 @@ class SmtpService:
             lst = Listener(conf.address, port, conf.mode)
             on_connect = functools.partial(self._on_connect, lst)
             handshake_timeout = self.cfg.smtp.tls_handshake_timeout_seconds
+            server: Any
             if conf.mode == "implicit" and self._proxies:
-                # Reading starts paused: a PROXY header is read straight from the socket, so the
-                # ClientHello behind it is left for the TLS layer (see _on_connect).
-                loop = asyncio.get_running_loop()
-                server = await loop.create_server(
-                    functools.partial(_paused_protocol, on_connect),
-                    conf.address, port, reuse_port=True, backlog=1024,
-                )
+                server = _AcceptLoop(_listening_socket(conf.address, port),
+                                     functools.partial(self._on_implicit_socket, lst))
             else:
                 server = await asyncio.start_server(
                     on_connect, conf.address, port, ssl=ssl_ctx,
@@ -134,44 +155,75 @@ class SmtpService:
     def reload_tls(self) -> None:
         self.tls.reload()
 
-    async def _on_connect(self, lst: Listener, reader: asyncio.StreamReader,
-                          writer: asyncio.StreamWriter) -> None:
+    @contextlib.contextmanager
+    def _tracked(self) -> Iterator[None]:
         task = asyncio.current_task()
         if task is not None:
             self._tasks.add(task)
-        peer = writer.get_extra_info("peername") or ("0.0.0.0", 0)
-        client_ip = str(peer[0])
-        counted = False
         try:
+            yield
+        finally:
+            if task is not None:
+                self._tasks.discard(task)
+
+    async def _on_connect(self, lst: Listener, reader: asyncio.StreamReader,
+                          writer: asyncio.StreamWriter) -> None:
+        """A connection from asyncio's server: plaintext, or implicit TLS already negotiated."""
+        with self._tracked():
+            peer = writer.get_extra_info("peername") or ("0.0.0.0", 0)
+            client_ip = str(peer[0])
             tls = writer.get_extra_info("ssl_object") is not None
             if tls:
                 metrics.TLS_HANDSHAKES.labels("success").inc()
-            if self._stopping:
-                writer.transport.abort()
-                return
-            implicit_plain = lst.mode == "implicit" and not tls
             if self._proxies and proxy.trusted(client_ip, self._proxies):
                 try:
                     async with asyncio.timeout(self.cfg.smtp.command_timeout_seconds):
-                        if implicit_plain:
-                            with _dup_socket(writer) as sock:
-                                client_ip = await proxy.read_header(proxy.socket_reader(sock), client_ip)
-                        else:
-                            client_ip = await proxy.read_header(proxy.stream_reader(reader), client_ip)
+                        client_ip = await proxy.read_header(proxy.stream_reader(reader), client_ip)
                 except (proxy.ProxyError, TimeoutError, OSError):
                     metrics.SMTP_CONNECTIONS_REFUSED.labels("proxy_header").inc()
                     writer.transport.abort()
                     return
-            if implicit_plain:
+            await self._serve(lst, reader, writer, client_ip, tls=tls)
+
+    async def _on_implicit_socket(self, lst: Listener, sock: socket.socket, peer: Any) -> None:
+        """A raw connection on an implicit-TLS listener that PROXY-protocol proxies may use."""
+        with self._tracked():
+            client_ip = str(peer[0]) if isinstance(peer, tuple) else "0.0.0.0"
+            if self._stopping:
+                sock.close()
+                return
+            if proxy.trusted(client_ip, self._proxies):
                 try:
-                    await writer.start_tls(self.tls.current,
-                                           ssl_handshake_timeout=self.cfg.smtp.tls_handshake_timeout_seconds)
-                except (TimeoutError, ConnectionError, OSError) as e:
-                    metrics.TLS_HANDSHAKES.labels("timeout" if isinstance(e, TimeoutError) else "failure").inc()
-                    writer.transport.abort()
+                    async with asyncio.timeout(self.cfg.smtp.command_timeout_seconds):
+                        client_ip = await proxy.read_header(proxy.socket_reader(sock), client_ip)
+                except (proxy.ProxyError, TimeoutError, OSError):
+                    metrics.SMTP_CONNECTIONS_REFUSED.labels("proxy_header").inc()
+                    sock.close()
                     return
-                metrics.TLS_HANDSHAKES.labels("success").inc()
-                tls = True
+            loop = asyncio.get_running_loop()
+            reader = asyncio.StreamReader(limit=STREAM_LIMIT)
+            protocol = asyncio.StreamReaderProtocol(reader)
+            try:
+                transport, _ = await loop.connect_accepted_socket(
+                    lambda: protocol, sock, ssl=self.tls.current,
+                    ssl_handshake_timeout=self.cfg.smtp.tls_handshake_timeout_seconds,
+                )
+            except (TimeoutError, ConnectionError, OSError) as e:
+                metrics.TLS_HANDSHAKES.labels("timeout" if isinstance(e, TimeoutError) else "failure").inc()
+                sock.close()
+                return
+            metrics.TLS_HANDSHAKES.labels("success").inc()
+            writer = asyncio.StreamWriter(transport, protocol, reader, loop)
+            await self._serve(lst, reader, writer, client_ip, tls=True)
+
+    async def _serve(self, lst: Listener, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                     client_ip: str, *, tls: bool) -> None:
+        """Connect-time limits, then the SMTP session."""
+        counted = False
+        try:
+            if self._stopping:
+                writer.transport.abort()
+                return
             metrics.SMTP_CONNECTIONS.labels(lst.label).inc()
             if self._per_ip.get(client_ip, 0) >= self.cfg.limits.connections_per_ip:
                 metrics.SMTP_CONNECTIONS_REFUSED.labels("per_ip").inc()
@@ -202,8 +254,6 @@ class SmtpService:
                     self._per_ip[client_ip] = left
                 else:
                     self._per_ip.pop(client_ip, None)
-            if task is not None:
-                self._tasks.discard(task)
 
     async def stop(self, grace_seconds: float) -> None:
         """Stop accepting, tell idle sessions 421, let transactions finish within the grace bound."""

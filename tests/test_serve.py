@@ -1,0 +1,67 @@
+"""The real `serve` command: the process starts on the configured event loop, accepts SMTP over
+STARTTLS and implicit TLS, and exits 0 on SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import socket
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.smtp_util import RawClient, reply_line
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def _wait_port(port: int, proc: asyncio.subprocess.Process) -> None:
+    async with asyncio.timeout(30):
+        while True:
+            assert proc.returncode is None, "serve exited early"
+            try:
+                _, w = await asyncio.open_connection("127.0.0.1", port)
+            except OSError:
+                await asyncio.sleep(0.1)
+                continue
+            w.close()
+            return
+
+
+@pytest.mark.parametrize("event_loop", ["uvloop", "asyncio"])
+async def test_serve_runs_on_the_configured_loop(event_loop: str, make_config, tmp_path: Path,
+                                                  client_ssl_context) -> None:
+    starttls, implicit = _free_port(), _free_port()
+    make_config(
+        server={"event_loop": event_loop},
+        smtp={"listeners": [{"address": "127.0.0.1", "port": starttls, "mode": "starttls"},
+                            {"address": "127.0.0.1", "port": implicit, "mode": "implicit"}]},
+    )
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "mailtrap_smtp", "-c", str(tmp_path / "config.toml"),
+        "serve", "--role", "smtp", "--processes", "1",
+        stderr=asyncio.subprocess.PIPE, cwd=Path(__file__).resolve().parents[1],
+    )
+    try:
+        await _wait_port(starttls, proc)
+        await _wait_port(implicit, proc)
+        plain = RawClient("127.0.0.1", starttls, client_ssl_context)
+        await plain.connect()
+        assert await plain.cmd("NOOP") == reply_line("NOOP_OK")
+        await plain.cmd("QUIT")
+        tls = RawClient("127.0.0.1", implicit, client_ssl_context, implicit=True)
+        await tls.connect()
+        assert await tls.cmd("NOOP") == reply_line("NOOP_OK")
+        await tls.cmd("QUIT")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(20):
+            _, err = await proc.communicate()
+    assert proc.returncode == 0, err.decode(errors="replace")[-2000:]
+    log = err.decode(errors="replace")
+    assert f"event loop {event_loop}" in log
