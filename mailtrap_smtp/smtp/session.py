@@ -27,8 +27,6 @@ from __future__ import annotations
 
 import asyncio
 import binascii
-import datetime as dt
-import email.utils
 import logging
 import re
 import time
@@ -37,7 +35,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 from .. import metrics, replies
 from ..auth import DB_ERRORS, AuthOutcome, Principal
 from ..replies import Reply
-from ..submission import Rejected
+from ..submission import Rejected, rfc5322_now
 from . import address
 
 if TYPE_CHECKING:
@@ -53,6 +51,7 @@ WRITE_HIGH_WATER = 65536
 DATA_RATE_GRACE_MAX = 5.0  # seconds before the minimum data rate applies (TCP slow start etc.)
 _TERMINATOR = b"\r\n.\r\n"
 _HELO_SAFE = re.compile(r"[^A-Za-z0-9.\-_:\[\]]")
+_CONTROL = re.compile(rb"[\x00-\x08\x0a-\x1f]")  # control characters but HTAB, in a command line
 _PRE_TLS_ALLOWED = {"EHLO", "HELO", "NOOP", "STARTTLS", "QUIT", "RSET"}
 
 
@@ -93,6 +92,14 @@ class Session:
         self.domain_cache: dict[str, int | None] = {}
         self.quota_left: int | None = None
         self._tls_text: str | None = None
+        self._loop = asyncio.get_running_loop()
+        self._task: asyncio.Task[Any] | None = None
+        # The read watchdog (see `_read`): the loop time the current read must end by, and one
+        # timer moved lazily.
+        self._read_until: float | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = 0.0
+        self._timed_out = False
         self._reset_transaction()
         self._set_write_limits()
 
@@ -123,6 +130,10 @@ class Session:
         await self._drain()
 
     async def _drain(self) -> None:
+        # StreamWriter.drain() returns at once unless the transport asked our protocol to pause
+        # writing (FlowControlMixin._paused); only then is there something to wait for and bound.
+        if not getattr(self.writer._protocol, "_paused", True):  # type: ignore[attr-defined]
+            return
         try:
             async with asyncio.timeout(self.cfg.smtp.command_timeout_seconds):
                 await self.writer.drain()
@@ -154,13 +165,50 @@ class Session:
             return max(left, 0.0), replies.SESSION_DEADLINE, "session_deadline"
         return self.cfg.smtp.command_timeout_seconds, replies.IDLE_TIMEOUT, "idle_timeout"
 
+    async def _read(self, size: int, within: float, reply: Reply, reason: str) -> bytes:
+        """`reader.read(size)`, but after `within` seconds without data `reply` is sent and the
+        session ends.
+
+        One timer per session instead of an `asyncio.timeout` per read (which costs a timer, a
+        task look-up and a cancellation every time, several times per message): each read only
+        records its deadline; the timer, when it fires, cancels the session task if a read is
+        past its deadline and otherwise moves itself to the current one. It is re-armed earlier
+        only when a read has a nearer deadline than the timer (the DATA rate floor).
+        """
+        until = self._loop.time() + within
+        self._read_until = until
+        if self._timer is None or self._timer_at > until:
+            if self._timer is not None:
+                self._timer.cancel()
+            self._timer_at = until
+            self._timer = self._loop.call_at(until, self._on_timer)
+        try:
+            return await self.reader.read(size)
+        except asyncio.CancelledError:
+            if self._timed_out:
+                self._timed_out = False
+                if self._task is not None and self._task.uncancel() == 0:
+                    await self.close_with(reply, reason)
+            raise
+        finally:
+            self._read_until = None
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        until = self._read_until
+        if until is None:
+            return  # not reading now: the next read arms the timer again
+        if self._loop.time() >= until:
+            self._timed_out = True
+            if self._task is not None:
+                self._task.cancel()
+        else:
+            self._timer_at = until
+            self._timer = self._loop.call_at(until, self._on_timer)
+
     async def _fill(self, size: int = READ_SIZE) -> None:
         timeout, reply, reason = self._read_timeout()
-        try:
-            async with asyncio.timeout(timeout):
-                data = await self.reader.read(size)
-        except TimeoutError:
-            await self.close_with(reply, reason)
+        data = await self._read(size, timeout, reply, reason)
         if not data:
             raise _Close
         if self.pos:
@@ -207,6 +255,7 @@ class Session:
     # ------------------------------------------------------------------ main loop
 
     async def run(self) -> None:
+        self._task = asyncio.current_task()
         try:
             await self.send(replies.GREETING.format(hostname=self.cfg.server.hostname))
             while True:
@@ -219,6 +268,9 @@ class Session:
         except (ConnectionError, asyncio.IncompleteReadError, OSError):
             pass
         finally:
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
             await self._release()
             if not self.writer.is_closing():
                 self.writer.close()
@@ -243,7 +295,7 @@ class Session:
         if verb != b"AUTH" and len(line) > COMMAND_LINE_MAX:
             await self.error(replies.LINE_TOO_LONG)
             return
-        if b"\r" in text or b"\0" in text or any(c < 32 and c != 9 for c in text):
+        if _CONTROL.search(text):
             await self.error(replies.BAD_CHARACTERS)
             return
         arg = b"" if verb_end < 0 else text[verb_end + 1:]
@@ -667,11 +719,7 @@ class Session:
                 rate_left = started + grace + received / rate - now
                 if rate_left < timeout:
                     timeout, reply, reason = max(rate_left, 0.0), replies.DATA_TOO_SLOW, "data_too_slow"
-            try:
-                async with asyncio.timeout(timeout):
-                    data = await self.reader.read(DATA_READ_SIZE)
-            except TimeoutError:
-                await self.close_with(reply, reason)
+            data = await self._read(DATA_READ_SIZE, timeout, reply, reason)
             if not data:
                 raise _Close
             work += data
@@ -694,7 +742,7 @@ class Session:
 
     def _received(self) -> bytes:
         """The trace header (RFC 5321 §4.4), built only from sanitised or server-made values."""
-        date = email.utils.format_datetime(dt.datetime.now(dt.UTC))
+        date = rfc5322_now()
         return (
             f"Received: from {self.helo or 'unknown'} ([{self.client_ip}])\r\n"
             f"\tby {self.cfg.server.hostname} (mailtrap-smtp) with ESMTPSA{self._tls_comment()};\r\n"
