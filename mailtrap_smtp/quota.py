@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import calendar
 import datetime as dt
+import functools
 
 
 def _anchor_in(year: int, month: int, anchor_day: int) -> dt.date:
@@ -11,6 +12,7 @@ def _anchor_in(year: int, month: int, anchor_day: int) -> dt.date:
     return dt.date(year, month, min(anchor_day, calendar.monthrange(year, month)[1]))
 
 
+@functools.lru_cache(maxsize=256)  # pure; called for every accepted message
 def period_start(anchor_day: int, today: dt.date) -> dt.date:
     this_month = _anchor_in(today.year, today.month, anchor_day)
     if today >= this_month:

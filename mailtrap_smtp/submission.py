@@ -30,6 +30,8 @@ import datetime as dt
 import email.header
 import email.utils
 import json
+import re
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -64,6 +66,18 @@ class Signer:
 
 
 DomainCheck = Callable[[str], Awaitable[int | None]]
+
+
+_date_cache: tuple[int, str] = (-1, "")
+
+
+def rfc5322_now() -> str:
+    """The current time as an RFC 5322 date-time in UTC, formatted at most once per second."""
+    global _date_cache
+    second = int(time.time())
+    if _date_cache[0] != second:
+        _date_cache = (second, email.utils.format_datetime(dt.datetime.fromtimestamp(second, dt.UTC)))
+    return _date_cache[1]
 
 
 def domain_of(address: str) -> str:
@@ -135,7 +149,17 @@ def field_value(whole: bytes) -> str:
     return value.replace(b"\r\n", b"").strip().decode("utf-8", "replace")
 
 
+# The usual From: forms, "Name <local@domain>" and "local@domain", with nothing that RFC 5322
+# parsing could read differently (quotes, comments, groups, lists, escapes): answered without the
+# email package's full address parser, which costs more than the rest of the From: check.
+_ATOMS = r"[^\s<>()\[\]\\,;:@\"]+"
+_SIMPLE_FROM = re.compile(rf"[^<>()\[\]\\,;:@\"]*<({_ATOMS}@{_ATOMS})>\s*|\s*({_ATOMS}@{_ATOMS})\s*")
+
+
 def _single_address(value: str) -> str | None:
+    simple = _SIMPLE_FROM.fullmatch(value)
+    if simple is not None:
+        return simple.group(1) or simple.group(2)
     pairs = email.utils.getaddresses([value])
     if len(pairs) != 1:
         return None
@@ -147,6 +171,8 @@ def _single_address(value: str) -> str | None:
 
 
 def _decoded(value: str, limit: int = 998) -> str:
+    if "=?" not in value:  # no RFC 2047 encoded word: nothing to decode
+        return value.replace("\0", "")[:limit]
     try:
         text = str(email.header.make_header(email.header.decode_header(value)))
     except Exception:  # malformed encoded words: keep the raw text
@@ -260,8 +286,7 @@ class Submission:
         msg_id = uuid.uuid4()
         added: list[bytes] = []
         if not has_date:
-            date = email.utils.format_datetime(dt.datetime.now(dt.UTC))
-            added.append(f"Date: {date}\r\n".encode("ascii"))
+            added.append(f"Date: {rfc5322_now()}\r\n".encode("ascii"))
         if message_id_header is None:
             message_id_header = f"<{msg_id}@{self._hostname}>"
             added.append(f"Message-ID: {message_id_header}\r\n".encode("ascii"))

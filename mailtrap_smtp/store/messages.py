@@ -271,12 +271,15 @@ class QueueNotifier:
     """Wakes delivery workers after acceptances, coalescing a burst into one NOTIFY.
 
     A NOTIFY inside the accepting transaction would serialise every commit on PostgreSQL's
-    notification queue lock; sent afterwards and coalesced, it costs one round trip per burst. A
-    NOTIFY lost to a crash between commit and send only delays delivery until the workers' poll.
+    notification queue lock; sent afterwards and coalesced, it costs one round trip per burst: the
+    first acceptance after a quiet spell notifies at once, later ones at most every
+    `min_interval` seconds (a worker that is woken takes everything due anyway). A NOTIFY lost to
+    a crash between commit and send only delays delivery until the workers' poll.
     """
 
-    def __init__(self, pool: Conn) -> None:
+    def __init__(self, pool: Conn, min_interval: float = 0.02) -> None:
         self._pool = pool
+        self._min_interval = min_interval
         self._pending = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
@@ -293,6 +296,7 @@ class QueueNotifier:
             except Exception:
                 log.warning("NOTIFY failed; delivery workers will find the message by polling", exc_info=True)
                 return
+            await asyncio.sleep(self._min_interval)
 
     async def close(self) -> None:
         if self._task is not None:
