@@ -21,9 +21,9 @@ import enum
 import logging
 import time
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 
@@ -33,6 +33,7 @@ from .store import smtp_limits
 from .store import usage as usage_store
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 # Errors that mean "the database is not there right now", as opposed to a bug.
 DB_ERRORS: tuple[type[BaseException], ...] = (
@@ -91,106 +92,160 @@ class Authenticator:
         self._pool = pool
 
     async def authenticate(self, secret: str, *, sender_policy: SenderPolicy | None = None,
-                           ) -> tuple[AuthOutcome, Principal | None]:
+                           slots: SessionSlots | None = None,
+                           ) -> tuple[AuthOutcome, Principal | None, int | None]:
+        """(outcome, principal, session slot). With `slots`, an OK outcome also holds one of the
+        account's session slots (released with `slots.release`) or the outcome is
+        TOO_MANY_CONNECTIONS; without, the slot is None."""
         token = _token_text(secret)
         public_id = tokens.public_id_of(token) if token is not None else None
         if token is None or public_id is None:
-            return AuthOutcome.INVALID, None
-        today = dt.datetime.now(dt.UTC).date()
-        # One round trip in the usual case: credential, account, this period's usage, whether the
-        # last-use stamp is due, and (with a policy) the sending domains, in one statement.
-        limit = sender_policy.preload_limit + 1 if sender_policy is not None else 0
+            return AuthOutcome.INVALID, None, None
         try:
+            if slots is not None:
+                # One round trip in the usual case, on the slots' own connection: pending slot
+                # releases, the credential, account, this period's usage, the sending domains and
+                # a session slot, in one statement.
+                return await slots.run(
+                    lambda conn, held, unlock: self._lookup(conn, token, public_id, sender_policy, slots,
+                                                            held, unlock))
             async with self._pool.acquire() as conn:
-                row = await credentials_store.find_for_auth(
-                    conn, public_id, today, domain_limit=limit,
-                    require_approval=sender_policy.require_approval if sender_policy else False,
-                    grace_seconds=sender_policy.grace_seconds if sender_policy else None,
-                )
-                if row is None or not tokens.matches(token, bytes(row["digest"])):
-                    return AuthOutcome.INVALID, None
-                anchor = int(row["billing_anchor_day"])
-                period = quota.period_start(anchor, today)
-                usage_period = row["usage_period"]
-                if usage_period is None or usage_period < period:
-                    used = 0  # no row for this period (the latest one is older): nothing used yet
-                elif usage_period == period:
-                    used = int(row["usage_used"])
-                else:  # a later row than this period's (the anchor day moved): read this period's
-                    used = await usage_store.used(conn, row["account_id"], period)
-                domains: dict[str, int] | None = None
-                if sender_policy is not None:
-                    ids, names = row["domain_ids"] or [], row["domain_names"] or []
-                    if len(ids) <= sender_policy.preload_limit:
-                        domains = {str(name): int(id_) for name, id_ in zip(names, ids, strict=True)}
-                principal = Principal(
-                    credential_id=row["id"], account_id=row["account_id"], account_name=row["account_name"],
-                    stream=row["stream"], monthly_limit=int(row["monthly_limit"]),
-                    max_message_size=int(row["max_message_size"]),
-                    billing_anchor_day=anchor,
-                    quota_remaining_at_auth=int(row["monthly_limit"]) - used,
-                    sending_domains=domains,
-                )
-                if principal.quota_remaining_at_auth <= 0:
-                    return AuthOutcome.QUOTA, principal
-                if row["touch_due"]:
-                    # Coarse on purpose (see `credentials.touch`): a write at most once a minute.
-                    await credentials_store.touch(conn, principal.credential_id)
+                return await self._lookup(conn, token, public_id, sender_policy, None, (), ())
         except DB_ERRORS:
             log.warning("authentication: database unavailable", exc_info=True)
-            return AuthOutcome.TEMPORARY, None
-        return AuthOutcome.OK, principal
+            return AuthOutcome.TEMPORARY, None, None
+
+    async def _lookup(self, conn: Any, token: str, public_id: str, sender_policy: SenderPolicy | None,
+                      slots: SessionSlots | None, held: Sequence[int], unlock: Sequence[int],
+                      ) -> tuple[AuthOutcome, Principal | None, int | None]:
+        today = dt.datetime.now(dt.UTC).date()
+        limit = sender_policy.preload_limit + 1 if sender_policy is not None else 0
+        row = await credentials_store.find_for_auth(
+            conn, public_id, today, domain_limit=limit,
+            require_approval=sender_policy.require_approval if sender_policy else False,
+            grace_seconds=sender_policy.grace_seconds if sender_policy else None,
+            slot_limit=slots.limit if slots is not None else 0, held_slots=held, unlock_slots=unlock,
+        )
+        if row is None:
+            return AuthOutcome.INVALID, None, None
+        slot = row["slot"]
+        account_id = int(row["account_id"])
+        if slots is not None and slot is not None:
+            slots.hold(account_id, int(slot))
+        if not tokens.matches(token, bytes(row["digest"])):
+            if slots is not None and slot is not None:
+                slots.release(account_id, int(slot))
+            return AuthOutcome.INVALID, None, None
+        anchor = int(row["billing_anchor_day"])
+        period = quota.period_start(anchor, today)
+        usage_period = row["usage_period"]
+        if usage_period is None or usage_period < period:
+            used = 0  # no row for this period (the latest one is older): nothing used yet
+        elif usage_period == period:
+            used = int(row["usage_used"])
+        else:  # a later row than this period's (the anchor day moved): read this period's
+            used = await usage_store.used(conn, account_id, period)
+        domains: dict[str, int] | None = None
+        if sender_policy is not None:
+            ids, names = row["domain_ids"] or [], row["domain_names"] or []
+            if len(ids) <= sender_policy.preload_limit:
+                domains = {str(name): int(id_) for name, id_ in zip(names, ids, strict=True)}
+        principal = Principal(
+            credential_id=row["id"], account_id=account_id, account_name=row["account_name"],
+            stream=row["stream"], monthly_limit=int(row["monthly_limit"]),
+            max_message_size=int(row["max_message_size"]),
+            billing_anchor_day=anchor,
+            quota_remaining_at_auth=int(row["monthly_limit"]) - used,
+            sending_domains=domains,
+        )
+        if principal.quota_remaining_at_auth <= 0:
+            if slots is not None and slot is not None:
+                slots.release(account_id, int(slot))
+            return AuthOutcome.QUOTA, principal, None
+        if slots is not None and slot is None:
+            return AuthOutcome.TOO_MANY_CONNECTIONS, principal, None
+        if row["touch_due"]:
+            # Coarse on purpose (see `credentials.touch`): a write at most once a minute.
+            await credentials_store.touch(conn, principal.credential_id)
+        return AuthOutcome.OK, principal, None if slot is None else int(slot)
 
 
 class SessionSlots:
-    """Per-account session slots of this process, backed by advisory locks on one dedicated connection."""
+    """Per-account session slots of this process, backed by advisory locks on one dedicated connection.
+
+    Slots are taken by the AUTH statement itself (`Authenticator.authenticate` with `slots`), which
+    runs on this connection. Releasing is deferred: the keys of ended sessions are unlocked by the
+    next AUTH statement of this process, or by a flush `FLUSH_DELAY` seconds later if none comes,
+    so a busy front end spends no round trip on it. Until then the slot still counts for other
+    processes (for this process, the pending key is free to take again at once).
+    """
+
+    FLUSH_DELAY = 0.02
 
     def __init__(self, pool: Any, limit: int) -> None:
         self._pool = pool
-        self._limit = min(limit, 0xFFFF)  # slot numbers live in 16 bits of the lock key
+        self.limit = min(limit, 0xFFFF)  # slot numbers live in 16 bits of the lock key
         self._conn: Any = None
         self._lock = asyncio.Lock()
         self._held: dict[int, set[int]] = {}
+        self._pending: list[int] = []
+        self._flush: asyncio.TimerHandle | None = None
+        self._flushing: set[asyncio.Task[None]] = set()
 
-    async def acquire(self, account_id: int) -> tuple[AuthOutcome, int | None]:
+    async def run(self, fn: Callable[[Any, Sequence[int], Sequence[int]], Awaitable[T]]) -> T:
+        """`fn(conn, held_keys, keys_to_unlock)` on the dedicated connection, one at a time."""
         async with self._lock:
-            held = self._held.setdefault(account_id, set())
-            try:
-                if self._conn is None:
-                    self._conn = await self._pool.acquire()
-                slot = await smtp_limits.try_acquire_slot(self._conn, account_id, self._limit, sorted(held))
-            except DB_ERRORS:
-                log.warning("session slots: database unavailable", exc_info=True)
-                await self._drop_connection()
-                return AuthOutcome.TEMPORARY, None
-            if slot is None:
-                return AuthOutcome.TOO_MANY_CONNECTIONS, None
-            held.add(slot)
-            return AuthOutcome.OK, slot
-
-    async def release(self, account_id: int, slot: int) -> None:
-        async with self._lock:
-            held = self._held.get(account_id)
-            if held is None or slot not in held:
-                return  # lost with a dropped connection: PostgreSQL already released it
-            held.discard(slot)
-            if not held:
-                self._held.pop(account_id, None)
             if self._conn is None:
-                return
+                self._conn = await self._pool.acquire()
+            unlock, self._pending = self._pending, []
+            held = [smtp_limits.slot_key(a, s) for a, slots in self._held.items() for s in slots]
             try:
-                await smtp_limits.release_slot(self._conn, account_id, slot)
-            except DB_ERRORS:
-                log.warning("session slots: release failed", exc_info=True)
+                return await fn(self._conn, held, unlock)
+            except BaseException:
+                # The statement's effect on the locks is unknown: drop the connection, and with it
+                # every lock it held, so the books match PostgreSQL's again.
                 await self._drop_connection()
+                raise
+
+    def hold(self, account_id: int, slot: int) -> None:
+        self._held.setdefault(account_id, set()).add(slot)
+
+    def release(self, account_id: int, slot: int) -> None:
+        held = self._held.get(account_id)
+        if held is None or slot not in held:
+            return  # lost with a dropped connection: PostgreSQL already released it
+        held.discard(slot)
+        if not held:
+            self._held.pop(account_id, None)
+        self._pending.append(smtp_limits.slot_key(account_id, slot))
+        if self._flush is None:
+            self._flush = asyncio.get_running_loop().call_later(self.FLUSH_DELAY, self._start_flush)
 
     def held_count(self, account_id: int) -> int:
         return len(self._held.get(account_id, ()))
+
+    def _start_flush(self) -> None:
+        self._flush = None
+        task = asyncio.get_running_loop().create_task(self._release_pending())
+        self._flushing.add(task)
+        task.add_done_callback(self._flushing.discard)
+
+    async def _release_pending(self) -> None:
+        async with self._lock:
+            keys, self._pending = self._pending, []
+            if not keys or self._conn is None:
+                return
+            try:
+                await smtp_limits.release_slots(self._conn, keys)
+            except DB_ERRORS:
+                log.warning("session slots: release failed", exc_info=True)
+                await self._drop_connection()
 
     async def _drop_connection(self) -> None:
         # Locks die with the connection; forget them all so the books match PostgreSQL's.
         conn, self._conn = self._conn, None
         self._held.clear()
+        self._pending.clear()
         if conn is not None:
             try:
                 conn.terminate()
@@ -199,9 +254,13 @@ class SessionSlots:
                 log.debug("releasing a broken connection failed", exc_info=True)
 
     async def close(self) -> None:
+        if self._flush is not None:
+            self._flush.cancel()
+            self._flush = None
         async with self._lock:
             conn, self._conn = self._conn, None
             self._held.clear()
+            self._pending.clear()
             if conn is not None:
                 try:
                     # Unlock before handing the connection back to the pool, where it lives on.

@@ -12,7 +12,7 @@ import pytest
 from mailtrap_smtp import tokens
 from mailtrap_smtp.signing import KeyStore
 from mailtrap_smtp.smtp.server import SmtpService
-from mailtrap_smtp.store import credentials
+from mailtrap_smtp.store import credentials, smtp_limits
 from mailtrap_smtp.store import db as store_db
 from tests import smtp_util
 from tests.smtp_util import Env, RawClient, create_account, reply_line, smtp_sections, use_quota
@@ -181,6 +181,43 @@ async def test_too_many_connections_per_account(smtp_factory) -> None:
     assert await c.cmd(ok) == reply_line("AUTH_OK")
     b.writer.close()
     c.writer.close()
+
+
+async def _slot_locks(env: Env) -> int:
+    """Advisory locks PostgreSQL holds for the account's session slots (any connection)."""
+    first, last = smtp_limits.slot_key(env.account.id, 0), smtp_limits.slot_key(env.account.id, 0xFFFF)
+    return int(await env.pool.fetchval(
+        """SELECT count(*) FROM pg_locks
+            WHERE locktype = 'advisory' AND objsubid = 1 AND granted
+              AND ((classid::bigint << 32) | objid::bigint) BETWEEN $1 AND $2""", first, last))
+
+
+async def test_session_slots_are_released_without_leaks(smtp_factory) -> None:
+    # Releases are deferred (the next AUTH statement or a flush does them); a key released and
+    # taken again at once must end up held exactly once, and nothing may stay locked at the end.
+    env = await smtp_factory(limits={"connections_per_account": 2})
+    ok = "AUTH PLAIN " + b64(f"\0api\0{env.token}")
+    a, b = await tls_client(env), await tls_client(env)
+    assert await a.cmd(ok) == reply_line("AUTH_OK")
+    assert await b.cmd(ok) == reply_line("AUTH_OK")
+    assert await _slot_locks(env) == 2
+    c = await tls_client(env)
+    assert await a.cmd("QUIT") == reply_line("BYE")
+    await a.closed()
+    assert await c.cmd(ok) == reply_line("AUTH_OK")  # a's slot is free for this process at once
+    assert await _slot_locks(env) == 2
+    wrong = "AUTH PLAIN " + b64(f"\0api\0{env.token[:-4]}AAAA")
+    d = await tls_client(env)
+    assert await d.cmd(wrong) == reply_line("AUTH_INVALID")
+    for client in (b, c):
+        assert await client.cmd("QUIT") == reply_line("BYE")
+        await client.closed()
+    for _ in range(100):  # the flush follows within SessionSlots.FLUSH_DELAY
+        if await _slot_locks(env) == 0:
+            break
+        await asyncio.sleep(0.02)
+    assert await _slot_locks(env) == 0
+    d.writer.close()
 
 
 async def test_database_unreachable_gives_454(make_config, db_dsn, pool, client_ssl_context) -> None:

@@ -271,17 +271,14 @@ class Session:
             if self._timer is not None:
                 self._timer.cancel()
                 self._timer = None
-            await self._release()
+            self._release()
             if not self.writer.is_closing():
                 self.writer.close()
 
-    async def _release(self) -> None:
+    def _release(self) -> None:
         if self.principal is not None and self.slot is not None:
             slot, self.slot = self.slot, None
-            try:
-                await self.svc.slots.release(self.principal.account_id, slot)
-            except Exception:  # never let clean-up raise
-                log.exception("releasing a session slot failed")
+            self.svc.slots.release(self.principal.account_id, slot)
 
     async def _dispatch(self, line: bytes | _TooLong) -> None:
         if isinstance(line, _TooLong):
@@ -514,16 +511,14 @@ class Session:
             token = secret.decode("ascii") if secret is not None else ""
         except UnicodeDecodeError:
             token = ""
-        outcome, principal = await self.svc.authenticator.authenticate(
-            token, sender_policy=self.svc.submission.sender_policy)
+        outcome, principal, slot = await self.svc.authenticator.authenticate(
+            token, sender_policy=self.svc.submission.sender_policy, slots=self.svc.slots)
         if outcome is AuthOutcome.OK and principal is not None:
-            outcome, slot = await self.svc.slots.acquire(principal.account_id)
-            if outcome is AuthOutcome.OK:
-                self.principal, self.slot = principal, slot
-                self.quota_left = principal.quota_remaining_at_auth
-                metrics.AUTH_ATTEMPTS.labels("success").inc()
-                await self.send(replies.AUTH_OK)
-                return
+            self.principal, self.slot = principal, slot
+            self.quota_left = principal.quota_remaining_at_auth
+            metrics.AUTH_ATTEMPTS.labels("success").inc()
+            await self.send(replies.AUTH_OK)
+            return
         metrics.AUTH_ATTEMPTS.labels(outcome.value).inc()
         if outcome is AuthOutcome.INVALID:
             await self._auth_failed(replies.AUTH_INVALID)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 
+from . import smtp_limits
 from .domains import MAY_SEND, SENDING_STATES
 from .types import Conn, Record
 
@@ -20,7 +22,9 @@ async def create(conn: Conn, account_id: int, *, public_id: str, digest: bytes, 
 
 
 async def find_for_auth(conn: Conn, public_id: str, today: dt.date, *, domain_limit: int = 0,
-                        require_approval: bool = False, grace_seconds: float | None = None) -> Record | None:
+                        require_approval: bool = False, grace_seconds: float | None = None,
+                        slot_limit: int = 0, held_slots: Sequence[int] = (),
+                        unlock_slots: Sequence[int] = ()) -> Record | None:
     """The live credential with this public id and its account, plus, in the same round trip, what
     the rest of the session would look up:
 
@@ -28,15 +32,22 @@ async def find_for_auth(conn: Conn, public_id: str, today: dt.date, *, domain_li
     * `usage_period`, `usage_used`: the account's latest usage row with period_start <= `today`
       (NULL when none). The caller compares `usage_period` with the current period it computes;
     * `domain_ids`, `domain_names`: up to `domain_limit` sending domains the account may send from
-      right now (`domains.MAY_SEND`) (NULL when none; `domain_limit` = 0
-      skips the look-up).
+      right now (`domains.MAY_SEND`) (NULL when none; `domain_limit` = 0 skips the look-up);
+    * `slot`: with `slot_limit` > 0, a session slot of the account taken on this connection
+      (`smtp_limits`, skipping the keys in `held_slots`), NULL when all are taken. The session
+      slots in `unlock_slots` are released first, in the same statement.
+
+    None when there is no such credential (the slots in `unlock_slots` are released all the same).
     """
-    return await conn.fetchrow(
-        """SELECT c.id, c.account_id, c.stream, c.digest, a.name AS account_name,
+    row = await conn.fetchrow(
+        """WITH released AS (SELECT count(pg_advisory_unlock(k)) AS n FROM unnest($8::bigint[]) AS k)
+           SELECT f.* FROM released LEFT JOIN LATERAL (
+           SELECT c.id, c.account_id, c.stream, c.digest, a.name AS account_name,
                   a.monthly_limit, a.max_message_size, a.billing_anchor_day,
                   (c.last_used_at IS NULL OR c.last_used_at < now() - interval '1 minute') AS touch_due,
                   u.period_start AS usage_period, u.used AS usage_used,
-                  d.ids AS domain_ids, d.names AS domain_names
+                  d.ids AS domain_ids, d.names AS domain_names,
+                  """ + smtp_limits.take_slot_sql("c.account_id", "$7", "$9") + """ AS slot
              FROM credentials c JOIN accounts a ON a.id = c.account_id
              LEFT JOIN LATERAL (
                   SELECT period_start, used FROM usage
@@ -47,9 +58,11 @@ async def find_for_auth(conn: Conn, public_id: str, today: dt.date, *, domain_li
                     FROM (SELECT id, name FROM sending_domains
                            WHERE account_id = c.account_id AND """ + MAY_SEND + """
                            ORDER BY id LIMIT $6) s) d ON true
-            WHERE c.public_id = $1 AND c.revoked_at IS NULL""",
+            WHERE c.public_id = $1 AND c.revoked_at IS NULL) f ON true""",
         public_id, today, list(SENDING_STATES), require_approval, grace_seconds, domain_limit,
+        slot_limit, list(unlock_slots), list(held_slots),
     )
+    return None if row is None or row["id"] is None else row
 
 
 async def touch(conn: Conn, credential_id: int) -> None:

@@ -8,8 +8,9 @@ they vanish with the connection, so a crashed process (kill -9) leaks no slot: n
 heartbeat, no clean-up job.
 
 One connection holds the locks of every session of its process, and session-level advisory locks
-are re-entrant per connection, so the caller must pass the slots its own process already holds
-(`exclude`); they are skipped.
+are re-entrant per connection, so a statement that takes a slot is told which keys the process's
+live sessions hold (`held`); they are skipped. A key whose session ended but whose unlock is still
+pending may be taken again: lock-then-unlock and unlock-then-lock both leave it held once.
 """
 
 from __future__ import annotations
@@ -20,27 +21,27 @@ from .types import Conn
 
 # "MTSL" in the top 16 bits keeps these keys apart from every other advisory lock (the migrator
 # uses a small bigint key).
-_NAMESPACE = 0x4D54 << 48
+NAMESPACE = 0x4D54 << 48
 
 
 def slot_key(account_id: int, slot: int) -> int:
-    return _NAMESPACE | ((account_id & 0xFFFFFFFF) << 16) | (slot & 0xFFFF)
+    return NAMESPACE | ((account_id & 0xFFFFFFFF) << 16) | (slot & 0xFFFF)
 
 
-async def try_acquire_slot(conn: Conn, account_id: int, limit: int, exclude: Sequence[int]) -> int | None:
-    """Take the first free slot of the account (not in `exclude`); None when all are taken."""
-    # The filter runs lazily under LIMIT 1: locks are tried one by one until one is granted, so
-    # at most one lock is ever taken by this statement. CASE fixes the evaluation order: an excluded
-    # slot must never reach pg_try_advisory_lock (it would succeed re-entrantly and leak a count).
-    value = await conn.fetchval(
-        """SELECT s FROM generate_series(0, $2::int - 1) AS s
-            WHERE CASE WHEN s = ANY($3::int[]) THEN false
-                       ELSE pg_try_advisory_lock($4::bigint | ($1::bigint << 16) | s) END
-            LIMIT 1""",
-        account_id & 0xFFFFFFFF, limit, list(exclude), _NAMESPACE,
-    )
-    return None if value is None else int(value)
+def take_slot_sql(account: str, limit: str, held: str) -> str:
+    """A scalar subquery: the first slot of `account` (an SQL expression) that this connection could
+    lock, now locked; NULL when all `limit` are taken. `held` is a bigint[] of keys to skip.
+
+    The filter runs lazily under LIMIT 1: locks are tried one by one until one is granted, so at
+    most one lock is ever taken. CASE fixes the evaluation order: a held key must never reach
+    pg_try_advisory_lock (it would succeed re-entrantly and leak a count). PostgreSQL gives every
+    bitwise operator the same precedence, hence the parentheses.
+    """
+    key = f"({NAMESPACE}::bigint | ((({account})::bigint & 4294967295) << 16) | s)"
+    return (f"(SELECT s FROM generate_series(0, {limit}::int - 1) AS s"
+            f" WHERE CASE WHEN {key} = ANY({held}::bigint[]) THEN false"
+            f" ELSE pg_try_advisory_lock({key}) END LIMIT 1)")
 
 
-async def release_slot(conn: Conn, account_id: int, slot: int) -> None:
-    await conn.execute("SELECT pg_advisory_unlock($1::bigint)", slot_key(account_id, slot))
+async def release_slots(conn: Conn, keys: Sequence[int]) -> None:
+    await conn.execute("SELECT count(pg_advisory_unlock(k)) FROM unnest($1::bigint[]) AS k", list(keys))
