@@ -228,6 +228,14 @@ class Submission:
         )
         return None if row is None else int(row["id"])
 
+    def expect(self) -> None:
+        """A message is on its way to `submit(expected=True)` (lets the group commit wait for it)."""
+        self._batcher.expect()
+
+    def not_coming(self) -> None:
+        """An expected message will not be submitted after all."""
+        self._batcher.arrived()
+
     async def quota_remaining(self, principal: Principal) -> int:
         """Advisory: recipients the account may still send this period (the commit re-checks)."""
         period = quota.current_period(principal.billing_anchor_day)
@@ -244,6 +252,37 @@ class Submission:
         domain_check: DomainCheck,
         trace: bytes = b"",
         client_ip: str | None = None,
+        expected: bool = False,
+    ) -> Accepted:
+        """Accept one message. With `expected`, the caller announced it with `expect()` and this call
+        settles that announcement, whatever the outcome."""
+        settled = not expected
+
+        def settle() -> None:
+            nonlocal settled
+            if not settled:
+                settled = True
+                self._batcher.arrived()
+
+        try:
+            return await self._submit(principal, mail_from=mail_from, sender_domain_id=sender_domain_id,
+                                      recipients=recipients, raw=raw, domain_check=domain_check, trace=trace,
+                                      client_ip=client_ip, settle=settle)
+        finally:
+            settle()
+
+    async def _submit(
+        self,
+        principal: Principal,
+        *,
+        mail_from: str,
+        sender_domain_id: int | None,
+        recipients: Sequence[str],
+        raw: bytes,
+        domain_check: DomainCheck,
+        trace: bytes,
+        client_ip: str | None,
+        settle: Callable[[], None],
     ) -> Accepted:
         if len(raw) > principal.max_message_size:
             raise Rejected("SIZE_EXCEEDED")
@@ -303,6 +342,7 @@ class Submission:
             raw=signed, recipients=list(recipients),
         )
         period = quota.current_period(principal.billing_anchor_day)
+        settle()  # handed over now: the group commit stops waiting for it as "on its way"
         try:
             # Group commit: one statement and one commit for every message waiting; returns once
             # this message is committed (synchronous_commit=on).

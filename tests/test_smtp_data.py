@@ -233,3 +233,28 @@ async def test_large_message_in_odd_pieces(smtp: Env) -> None:
     raw = bytes(await smtp.pool.fetchval("SELECT raw FROM messages"))
     assert raw.endswith(b"\r\n".join(lines[3:]) + b"\r\n")
     c.writer.close()
+
+
+async def test_group_commit_announcements_are_always_settled(smtp_factory) -> None:
+    # Every DATA announces its message to the group commit (so a batch may wait for it); whatever
+    # happens to the message, the announcement must be settled, or later batches would keep waiting.
+    env = await smtp_factory(account={"max_message_size": 2000}, smtp={"max_errors": 100})
+    batcher = env.service.submission._batcher
+    c = await open_data(env)
+    cases = [
+        (message() + b".\r\n", "250 2.0.0 Ok: queued as "),  # accepted
+        (b"From: a@other.test\r\n\r\nx\r\n.\r\n", reply_line("FROM_HEADER_MISMATCH")),  # refused by checks
+        ((b"y" * 70 + b"\r\n") * 100 + b".\r\n", reply_line("SIZE_EXCEEDED")),  # refused while reading
+    ]
+    for body, expected in cases:
+        await c.send(body)
+        assert (await c.reply()).startswith(expected)
+        for line in (f"MAIL FROM:<{SENDER}>", "RCPT TO:<a@dest.test>", "DATA"):
+            await c.cmd(line)
+    c.writer.close()  # and a client that disconnects in the middle of DATA
+    for _ in range(100):
+        if batcher._expected == 0:
+            break
+        await asyncio.sleep(0.01)
+    assert batcher._expected == 0
+    assert (await env.counts())["messages"] == 1

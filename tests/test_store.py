@@ -290,6 +290,34 @@ async def test_batcher_retries_skip_sizes_already_refused(
     assert await _counts(pool) == (3, 5, 3, 5)
 
 
+async def test_batcher_waits_briefly_for_announced_messages(
+    pool: asyncpg.Pool[Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sizes = _spy_batches(monkeypatch)
+    acct = await accounts.create(pool, "g", monthly_limit=100, max_message_size=1000)
+    period = dt.date(2026, 11, 1)
+    batcher = messages.AcceptBatcher(pool, gather_seconds=5.0)
+    batcher.expect()
+    first = asyncio.create_task(batcher.accept(_msg(acct["id"], 1), period))
+    await asyncio.sleep(0.05)  # the committer is waiting for the announced message...
+    assert not first.done() and sizes == []
+    batcher.arrived()
+    await batcher.accept(_msg(acct["id"], 1), period)  # ...which joins the same batch
+    await first
+    assert sizes == [2]
+    batcher.expect()
+    batcher.arrived()  # an announcement withdrawn: nothing to wait for
+    await batcher.accept(_msg(acct["id"], 1), period)
+    assert sizes == [2, 1]
+    short = messages.AcceptBatcher(pool, gather_seconds=0.05)
+    short.expect()  # never settled: the wait is bounded by gather_seconds
+    await short.accept(_msg(acct["id"], 1), period)
+    assert sizes == [2, 1, 1]
+    for b in (batcher, short):
+        await b.close()
+    assert await _counts(pool) == (4, 4, 4, 4)
+
+
 async def test_message_bytes_are_stored_uncompressed(pool: asyncpg.Pool[Any]) -> None:
     # 0002: pglz attempts on mostly incompressible mail cost as much CPU as the rest of the insert.
     storage = await pool.fetchval(

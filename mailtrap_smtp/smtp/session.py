@@ -656,17 +656,25 @@ class Session:
             await self.error(replies.NEED_RCPT)
             return
         await self.send(replies.START_DATA)
-        raw = await self._read_data(self.principal.max_message_size)
+        submission = self.svc.submission
+        submission.expect()
+        try:
+            raw = await self._read_data(self.principal.max_message_size)
+        except BaseException:
+            submission.not_coming()
+            raise
         started = time.monotonic()
         mail_from, recipients, domain_id = self.mail_from, self.recipients, self.sender_domain_id
         self._reset_transaction()
         if raw is None:
+            submission.not_coming()
             await self.error(replies.SIZE_EXCEEDED)
             return
         try:
-            accepted = await self.svc.submission.submit(
+            accepted = await submission.submit(
                 self.principal, mail_from=mail_from, sender_domain_id=domain_id, recipients=recipients,
                 raw=raw, domain_check=self._domain_id, trace=self._received(), client_ip=self.client_ip,
+                expected=True,
             )
         except Rejected as r:
             await self.error(replies.REPLIES[r.reply])

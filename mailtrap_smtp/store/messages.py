@@ -143,8 +143,11 @@ class AcceptBatcher:
 
     One committer at a time per batcher: while a batch commits, newly arriving messages wait; when
     it is done, everything waiting (up to `max_batch` messages and `max_bytes` of raw message, but
-    at least one message, in arrival order) goes in the next batch. Nothing waits for a timer, so a
-    lone message commits at once. The byte budget keeps one statement's bytea array (PostgreSQL
+    at least one message, in arrival order) goes in the next batch. A batch waits for nothing but
+    the messages announced as on their way (`expect`: a client is sending DATA, the message is being
+    checked and signed), and for those at most `gather_seconds`: without that, a committer that
+    just finished takes the first message alone and everything that follows waits a whole commit
+    (an fsync) behind it. A lone message commits at once. The byte budget keeps one statement's bytea array (PostgreSQL
     caps a value at 1 GB) and the client's memory bounded whatever the accounts' size limits.
 
     Each caller gets exactly its own outcome: None once its message is committed
@@ -154,15 +157,28 @@ class AcceptBatcher:
     causes the refusal of a later one that fits (first come, first served).
     """
 
-    def __init__(self, pool: Conn, max_batch: int = 64, max_bytes: int = 32 * 1024 * 1024) -> None:
+    def __init__(self, pool: Conn, max_batch: int = 64, max_bytes: int = 32 * 1024 * 1024,
+                 gather_seconds: float = 0.002) -> None:
         if max_batch < 1 or max_bytes < 1:
             raise ValueError("max_batch and max_bytes must be at least 1")
         self._pool = pool
         self._max = max_batch
         self._max_bytes = max_bytes
+        self._gather = gather_seconds
+        self._expected = 0
+        self._arrival = asyncio.Event()
         self._waiting: collections.deque[_Waiting] = collections.deque()
         self._task: asyncio.Task[None] | None = None
         self._closed = False
+
+    def expect(self) -> None:
+        """A message is on its way: the committer may wait a little for it (see the class)."""
+        self._expected += 1
+
+    def arrived(self) -> None:
+        """An expected message was handed to `accept`, or will never be (one call per `expect`)."""
+        self._expected -= 1
+        self._arrival.set()
 
     async def accept(self, msg: NewMessage, period_start: dt.date) -> None:
         if self._closed:
@@ -170,6 +186,7 @@ class AcceptBatcher:
         loop = asyncio.get_running_loop()
         waiting = _Waiting(msg, period_start, loop.create_future())
         self._waiting.append(waiting)
+        self._arrival.set()
         if self._task is None or self._task.done():
             self._task = loop.create_task(self._run())
         # A caller cancelled while still queued is dropped before its batch runs (nothing stored);
@@ -188,6 +205,7 @@ class AcceptBatcher:
         # not yet done (and its message is taken below) or done (and starts a new one).
         try:
             while self._waiting:
+                await self._gather_expected()
                 batch: list[_Waiting] = []
                 size = 0
                 while self._waiting and len(batch) < self._max:
@@ -204,6 +222,20 @@ class AcceptBatcher:
             queued = list(self._waiting)
             self._waiting.clear()
             _fail(queued, asyncio.CancelledError())
+
+    async def _gather_expected(self) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._gather
+        while self._expected > 0 and len(self._waiting) < self._max and not self._closed:
+            left = deadline - loop.time()
+            if left <= 0:
+                return
+            self._arrival.clear()
+            try:
+                async with asyncio.timeout(left):
+                    await self._arrival.wait()
+            except TimeoutError:
+                return
 
     async def _commit(self, batch: list[_Waiting]) -> None:
         try:
