@@ -23,12 +23,14 @@ ROLES = ("all", "smtp", "delivery")
 class Service:
     """One process of the service: the parts its role asks for, sharing one pool."""
 
-    def __init__(self, cfg: Config, *, role: str = "all", dsn: str = "", process_index: int = 0) -> None:
+    def __init__(self, cfg: Config, *, role: str = "all", dsn: str = "", process_index: int = 0,
+                 peers: Any = None) -> None:
         if role not in ROLES:
             raise ValueError(f"role must be one of {', '.join(ROLES)}")
         self.cfg = cfg
         self.role = role
         self.process_index = process_index
+        self._peers = peers  # per-IP state shared by the processes of one serve (smtp/peers.py)
         self.db = Database(dsn or cfg.database.dsn, cfg.data_dir / "pg",
                            pool_min_size=cfg.database.pool_min_size, pool_max_size=cfg.database.pool_max_size)
         self._stop = asyncio.Event()
@@ -46,7 +48,8 @@ class Service:
         resolver = dnsresolve.make_resolver(cfg.dns.nameservers, cfg.dns.timeout_seconds)
         kek = dkim.load_or_create_kek(cfg.kek_path)
         if self.role in ("all", "smtp"):
-            self.smtp = SmtpService(cfg, pool, signer=KeyStore(pool, kek), process_index=self.process_index)
+            self.smtp = SmtpService(cfg, pool, signer=KeyStore(pool, kek), process_index=self.process_index,
+                                    shared=self._peers)
             self._parts.append(self.smtp)
         if self.role in ("all", "delivery"):
             self._parts.append(DeliveryService(cfg, pool, resolver))
@@ -107,10 +110,10 @@ def run_service(cfg: Config, service: Service) -> None:
         runner.run(service.run())
 
 
-def _child(cfg: Config, role: str, dsn: str, index: int) -> None:
+def _child(cfg: Config, role: str, dsn: str, index: int, peers: Any) -> None:
     logging.basicConfig(level=logging.INFO, format=f"%(asctime)s [{index}] %(levelname)s %(name)s: %(message)s")
     _quiet_libraries()
-    run_service(cfg, Service(cfg, role=role, dsn=dsn, process_index=index))
+    run_service(cfg, Service(cfg, role=role, dsn=dsn, process_index=index, peers=peers))
 
 
 def serve(cfg: Config, *, role: str = "all", processes: int = 0) -> int:
@@ -129,7 +132,10 @@ def serve(cfg: Config, *, role: str = "all", processes: int = 0) -> int:
 
     asyncio.run(prepare())
     ctx = multiprocessing.get_context("spawn")
-    children = [ctx.Process(target=_child, args=(cfg, role, dsn, i), daemon=False) for i in range(n)]
+    from .smtp.peers import shared_state
+
+    peers = shared_state()  # inherited by every child: one per-IP count for all of them
+    children = [ctx.Process(target=_child, args=(cfg, role, dsn, i, peers), daemon=False) for i in range(n)]
     for c in children:
         c.start()
 

@@ -7,10 +7,11 @@ Protocol-neutral (no SMTP here): the SMTP adapter maps each `AuthOutcome` to a r
   digests in constant time, and refuses an account already at its monthly limit.
 * `SessionSlots`: at most `limits.connections_per_account` concurrent authenticated sessions per
   account, counted cluster-wide with PostgreSQL advisory locks (see `store/smtp_limits.py`).
-* `FailureWindow`: AUTH failures per client IP over a sliding window. In-process by design: it is a
-  brute-force brake, keyed on the client IP only (never on the account or user name), so a real user
-  on another IP is never locked out. With N processes/nodes an attacker gets at most N times the
-  budget, which still bounds guessing of 192-bit tokens to nothing.
+
+The brute-force brake per client IP (`smtp/peers.py:FailureTable`) is keyed on the client IP only
+(never on the account or user name), so a real user on another IP is never locked out; it is shared
+by the processes of one node, and with N nodes an attacker gets at most N times the budget, which
+still bounds guessing of 192-bit tokens to nothing.
 """
 
 from __future__ import annotations
@@ -19,8 +20,6 @@ import asyncio
 import datetime as dt
 import enum
 import logging
-import time
-from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -268,37 +267,3 @@ class SessionSlots:
                     await self._pool.release(conn)
                 except DB_ERRORS:
                     log.debug("closing session slots failed", exc_info=True)
-
-
-class FailureWindow:
-    """AUTH failures per client IP in the last `window` seconds (in-process, see module docstring)."""
-
-    def __init__(self, max_failures: int, window: float) -> None:
-        self._max = max_failures
-        self._window = window
-        self._failures: dict[str, deque[float]] = {}
-
-    def _trim(self, ip: str, now: float) -> deque[float] | None:
-        q = self._failures.get(ip)
-        if q is None:
-            return None
-        while q and q[0] <= now - self._window:
-            q.popleft()
-        if not q:
-            del self._failures[ip]
-            return None
-        return q
-
-    def blocked(self, ip: str) -> bool:
-        q = self._trim(ip, time.monotonic())
-        return q is not None and len(q) >= self._max
-
-    def record_failure(self, ip: str) -> None:
-        now = time.monotonic()
-        q = self._trim(ip, now)
-        if q is None:
-            q = self._failures[ip] = deque()
-        q.append(now)
-        if len(self._failures) > 100_000:  # bound memory under a distributed attack
-            for key in list(self._failures)[:10_000]:
-                self._trim(key, now)

@@ -65,3 +65,41 @@ async def test_serve_runs_on_the_configured_loop(event_loop: str, make_config, t
     assert proc.returncode == 0, err.decode(errors="replace")[-2000:]
     log = err.decode(errors="replace")
     assert f"event loop {event_loop}" in log
+
+
+async def test_per_ip_cap_holds_across_processes(make_config, tmp_path: Path) -> None:
+    # With two processes on one port the kernel spreads a client's connections over both; the
+    # cap must still count them together.
+    port = _free_port()
+    make_config(
+        limits={"connections_per_ip": 2},
+        smtp={"listeners": [{"address": "127.0.0.1", "port": port, "mode": "starttls"}]},
+    )
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "mailtrap_smtp", "-c", str(tmp_path / "config.toml"),
+        "serve", "--role", "smtp", "--processes", "2",
+        stderr=asyncio.subprocess.PIPE, cwd=Path(__file__).resolve().parents[1],
+    )
+    writers = []
+    try:
+        await _wait_port(port, proc)
+        async with asyncio.timeout(30):  # both processes listening (each logs its listener)
+            seen = b""
+            while seen.count(b"SMTP listening on") < 2:
+                assert proc.stderr is not None
+                seen += await proc.stderr.readline()
+        greetings = []
+        for _ in range(12):  # spread over both processes unless the kernel is very unlucky (2 / 4096)
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writers.append(writer)
+            async with asyncio.timeout(10):
+                greetings.append((await reader.readline()).decode().rstrip("\r\n"))
+        assert sum(g.startswith("220 ") for g in greetings) == 2, greetings
+        assert [g for g in greetings if not g.startswith("220 ")] == [reply_line("TOO_MANY_CONNECTIONS_IP")] * 10
+    finally:
+        for w in writers:
+            w.close()
+        proc.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(20):
+            await proc.communicate()
+    assert proc.returncode == 0

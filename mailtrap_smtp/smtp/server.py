@@ -2,8 +2,9 @@
 
 Each configured listener binds with SO_REUSEPORT so `serve --processes N` runs N processes on the
 same ports. `implicit` listeners do TLS from the first byte (port 465 style); `starttls` listeners
-start in plaintext. The per-IP connection cap and the per-IP AUTH-failure window are per process
-(in memory); the per-account session cap is cluster-wide (PostgreSQL advisory locks, `auth.py`).
+start in plaintext. The per-IP connection cap and AUTH-failure window hold across the processes of
+one `serve` (shared memory, `peers.py`); the per-account session cap is cluster-wide (PostgreSQL
+advisory locks, `auth.py`).
 
 PROXY protocol (`server.proxy_protocol_from`): a trusted peer must open with a v1 or v2 header and
 the session is keyed on the address it announces; anyone else is keyed on the real peer and never
@@ -31,10 +32,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from .. import metrics, replies
-from ..auth import Authenticator, FailureWindow, SessionSlots
+from ..auth import Authenticator, SessionSlots
 from ..config import Config
 from ..submission import Submission
 from . import proxy
+from .peers import Admission, FailureTable, PeerTable, SharedState
 from .session import Session
 from .tls import TlsContexts
 
@@ -104,7 +106,7 @@ class Listener:
 
 class SmtpService:
     def __init__(self, cfg: Config, pool: Any, *, signer: Any, process_index: int = 0,
-                 port_override: int | None = None) -> None:
+                 port_override: int | None = None, shared: SharedState | None = None) -> None:
         self.cfg = cfg
         self.pool = pool
         self.process_index = process_index
@@ -115,13 +117,15 @@ class SmtpService:
                                      grace_seconds=cfg.domains.grace_period_seconds)
         self.authenticator = Authenticator(pool)
         self.slots = SessionSlots(pool, cfg.limits.connections_per_account)
-        self.auth_failures = FailureWindow(cfg.limits.auth_failures_per_ip, cfg.limits.auth_failure_window_seconds)
+        # Per-IP state shared with the other processes of this `serve` when it runs several (peers.py).
+        self.peers = PeerTable(shared[0] if shared else None)
+        self.auth_failures = FailureTable(cfg.limits.auth_failures_per_ip, cfg.limits.auth_failure_window_seconds,
+                                          shared[1] if shared else None)
         self._proxies = [ipaddress.ip_network(a, strict=False) for a in cfg.server.proxy_protocol_from]
         self.listeners: list[Listener] = []
         self._servers: list[Any] = []  # asyncio.Server or _AcceptLoop
         self._sessions: set[Session] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._per_ip: dict[str, int] = {}
         self._stopping = False
 
     @property
@@ -225,7 +229,8 @@ class SmtpService:
                 writer.transport.abort()
                 return
             metrics.SMTP_CONNECTIONS.labels(lst.label).inc()
-            if self._per_ip.get(client_ip, 0) >= self.cfg.limits.connections_per_ip:
+            admission = self.peers.enter(client_ip, self.cfg.limits.connections_per_ip)
+            if admission is Admission.REFUSED:
                 metrics.SMTP_CONNECTIONS_REFUSED.labels("per_ip").inc()
                 metrics.MESSAGES_REJECTED.labels(replies.TOO_MANY_CONNECTIONS_IP.name).inc()
                 writer.write(replies.TOO_MANY_CONNECTIONS_IP.wire())
@@ -234,8 +239,7 @@ class SmtpService:
                         await writer.drain()
                 writer.close()
                 return
-            self._per_ip[client_ip] = self._per_ip.get(client_ip, 0) + 1
-            counted = True
+            counted = admission is Admission.COUNTED
             session = Session(self, lst, reader, writer, client_ip, tls=tls)
             self._sessions.add(session)
             metrics.SMTP_SESSIONS_ACTIVE.inc()
@@ -249,11 +253,7 @@ class SmtpService:
             writer.transport.abort()
         finally:
             if counted:
-                left = self._per_ip.get(client_ip, 1) - 1
-                if left > 0:
-                    self._per_ip[client_ip] = left
-                else:
-                    self._per_ip.pop(client_ip, None)
+                self.peers.leave(client_ip)
 
     async def stop(self, grace_seconds: float) -> None:
         """Stop accepting, tell idle sessions 421, let transactions finish within the grace bound."""

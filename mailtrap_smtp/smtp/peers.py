@@ -1,0 +1,174 @@
+"""Per-client-IP state shared by the processes of one `serve`: live connections and AUTH failures.
+
+`serve --processes N` runs N processes on the same ports (SO_REUSEPORT), and the kernel spreads a
+client's connections over them, so per-process counts would let one IP hold N times
+`limits.connections_per_ip` connections and make N times `limits.auth_failures_per_ip` guesses.
+Both tables live in shared memory that the parent creates before it starts the processes
+(`shared()`), each guarded by an inter-process lock; a connect, disconnect or failed AUTH is a few
+microseconds under it. (Across nodes the limits are per node, like Postfix's anvil.)
+
+Layout: `BUCKETS` buckets of `WAYS` entries, each entry starting with the client address as 16 bytes
+(IPv4 as an IPv4-mapped IPv6 address). The bucket is chosen with CRC-32, which, unlike `hash()`, is
+the same in every process. A bucket whose entries are all in use cannot track one more address:
+that client is let in uncounted rather than refused for a stranger's traffic; with 4096 x 8 entries
+that takes thousands of concurrent clients.
+"""
+
+from __future__ import annotations
+
+import enum
+import ipaddress
+import multiprocessing
+import struct
+import time
+import zlib
+from typing import Any
+
+BUCKETS = 4096
+WAYS = 8
+_ENTRY = struct.Struct("=16si")  # address, live connections (0: the entry is free)
+_FAILURES = struct.Struct("=16sid")  # address, failures, CLOCK_MONOTONIC start of the window
+
+
+class Admission(enum.Enum):
+    COUNTED = "counted"        # let in and counted: call `leave` when it ends
+    REFUSED = "refused"        # the address is at its cap
+    UNTRACKED = "untracked"    # let in, not counted (bucket full): do not call `leave`
+
+
+def _shared(entry_size: int) -> tuple[Any, Any]:
+    ctx = multiprocessing.get_context("spawn")
+    return ctx.RawArray("B", BUCKETS * WAYS * entry_size), ctx.Lock()
+
+
+def _bucket(key: bytes, entry_size: int) -> int:
+    return (zlib.crc32(key) % BUCKETS) * WAYS * entry_size
+
+
+def _key(ip: str) -> bytes:
+    try:
+        addr = ipaddress.ip_address(ip)
+    except ValueError:  # not an IP (e.g. a Unix socket peer): a stable 16-byte digest of the text
+        return zlib.crc32(ip.encode()).to_bytes(4, "big") * 4
+    if isinstance(addr, ipaddress.IPv4Address):
+        return bytes(10) + b"\xff\xff" + addr.packed
+    return addr.packed
+
+
+SharedState = tuple[tuple[Any, Any], tuple[Any, Any]]
+
+
+def shared_state() -> SharedState:
+    """The memory both tables use, created by the parent of several processes and passed to each."""
+    return PeerTable.shared(), FailureTable.shared()
+
+
+class PeerTable:
+    """Live connections per client IP."""
+
+    def __init__(self, shared: tuple[Any, Any] | None = None) -> None:
+        memory, lock = shared if shared is not None else _shared(_ENTRY.size)
+        self._memory = memoryview(memory).cast("B")
+        self._lock = lock
+
+    @staticmethod
+    def shared() -> tuple[Any, Any]:
+        """Shared memory and its lock, to hand to child processes (spawn) as arguments."""
+        return _shared(_ENTRY.size)
+
+    def enter(self, ip: str, cap: int) -> Admission:
+        key = _key(ip)
+        base = _bucket(key, _ENTRY.size)
+        mem = self._memory
+        with self._lock:
+            free = -1
+            for way in range(WAYS):
+                off = base + way * _ENTRY.size
+                addr, count = _ENTRY.unpack_from(mem, off)
+                if count > 0 and addr == key:
+                    if count >= cap:
+                        return Admission.REFUSED
+                    _ENTRY.pack_into(mem, off, key, count + 1)
+                    return Admission.COUNTED
+                if count <= 0 and free < 0:
+                    free = off
+            if cap <= 0:
+                return Admission.REFUSED
+            if free < 0:
+                return Admission.UNTRACKED
+            _ENTRY.pack_into(mem, free, key, 1)
+            return Admission.COUNTED
+
+    def leave(self, ip: str) -> None:
+        key = _key(ip)
+        base = _bucket(key, _ENTRY.size)
+        mem = self._memory
+        with self._lock:
+            for way in range(WAYS):
+                off = base + way * _ENTRY.size
+                addr, count = _ENTRY.unpack_from(mem, off)
+                if count > 0 and addr == key:
+                    _ENTRY.pack_into(mem, off, key, count - 1)
+                    return
+
+    def count(self, ip: str) -> int:
+        key = _key(ip)
+        base = _bucket(key, _ENTRY.size)
+        with self._lock:
+            for way in range(WAYS):
+                addr, count = _ENTRY.unpack_from(self._memory, base + way * _ENTRY.size)
+                if count > 0 and addr == key:
+                    return int(count)
+        return 0
+
+
+class FailureTable:
+    """AUTH failures per client IP in a window of `window` seconds that opens at the first failure.
+
+    A fixed window rather than a sliding one, so that an entry is three numbers: an address blocked
+    after `max_failures` failures stays blocked until `window` seconds after its first failure, and
+    the count then starts again from zero.
+    """
+
+    def __init__(self, max_failures: int, window: float, shared: tuple[Any, Any] | None = None,
+                 clock: Any = time.monotonic) -> None:
+        memory, lock = shared if shared is not None else _shared(_FAILURES.size)
+        self._memory = memoryview(memory).cast("B")
+        self._lock = lock
+        self._max = max_failures
+        self._window = window
+        self._clock = clock
+
+    @staticmethod
+    def shared() -> tuple[Any, Any]:
+        return _shared(_FAILURES.size)
+
+    def blocked(self, ip: str) -> bool:
+        key = _key(ip)
+        base = _bucket(key, _FAILURES.size)
+        now = self._clock()
+        with self._lock:
+            for way in range(WAYS):
+                addr, count, start = _FAILURES.unpack_from(self._memory, base + way * _FAILURES.size)
+                if count > 0 and addr == key and now - start < self._window:
+                    return bool(count >= self._max)
+        return False
+
+    def record_failure(self, ip: str) -> None:
+        key = _key(ip)
+        base = _bucket(key, _FAILURES.size)
+        mem = self._memory
+        now = self._clock()
+        with self._lock:
+            free = -1
+            for way in range(WAYS):
+                off = base + way * _FAILURES.size
+                addr, count, start = _FAILURES.unpack_from(mem, off)
+                live = count > 0 and now - start < self._window
+                if live and addr == key:
+                    _FAILURES.pack_into(mem, off, key, count + 1, start)
+                    return
+                if not live and (free < 0 or addr == key):
+                    free = off  # an expired entry of this address, or any free one
+            if free >= 0:
+                _FAILURES.pack_into(mem, free, key, 1, now)
