@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import multiprocessing
+import multiprocessing.connection
 import os
 import signal
 import sys
@@ -148,9 +149,19 @@ def serve(cfg: Config, *, role: str = "all", processes: int = 0) -> int:
     for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(s, forward)
     status = 0
-    for c in children:
-        c.join()
-        status = status or (c.exitcode or 0)
+    alive = list(children)
+    while alive:
+        ended = set(multiprocessing.connection.wait([c.sentinel for c in alive]))
+        for c in [c for c in alive if c.sentinel in ended]:
+            c.join()
+            alive.remove(c)
+            if c.exitcode != 0 and alive and not status:
+                # A process that died on its own (a crash, the OOM killer) leaves its connections in
+                # the shared per-IP counts and its share of the ports unserved: stop the others and
+                # exit non-zero, so that the supervisor (systemd Restart=on-failure) starts afresh.
+                log.error("process %s exited with %s; stopping the service", c.name, c.exitcode)
+                forward(signal.SIGTERM, None)
+            status = status or (c.exitcode or 0)
     db.stop_server()
     return 1 if status else 0
 

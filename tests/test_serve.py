@@ -4,6 +4,7 @@ STARTTLS and implicit TLS, and exits 0 on SIGTERM."""
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import socket
 import sys
@@ -103,3 +104,44 @@ async def test_per_ip_cap_holds_across_processes(make_config, tmp_path: Path) ->
         async with asyncio.timeout(20):
             await proc.communicate()
     assert proc.returncode == 0
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(entry.name))
+    return found
+
+
+async def test_a_crashed_process_stops_the_service(make_config, tmp_path: Path) -> None:
+    # Its connections would stay in the shared per-IP counts: the service exits non-zero instead of
+    # limping on, so its supervisor restarts it cleanly.
+    port = _free_port()
+    make_config(smtp={"listeners": [{"address": "127.0.0.1", "port": port, "mode": "starttls"}]})
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "mailtrap_smtp", "-c", str(tmp_path / "config.toml"),
+        "serve", "--role", "smtp", "--processes", "2",
+        stderr=asyncio.subprocess.PIPE, cwd=Path(__file__).resolve().parents[1],
+    )
+    try:
+        await _wait_port(port, proc)
+        async with asyncio.timeout(30):
+            while len(kids := [k for k in _children(proc.pid)  # not the resource tracker
+                               if b"spawn_main" in Path(f"/proc/{k}/cmdline").read_bytes()]) < 2:
+                await asyncio.sleep(0.1)
+        os.kill(kids[0], signal.SIGKILL)
+        async with asyncio.timeout(30):
+            _, err = await proc.communicate()
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+    assert proc.returncode == 1
+    assert b"stopping the service" in err
+    assert all(not Path(f"/proc/{k}").exists() or "zombie" in Path(f"/proc/{k}/status").read_text().lower()
+               for k in kids)
