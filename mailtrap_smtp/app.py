@@ -111,7 +111,19 @@ def run_service(cfg: Config, service: Service) -> None:
         runner.run(service.run())
 
 
-def _child(cfg: Config, role: str, dsn: str, index: int, peers: Any) -> None:
+def _die_with_parent(parent_pid: int) -> None:
+    """Get SIGTERM when the parent dies, even by SIGKILL (Linux), so no process serves orphaned."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, int(signal.SIGTERM), 0, 0, 0)
+    if os.getppid() != parent_pid:  # it died before the line above took effect
+        sys.exit(1)
+
+
+def _child(cfg: Config, role: str, dsn: str, index: int, peers: Any, parent_pid: int) -> None:
+    _die_with_parent(parent_pid)
     logging.basicConfig(level=logging.INFO, format=f"%(asctime)s [{index}] %(levelname)s %(name)s: %(message)s")
     _quiet_libraries()
     run_service(cfg, Service(cfg, role=role, dsn=dsn, process_index=index, peers=peers))
@@ -136,7 +148,8 @@ def serve(cfg: Config, *, role: str = "all", processes: int = 0) -> int:
     from .smtp.peers import shared_state
 
     peers = shared_state()  # inherited by every child: one per-IP count for all of them
-    children = [ctx.Process(target=_child, args=(cfg, role, dsn, i, peers), daemon=False) for i in range(n)]
+    children = [ctx.Process(target=_child, args=(cfg, role, dsn, i, peers, os.getpid()), daemon=False)
+                for i in range(n)]
     for c in children:
         c.start()
 

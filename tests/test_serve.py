@@ -145,3 +145,26 @@ async def test_a_crashed_process_stops_the_service(make_config, tmp_path: Path) 
     assert b"stopping the service" in err
     assert all(not Path(f"/proc/{k}").exists() or "zombie" in Path(f"/proc/{k}/status").read_text().lower()
                for k in kids)
+
+
+async def test_processes_do_not_outlive_a_killed_parent(make_config, tmp_path: Path) -> None:
+    port = _free_port()
+    make_config(smtp={"listeners": [{"address": "127.0.0.1", "port": port, "mode": "starttls"}]})
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "mailtrap_smtp", "-c", str(tmp_path / "config.toml"),
+        "serve", "--role", "smtp", "--processes", "2",
+        stderr=asyncio.subprocess.DEVNULL, cwd=Path(__file__).resolve().parents[1],
+    )
+    kids: list[int] = []
+    try:
+        await _wait_port(port, proc)
+        async with asyncio.timeout(30):
+            while len(kids := [k for k in _children(proc.pid)
+                               if b"spawn_main" in Path(f"/proc/{k}/cmdline").read_bytes()]) < 2:
+                await asyncio.sleep(0.1)
+    finally:
+        proc.kill()  # SIGKILL: the parent gets no chance to stop them itself
+        await proc.wait()
+    async with asyncio.timeout(30):
+        while any(Path(f"/proc/{k}").exists() for k in kids):
+            await asyncio.sleep(0.1)
