@@ -265,89 +265,72 @@ class Submission:
                 self._batcher.arrived()
 
         try:
-            return await self._submit(principal, mail_from=mail_from, sender_domain_id=sender_domain_id,
-                                      recipients=recipients, raw=raw, domain_check=domain_check, trace=trace,
-                                      client_ip=client_ip, settle=settle)
+            if len(raw) > principal.max_message_size:
+                raise Rejected("SIZE_EXCEEDED")
+            check_line_endings(raw)
+            check_line_length(raw)
+            parsed = parse_header(raw)
+
+            froms = [whole for name, whole in parsed.fields if name == b"from"]
+            if len(froms) != 1:
+                raise Rejected("FROM_HEADER_MISMATCH")
+            header_from = _single_address(field_value(froms[0]))
+            if header_from is None:
+                raise Rejected("FROM_HEADER_MISMATCH")
+            from_domain = domain_of(header_from)
+            if await domain_check(from_domain) is None:
+                raise Rejected("FROM_HEADER_MISMATCH")
+
+            category: str | None = None
+            custom_variables: dict[str, Any] | None = None
+            subject: str | None = None
+            message_id_header: str | None = None
+            has_date = False
+            kept: list[bytes] = []
+            for name, whole in parsed.fields:
+                if name in _STRIPPED:
+                    value = field_value(whole)
+                    if name == b"x-mt-category":
+                        category = _decoded(value, CATEGORY_MAX) or None
+                    else:
+                        custom_variables = _custom_variables(value)
+                    continue
+                if name == b"subject" and subject is None:
+                    subject = _decoded(field_value(whole))
+                elif name == b"message-id" and message_id_header is None:
+                    message_id_header = field_value(whole)[:998] or None
+                elif name == b"date":
+                    has_date = True
+                kept.append(whole)
+
+            msg_id = uuid.uuid4()
+            added: list[bytes] = []
+            if not has_date:
+                added.append(f"Date: {rfc5322_now()}\r\n".encode("ascii"))
+            if message_id_header is None:
+                message_id_header = f"<{msg_id}@{self._hostname}>"
+                added.append(f"Message-ID: {message_id_header}\r\n".encode("ascii"))
+            message = b"".join([trace, *kept, *added, parsed.rest])
+
+            # DKIM last: after this line the bytes are final (DESIGN §2 step 6).
+            signed = await self._signer.sign(message, from_domain)
+
+            new = messages_store.NewMessage(
+                id=msg_id, account_id=principal.account_id, credential_id=principal.credential_id,
+                domain_id=sender_domain_id, stream=principal.stream, mail_from=mail_from,
+                header_from=header_from, subject=subject, message_id_header=message_id_header,
+                category=category, custom_variables=custom_variables, client_ip=client_ip,
+                raw=signed, recipients=list(recipients),
+            )
+            period = quota.current_period(principal.billing_anchor_day)
+            settle()  # handed over now: the group commit stops waiting for it as "on its way"
+            try:
+                # Group commit: one statement and one commit for every message waiting; returns once
+                # this message is committed (synchronous_commit=on).
+                await self._batcher.accept(new, period)
+            except messages_store.QuotaExceeded:
+                raise Rejected("QUOTA_EXCEEDED") from None
+            self._notifier.poke()
+            return Accepted(message_id=msg_id, size=len(signed), recipients=len(recipients))
         finally:
             settle()
-
-    async def _submit(
-        self,
-        principal: Principal,
-        *,
-        mail_from: str,
-        sender_domain_id: int | None,
-        recipients: Sequence[str],
-        raw: bytes,
-        domain_check: DomainCheck,
-        trace: bytes,
-        client_ip: str | None,
-        settle: Callable[[], None],
-    ) -> Accepted:
-        if len(raw) > principal.max_message_size:
-            raise Rejected("SIZE_EXCEEDED")
-        check_line_endings(raw)
-        check_line_length(raw)
-        parsed = parse_header(raw)
-
-        froms = [whole for name, whole in parsed.fields if name == b"from"]
-        if len(froms) != 1:
-            raise Rejected("FROM_HEADER_MISMATCH")
-        header_from = _single_address(field_value(froms[0]))
-        if header_from is None:
-            raise Rejected("FROM_HEADER_MISMATCH")
-        from_domain = domain_of(header_from)
-        if await domain_check(from_domain) is None:
-            raise Rejected("FROM_HEADER_MISMATCH")
-
-        category: str | None = None
-        custom_variables: dict[str, Any] | None = None
-        subject: str | None = None
-        message_id_header: str | None = None
-        has_date = False
-        kept: list[bytes] = []
-        for name, whole in parsed.fields:
-            if name in _STRIPPED:
-                value = field_value(whole)
-                if name == b"x-mt-category":
-                    category = _decoded(value, CATEGORY_MAX) or None
-                else:
-                    custom_variables = _custom_variables(value)
-                continue
-            if name == b"subject" and subject is None:
-                subject = _decoded(field_value(whole))
-            elif name == b"message-id" and message_id_header is None:
-                message_id_header = field_value(whole)[:998] or None
-            elif name == b"date":
-                has_date = True
-            kept.append(whole)
-
-        msg_id = uuid.uuid4()
-        added: list[bytes] = []
-        if not has_date:
-            added.append(f"Date: {rfc5322_now()}\r\n".encode("ascii"))
-        if message_id_header is None:
-            message_id_header = f"<{msg_id}@{self._hostname}>"
-            added.append(f"Message-ID: {message_id_header}\r\n".encode("ascii"))
-        message = b"".join([trace, *kept, *added, parsed.rest])
-
-        # DKIM last: after this line the bytes are final (DESIGN §2 step 6).
-        signed = await self._signer.sign(message, from_domain)
-
-        new = messages_store.NewMessage(
-            id=msg_id, account_id=principal.account_id, credential_id=principal.credential_id,
-            domain_id=sender_domain_id, stream=principal.stream, mail_from=mail_from,
-            header_from=header_from, subject=subject, message_id_header=message_id_header,
-            category=category, custom_variables=custom_variables, client_ip=client_ip,
-            raw=signed, recipients=list(recipients),
-        )
-        period = quota.current_period(principal.billing_anchor_day)
-        settle()  # handed over now: the group commit stops waiting for it as "on its way"
-        try:
-            # Group commit: one statement and one commit for every message waiting; returns once
-            # this message is committed (synchronous_commit=on).
-            await self._batcher.accept(new, period)
-        except messages_store.QuotaExceeded:
-            raise Rejected("QUOTA_EXCEEDED") from None
-        self._notifier.poke()
-        return Accepted(message_id=msg_id, size=len(signed), recipients=len(recipients))

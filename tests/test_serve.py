@@ -34,6 +34,43 @@ async def _wait_port(port: int, proc: asyncio.subprocess.Process) -> None:
             return
 
 
+async def _serve(tmp_path: Path, processes: int, stderr: int = asyncio.subprocess.PIPE,
+                 ) -> asyncio.subprocess.Process:
+    """`serve --role smtp` with the config make_config wrote to tmp_path."""
+    return await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "mailtrap_smtp", "-c", str(tmp_path / "config.toml"),
+        "serve", "--role", "smtp", "--processes", str(processes),
+        stderr=stderr, cwd=Path(__file__).resolve().parents[1],
+    )
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(entry.name))
+    return found
+
+
+async def _serving_processes(proc: asyncio.subprocess.Process, n: int) -> list[int]:
+    """The pids of serve's n service processes (not multiprocessing's resource tracker)."""
+    async with asyncio.timeout(30):
+        while True:
+            kids = [k for k in _children(proc.pid) if b"spawn_main" in Path(f"/proc/{k}/cmdline").read_bytes()]
+            if len(kids) >= n:
+                return kids
+            await asyncio.sleep(0.1)
+
+
+def _one_listener(make_config, port: int, **sections: dict) -> None:
+    make_config(smtp={"listeners": [{"address": "127.0.0.1", "port": port, "mode": "starttls"}]}, **sections)
+
+
 @pytest.mark.parametrize("event_loop", ["uvloop", "asyncio"])
 async def test_serve_runs_on_the_configured_loop(event_loop: str, make_config, tmp_path: Path,
                                                   client_ssl_context) -> None:
@@ -43,11 +80,7 @@ async def test_serve_runs_on_the_configured_loop(event_loop: str, make_config, t
         smtp={"listeners": [{"address": "127.0.0.1", "port": starttls, "mode": "starttls"},
                             {"address": "127.0.0.1", "port": implicit, "mode": "implicit"}]},
     )
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "mailtrap_smtp", "-c", str(tmp_path / "config.toml"),
-        "serve", "--role", "smtp", "--processes", "1",
-        stderr=asyncio.subprocess.PIPE, cwd=Path(__file__).resolve().parents[1],
-    )
+    proc = await _serve(tmp_path, 1)
     try:
         await _wait_port(starttls, proc)
         await _wait_port(implicit, proc)
@@ -72,15 +105,8 @@ async def test_per_ip_cap_holds_across_processes(make_config, tmp_path: Path) ->
     # With two processes on one port the kernel spreads a client's connections over both; the
     # cap must still count them together.
     port = _free_port()
-    make_config(
-        limits={"connections_per_ip": 2},
-        smtp={"listeners": [{"address": "127.0.0.1", "port": port, "mode": "starttls"}]},
-    )
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "mailtrap_smtp", "-c", str(tmp_path / "config.toml"),
-        "serve", "--role", "smtp", "--processes", "2",
-        stderr=asyncio.subprocess.PIPE, cwd=Path(__file__).resolve().parents[1],
-    )
+    _one_listener(make_config, port, limits={"connections_per_ip": 2})
+    proc = await _serve(tmp_path, 2)
     writers = []
     try:
         await _wait_port(port, proc)
@@ -106,35 +132,15 @@ async def test_per_ip_cap_holds_across_processes(make_config, tmp_path: Path) ->
     assert proc.returncode == 0
 
 
-def _children(pid: int) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-                found.append(int(entry.name))
-    return found
-
-
 async def test_a_crashed_process_stops_the_service(make_config, tmp_path: Path) -> None:
     # Its connections would stay in the shared per-IP counts: the service exits non-zero instead of
     # limping on, so its supervisor restarts it cleanly.
     port = _free_port()
-    make_config(smtp={"listeners": [{"address": "127.0.0.1", "port": port, "mode": "starttls"}]})
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "mailtrap_smtp", "-c", str(tmp_path / "config.toml"),
-        "serve", "--role", "smtp", "--processes", "2",
-        stderr=asyncio.subprocess.PIPE, cwd=Path(__file__).resolve().parents[1],
-    )
+    _one_listener(make_config, port)
+    proc = await _serve(tmp_path, 2)
     try:
         await _wait_port(port, proc)
-        async with asyncio.timeout(30):
-            while len(kids := [k for k in _children(proc.pid)  # not the resource tracker
-                               if b"spawn_main" in Path(f"/proc/{k}/cmdline").read_bytes()]) < 2:
-                await asyncio.sleep(0.1)
+        kids = await _serving_processes(proc, 2)
         os.kill(kids[0], signal.SIGKILL)
         async with asyncio.timeout(30):
             _, err = await proc.communicate()
@@ -149,19 +155,12 @@ async def test_a_crashed_process_stops_the_service(make_config, tmp_path: Path) 
 
 async def test_processes_do_not_outlive_a_killed_parent(make_config, tmp_path: Path) -> None:
     port = _free_port()
-    make_config(smtp={"listeners": [{"address": "127.0.0.1", "port": port, "mode": "starttls"}]})
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "mailtrap_smtp", "-c", str(tmp_path / "config.toml"),
-        "serve", "--role", "smtp", "--processes", "2",
-        stderr=asyncio.subprocess.DEVNULL, cwd=Path(__file__).resolve().parents[1],
-    )
+    _one_listener(make_config, port)
+    proc = await _serve(tmp_path, 2, stderr=asyncio.subprocess.DEVNULL)
     kids: list[int] = []
     try:
         await _wait_port(port, proc)
-        async with asyncio.timeout(30):
-            while len(kids := [k for k in _children(proc.pid)
-                               if b"spawn_main" in Path(f"/proc/{k}/cmdline").read_bytes()]) < 2:
-                await asyncio.sleep(0.1)
+        kids = await _serving_processes(proc, 2)
     finally:
         proc.kill()  # SIGKILL: the parent gets no chance to stop them itself
         await proc.wait()

@@ -37,6 +37,16 @@ def test_full_bucket_lets_in_untracked(monkeypatch: Any) -> None:
     assert table.enter("203.0.113.9", 5) is Admission.COUNTED  # a freed entry is reused
 
 
+def _run_in_two_processes(target: Any, shared: Any, n: int) -> None:
+    ctx = multiprocessing.get_context("spawn")
+    children = [ctx.Process(target=target, args=(shared, n)) for _ in range(2)]
+    for c in children:
+        c.start()
+    for c in children:
+        c.join(30)
+        assert c.exitcode == 0
+
+
 def _child_enters(shared: Any, n: int) -> None:
     table = PeerTable(shared)
     for _ in range(n):
@@ -45,13 +55,7 @@ def _child_enters(shared: Any, n: int) -> None:
 
 def test_count_is_shared_between_processes() -> None:
     shared = PeerTable.shared()
-    ctx = multiprocessing.get_context("spawn")
-    children = [ctx.Process(target=_child_enters, args=(shared, 25)) for _ in range(2)]
-    for c in children:
-        c.start()
-    for c in children:
-        c.join(30)
-        assert c.exitcode == 0
+    _run_in_two_processes(_child_enters, shared, 25)
     table = PeerTable(shared)
     assert table.count("192.0.2.7") == 50
     assert table.enter("192.0.2.7", 50) is Admission.REFUSED
@@ -82,12 +86,6 @@ def _child_fails(shared: Any, n: int) -> None:
 
 def test_failures_are_shared_between_processes() -> None:
     shared = FailureTable.shared()
-    ctx = multiprocessing.get_context("spawn")
-    children = [ctx.Process(target=_child_fails, args=(shared, 5)) for _ in range(2)]
-    for c in children:
-        c.start()
-    for c in children:
-        c.join(30)
-        assert c.exitcode == 0
+    _run_in_two_processes(_child_fails, shared, 5)
     assert FailureTable(10, 600.0, shared).blocked("203.0.113.5")
     assert not FailureTable(11, 600.0, shared).blocked("203.0.113.5")
