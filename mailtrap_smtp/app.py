@@ -25,13 +25,13 @@ class Service:
     """One process of the service: the parts its role asks for, sharing one pool."""
 
     def __init__(self, cfg: Config, *, role: str = "all", dsn: str = "", process_index: int = 0,
-                 peers: Any = None) -> None:
+                 shared: Any = None) -> None:
         if role not in ROLES:
             raise ValueError(f"role must be one of {', '.join(ROLES)}")
         self.cfg = cfg
         self.role = role
         self.process_index = process_index
-        self._peers = peers  # per-IP state shared by the processes of one serve (smtp/peers.py)
+        self._shared = shared  # per-IP state shared by the processes of one serve (smtp/peers.py)
         self.db = Database(dsn or cfg.database.dsn, cfg.data_dir / "pg",
                            pool_min_size=cfg.database.pool_min_size, pool_max_size=cfg.database.pool_max_size)
         self._stop = asyncio.Event()
@@ -50,7 +50,7 @@ class Service:
         kek = dkim.load_or_create_kek(cfg.kek_path)
         if self.role in ("all", "smtp"):
             self.smtp = SmtpService(cfg, pool, signer=KeyStore(pool, kek), process_index=self.process_index,
-                                    shared=self._peers)
+                                    shared=self._shared)
             self._parts.append(self.smtp)
         if self.role in ("all", "delivery"):
             self._parts.append(DeliveryService(cfg, pool, resolver))
@@ -122,11 +122,11 @@ def _die_with_parent(parent_pid: int) -> None:
         sys.exit(1)
 
 
-def _child(cfg: Config, role: str, dsn: str, index: int, peers: Any, parent_pid: int) -> None:
+def _child(cfg: Config, role: str, dsn: str, index: int, shared: Any, parent_pid: int) -> None:
     _die_with_parent(parent_pid)
     logging.basicConfig(level=logging.INFO, format=f"%(asctime)s [{index}] %(levelname)s %(name)s: %(message)s")
     _quiet_libraries()
-    run_service(cfg, Service(cfg, role=role, dsn=dsn, process_index=index, peers=peers))
+    run_service(cfg, Service(cfg, role=role, dsn=dsn, process_index=index, shared=shared))
 
 
 def serve(cfg: Config, *, role: str = "all", processes: int = 0) -> int:
@@ -147,8 +147,8 @@ def serve(cfg: Config, *, role: str = "all", processes: int = 0) -> int:
     ctx = multiprocessing.get_context("spawn")
     from .smtp.peers import shared_state
 
-    peers = shared_state()  # inherited by every child: one per-IP count for all of them
-    children = [ctx.Process(target=_child, args=(cfg, role, dsn, i, peers, os.getpid()), daemon=False)
+    shared = shared_state()  # inherited by every child: one per-IP count for all of them
+    children = [ctx.Process(target=_child, args=(cfg, role, dsn, i, shared, os.getpid()), daemon=False)
                 for i in range(n)]
     for c in children:
         c.start()

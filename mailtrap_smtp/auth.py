@@ -127,13 +127,18 @@ class Authenticator:
         )
         if row is None:
             return AuthOutcome.INVALID, None, None
-        slot = row["slot"]
         account_id = int(row["account_id"])
+        # Non-NULL only when `slots` asked for one (slot_limit > 0); from here it is held.
+        slot = None if row["slot"] is None else int(row["slot"])
         if slots is not None and slot is not None:
-            slots.hold(account_id, int(slot))
-        if not tokens.matches(token, bytes(row["digest"])):
+            slots.hold(account_id, slot)
+
+        def give_back() -> None:
             if slots is not None and slot is not None:
-                slots.release(account_id, int(slot))
+                slots.release(account_id, slot)
+
+        if not tokens.matches(token, bytes(row["digest"])):
+            give_back()
             return AuthOutcome.INVALID, None, None
         anchor = int(row["billing_anchor_day"])
         period = quota.period_start(anchor, today)
@@ -158,15 +163,14 @@ class Authenticator:
             sending_domains=domains,
         )
         if principal.quota_remaining_at_auth <= 0:
-            if slots is not None and slot is not None:
-                slots.release(account_id, int(slot))
+            give_back()
             return AuthOutcome.QUOTA, principal, None
         if slots is not None and slot is None:
             return AuthOutcome.TOO_MANY_CONNECTIONS, principal, None
         if row["touch_due"]:
             # Coarse on purpose (see `credentials.touch`): a write at most once a minute.
             await credentials_store.touch(conn, principal.credential_id)
-        return AuthOutcome.OK, principal, None if slot is None else int(slot)
+        return AuthOutcome.OK, principal, slot
 
 
 class SessionSlots:

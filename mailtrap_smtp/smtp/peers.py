@@ -99,27 +99,27 @@ class PeerTable:
             _ENTRY.pack_into(mem, free, key, 1)
             return Admission.COUNTED
 
+    def _live(self, key: bytes) -> tuple[int, int]:
+        """(offset, count) of the address's entry, or (-1, 0); call with the lock held."""
+        base = _bucket(key, _ENTRY.size)
+        for way in range(WAYS):
+            off = base + way * _ENTRY.size
+            addr, count = _ENTRY.unpack_from(self._memory, off)
+            if count > 0 and addr == key:
+                return off, int(count)
+        return -1, 0
+
     def leave(self, ip: str) -> None:
         key = _key(ip)
-        base = _bucket(key, _ENTRY.size)
-        mem = self._memory
         with self._lock:
-            for way in range(WAYS):
-                off = base + way * _ENTRY.size
-                addr, count = _ENTRY.unpack_from(mem, off)
-                if count > 0 and addr == key:
-                    _ENTRY.pack_into(mem, off, key, count - 1)
-                    return
+            off, count = self._live(key)
+            if off >= 0:
+                _ENTRY.pack_into(self._memory, off, key, count - 1)
 
     def count(self, ip: str) -> int:
         key = _key(ip)
-        base = _bucket(key, _ENTRY.size)
         with self._lock:
-            for way in range(WAYS):
-                addr, count = _ENTRY.unpack_from(self._memory, base + way * _ENTRY.size)
-                if count > 0 and addr == key:
-                    return int(count)
-        return 0
+            return self._live(key)[1]
 
 
 class FailureTable:

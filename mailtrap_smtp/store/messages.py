@@ -147,8 +147,9 @@ class AcceptBatcher:
     the messages announced as on their way (`expect`: a client is sending DATA, the message is being
     checked and signed), and for those at most `gather_seconds`: without that, a committer that
     just finished takes the first message alone and everything that follows waits a whole commit
-    (an fsync) behind it. A lone message commits at once. The byte budget keeps one statement's bytea array (PostgreSQL
-    caps a value at 1 GB) and the client's memory bounded whatever the accounts' size limits.
+    (an fsync) behind it. A lone message commits at once. The byte budget keeps one statement's
+    bytea array (PostgreSQL caps a value at 1 GB) and the client's memory bounded whatever the
+    accounts' size limits.
 
     Each caller gets exactly its own outcome: None once its message is committed
     (synchronous_commit=on), `QuotaExceeded` having written nothing, or the database error that made
