@@ -18,7 +18,7 @@ from .store.db import Database
 
 log = logging.getLogger(__name__)
 
-ROLES = ("all", "smtp", "delivery")
+ROLES = ("all", "smtp", "delivery", "hooks")
 
 
 class Service:
@@ -56,6 +56,10 @@ class Service:
             self._parts.append(DeliveryService(cfg, pool, resolver))
             if self.process_index == 0:
                 self._parts.append(DomainRechecker(cfg, pool, resolver))
+        if self.role in ("all", "hooks"):
+            from .hooks.service import HooksService
+
+            self._parts.append(HooksService(cfg, pool))
         for part in self._parts:
             await part.start()
         if cfg.metrics.listen:
