@@ -83,7 +83,9 @@ class Receiver:
                     await asyncio.Event().wait()
                 if self.delay:
                     await asyncio.sleep(self.delay)
-                writer.write(f"HTTP/1.1 {status} X\r\nContent-Length: 2\r\n\r\nok".encode())
+                body_out = b"" if status in (204, 304) else b"ok"
+                length = "" if status in (204, 304) else f"Content-Length: {len(body_out)}\r\n"
+                writer.write(f"HTTP/1.1 {status} X\r\n{length}\r\n".encode() + body_out)
                 await writer.drain()
         except (ConnectionError, asyncio.IncompleteReadError, asyncio.CancelledError):
             return

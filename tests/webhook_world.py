@@ -48,6 +48,14 @@ class World:
         await queue.record_outcomes(self.pool, "test-worker", [
             queue.Outcome(r, kind, reply, dict(details or {})) for r in recipient_ids], 3600)
 
+    async def defer(self, recipient_id: int, reply: str, details: dict[str, Any]) -> None:
+        """Record a transient failure of one recipient, claimed first as a worker does."""
+        claimed = await queue.claim(self.pool, "test-worker", 1000, 60)
+        assert recipient_id in {c.id for c in claimed}
+        await queue.record_outcomes(self.pool, "test-worker", [
+            queue.Outcome(recipient_id, queue.DEFERRED, reply, details, 60)], 3600)
+        await queue.release(self.pool, "test-worker")
+
     async def delivered(self, n: int, **send: Any) -> list[int]:
         """n messages of one recipient each, delivered one transaction after another."""
         out: list[int] = []

@@ -25,7 +25,7 @@ import logging
 import time
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import asyncpg
 import httpx
@@ -79,6 +79,10 @@ class Attempt:
 def make_client(cfg: WebhooksConfig, verify: Any = True) -> httpx.AsyncClient:
     """The process's one connection pool for every webhook (redirects are not followed: a 3xx is
     not a 200, and following it would bypass the URL check)."""
+    # httpx logs every request's full URL at INFO, query string included (a query token is a
+    # credential, §5.1): its loggers say only what goes wrong.
+    for name in ("httpx", "httpcore"):
+        logging.getLogger(name).setLevel(logging.WARNING)
     return httpx.AsyncClient(transport=GuardedTransport(allow_private=cfg.allow_private_targets, verify=verify),
                              timeout=httpx.Timeout(cfg.timeout_seconds), follow_redirects=False, trust_env=False)
 
@@ -87,8 +91,9 @@ async def post(client: httpx.AsyncClient, url: str, body: bytes, content_type: s
                timeout_seconds: float) -> Attempt:
     """One POST; never raises for what the network or the receiver does."""
     started = time.monotonic()
+    url, auth = _split_credentials(url)
     try:
-        response = await client.post(url, content=body, timeout=timeout_seconds,
+        response = await client.post(url, content=body, timeout=timeout_seconds, auth=auth,
                                      headers={"Content-Type": content_type, "Mailtrap-Signature": signature,
                                               "User-Agent": "mailtrap-smtp-webhooks"})
         await response.aclose()
@@ -101,6 +106,16 @@ async def post(client: httpx.AsyncClient, url: str, body: bytes, content_type: s
         return Attempt(None, _ms(started), f"{type(e).__name__}: {reason}"[:300])
     status = response.status_code
     return Attempt(status, _ms(started), None if status == 200 else f"HTTP {status}")
+
+
+def _split_credentials(url: str) -> tuple[str, httpx.BasicAuth | None]:
+    """user:password@ in the URL become Basic auth (RFC 7617) given apart from the URL, which
+    httpx and our log lines may then show."""
+    p = urlsplit(url)
+    if p.username is None and p.password is None:
+        return url, None
+    netloc = p.netloc.rpartition("@")[2]
+    return p._replace(netloc=netloc).geturl(), httpx.BasicAuth(unquote(p.username or ""), unquote(p.password or ""))
 
 
 def _ms(started: float) -> int:
@@ -136,7 +151,7 @@ class WebhookDelivery:
                 await cursor.advance(page.end)  # nothing for this webhook in what was scanned
             return more
         now = cursor.now()
-        if not page.full and cursor.failures == 0:
+        if not page.full and cursor.failures == 0 and self.cfg.flush_seconds > 0:
             due = batch[0][0].created_at + dt.timedelta(seconds=self.cfg.flush_seconds)
             if due > now:
                 await cursor.release(not_before=due)
