@@ -93,7 +93,8 @@ async def post(client: httpx.AsyncClient, url: str, body: bytes, content_type: s
     started = time.monotonic()
     url, auth = _split_credentials(url)
     try:
-        response = await client.post(url, content=body, timeout=timeout_seconds, auth=auth,
+        response = await client.post(url, content=body, timeout=timeout_seconds,
+                                     auth=auth if auth is not None else httpx.USE_CLIENT_DEFAULT,
                                      headers={"Content-Type": content_type, "Mailtrap-Signature": signature,
                                               "User-Agent": "mailtrap-smtp-webhooks"})
         await response.aclose()
