@@ -60,6 +60,9 @@ class SmtpConfig:
     min_data_rate_bytes_per_second: int = 1024
     session_deadline_seconds: float = 600.0
     max_errors: int = 10
+    # "normalize": command and message lines ending in a bare LF count as ending in CRLF (Postfix 3.9
+    # `smtpd_forbid_bare_newline = normal`); "reject": they are refused. Only CRLF "." CRLF ends DATA.
+    bare_newline: str = "normalize"
 
 
 @dataclass
@@ -316,6 +319,8 @@ def validate(cfg: Config) -> None:
         seen.add((lst.address, lst.port))
     for name in ("command_timeout_seconds", "tls_handshake_timeout_seconds", "session_deadline_seconds"):
         _positive(f"smtp.{name}", getattr(cfg.smtp, name))
+    if cfg.smtp.bare_newline not in ("normalize", "reject"):
+        raise ConfigError(f"smtp.bare_newline: must be 'normalize' or 'reject', got {cfg.smtp.bare_newline!r}")
     for key in ("cert_file", "key_file"):
         value = getattr(cfg.tls, key)
         if not value:

@@ -56,6 +56,7 @@ _TABLE: list[tuple[str, int, str, str]] = [
     ("UNKNOWN_COMMAND", 500, "5.5.2", "Command not recognized"),
     ("SYNTAX", 501, "5.5.2", "Syntax error"),
     ("BAD_CHARACTERS", 501, "5.5.2", "Syntax error: invalid characters in command"),
+    ("BARE_NEWLINE", 500, "5.5.2", "Syntax error: bare LF received, use CRLF line endings"),
     ("NOT_IMPLEMENTED", 502, "5.5.1", "Command not implemented"),
     ("BDAT_NOT_SUPPORTED", 502, "5.5.1", "BDAT not supported: CHUNKING is not offered"),
     ("BAD_SEQUENCE", 503, "5.5.1", "Bad sequence of commands"),
@@ -123,6 +124,7 @@ LINE_TOO_LONG = REPLIES["LINE_TOO_LONG"]
 UNKNOWN_COMMAND = REPLIES["UNKNOWN_COMMAND"]
 SYNTAX = REPLIES["SYNTAX"]
 BAD_CHARACTERS = REPLIES["BAD_CHARACTERS"]
+BARE_NEWLINE = REPLIES["BARE_NEWLINE"]
 NOT_IMPLEMENTED = REPLIES["NOT_IMPLEMENTED"]
 BDAT_NOT_SUPPORTED = REPLIES["BDAT_NOT_SUPPORTED"]
 BAD_SEQUENCE = REPLIES["BAD_SEQUENCE"]

@@ -15,10 +15,11 @@ Given an authenticated principal, an envelope whose sender domain the caller alr
    (coalesced NOTIFY).
 
 Line-ending policy (DESIGN §3, SMTP smuggling): a message containing a bare CR, a bare LF or a NUL
-anywhere is REJECTED (`BARE_LINE_ENDING`), never normalised. Normalising would turn a smuggled
-`\\n.\\n` into a line break the sender's MTA never meant, and storing it would relay it; rejecting
-is unambiguous, costs three C-level scans, and conforming clients (which must send CRLF, RFC 5321
-§2.3.8) are unaffected. Lines longer than 998 characters (RFC 5322 §2.1.1) are rejected too.
+anywhere is REJECTED (`BARE_LINE_ENDING`), never normalised here. The SMTP DATA reader
+(`smtp/datareader.py`) has already turned bare-LF lines into CRLF lines when configured to
+(`smtp.bare_newline`), after finding the one true terminator; this check is the safety net on what
+any adapter hands in, so stray line endings are never stored nor relayed. Lines longer than 998
+characters (RFC 5322 §2.1.1) are rejected too.
 
 Failures are `Rejected(reply_name)` where the name is a key of `replies.REPLIES`; protocol
 adapters map names to their own wire form. Nothing here knows about SMTP sessions or sockets.

@@ -6,18 +6,14 @@ behind STARTTLS is provably discarded, and DATA is read in large chunks.
 
 Reading. Commands are read from our own buffer filled with 64 KiB reads; a command line is at most
 512 octets (RFC 5321 §4.5.3.1.4), an AUTH line at most 12288 (RFC 4954 §4); longer lines are
-discarded up to their end and answered `LINE_TOO_LONG`. Command lines may end in CRLF or LF; a CR
+discarded up to their end and answered `LINE_TOO_LONG`. Command lines may end in CRLF, or in a bare
+LF when `smtp.bare_newline = "normalize"` (Postfix 3.9's default; `BARE_NEWLINE` otherwise); a CR
 or NUL inside one is refused (`BAD_CHARACTERS`). Every read has a timeout: the command timeout,
 capped by the absolute session deadline, and during DATA by the minimum data rate.
 
-DATA reader. DATA is read in chunks and scanned for the one terminator RFC 5321 §4.1.1.4 defines,
-CRLF "." CRLF (the DATA line's CRLF counts, so "." CRLF right away is an empty message). Only that
-exact sequence ends DATA. Any other would-be terminator (`\\n.\\n`, `\\r.\\r`, `\\n.\\r\\n`,
-`\\r\\n.\\n`, NUL variants: "SMTP smuggling") stays inside the message, which then contains a bare
-CR, bare LF or NUL and is rejected as a whole (`BARE_LINE_ENDING`, see `submission.py`): stray line
-endings are never stored nor relayed. Past the account's size limit the reader stops buffering
-(memory stays bounded: limit + one chunk) but keeps scanning, and answers `SIZE_EXCEEDED` only after
-the final dot, as RFC 5321 §4.5.3.1.10 asks. Dot-unstuffing is one `bytes.replace`.
+DATA reader. DATA is read in chunks and handed to `datareader.DataReader`, which finds the one
+terminator (CRLF "." CRLF), settles line endings per `smtp.bare_newline` and undoes dot-stuffing;
+any other would-be terminator ("SMTP smuggling") stays inside the one message as text.
 
 Writing. Each reply is written then drained under the command timeout with a 64 KiB transport
 high-water mark, so a client that stops reading is cut off instead of growing our buffers.
@@ -37,6 +33,7 @@ from ..auth import DB_ERRORS, AuthOutcome, Principal
 from ..replies import Reply
 from ..submission import Rejected, rfc5322_now
 from . import address
+from .datareader import DataReader
 
 if TYPE_CHECKING:
     from .server import Listener, SmtpService
@@ -49,7 +46,6 @@ READ_SIZE = 65536
 DATA_READ_SIZE = 262144
 WRITE_HIGH_WATER = 65536
 DATA_RATE_GRACE_MAX = 5.0  # seconds before the minimum data rate applies (TCP slow start etc.)
-_TERMINATOR = b"\r\n.\r\n"
 _HELO_SAFE = re.compile(r"[^A-Za-z0-9.\-_:\[\]]")
 _CONTROL = re.compile(rb"[\x00-\x08\x0a-\x1f]")  # control characters but HTAB, in a command line
 _PRE_TLS_ALLOWED = {"EHLO", "HELO", "NOOP", "STARTTLS", "QUIT", "RSET"}
@@ -100,6 +96,7 @@ class Session:
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = 0.0
         self._timed_out = False
+        self._reject_bare_lf = self.cfg.smtp.bare_newline == "reject"
         self._reset_transaction()
         self._set_write_limits()
 
@@ -284,6 +281,9 @@ class Session:
         if isinstance(line, _TooLong):
             await self.error(replies.LINE_TOO_LONG)
             return
+        if not line.endswith(b"\r\n") and self._reject_bare_lf:
+            await self.error(replies.BARE_NEWLINE)
+            return
         text = line.rstrip(b"\n")
         if text.endswith(b"\r"):
             text = text[:-1]
@@ -436,6 +436,9 @@ class Session:
         line = await self.read_line(AUTH_LINE_MAX)
         if isinstance(line, _TooLong):
             await self.error(replies.LINE_TOO_LONG)
+            return None
+        if not line.endswith(b"\r\n") and self._reject_bare_lf:
+            await self.error(replies.BARE_NEWLINE)
             return None
         return line.rstrip(b"\r\n").strip()
 
@@ -692,45 +695,25 @@ class Session:
         await self.send(replies.QUEUED.format(message_id=accepted.message_id))
 
     async def _read_data(self, limit: int) -> bytes | None:
-        """The unstuffed message, or None if it was larger than `limit` (all of it consumed)."""
-        work = bytearray(b"\r\n")  # the DATA command's own CRLF starts the first line
-        work += self.take_pending()
-        dropped = 0  # bytes no longer kept because the message is over the limit
-        scan = 0
+        """The message (see `datareader`), or None if it was larger than `limit` (all of it consumed)."""
+        reader = DataReader(limit, normalize=self.cfg.smtp.bare_newline == "normalize")
         smtp_cfg = self.cfg.smtp
         rate = smtp_cfg.min_data_rate_bytes_per_second
         grace = min(DATA_RATE_GRACE_MAX, smtp_cfg.command_timeout_seconds)
         started = time.monotonic()
-        while True:
-            idx = work.find(_TERMINATOR, scan)
-            if idx >= 0:
-                self.buf += work[idx + 5:]  # pipelined commands after the dot
-                if dropped:
-                    return None
-                content = bytes(work[2: idx + 2])
-                break
-            scan = max(0, len(work) - 4)
-            if dropped or len(work) - 6 > limit:
-                # Over the limit: keep only the tail that could start the terminator.
-                dropped += len(work) - 4
-                del work[:-4]
-                scan = 0
-            now = time.monotonic()
+        done = reader.feed(self.take_pending())
+        while not done:
             timeout, reply, reason = self._read_timeout()
             if rate > 0:
-                received = len(work) + dropped
-                rate_left = started + grace + received / rate - now
+                rate_left = started + grace + reader.received / rate - time.monotonic()
                 if rate_left < timeout:
                     timeout, reply, reason = max(rate_left, 0.0), replies.DATA_TOO_SLOW, "data_too_slow"
             data = await self._read(DATA_READ_SIZE, timeout, reply, reason)
             if not data:
                 raise _Close
-            work += data
-        if len(content) > limit:
-            return None
-        if content.startswith(b"."):
-            content = content[1:]
-        return content.replace(b"\r\n.", b"\r\n")  # RFC 5321 §4.5.2 transparency
+            done = reader.feed(data)
+        self.buf += reader.rest  # pipelined commands after the dot
+        return reader.message()
 
     def _tls_comment(self) -> str:
         # Computed once per session: the cipher does not change after the handshake.
