@@ -63,6 +63,8 @@ class SmtpConfig:
     # "normalize": command and message lines ending in a bare LF count as ending in CRLF (Postfix 3.9
     # `smtpd_forbid_bare_newline = normal`); "reject": they are refused. Only CRLF "." CRLF ends DATA.
     bare_newline: str = "normalize"
+    # NOOP, RSET, VRFY and HELP allowed between two accepted messages (Postfix smtpd_junk_command_limit).
+    junk_command_limit: int = 100
 
 
 @dataclass
@@ -319,6 +321,7 @@ def validate(cfg: Config) -> None:
         seen.add((lst.address, lst.port))
     for name in ("command_timeout_seconds", "tls_handshake_timeout_seconds", "session_deadline_seconds"):
         _positive(f"smtp.{name}", getattr(cfg.smtp, name))
+    _positive("smtp.junk_command_limit", cfg.smtp.junk_command_limit)
     if cfg.smtp.bare_newline not in ("normalize", "reject"):
         raise ConfigError(f"smtp.bare_newline: must be 'normalize' or 'reject', got {cfg.smtp.bare_newline!r}")
     for key in ("cert_file", "key_file"):

@@ -47,14 +47,18 @@ _TABLE: list[tuple[str, int, str, str]] = [
     ("DATA_TOO_SLOW", 421, "4.4.2", "Data transfer too slow: closing connection"),
     ("TOO_MANY_ERRORS", 421, "4.7.0", "Too many errors: closing connection"),
     ("TOO_MANY_MESSAGES", 421, "4.7.0", "Too many messages in this connection"),
+    ("TOO_MANY_JUNK_COMMANDS", 421, "4.7.0", "Too many NOOP, RSET, VRFY or HELP commands: closing connection"),
+    ("NON_SMTP_COMMAND", 221, "2.7.0", "Error: not an SMTP command: closing connection"),
+    ("IMPROPER_PIPELINING", 554, "5.5.0", "Improper use of SMTP command pipelining: closing connection"),
     # --- generic command handling ---
     ("RESET_OK", 250, "2.0.0", "Reset state"),
     ("NOOP_OK", 250, "2.0.0", "Ok"),
     ("HELP", 214, "2.0.0", "See RFC 5321"),
     ("VRFY", 252, "2.5.0", "Cannot VRFY user, but will accept message and attempt delivery"),
     ("LINE_TOO_LONG", 500, "5.5.2", "Line too long"),
-    ("UNKNOWN_COMMAND", 500, "5.5.2", "Command not recognized"),
+    ("UNKNOWN_COMMAND", 500, "5.5.1", "Command not recognized"),
     ("SYNTAX", 501, "5.5.2", "Syntax error"),
+    ("BAD_PARAMETER", 501, "5.5.4", "Syntax error in parameters"),
     ("BAD_CHARACTERS", 501, "5.5.2", "Syntax error: invalid characters in command"),
     ("BARE_NEWLINE", 500, "5.5.2", "Syntax error: bare LF received, use CRLF line endings"),
     ("NOT_IMPLEMENTED", 502, "5.5.1", "Command not implemented"),
@@ -79,6 +83,7 @@ _TABLE: list[tuple[str, int, str, str]] = [
     ("AUTH_MECHANISM", 504, "5.5.4", "Unrecognized authentication mechanism"),
     ("AUTH_CANCELLED", 501, "5.7.0", "Authentication cancelled"),
     ("AUTH_BAD_BASE64", 501, "5.5.2", "Cannot decode response"),
+    ("AUTH_BAD_IDENTITY", 501, "5.5.2", "Invalid characters in authentication identity"),
     ("AUTH_TOO_MANY_FAILURES", 421, "4.7.0", "Too many authentication failures: closing connection"),
     ("AUTH_IP_BLOCKED", 421, "4.7.0", "Too many authentication failures from your IP address"),
     ("QUOTA_EXCEEDED", 535, "5.7.0", "Monthly messages limit reached"),
@@ -116,6 +121,9 @@ SESSION_DEADLINE = REPLIES["SESSION_DEADLINE"]
 DATA_TOO_SLOW = REPLIES["DATA_TOO_SLOW"]
 TOO_MANY_ERRORS = REPLIES["TOO_MANY_ERRORS"]
 TOO_MANY_MESSAGES = REPLIES["TOO_MANY_MESSAGES"]
+TOO_MANY_JUNK_COMMANDS = REPLIES["TOO_MANY_JUNK_COMMANDS"]
+NON_SMTP_COMMAND = REPLIES["NON_SMTP_COMMAND"]
+IMPROPER_PIPELINING = REPLIES["IMPROPER_PIPELINING"]
 RESET_OK = REPLIES["RESET_OK"]
 NOOP_OK = REPLIES["NOOP_OK"]
 HELP = REPLIES["HELP"]
@@ -123,6 +131,7 @@ VRFY = REPLIES["VRFY"]
 LINE_TOO_LONG = REPLIES["LINE_TOO_LONG"]
 UNKNOWN_COMMAND = REPLIES["UNKNOWN_COMMAND"]
 SYNTAX = REPLIES["SYNTAX"]
+BAD_PARAMETER = REPLIES["BAD_PARAMETER"]
 BAD_CHARACTERS = REPLIES["BAD_CHARACTERS"]
 BARE_NEWLINE = REPLIES["BARE_NEWLINE"]
 NOT_IMPLEMENTED = REPLIES["NOT_IMPLEMENTED"]
@@ -145,6 +154,7 @@ AUTH_ALREADY = REPLIES["AUTH_ALREADY"]
 AUTH_MECHANISM = REPLIES["AUTH_MECHANISM"]
 AUTH_CANCELLED = REPLIES["AUTH_CANCELLED"]
 AUTH_BAD_BASE64 = REPLIES["AUTH_BAD_BASE64"]
+AUTH_BAD_IDENTITY = REPLIES["AUTH_BAD_IDENTITY"]
 AUTH_TOO_MANY_FAILURES = REPLIES["AUTH_TOO_MANY_FAILURES"]
 AUTH_IP_BLOCKED = REPLIES["AUTH_IP_BLOCKED"]
 QUOTA_EXCEEDED = REPLIES["QUOTA_EXCEEDED"]
