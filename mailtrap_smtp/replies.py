@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .outcomes import Outcome
+
 
 @dataclass(frozen=True)
 class Reply:
@@ -105,6 +107,7 @@ _TABLE: list[tuple[str, int, str, str]] = [
     ("START_DATA", 354, "", "End data with <CR><LF>.<CR><LF>"),
     ("QUEUED", 250, "2.0.0", "Ok: queued as {message_id}"),
     ("FROM_HEADER_MISMATCH", 550, "5.7.1", "From: Header does not match the sender's domain"),
+    ("FROM_HEADER_COUNT", 550, "5.6.0", "Message must have exactly one From: header"),
     ("BARE_LINE_ENDING", 550, "5.6.0", "Message contains bare CR, bare LF or NUL: use CRLF line endings"),
     ("TEXT_LINE_TOO_LONG", 550, "5.5.2", "Line too long: at most 998 characters per line"),
     ("TEMPORARY_FAILURE", 451, "4.3.0", "Temporary failure: please try again later"),
@@ -173,6 +176,19 @@ NEED_RCPT = REPLIES["NEED_RCPT"]
 START_DATA = REPLIES["START_DATA"]
 QUEUED = REPLIES["QUEUED"]
 FROM_HEADER_MISMATCH = REPLIES["FROM_HEADER_MISMATCH"]
+FROM_HEADER_COUNT = REPLIES["FROM_HEADER_COUNT"]
 BARE_LINE_ENDING = REPLIES["BARE_LINE_ENDING"]
 TEXT_LINE_TOO_LONG = REPLIES["TEXT_LINE_TOO_LONG"]
 TEMPORARY_FAILURE = REPLIES["TEMPORARY_FAILURE"]
+
+# How the SMTP adapter answers each use-case outcome (tests/test_outcomes.py checks it is complete).
+OUTCOME_REPLIES: dict[Outcome, Reply] = {
+    Outcome.SIZE_EXCEEDED: SIZE_EXCEEDED,
+    Outcome.BARE_LINE_ENDING: BARE_LINE_ENDING,
+    Outcome.TEXT_LINE_TOO_LONG: TEXT_LINE_TOO_LONG,
+    Outcome.FROM_HEADER_MISMATCH: FROM_HEADER_MISMATCH,
+    Outcome.FROM_HEADER_COUNT: FROM_HEADER_COUNT,
+    Outcome.SENDER_DOMAIN_NOT_ALLOWED: SENDER_DOMAIN_NOT_ALLOWED,
+    Outcome.QUOTA_EXCEEDED: QUOTA_EXCEEDED,
+    Outcome.TEMPORARILY_UNAVAILABLE: TEMPORARY_FAILURE,
+}

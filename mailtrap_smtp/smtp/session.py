@@ -28,9 +28,10 @@ import time
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from .. import metrics, replies
-from ..auth import DB_ERRORS, AuthOutcome, Principal
+from ..auth import AuthOutcome, Principal
+from ..outcomes import Outcome, Rejected
 from ..replies import Reply
-from ..submission import Rejected, rfc5322_now
+from ..submission import Envelope, rfc5322_now
 from . import address, sasl
 from .datareader import DataReader
 
@@ -85,7 +86,6 @@ class Session:
         self.esmtp = False
         self.principal: Principal | None = None
         self.slot: int | None = None
-        self.domain_cache: dict[str, int | None] = {}
         self.quota_left: int | None = None
         self._tls_text: str | None = None
         self._loop = asyncio.get_running_loop()
@@ -515,14 +515,6 @@ class Session:
             return replies.AUTH_REQUIRED
         return None
 
-    async def _domain_id(self, domain: str) -> int | None:
-        # Cached per session: one look-up per distinct domain, not one per message.
-        domain = domain.lower()
-        if domain not in self.domain_cache:
-            assert self.principal is not None
-            self.domain_cache[domain] = await self.svc.submission.sender_domain(self.principal, domain)
-        return self.domain_cache[domain]
-
     def _mail_params(self, params: list[tuple[str, str | None]]) -> Reply | None:
         """MAIL FROM parameters (RFC 1870 SIZE, RFC 6152 BODY); bad values are X.5.4 (RFC 3463)."""
         assert self.principal is not None
@@ -562,10 +554,9 @@ class Session:
         if not path:
             return replies.SENDER_DOMAIN_NOT_ALLOWED  # null sender: no domain to send as
         try:
-            domain_id = await self._domain_id(path.rpartition("@")[2])
-        except DB_ERRORS:
-            log.warning("sender domain check failed", exc_info=True)
-            return replies.TEMPORARY_FAILURE
+            domain_id = await self.svc.submission.sender_domain(self.principal, path.rpartition("@")[2])
+        except Rejected as r:
+            return replies.OUTCOME_REPLIES[r.outcome]
         if domain_id is None:
             return replies.SENDER_DOMAIN_NOT_ALLOWED
         self.mail_from = path
@@ -596,9 +587,8 @@ class Session:
         if self.quota_left is None:
             try:
                 self.quota_left = await self.svc.submission.quota_remaining(self.principal)
-            except DB_ERRORS:
-                log.warning("quota check failed", exc_info=True)
-                return replies.TEMPORARY_FAILURE
+            except Rejected as r:
+                return replies.OUTCOME_REPLIES[r.outcome]
         if len(self.recipients) + 1 > self.quota_left:
             return replies.QUOTA_EXCEEDED
         self.recipients.append(path)
@@ -623,30 +613,29 @@ class Session:
         if not self.recipients:
             return replies.NEED_RCPT
         await self.send(replies.START_DATA)
-        submission = self.svc.submission
-        submission.expect()
+        envelope = Envelope(mail_from=self.mail_from, sender_domain_id=self.sender_domain_id,
+                            recipients=self.recipients, client_ip=self.client_ip, trace=self._received())
+        recipients = self.recipients
+        principal = self.principal
+        started = 0.0
+
+        async def read() -> bytes:
+            nonlocal started
+            raw = await self._read_data(principal.max_message_size)
+            started = time.monotonic()
+            if raw is None:
+                raise Rejected(Outcome.SIZE_EXCEEDED)
+            return raw
+
         try:
-            raw = await self._read_data(self.principal.max_message_size)
-        except BaseException:
-            submission.not_coming()
-            raise
-        started = time.monotonic()
-        mail_from, recipients, domain_id = self.mail_from, self.recipients, self.sender_domain_id
-        self._reset_transaction()
-        if raw is None:
-            submission.not_coming()
-            return replies.SIZE_EXCEEDED
-        try:
-            accepted = await submission.submit(
-                self.principal, mail_from=mail_from, sender_domain_id=domain_id, recipients=recipients,
-                raw=raw, domain_check=self._domain_id, trace=self._received(), client_ip=self.client_ip,
-                expected=True,
-            )
+            accepted = await self.svc.submission.receive(principal, envelope, read)
         except Rejected as r:
-            return replies.REPLIES[r.reply]
+            return replies.OUTCOME_REPLIES[r.outcome]
         except Exception:
             log.exception("accepting a message failed")
             return replies.TEMPORARY_FAILURE
+        finally:
+            self._reset_transaction()
         self.messages += 1
         self.junk = 0  # NOOP/RSET between messages are no junk (Postfix resets per transaction)
         if self.quota_left is not None:
