@@ -43,6 +43,8 @@ _TABLE: list[tuple[str, int, str, str]] = [
     ("GREETING", 220, "", "{hostname} ESMTP mailtrap-smtp"),
     ("BYE", 221, "2.0.0", "Bye"),
     ("TOO_MANY_CONNECTIONS_IP", 421, "4.7.0", "Too many connections from your IP address"),
+    ("CONNECTION_RATE_IP", 421, "4.7.0", "Too many new connections from your IP address: try again later"),
+    ("PROXY_IN_SESSION", 421, "4.7.0", "PROXY header inside the session: closing connection"),
     ("SHUTTING_DOWN", 421, "4.3.2", "Service shutting down"),
     ("IDLE_TIMEOUT", 421, "4.4.2", "Timeout: closing connection"),
     ("SESSION_DEADLINE", 421, "4.4.2", "Session time limit exceeded: closing connection"),
@@ -118,6 +120,8 @@ REPLIES: dict[str, Reply] = {name: Reply(name, code, enh, text) for name, code, 
 GREETING = REPLIES["GREETING"]
 BYE = REPLIES["BYE"]
 TOO_MANY_CONNECTIONS_IP = REPLIES["TOO_MANY_CONNECTIONS_IP"]
+CONNECTION_RATE_IP = REPLIES["CONNECTION_RATE_IP"]
+PROXY_IN_SESSION = REPLIES["PROXY_IN_SESSION"]
 SHUTTING_DOWN = REPLIES["SHUTTING_DOWN"]
 IDLE_TIMEOUT = REPLIES["IDLE_TIMEOUT"]
 SESSION_DEADLINE = REPLIES["SESSION_DEADLINE"]

@@ -161,23 +161,39 @@ async def _proxied_client(env: Env, ip: str) -> RawClient:
     return c
 
 
-async def test_failures_per_ip_block_that_ip_only(smtp_factory) -> None:
-    env = await smtp_factory(server={"proxy_protocol_from": ["127.0.0.1"]},
+async def test_auth_brake_keys_on_token_id_and_ip(smtp_factory) -> None:
+    env = await smtp_factory(proxy=True, server={"proxy_protocol_from": ["127.0.0.1"]},
                              limits={"auth_failures_per_ip": 4, "auth_failures_per_connection": 3})
-    bad = "AUTH PLAIN " + b64("\0api\0mts_00000000_" + "A" * 32)
+    unknown_id = "AUTH PLAIN " + b64("\0api\0mts_00000000_" + "A" * 32)
+    right = "AUTH PLAIN " + b64(f"\0api\0{env.token}")
     for _ in range(2):
         c = await _proxied_client(env, "203.0.113.5")
-        assert await c.cmd(bad) == reply_line("AUTH_INVALID")
-        assert await c.cmd(bad) == reply_line("AUTH_INVALID")
+        assert await c.cmd(unknown_id) == reply_line("AUTH_INVALID")
+        assert await c.cmd(unknown_id) == reply_line("AUTH_INVALID")
+        c.writer.close()
+    # The guesser (unknown ids) is now blocked on its IP...
+    c = await _proxied_client(env, "203.0.113.5")
+    assert await c.cmd(unknown_id) == reply_line("AUTH_IP_BLOCKED")
+    assert await c.closed()
+    # ...while an app behind the same NAT, with a correct token, keeps working.
+    c = await _proxied_client(env, "203.0.113.5")
+    assert await c.cmd(right) == reply_line("AUTH_OK")
+    c.writer.close()
+    # Guessing the secret of a known id from that IP blocks that id from that IP only.
+    wrong_secret = "AUTH PLAIN " + b64(f"\0api\0{env.token[:-4]}AAAA")
+    for _ in range(2):
+        c = await _proxied_client(env, "203.0.113.5")
+        assert await c.cmd(wrong_secret) == reply_line("AUTH_INVALID")
+        assert await c.cmd(wrong_secret) == reply_line("AUTH_INVALID")
         c.writer.close()
     c = await _proxied_client(env, "203.0.113.5")
-    # Even the right token is refused from the attacking IP while the window lasts...
-    assert await c.cmd("AUTH PLAIN " + b64(f"\0api\0{env.token}")) == reply_line("AUTH_IP_BLOCKED")
+    assert await c.cmd(right) == reply_line("AUTH_IP_BLOCKED")
     assert await c.closed()
-    # ...but the real user on another IP is not locked out.
+    # The real user on another IP is not locked out.
     c = await _proxied_client(env, "198.51.100.7")
-    assert await c.cmd("AUTH PLAIN " + b64(f"\0api\0{env.token}")) == reply_line("AUTH_OK")
+    assert await c.cmd(right) == reply_line("AUTH_OK")
     c.writer.close()
+    await env.assert_nothing_stored()
 
 
 async def test_over_quota_account_refused_at_auth(smtp_factory) -> None:

@@ -195,7 +195,8 @@ def proxy_v2(src: str, dst: str = "127.0.0.1") -> bytes:
 
 
 async def test_proxy_protocol_from_trusted_proxy(smtp_factory) -> None:
-    env = await smtp_factory(server={"proxy_protocol_from": ["127.0.0.0/8"]}, limits={"connections_per_ip": 1})
+    env = await smtp_factory(proxy=True, server={"proxy_protocol_from": ["127.0.0.0/8"]},
+                             limits={"connections_per_ip": 1})
     # v2 header: the session is keyed on (and records) the announced client address.
     c = env.raw()
     c.reader, c.writer = await asyncio.open_connection("127.0.0.1", env.port)
@@ -226,7 +227,7 @@ async def test_proxy_protocol_from_trusted_proxy(smtp_factory) -> None:
 
 
 async def test_proxy_header_then_client_hello_in_one_segment_on_implicit_listener(smtp_factory) -> None:
-    env = await smtp_factory(server={"proxy_protocol_from": ["127.0.0.1"]})
+    env = await smtp_factory(proxy=True, server={"proxy_protocol_from": ["127.0.0.1"]})
 
     def client() -> tuple[str, str]:
         import ssl

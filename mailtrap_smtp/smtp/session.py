@@ -27,13 +27,14 @@ import re
 import time
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from .. import metrics, replies
+from .. import metrics, replies, tokens
 from ..auth import AuthOutcome, Principal
 from ..outcomes import Outcome, Rejected
 from ..replies import Reply
 from ..submission import Envelope, rfc5322_now
 from . import address, sasl
 from .datareader import DataReader
+from .peers import brake_key
 
 if TYPE_CHECKING:
     from .server import Listener, SmtpService
@@ -155,12 +156,16 @@ class Session:
             self.writer.close()
         raise _Close
 
-    def _read_timeout(self) -> tuple[float, Reply, str]:
+    def _read_timeout(self, line_until: float | None = None) -> tuple[float, Reply, str]:
+        """How long the next read may wait, and what to answer when it is over: the session
+        deadline, or the command timeout counted from `line_until` (the end allowed for the whole
+        command line, so a client dripping a byte at a time cannot hold the session) or from now."""
         now = time.monotonic()
         left = self.deadline - now
-        if left <= self.cfg.smtp.command_timeout_seconds:
+        command = self.cfg.smtp.command_timeout_seconds if line_until is None else line_until - now
+        if left <= command:
             return max(left, 0.0), replies.SESSION_DEADLINE, "session_deadline"
-        return self.cfg.smtp.command_timeout_seconds, replies.IDLE_TIMEOUT, "idle_timeout"
+        return max(command, 0.0), replies.IDLE_TIMEOUT, "idle_timeout"
 
     async def _read(self, size: int, within: float, reply: Reply, reason: str) -> bytes:
         """`reader.read(size)`, but after `within` seconds without data `reply` is sent and the
@@ -203,8 +208,8 @@ class Session:
             self._timer_at = until
             self._timer = self._loop.call_at(until, self._on_timer)
 
-    async def _fill(self, size: int = READ_SIZE) -> None:
-        timeout, reply, reason = self._read_timeout()
+    async def _fill(self, line_until: float | None = None, size: int = READ_SIZE) -> None:
+        timeout, reply, reason = self._read_timeout(line_until)
         data = await self._read(size, timeout, reply, reason)
         if not data:
             raise _Close
@@ -225,7 +230,9 @@ class Session:
         return data
 
     async def read_line(self, limit: int) -> bytes | _TooLong:
-        """One line including its LF, or TOO_LONG (the whole over-long line is consumed)."""
+        """One line including its LF, or TOO_LONG (the whole over-long line is consumed); the whole
+        line must arrive within the command timeout."""
+        line_until = time.monotonic() + self.cfg.smtp.command_timeout_seconds
         while True:
             idx = self.buf.find(b"\n", self.pos)
             if idx >= 0:
@@ -235,7 +242,7 @@ class Session:
             if self.pending() > limit:
                 self.take_pending()
                 while True:  # discard up to the end of the line, without buffering it
-                    await self._fill()
+                    await self._fill(line_until)
                     idx = self.buf.find(b"\n")
                     if idx >= 0:
                         self.pos = idx + 1
@@ -245,7 +252,7 @@ class Session:
             try:
                 if self.closing and self.idle:
                     await self.close_with(replies.SHUTTING_DOWN, "shutdown")
-                await self._fill()
+                await self._fill(line_until)
             finally:
                 self.idle = False
 
@@ -310,6 +317,9 @@ class Session:
         if verb in _NON_SMTP and verb_end > 0:
             # An HTTP request or proxy CONNECT sent to the SMTP port (Postfix smtpd_forbidden_commands).
             await self.close_with(replies.NON_SMTP_COMMAND, "non_smtp_command")
+        if verb == b"PROXY" and self.listener.proxy:
+            # The proxy sent its header before the session; one inside it is forged (or a loop).
+            await self.close_with(replies.PROXY_IN_SESSION, "proxy_in_session")
         if verb != b"AUTH" and len(line) > COMMAND_LINE_MAX:
             return replies.LINE_TOO_LONG
         if _CONTROL.search(text):
@@ -464,9 +474,6 @@ class Session:
             return replies.AUTH_ALREADY
         if self.mail_from is not None:
             return replies.BAD_SEQUENCE
-        if self.svc.auth_failures.blocked(self.client_ip):
-            metrics.AUTH_ATTEMPTS.labels("ip_blocked").inc()
-            await self.close_with(replies.AUTH_IP_BLOCKED, "auth_ip_blocked")
         parts = arg.split()
         if not parts or len(parts) > 2:
             return replies.SYNTAX
@@ -480,6 +487,9 @@ class Session:
             token = secret.decode("ascii")
         except UnicodeDecodeError:
             token = ""
+        # The brake (peers.brake_key): the token id with the IP, the IP alone for unknown ids.
+        brake = brake_key(self.client_ip, tokens.public_id_of(token))
+        await self._unless_blocked(brake)
         outcome, principal, slot = await self.svc.authenticator.authenticate(
             token, sender_policy=self.svc.submission.sender_policy, slots=self.svc.slots)
         if outcome is AuthOutcome.OK and principal is not None:
@@ -487,20 +497,29 @@ class Session:
             self.quota_left = principal.quota_remaining_at_auth
             metrics.AUTH_ATTEMPTS.labels("success").inc()
             return replies.AUTH_OK
-        metrics.AUTH_ATTEMPTS.labels(outcome.value).inc()
-        if outcome is AuthOutcome.INVALID:
-            return await self._auth_failed(replies.AUTH_INVALID)
+        if outcome is AuthOutcome.UNKNOWN_ID and brake != self.client_ip:
+            brake = self.client_ip
+            await self._unless_blocked(brake)
+        # One metric label for both kinds of wrong token, as before the brake told them apart.
+        metrics.AUTH_ATTEMPTS.labels("invalid" if outcome is AuthOutcome.UNKNOWN_ID else outcome.value).inc()
+        if outcome in (AuthOutcome.INVALID, AuthOutcome.UNKNOWN_ID):
+            return await self._auth_failed(replies.AUTH_INVALID, brake)
         if outcome is AuthOutcome.QUOTA:
             return replies.QUOTA_EXCEEDED
         if outcome is AuthOutcome.TOO_MANY_CONNECTIONS:
             return replies.TOO_MANY_CONNECTIONS_ACCOUNT
         return replies.AUTH_TEMPORARY_FAILURE
 
-    async def _auth_failed(self, reply: Reply) -> Reply:
-        """Count a failed AUTH; the last one allowed gets its own reply, then the 421 (the client
-        sees why)."""
+    async def _unless_blocked(self, brake: str) -> None:
+        if self.svc.auth_failures.blocked(brake):
+            metrics.AUTH_ATTEMPTS.labels("ip_blocked").inc()
+            await self.close_with(replies.AUTH_IP_BLOCKED, "auth_ip_blocked")
+
+    async def _auth_failed(self, reply: Reply, brake: str | None = None) -> Reply:
+        """Count a failed AUTH (under `brake`, by default the IP); the last one allowed in this
+        session gets its own reply, then the 421 (the client sees why)."""
         self.auth_failures += 1
-        self.svc.auth_failures.record_failure(self.client_ip)
+        self.svc.auth_failures.record(brake or self.client_ip)
         if self.auth_failures >= self.cfg.limits.auth_failures_per_connection:
             await self.error(reply)
             await self.close_with(replies.AUTH_TOO_MANY_FAILURES, "auth_failures")
