@@ -102,6 +102,14 @@ def _check_format(payload_format: str) -> None:
         raise InvalidWebhook("payload_format", "must be json or jsonlines")
 
 
+async def domain_id(conn: Conn, account_id: int, name: str) -> int:
+    """The id of the account's sending domain `name` (for adapters that name domains)."""
+    row = await domains_store.get_by_name(conn, name.lower())
+    if row is None or row["account_id"] != account_id:
+        raise InvalidWebhook("domain", f"{name!r} is not a sending domain of this account")
+    return int(row["id"])
+
+
 async def create(conn: Conn, account_id: int, spec: WebhookSpec, *, allow_private: bool) -> Created:
     if spec.webhook_type not in WEBHOOK_TYPES:
         raise InvalidWebhook("webhook_type", "only email_sending is supported")
