@@ -245,7 +245,8 @@ class OutboxRunner:
         delay = 0.1
         while True:
             try:
-                if self._listen_conn is None or self._listen_conn.is_closed():
+                if not self._listening():
+                    await self._unlisten()
                     await self._listen()
                 await self._ensure_cursors()
                 await self._claim_and_spawn()
@@ -308,6 +309,12 @@ class OutboxRunner:
         except (OSError, asyncpg.PostgresError, TimeoutError) as e:
             log.warning("cannot LISTEN on %s (%s); relying on polling", NOTIFY_CHANNEL, e)
             await self._unlisten()
+
+    def _listening(self) -> bool:
+        try:
+            return self._listen_conn is not None and not self._listen_conn.is_closed()
+        except asyncpg.InterfaceError:
+            return False  # the pool took back a connection that died (a database restart)
 
     def _on_notify(self, *_: Any) -> None:
         self._wake.set()
