@@ -30,6 +30,7 @@ from urllib.parse import unquote, urlsplit
 import asyncpg
 import httpx
 
+from .. import metrics
 from ..config import WebhooksConfig
 from ..core import event_names
 from ..events import Event
@@ -161,6 +162,8 @@ class WebhookDelivery:
         attempt = await post(self.client, webhook["url"], body, CONTENT_TYPES[webhook["payload_format"]],
                              sign(webhook["signing_secret"], body), self.cfg.timeout_seconds)
         first, last = batch[0][0], batch[-1][0]
+        metrics.WEBHOOK_LATENCY.observe(attempt.latency_ms / 1000)
+        metrics.WEBHOOK_POSTS.labels("acknowledged" if attempt.acknowledged else "failed").inc()
 
         async def log_attempt(tx: Conn) -> None:
             await store.record_attempt(tx, webhook["id"], at=now, events=len(batch), first_event_id=first.event_id,
@@ -169,7 +172,8 @@ class WebhookDelivery:
                                        acknowledged=attempt.acknowledged)
 
         if attempt.acknowledged:
-            await cursor.advance(page.end, log_attempt)
+            await cursor.advance(page.end, log_attempt, events=len(batch))
+            metrics.WEBHOOK_EVENTS.inc(len(batch))
             return more
         await cursor.release(not_before=now + dt.timedelta(seconds=self.cfg.retry_seconds),
                              failed=attempt.error or "failed", effect=self._on_failure(webhook, now, log_attempt))
@@ -184,6 +188,7 @@ class WebhookDelivery:
                          self.cfg.retry_seconds)
                 return
             if await store.deactivate(tx, webhook["id"], now):
+                metrics.WEBHOOKS_DEACTIVATED.inc()
                 await events_store.record(tx, Event.WEBHOOK_DEACTIVATED, account_id=webhook["account_id"],
                                           details={"webhook_id": webhook["id"], "attempts": failures,
                                                    "url": target})
