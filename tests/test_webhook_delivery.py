@@ -318,3 +318,39 @@ async def test_replay_from_an_event_id_or_a_time(rig: Rig) -> None:
     await webhooks.replay(rig.world.pool, None, w["id"], since=first_at)
     await rig.run()
     assert [e["event_id"] for e in rig.receiver.events()] == ids
+
+
+async def test_https_to_a_name_verifies_the_certificate_for_that_name(rig: Rig, cert_files: tuple[Any, Any],
+                                                                      ca: Any) -> None:
+    """The connection goes to the address checked after resolution, and TLS still checks the
+    certificate (and sends SNI) for the host name of the URL."""
+    import ssl
+
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_ctx.load_cert_chain(str(cert_files[0]), str(cert_files[1]))
+    tls_receiver = Receiver(tls=server_ctx)
+    await tls_receiver.start()
+    trusting = ssl.create_default_context()
+    ca.configure_trust(trusting)
+    client = make_client(rig.cfg, verify=trusting)
+    untrusting = make_client(rig.cfg)
+    try:
+        good = await rig.webhook(url=tls_receiver.url(host="localhost"))
+        await rig.world.delivered(1)
+        await OutboxRunner(rig.world.pool, [WebhookDelivery(rig.cfg, rig.world.pool, client)],
+                           clock=rig.clock).run_once()
+        assert [len(r.events()) for r in tls_receiver.requests] == [1]
+        assert [a["acknowledged"] for a in (await webhooks.delivery_log(rig.world.pool, None, good["id"]))["attempts"]]\
+            == [True]
+        tls_receiver.requests.clear()
+        bad = await rig.webhook(url=tls_receiver.url(host="localhost"))
+        await rig.world.delivered(1)
+        await OutboxRunner(rig.world.pool, [WebhookDelivery(rig.cfg, rig.world.pool, untrusting)],
+                           clock=rig.clock).run_once()
+        log = await webhooks.delivery_log(rig.world.pool, None, bad["id"])
+        assert log["attempts"][0]["acknowledged"] is False
+        assert "CERTIFICATE_VERIFY_FAILED" in log["attempts"][0]["error"]
+    finally:
+        await client.aclose()
+        await untrusting.aclose()
+        await tls_receiver.stop()
