@@ -135,13 +135,21 @@ class Cursor:
 
 
 class Consumer(Protocol):
-    """A consumer family: `kind` names its cursors ("kind" or "kind:key")."""
+    """A consumer family: `kind` names its cursors ("kind" or "kind:key").
 
-    kind: str
-    # True: one cursor named `kind`, created by the runner (at the start of the log if
-    # `from_beginning`). False: cursors are created and deleted by the family's own use cases.
-    singleton: bool
-    from_beginning: bool
+    `singleton` True: one cursor named `kind`, created by the runner (at the start of the log if
+    `from_beginning`). False: the family's own use cases create and delete its cursors. (Read-only
+    properties here, so class variables and instance attributes both satisfy the protocol.)
+    """
+
+    @property
+    def kind(self) -> str: ...
+
+    @property
+    def singleton(self) -> bool: ...
+
+    @property
+    def from_beginning(self) -> bool: ...
 
     async def step(self, cursor: Cursor) -> Step: ...
 
