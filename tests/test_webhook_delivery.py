@@ -354,3 +354,34 @@ async def test_https_to_a_name_verifies_the_certificate_for_that_name(rig: Rig, 
         await client.aclose()
         await untrusting.aclose()
         await tls_receiver.stop()
+
+
+async def test_a_new_url_is_tried_at_once_not_after_the_retry_time(rig: Rig) -> None:
+    w = await rig.webhook(url=f"http://127.0.0.1:{closed_port()}/hook")
+    await rig.world.delivered(1)
+    await rig.run()
+    assert (await webhooks.delivery_log(rig.world.pool, None, w["id"]))["failures"] == 1
+    await webhooks.update(rig.world.pool, None, w["id"], webhooks.WebhookChanges(url=rig.receiver.url()),
+                          allow_private=True)
+    await rig.run()
+    assert [e["event_id"] for e in rig.receiver.events()] == await rig.world.event_ids()
+
+
+async def test_the_cursor_of_a_webhook_deleted_with_its_account_is_dropped(rig: Rig) -> None:
+    w = await rig.webhook()
+    await rig.world.pool.execute("DELETE FROM accounts WHERE id = $1", rig.world.account_id)
+    other = await World.create(rig.world.pool, "other")
+    await other.delivered(1)  # events exist after the orphan cursor's position
+    assert await rig.run() == 1
+    assert await rig.world.pool.fetchval("SELECT count(*) FROM outbox_cursors WHERE name = $1",
+                                         f"webhook:{w['id']}") == 0
+    assert await rig.run() == 0 and rig.receiver.requests == []
+
+
+async def test_an_inactive_webhooks_cursor_found_unpaused_is_paused(rig: Rig) -> None:
+    w = await rig.webhook()
+    await rig.world.pool.execute("UPDATE webhooks SET active = false WHERE id = $1", w["id"])  # not via the store
+    await rig.world.delivered(1)
+    assert await rig.run() == 1
+    assert await rig.world.pool.fetchval("SELECT paused FROM outbox_cursors WHERE name = $1", f"webhook:{w['id']}")
+    assert await rig.run() == 0 and rig.receiver.requests == []

@@ -144,6 +144,9 @@ class WebhookDelivery:
     async def step(self, cursor: Cursor) -> Step:
         webhook = await store.get(self.pool, int(cursor.key))
         if webhook is None or not webhook["active"]:
+            # A cursor left by a webhook that is gone (its account was deleted) or off: never claim it
+            # again, or every poll would find its events waiting.
+            await store.orphaned(self.pool, int(cursor.key), gone=webhook is None)
             return Step.IDLE
         page = await cursor.read(self.cfg.batch_size, event_filter(webhook))
         batch = [(e, p) for e in page.events if (p := event_names.webhook_payload(e)) is not None]

@@ -197,6 +197,11 @@ async def set_paused(conn: Conn, name: str, paused: bool) -> None:
         name, paused)
 
 
+async def clear_retry(conn: Conn, name: str) -> None:
+    """Forget the failures and the retry time: the cursor is due now."""
+    await conn.execute("UPDATE outbox_cursors SET failures = 0, not_before = NULL WHERE name = $1", name)
+
+
 async def reposition(conn: Conn, name: str, *, event_id: uuid.UUID | None = None,
                      since: dt.datetime | None = None, account_id: int | None = None) -> Position | None:
     """Move the cursor back so the next read starts at `event_id`, or at the first event since `since`
