@@ -48,7 +48,7 @@ class Rig:
 
     async def run(self) -> int:
         runner = OutboxRunner(self.world.pool, [WebhookDelivery(self.cfg, self.world.pool, self.client)],
-                              concurrency=8, lease_seconds=60, full_batch=self.cfg.batch_size, clock=self.clock)
+                              concurrency=8, lease_seconds=60, clock=self.clock)
         return await runner.run_once()
 
     async def webhook(self, **spec: Any) -> dict[str, Any]:
@@ -166,15 +166,16 @@ async def test_a_batch_that_is_not_full_waits_for_the_flush_time(rig: Rig) -> No
     assert [len(r.events()) for r in rig.receiver.requests] == [3]
 
 
-async def test_a_full_batch_goes_at_once(rig: Rig) -> None:
+async def test_a_full_batch_goes_at_once_and_the_rest_waits(rig: Rig) -> None:
     rig.cfg = _cfg(flush_seconds=30.0, batch_size=5)
     await rig.webhook()
-    await rig.world.delivered(3)
-    await rig.run()
-    assert rig.receiver.requests == []
-    await rig.world.delivered(4)
+    await rig.world.delivered(7)
     await rig.run()
     assert [len(r.events()) for r in rig.receiver.requests] == [5]
+    rig.clock.advance(31)
+    await rig.run()
+    assert [len(r.events()) for r in rig.receiver.requests] == [5, 2]
+    assert [e["event_id"] for e in rig.receiver.events()] == await rig.world.event_ids()
 
 
 @pytest.mark.parametrize(("status", "error"), [

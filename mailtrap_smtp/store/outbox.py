@@ -109,12 +109,9 @@ async def get(conn: Conn, name: str) -> CursorRow | None:
 
 
 async def claim(conn: Conn, kinds: Sequence[str], owner: str, limit: int, lease_seconds: float,
-                full_batch: int, now: dt.datetime | None = None) -> list[CursorRow]:
-    """Lease up to `limit` cursors of `kinds` that have events to read (SKIP LOCKED: nodes split them).
-
-    A cursor waiting for its `not_before` is still claimed early when `full_batch` events are
-    waiting and it is not backing off from failures (a flush that need not wait for the timer).
-    """
+                now: dt.datetime | None = None) -> list[CursorRow]:
+    """Lease up to `limit` cursors of `kinds` that have events to read and are due (`not_before`);
+    SKIP LOCKED, so processes and nodes split them."""
     rows = await conn.fetch(
         f"""WITH h AS (SELECT {_XMIN} AS xmin, COALESCE($1::timestamptz, now()) AS now),
             c AS (
@@ -123,10 +120,7 @@ async def claim(conn: Conn, kinds: Sequence[str], owner: str, limit: int, lease_
                    AND (c.lease_until IS NULL OR c.lease_until <= h.now)
                    AND EXISTS (SELECT 1 FROM events e
                                 WHERE (e.xid, e.id) > (c.pos_xid, c.pos_id) AND e.xid < h.xmin)
-                   AND (c.not_before IS NULL OR c.not_before <= h.now
-                        OR (c.failures = 0 AND (SELECT count(*) FROM (
-                                SELECT 1 FROM events e WHERE (e.xid, e.id) > (c.pos_xid, c.pos_id)
-                                   AND e.xid < h.xmin LIMIT $6) s) >= $6))
+                   AND (c.not_before IS NULL OR c.not_before <= h.now)
                  ORDER BY c.not_before NULLS FIRST, c.name
                  LIMIT $4
                  FOR UPDATE OF c SKIP LOCKED)
@@ -134,7 +128,7 @@ async def claim(conn: Conn, kinds: Sequence[str], owner: str, limit: int, lease_
                SET lease_owner = $3, lease_until = h.now + make_interval(secs => $5)
               FROM c, h WHERE u.name = c.name
             RETURNING u.name, u.kind, u.pos_xid::text::bigint AS pos_xid, u.pos_id, u.failures, u.lease_owner""",
-        now, list(kinds), owner, limit, float(lease_seconds), full_batch,
+        now, list(kinds), owner, limit, float(lease_seconds),
     )
     return [_row(r) for r in rows]
 
