@@ -1,6 +1,7 @@
 """Shared helpers for the SMTP tests: a running service, an account that may send, raw clients.
 
-Import the fixtures you use into the test module (`from tests.smtp_util import smtp  # noqa: F401`).
+A pytest plugin (tests/conftest.py lists it in `pytest_plugins`): its fixtures (`smtp`,
+`smtp_factory`) are available to every test module without importing them.
 """
 
 from __future__ import annotations
@@ -176,14 +177,25 @@ class RawClient:
         return await self.cmd("AUTH PLAIN " + base64.b64encode(f"\0api\0{token}".encode()).decode())
 
     async def closed(self, timeout: float = 5.0) -> bool:
-        """True once the server closed the connection (EOF or reset) within the timeout."""
+        """Whether the server closes the connection (EOF or reset) within `timeout`, reading and
+        discarding whatever it sends until then; False if the connection is still open after it."""
         try:
             async with asyncio.timeout(timeout):
                 while await self.reader.read(65536):
                     pass
+        except TimeoutError:
+            return False
         except (ConnectionError, ssl.SSLError):
             return True
         return True
+
+
+async def authed(env: Env) -> RawClient:
+    """A raw client of `env`'s service, connected, past STARTTLS and AUTH."""
+    c = env.raw()
+    await c.connect()
+    assert await c.login(env.token) == reply_line("AUTH_OK")
+    return c
 
 
 def reply_line(name: str, **values: Any) -> str:

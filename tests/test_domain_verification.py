@@ -461,6 +461,31 @@ async def test_rechecker_start_stop(pool: Any, cfg: Config, dns_server: TestDNSS
     assert (await domainops._get(pool, "example.test"))["state"] == "verified"
 
 
+@pytest.mark.parametrize(("grace", "round_finished"), [(30.0, True), (0.0, False)])
+async def test_rechecker_stop_lets_a_round_under_way_finish_within_grace(
+        pool: Any, make_config: Callable[..., Config], dns_server: TestDNSServer, grace: float,
+        round_finished: bool) -> None:
+    import asyncio
+
+    cfg = domain_config(make_config, dns_server, timeout=0.5)
+    await make_account(pool)
+    report = await domainops.add_domain(pool, cfg, KEK, "acme", "example.test")
+    publish(dns_server, report.records)
+    dns_server.drop("_dmarc.example.test")  # never answered: the round waits for the resolver's timeout
+    rechecker = domainops.DomainRechecker(cfg, pool, resolver_for(cfg))
+    await rechecker.start()
+    for _ in range(500):  # until the round is under way (bounded: 10 s)
+        if any(name == "_dmarc.example.test." for name, _, _ in dns_server.queries):
+            break
+        await asyncio.sleep(0.02)
+    else:
+        pytest.fail("the re-check round never asked for the DMARC record")
+    await rechecker.stop(grace)
+    row = await domainops._get(pool, "example.test")
+    # The round's result is written once all of the domain's checks are in.
+    assert (row["last_check"] is not None) is round_finished
+
+
 async def test_skipped_dns_domain_is_not_rechecked_or_suspended(
         pool: Any, cfg: Config, dns_server: TestDNSServer) -> None:
     account = await make_account(pool)

@@ -77,7 +77,7 @@ async def test_session_cap_holds_across_two_processes(pool, make_config, tmp_pat
         # Closing a session in one process frees a slot for the other process.
         c0 = sessions[0][0]
         await c0.cmd("QUIT")
-        await c0.closed()
+        assert await c0.closed()
         ok = "AUTH PLAIN " + base64.b64encode(f"\0api\0{acct.token}".encode()).decode()
         for _ in range(50):
             r = await sessions[3][0].cmd(ok)
