@@ -45,6 +45,7 @@ class Env:
     account: Account
     ssl_context: ssl.SSLContext
     others: list[Account] = field(default_factory=list)
+    clients: list[RawClient] = field(default_factory=list)  # closed by smtp_factory at teardown
 
     @property
     def port(self) -> int:
@@ -72,8 +73,10 @@ class Env:
         assert await self.counts() == {"messages": 0, "recipients": 0, "used": 0, "events": 0}
 
     def raw(self, *, implicit: bool = False) -> RawClient:
-        return RawClient("127.0.0.1", self.implicit_port if implicit else self.port, self.ssl_context,
-                         implicit=implicit)
+        client = RawClient("127.0.0.1", self.implicit_port if implicit else self.port, self.ssl_context,
+                           implicit=implicit)
+        self.clients.append(client)
+        return client
 
 
 async def create_account(pool: Any, name: str = "acme", *, monthly_limit: int = 1000,
@@ -101,6 +104,7 @@ def smtp_sections(smtp: dict[str, Any] | None = None, **sections: dict[str, Any]
 @pytest.fixture
 async def smtp_factory(pool: Any, make_config: Any, client_ssl_context: ssl.SSLContext) -> Any:
     services: list[SmtpService] = []
+    envs: list[Env] = []
 
     async def start(*, account: dict[str, Any] | None = None, smtp: dict[str, Any] | None = None,
                     signer: Any = None, kek: bytes | None = None, **sections: dict[str, Any]) -> Env:
@@ -110,9 +114,14 @@ async def smtp_factory(pool: Any, make_config: Any, client_ssl_context: ssl.SSLC
         svc = SmtpService(cfg, pool, signer=signer, process_index=0, port_override=0)
         await svc.start()
         services.append(svc)
-        return Env(svc, pool, cfg, acct, client_ssl_context)
+        env = Env(svc, pool, cfg, acct, client_ssl_context)
+        envs.append(env)
+        return env
 
     yield start
+    for env in envs:  # what a test left open (warnings are errors: an unclosed transport fails it)
+        for client in env.clients:
+            client.close()
     for svc in services:
         await svc.stop(1.0)
 
@@ -136,7 +145,11 @@ class RawClient:
         return self
 
     async def __aexit__(self, *exc: Any) -> None:
-        self.writer.close()
+        self.close()
+
+    def close(self) -> None:
+        if getattr(self, "writer", None) is not None:
+            self.writer.close()
 
     async def connect(self, greet: bool = True) -> str | None:
         self.reader, self.writer = await asyncio.open_connection(
@@ -156,6 +169,7 @@ class RawClient:
             while True:
                 line = await self.reader.readline()
                 if not line:
+                    self.close()
                     raise ConnectionResetError("closed by server")
                 lines.append(line.decode().rstrip("\r\n"))
                 if len(line) < 4 or line[3:4] != b"-":
@@ -186,7 +200,8 @@ class RawClient:
         except TimeoutError:
             return False
         except (ConnectionError, ssl.SSLError):
-            return True
+            pass
+        self.close()
         return True
 
 

@@ -96,11 +96,13 @@ async def test_serve_runs_on_the_configured_loop(event_loop: str, make_config, t
         plain = RawClient("127.0.0.1", starttls, client_ssl_context)
         await plain.connect()
         assert await plain.cmd("NOOP") == reply_line("NOOP_OK")
-        await plain.cmd("QUIT")
+        assert await plain.cmd("QUIT") == reply_line("BYE")
+        assert await plain.closed()
         tls = RawClient("127.0.0.1", implicit, client_ssl_context, implicit=True)
         await tls.connect()
         assert await tls.cmd("NOOP") == reply_line("NOOP_OK")
-        await tls.cmd("QUIT")
+        assert await tls.cmd("QUIT") == reply_line("BYE")
+        assert await tls.closed()
     finally:
         proc.send_signal(signal.SIGTERM)
         async with asyncio.timeout(20):

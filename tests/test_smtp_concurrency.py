@@ -21,7 +21,8 @@ async def _stop(procs) -> None:
         proc.send_signal(signal.SIGTERM)
     for proc, _ in procs:
         async with asyncio.timeout(10):
-            assert await proc.wait() == 0
+            await proc.communicate()  # reads its stdout to the end, which closes the pipe
+        assert proc.returncode == 0
 
 
 async def _session(port: int, ctx, token: str) -> tuple[RawClient, str]:
@@ -50,7 +51,8 @@ async def test_quota_holds_across_two_processes(pool, make_config, tmp_path: Pat
             assert await c.cmd("DATA") == reply_line("START_DATA")
             await c.send(message() + b".\r\n")
             outcomes.append(await c.reply())
-        await c.cmd("QUIT")
+        assert await c.cmd("QUIT") == reply_line("BYE")
+        assert await c.closed()
 
     try:
         await asyncio.gather(*(sender(i) for i in range(20)))  # 80 recipients wanted, 30 allowed
