@@ -24,9 +24,9 @@ from mailtrap_smtp.signing import KeyStore
 from mailtrap_smtp.smtp.server import SmtpService
 from mailtrap_smtp.store import accounts, credentials
 from tests.delivery_util import FAST
+from tests.domain_util import dnsfunc_for
 from tests.mx_sink import MxSink
 from tests.smtp_util import smtp_sections
-from tests.test_dkim_rotation import dnsfunc_for
 
 
 async def test_accepted_over_smtp_arrives_signed_at_the_mx_from_dns(
