@@ -265,7 +265,7 @@ async def test_a_slow_receiver_within_the_timeout_is_delivered(rig: Rig) -> None
     await rig.run()
     log = await webhooks.delivery_log(rig.world.pool, None, w["id"])
     assert [a["acknowledged"] for a in log["attempts"]] == [True]
-    assert log["attempts"][0]["latency_ms"] >= 0
+    assert isinstance(log["attempts"][0]["latency_ms"], int)
 
 
 async def test_basic_auth_in_the_url_is_sent_and_never_logged(rig: Rig, caplog: Any) -> None:
