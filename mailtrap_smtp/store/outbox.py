@@ -226,21 +226,26 @@ async def reposition(conn: Conn, name: str, *, event_id: uuid.UUID | None = None
 
 _READ_SQL = f"""
 WITH h AS (SELECT {_XMIN} AS xmin),
+-- The page is chosen on events alone (the stream through an EXISTS); the joins for the payload run
+-- on the page's rows only, after the LIMIT, whatever plan the statistics of the moment suggest.
+ids AS (
+    SELECT e.id FROM h, events e
+     WHERE (e.xid, e.id) > ($1::text::xid8, $2) AND e.xid < h.xmin
+       AND ($4::bigint IS NULL OR e.account_id = $4)
+       AND ($5::text[] IS NULL OR e.type = ANY($5))
+       AND ($6::text IS NULL OR EXISTS (SELECT 1 FROM messages sm WHERE sm.id = e.message_id AND sm.stream = $6))
+       AND ($7::bigint IS NULL OR e.domain_id = $7)
+     ORDER BY e.xid, e.id
+     LIMIT $3
+),
 page AS (
     SELECT e.xid::text::bigint AS pxid, e.id, e.event_id, e.type, e.account_id, e.domain_id, e.message_id,
            e.recipient_id, e.details, e.created_at, r.rcpt, m.stream, m.category, m.custom_variables,
            d.name AS domain_name
-      FROM h, events e
+      FROM ids JOIN events e ON e.id = ids.id
       LEFT JOIN messages m ON m.id = e.message_id
       LEFT JOIN recipients r ON r.id = e.recipient_id
       LEFT JOIN sending_domains d ON d.id = e.domain_id
-     WHERE (e.xid, e.id) > ($1::text::xid8, $2) AND e.xid < h.xmin
-       AND ($4::bigint IS NULL OR e.account_id = $4)
-       AND ($5::text[] IS NULL OR e.type = ANY($5))
-       AND ($6::text IS NULL OR m.stream = $6)
-       AND ($7::bigint IS NULL OR e.domain_id = $7)
-     ORDER BY e.xid, e.id
-     LIMIT $3
 )
 SELECT p.*, NULL::bigint AS hxid, NULL::bigint AS hid FROM page p
 UNION ALL
@@ -273,6 +278,7 @@ async def read(conn: Conn, after: Position, limit: int, flt: EventFilter = Event
             r["stream"], r["category"],
             json.loads(r["custom_variables"]) if r["custom_variables"] is not None else None, r["domain_name"],
         ))
+    events.sort(key=lambda e: e.position)  # the joins after the LIMIT keep no order
     full = len(events) >= limit
     end = events[-1].position if full else max(horizon, events[-1].position if events else after)
     return Page(events, end, full)
