@@ -99,6 +99,10 @@ def main() -> int:
         "msgs_per_s_without_webhooks": round(without, 1), "msgs_per_s_with_two_webhooks": round(with_, 1),
         "ratio": round(with_ / without, 3), "bar": 0.9,
         "webhook_events_delivered_in_with_runs": delivered,
+        "ratio_per_rep": [round(w["msgs_per_s"] / o["msgs_per_s"], 3)
+                          for w, o in zip(runs["with"], runs["without"], strict=True)],
+        "server_cpu_ms_per_msg_without": round(statistics.median(r["cpu_ms_per_msg"] for r in runs["without"]), 3),
+        "server_cpu_ms_per_msg_with": round(statistics.median(r["cpu_ms_per_msg"] for r in runs["with"]), 3),
         "without_runs": [round(r["msgs_per_s"], 1) for r in runs["without"]],
         "with_runs": [round(r["msgs_per_s"], 1) for r in runs["with"]],
         "errors": sum(r["errors"] for m in runs.values() for r in m),
