@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import datetime as dt
 import ipaddress
 import json
@@ -18,10 +19,10 @@ from typing import Any
 
 from . import config as config_mod
 from . import tokens
+from .permissions import STREAMS, Level
 
 EXIT_ERROR = 1
 EXIT_CONFIG = 2
-STREAMS = ("transactional", "bulk")
 
 
 class CliError(Exception):
@@ -372,19 +373,29 @@ def cmd_dkim_rotate(cfg: config_mod.Config, args: argparse.Namespace) -> int:
     return asyncio.run(_with_pool(cfg, run))
 
 
+def _credential_text(streams: Sequence[str], level: str, domains: Sequence[str] | None) -> dict[str, str]:
+    return {"streams": ",".join(streams), "level": level,
+            "domains": "all" if domains is None else ",".join(domains) or "(none left)"}
+
+
 def cmd_credential_create(cfg: config_mod.Config, args: argparse.Namespace) -> int:
-    from .store import credentials
+    from . import credentials
+    from .permissions import GrantError
 
     async def run(pool: Any) -> int:
         account = await _account(pool, args.account)
-        new = tokens.generate()
-        row = await credentials.create(pool, account["id"], public_id=new.public_id, digest=new.digest,
-                                       stream=args.stream, name=args.name)
+        try:
+            new = await credentials.issue(pool, account["id"], streams=args.stream, level=args.level,
+                                          domains=args.domain, name=args.name)
+        except GrantError as e:
+            raise CliError(str(e)) from None
         if args.json:
-            emit_json({"token_id": row["public_id"], "account": args.account, "stream": row["stream"],
-                       "token": new.token})
+            emit_json({"token_id": new.token_id, "account": args.account, "streams": new.grant.stream_list,
+                       "level": new.grant.level.value, "domains": new.domains, "token": new.token})
         else:
-            print(f"token id: {row['public_id']}   account: {args.account}   stream: {row['stream']}")
+            text = _credential_text(new.grant.stream_list, new.grant.level, new.domains)
+            print(f"token id: {new.token_id}   account: {args.account}   streams: {text['streams']}   "
+                  f"level: {text['level']}   domains: {text['domains']}")
             print(f"token:    {new.token}")
             print("This token is shown once; only its digest is stored. SMTP username: api, password: the token.")
         return 0
@@ -393,30 +404,31 @@ def cmd_credential_create(cfg: config_mod.Config, args: argparse.Namespace) -> i
 
 
 def cmd_credential_revoke(cfg: config_mod.Config, args: argparse.Namespace) -> int:
-    from .store import credentials
-
-    token_id = tokens.public_id_of(args.token_id) or args.token_id
+    from . import credentials
 
     async def run(pool: Any) -> int:
-        row = await credentials.revoke(pool, token_id)
-        if row is None:
+        revoked_at = await credentials.revoke(pool, args.token_id)
+        token_id = tokens.public_id_of(args.token_id) or args.token_id
+        if revoked_at is None:
             raise CliError(f"no credential with token id {token_id!r}")
-        print(f"revoked {row['public_id']} at {_plain(row['revoked_at'])}")
+        print(f"revoked {token_id} at {_plain(revoked_at)}")
         return 0
 
     return asyncio.run(_with_pool(cfg, run))
 
 
 def cmd_credential_list(cfg: config_mod.Config, args: argparse.Namespace) -> int:
-    from .store import credentials
+    from . import credentials
 
     async def run(pool: Any) -> int:
         account_id = (await _account(pool, args.account))["id"] if args.account else None
-        rows = [dict(r) | {"token_id": r["public_id"]} for r in await credentials.list_all(pool, account_id)]
+        rows = [dataclasses.asdict(c) for c in await credentials.list_credentials(pool, account_id)]
         if args.json:
-            emit_json([{k: v for k, v in r.items() if k != "public_id"} for r in rows])
+            emit_json(rows)
         else:
-            emit_table(rows, ["token_id", "account", "stream", "name", "created_at", "last_used_at", "revoked_at"])
+            emit_table([r | _credential_text(r["streams"], r["level"], r["domains"]) for r in rows],
+                       ["token_id", "account", "streams", "level", "domains", "name", "created_at",
+                        "last_used_at", "revoked_at"])
         return 0
 
     return asyncio.run(_with_pool(cfg, run))
@@ -574,9 +586,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     cred = sub.add_parser("credential", help="manage SMTP/API tokens").add_subparsers(dest="sub", required=True,
                                                                                      metavar="ACTION")
-    s = add(cred, "create", cmd_credential_create, "create a token for one stream (printed once)", listing)
+    s = add(cred, "create", cmd_credential_create, "create a token (printed once)", listing)
     s.add_argument("account")
-    s.add_argument("--stream", choices=STREAMS, required=True)
+    s.add_argument("--stream", choices=STREAMS, required=True, action="append",
+                   help="a stream the token may send on; repeat for both")
+    s.add_argument("--domain", action="append",
+                   help="limit the token to this sending domain of the account; repeatable (default: all)")
+    s.add_argument("--level", choices=[lv.value for lv in Level], default=Level.SEND.value,
+                   help="send: submit mail; read: logs and stats; admin: manage the account, send and read")
     s.add_argument("--name", help="a label for people")
     s = add(cred, "revoke", cmd_credential_revoke, "revoke a token by its id (or the token itself)")
     s.add_argument("token_id")

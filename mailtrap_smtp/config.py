@@ -31,6 +31,10 @@ class Listener:
     address: str = "127.0.0.1"
     port: int = 2525
     mode: str = "starttls"  # "starttls" | "implicit"
+    # The stream this listener's sessions send on: "transactional" or "bulk" (a token without
+    # that stream is refused at AUTH), or "" for the token's own stream (transactional when the
+    # token has both).
+    stream: str = ""
 
 
 @dataclass
@@ -311,6 +315,8 @@ def validate(cfg: Config) -> None:
         _port(f"{key}.port", lst.port)
         if lst.mode not in ("starttls", "implicit"):
             raise ConfigError(f"{key}.mode: must be 'starttls' or 'implicit', got {lst.mode!r}")
+        if lst.stream not in ("", "transactional", "bulk"):
+            raise ConfigError(f"{key}.stream: must be 'transactional', 'bulk' or '', got {lst.stream!r}")
         if (lst.address, lst.port) in seen:
             raise ConfigError(f"{key}: {lst.address}:{lst.port} is listed twice")
         seen.add((lst.address, lst.port))

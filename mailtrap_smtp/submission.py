@@ -37,7 +37,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from . import quota
+from . import permissions, quota
 from .auth import Principal, SenderPolicy
 from .store import domains as domains_store
 from .store import messages as messages_store
@@ -215,7 +215,8 @@ class Submission:
         await self._notifier.close()
 
     async def sender_domain(self, principal: Principal, domain: str) -> int | None:
-        """The sending-domain id if this account may send from `domain` now (callers cache per session).
+        """The sending-domain id if this token may send from `domain` now (callers cache per session):
+        a domain of its account that may send, in the token's scope (`permissions.in_scope`).
 
         Answered from `principal.sending_domains` when AUTH preloaded them (same rules, evaluated at
         AUTH for this session), else looked up.
@@ -226,7 +227,9 @@ class Submission:
             self._pool, principal.account_id, domain.lower(), require_approval=self._require_approval,
             grace_seconds=self._grace_seconds,
         )
-        return None if row is None else int(row["id"])
+        if row is None or not permissions.in_scope(principal, int(row["id"])):
+            return None
+        return int(row["id"])
 
     def expect(self) -> None:
         """A message is on its way to `submit(expected=True)` (lets the group commit wait for it)."""

@@ -61,7 +61,7 @@ def test_credential_lifecycle(run: Any, db_dsn: str) -> None:
     assert code == 0, err
     data = json.loads(out)
     token, token_id = data["token"], data["token_id"]
-    assert tokens.public_id_of(token) == token_id and data["stream"] == "bulk"
+    assert tokens.public_id_of(token) == token_id and data["streams"] == ["bulk"]
 
     async def stored() -> Any:
         conn = await asyncpg.connect(db_dsn)

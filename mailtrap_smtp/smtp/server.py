@@ -98,6 +98,7 @@ class Listener:
     address: str
     port: int  # the bound port (differs from the configured one when a test asks for port 0)
     mode: str
+    stream: str = ""  # config.Listener.stream: "" serves each token's own stream
 
     @property
     def label(self) -> str:
@@ -138,7 +139,7 @@ class SmtpService:
             # Implicit TLS is done by asyncio from the first byte unless PROXY headers may come
             # first (they precede the TLS handshake); then the session starts TLS itself.
             ssl_ctx = self.tls.front if conf.mode == "implicit" and not self._proxies else None
-            lst = Listener(conf.address, port, conf.mode)
+            lst = Listener(conf.address, port, conf.mode, conf.stream)
             on_connect = functools.partial(self._on_connect, lst)
             handshake_timeout = self.cfg.smtp.tls_handshake_timeout_seconds
             server: Any

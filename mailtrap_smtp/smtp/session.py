@@ -512,7 +512,8 @@ class Session:
         except UnicodeDecodeError:
             token = ""
         outcome, principal, slot = await self.svc.authenticator.authenticate(
-            token, sender_policy=self.svc.submission.sender_policy, slots=self.svc.slots)
+            token, stream=self.listener.stream or None, sender_policy=self.svc.submission.sender_policy,
+            slots=self.svc.slots)
         if outcome is AuthOutcome.OK and principal is not None:
             self.principal, self.slot = principal, slot
             self.quota_left = principal.quota_remaining_at_auth
@@ -522,6 +523,10 @@ class Session:
         metrics.AUTH_ATTEMPTS.labels(outcome.value).inc()
         if outcome is AuthOutcome.INVALID:
             await self._auth_failed(replies.AUTH_INVALID)
+        elif outcome is AuthOutcome.NOT_ALLOWED:
+            # A real token without sending rights here (other stream, or a read-only token): the
+            # same 535 as Mailtrap's, but no guess, so the brute-force brake does not count it.
+            await self.error(replies.AUTH_INVALID)
         elif outcome is AuthOutcome.QUOTA:
             await self.error(replies.QUOTA_EXCEEDED)
         elif outcome is AuthOutcome.TOO_MANY_CONNECTIONS:
