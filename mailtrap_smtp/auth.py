@@ -62,10 +62,6 @@ class Principal:
     account_id: int
     account_name: str
     stream: str  # the stream this session sends on (`permissions.stream_for`), stored with its messages
-    # The token's grant (see `permissions`): it satisfies `permissions.Scoped`.
-    streams: frozenset[str]
-    domain_ids: frozenset[int] | None  # None: every domain of the account
-    level: Level
     monthly_limit: int
     max_message_size: int
     billing_anchor_day: int
@@ -79,6 +75,15 @@ class Principal:
     # the SMTP session keeps anyway: a change (approval, suspension, end of a grace period, the
     # token's scope) applies to the next session.
     sending_domains: Mapping[str, int] | None = field(default=None, compare=False, repr=False)
+    # The token's grant (see `permissions`; a Principal satisfies `permissions.Scoped`). The
+    # defaults are those of a token from before grants: a send token on `stream`, every domain.
+    streams: frozenset[str] = frozenset()  # empty: {stream}
+    domain_ids: frozenset[int] | None = None  # None: every domain of the account
+    level: Level = Level.SEND
+
+    def __post_init__(self) -> None:
+        if not self.streams:
+            object.__setattr__(self, "streams", frozenset({self.stream}))
 
 
 @dataclass(frozen=True)

@@ -295,6 +295,9 @@ class Submission:
 
     async def _accept(self, principal: Principal, envelope: Envelope, raw: bytes,
                       handed_over: Callable[[], None]) -> Accepted:
+        # AUTH for sending already refused such a token; this holds for every adapter regardless.
+        if not permissions.may_send(principal, principal.stream):
+            raise Rejected(Outcome.NOT_PERMITTED)
         if len(raw) > principal.max_message_size:
             raise Rejected(Outcome.SIZE_EXCEEDED)
         check_line_endings(raw)

@@ -234,3 +234,25 @@ async def test_listener_stream_with_both_streams_token_over_two_listeners(smtp_f
             assert (await attempt(c, f"app@{DOMAIN}", f"app@{DOMAIN}")).startswith("250 ")
         await asyncio.sleep(0)
     assert [r["stream"] for r in await stored(env)] == [B, T]
+
+
+@pytest.mark.parametrize(("streams", "level", "stream"), [
+    ([T, B], "read", T),        # a read token, whichever adapter let it through
+    ([T], "send", B),           # a session stream outside the token's streams
+])
+async def test_submission_itself_refuses_a_principal_without_sending_rights(
+        smtp_factory: Any, streams: list[str], level: str, stream: str) -> None:
+    from mailtrap_smtp.auth import Principal
+    from mailtrap_smtp.outcomes import Outcome, Rejected
+    from mailtrap_smtp.permissions import Level
+    from mailtrap_smtp.submission import Envelope
+
+    env = await start(smtp_factory)
+    principal = Principal(credential_id=env.account.credential_id, account_id=env.account.id, account_name="acme",
+                          stream=stream, monthly_limit=1000, max_message_size=10**6, billing_anchor_day=1,
+                          sending_domains={DOMAIN: 1}, streams=frozenset(streams), level=Level(level))
+    envelope = Envelope(mail_from=f"app@{DOMAIN}", sender_domain_id=1, recipients=["user@dest.test"])
+    with pytest.raises(Rejected) as info:
+        await env.service.submission.submit(principal, envelope, message())
+    assert info.value.outcome is Outcome.NOT_PERMITTED
+    await env.assert_nothing_stored()
