@@ -13,7 +13,7 @@ import aiosmtplib
 import asyncpg
 import pytest
 
-from mailtrap_smtp import credentials as credentials_uc
+from mailtrap_smtp.core import credentials as credentials_uc
 from mailtrap_smtp.store import credentials as credentials_store
 from mailtrap_smtp.store import db as store_db
 from mailtrap_smtp.store import domains, smtp_limits
@@ -43,8 +43,8 @@ async def start(smtp_factory: Any, listener_stream: str = "", **kw: Any) -> Env:
 
 
 async def issue(env: Env, streams: list[str], level: str = "send", scope: list[str] | None = None) -> str:
-    return (await credentials_uc.issue(env.pool, env.account.id, streams=streams, level=level,
-                                       domains=scope)).token
+    return (await credentials_uc.issue_for(env.pool, env.account.id, streams=streams, level=level,
+                                           domains=scope)).token
 
 
 async def stored(env: Env) -> list[asyncpg.Record]:
