@@ -162,7 +162,8 @@ def test_cli_help_for_every_command() -> None:
     for cmd in (["serve"], ["migrate"], ["check-config"], ["account", "create"], ["account", "show"],
                 ["domain", "add"], ["domain", "verify"], ["domain", "approve"], ["domain", "list"],
                 ["credential", "create"], ["credential", "revoke"], ["dkim", "rotate"], ["queue", "list"],
-                ["queue", "show"], ["queue", "retry"], ["queue", "bounce"]):
+                ["queue", "show"], ["queue", "retry"], ["queue", "bounce"], ["template", "create"],
+                ["template", "list"], ["template", "show"], ["template", "render"], ["template", "delete"]):
         with pytest.raises(SystemExit) as e:
             parser.parse_args([*cmd, "--help"])
         assert e.value.code == 0
