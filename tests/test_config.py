@@ -163,7 +163,8 @@ def test_cli_help_for_every_command() -> None:
                 ["domain", "add"], ["domain", "verify"], ["domain", "approve"], ["domain", "list"],
                 ["credential", "create"], ["credential", "revoke"], ["dkim", "rotate"], ["queue", "list"],
                 ["queue", "show"], ["queue", "retry"], ["queue", "bounce"], ["template", "create"],
-                ["template", "list"], ["template", "show"], ["template", "render"], ["template", "delete"]):
+                ["template", "list"], ["template", "show"], ["template", "render"], ["template", "delete"],
+                ["inbox", "create"], ["inbox", "list"], ["inbox", "messages"], ["inbox", "download"]):
         with pytest.raises(SystemExit) as e:
             parser.parse_args([*cmd, "--help"])
         assert e.value.code == 0
