@@ -22,6 +22,7 @@ set costs a bounded amount of CPU and memory.
 
 from __future__ import annotations
 
+import decimal
 import math
 import re
 from collections.abc import Mapping
@@ -343,22 +344,53 @@ def _empty(value: Any) -> bool:
     return not _truthy(value)
 
 
-def _text(value: Any) -> str:
+def _number(x: float) -> str:
+    """ECMAScript's Number::toString (what Handlebars prints): the shortest round-trip digits, which
+    Python's repr also finds, laid out by the JavaScript rules (ECMA-262 §6.1.6.1.20)."""
+    if math.isnan(x):
+        return "NaN"
+    if math.isinf(x):
+        return "Infinity" if x > 0 else "-Infinity"
+    if x == 0:
+        return "0"
+    sign, digit_tuple, exponent = decimal.Decimal(repr(x)).as_tuple()
+    assert isinstance(exponent, int)
+    digits = "".join(map(str, digit_tuple)).rstrip("0")
+    exponent += len("".join(map(str, digit_tuple))) - len(digits)
+    k, n = len(digits), len(digits) + exponent
+    if k <= n <= 21:
+        text = digits + "0" * (n - k)
+    elif 0 < n <= 21:
+        text = digits[:n] + "." + digits[n:]
+    elif -6 < n <= 0:
+        text = "0." + "0" * -n + digits
+    else:
+        e = n - 1
+        text = (digits[0] + ("." + digits[1:] if k > 1 else "") + "e" + ("+" if e > 0 else "-") + str(abs(e)))
+    return ("-" if sign else "") + text
+
+
+def _text(value: Any, depth: int = 0) -> str:
     """JavaScript's string conversion, which is what Handlebars prints."""
     if value is None:
         return ""
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int):
-        return str(value)
+        if value.bit_length() > 1000:  # past JavaScript's range; Python refuses str() of huge ints
+            raise TemplateError("a number in the variables is too large")
+        return str(value) if abs(value) < 10**21 else _number(float(value))
     if isinstance(value, float):
-        if value.is_integer() and abs(value) < 1e21:
-            return str(int(value))
-        return repr(value)
+        return _number(value)
     if isinstance(value, str):
         return value
     if isinstance(value, list | tuple):
-        return ",".join(_text(v) for v in value)
+        # Array.prototype.join, bounded: the commas alone of a longer list exceed the output bound.
+        if depth >= MAX_DEPTH:
+            raise TemplateError(f"a list in the variables is nested more than {MAX_DEPTH} deep")
+        if len(value) > MAX_OUTPUT_CHARS:
+            raise TemplateError(f"the rendered template is larger than {MAX_OUTPUT_CHARS} characters")
+        return ",".join(_text(v, depth + 1) for v in value)
     return "[object Object]"
 
 
