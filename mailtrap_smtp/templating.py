@@ -32,7 +32,7 @@ from typing import Any
 MAX_SOURCE_CHARS = 2_000_000
 MAX_DEPTH = 32  # blocks nested in one another
 MAX_OUTPUT_CHARS = 10 * 1024 * 1024
-MAX_STEPS = 200_000  # nodes rendered, each iteration of an `each` counting its body again
+MAX_STEPS = 200_000  # nodes rendered and `each` iterations (a body counts again in each iteration)
 
 BLOCK_HELPERS = ("if", "unless", "each", "with")
 _ESCAPES = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#x27;",
@@ -264,9 +264,9 @@ def _parse(tokens: list[str | _Tag]) -> list[_Node]:
         elif tok.kind in ("var", "raw"):
             target().append(_Var(_path(tok.content, tok.line), raw=tok.kind == "raw"))
         elif tok.kind == "open":
-            stack.append(_open(tok, len(stack)))
-            target_list = root if len(stack) == 1 else _outer(stack)
-            target_list.append(stack[-1])
+            block = _open(tok, len(stack))
+            target().append(block)
+            stack.append(block)
         elif tok.kind == "else":
             _else(tok, stack)
         elif tok.kind == "close":
@@ -276,11 +276,6 @@ def _parse(tokens: list[str | _Tag]) -> list[_Node]:
         raise TemplateError(f"line {opener.line}: {{{{#{opener.helper}}}}} is never closed with "
                             f"{{{{/{opener.helper}}}}}")
     return root
-
-
-def _outer(stack: list[_Block]) -> list[_Node]:
-    parent = stack[-2]
-    return parent.inverse if parent.in_inverse else parent.body
 
 
 def _open(tok: _Tag, depth: int) -> _Block:
@@ -428,11 +423,14 @@ class _Render:
                 return None
         return value
 
+    def step(self) -> None:
+        self.steps += 1
+        if self.steps > MAX_STEPS:
+            raise TemplateError(f"the template takes more than {MAX_STEPS} steps to render")
+
     def nodes(self, nodes: list[_Node]) -> None:
         for node in nodes:
-            self.steps += 1
-            if self.steps > MAX_STEPS:
-                raise TemplateError(f"the template takes more than {MAX_STEPS} steps to render")
+            self.step()
             if isinstance(node, str):
                 self.emit(node)
             elif isinstance(node, _Var):
@@ -462,18 +460,13 @@ class _Render:
 
     def each(self, block: _Block, value: Any) -> None:
         # Iterated in place (never copied): the step bound stops a huge list early.
-        if isinstance(value, Mapping):
-            items: Any = value.items()
-        elif isinstance(value, list | tuple):
-            items = enumerate(value)
-        else:
-            items = ()
-        last = len(value) - 1 if items else -1
-        if last < 0:
-            self.nodes(block.inverse)
-            return
         keyed = isinstance(value, Mapping)
-        for i, (key, item) in enumerate(items):
+        if not (keyed or isinstance(value, list | tuple)) or not value:
+            self.nodes(block.inverse)  # Handlebars iterates objects only: a string renders {{else}}
+            return
+        last = len(value) - 1
+        for i, (key, item) in enumerate(value.items() if keyed else enumerate(value)):
+            self.step()  # an iteration counts even when its body is empty
             data = {"index": i, "first": i == 0, "last": i == last}
             if keyed:
                 data["key"] = key

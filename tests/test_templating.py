@@ -199,6 +199,8 @@ def _nested_list(depth: int) -> list[Any]:
 HOSTILE_RENDERS: list[tuple[str, str, dict[str, Any], str]] = [
     ("huge_each", "{{#each l}}{{this}}{{/each}}", {"l": ["x"] * 300_000},
      "the template takes more than 200000 steps to render"),
+    ("huge_each_empty_body", "{{#each l}}{{/each}}", {"l": ["x"] * 300_000},
+     "the template takes more than 200000 steps to render"),
     ("multiplying_eaches", "{{#each a}}{{#each ../a}}{{#each ../../a}}x{{/each}}{{/each}}{{/each}}",
      {"a": list(range(100))}, "the template takes more than 200000 steps to render"),
     ("huge_output", "{{{x}}}" * 11, {"x": "y" * (1024 * 1024)},
