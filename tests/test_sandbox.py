@@ -12,13 +12,13 @@ from typing import Any
 import asyncpg
 import pytest
 
-from mailtrap_smtp import cli
 from mailtrap_smtp.auth import Principal
 from mailtrap_smtp.core import sandbox
 from mailtrap_smtp.core.refusal import Refused
 from mailtrap_smtp.outcomes import Outcome, Rejected
 from mailtrap_smtp.permissions import Level
 from mailtrap_smtp.store import accounts
+from tests.cli_util import CliRun
 
 RAW = b"From: App <app@example.com>\r\nTo: a@dest.test\r\nSubject: Hello\r\n\r\nHi.\r\n"
 
@@ -124,17 +124,9 @@ async def test_other_accounts_inboxes_and_messages_are_unknown(pool: Any, accts:
 
 
 @pytest.fixture
-def run(make_config: Any, tmp_path: Path, capsysbinary: pytest.CaptureFixture[bytes]) -> Any:
-    make_config()
-    path = str(tmp_path / "config.toml")
-
-    def go(*args: str) -> tuple[int, bytes, str]:
-        code = cli.main(["-c", path, *args])
-        out = capsysbinary.readouterr()
-        return code, out.out, out.err.decode()
-
-    go("account", "create", "acme")
-    return go
+def run(cli_run: CliRun) -> CliRun:
+    cli_run("account", "create", "acme")
+    return cli_run
 
 
 def test_cli_create_list_messages_download(run: Any, db_dsn: str, tmp_path: Path) -> None:
@@ -154,14 +146,14 @@ def test_cli_create_list_messages_download(run: Any, db_dsn: str, tmp_path: Path
 
     mid = asyncio.run(keep())
     code, out, _ = run("inbox", "list", "acme")
-    assert out.decode().splitlines()[1].split()[:3] == [str(inbox["id"]), "QA", "1"]
+    assert out.splitlines()[1].split()[:3] == [str(inbox["id"]), "QA", "1"]
     code, out, _ = run("inbox", "messages", "acme", str(inbox["id"]), "--json")
     assert [(m["id"], m["subject"]) for m in json.loads(out)] == [(str(mid), "Hello")]
     code, out, _ = run("inbox", "download", "acme", str(mid))
-    assert (code, out) == (0, RAW)
+    assert (code, out) == (0, RAW.decode())
     target = tmp_path / "m.eml"
     code, out, _ = run("inbox", "download", "acme", str(mid), "-o", str(target))
-    assert (code, out.decode(), target.read_bytes()) == (0, f"wrote {len(RAW)} bytes to {target}\n", RAW)
+    assert (code, out, target.read_bytes()) == (0, f"wrote {len(RAW)} bytes to {target}\n", RAW)
 
 
 @pytest.mark.parametrize(("args", "error"), [
@@ -172,4 +164,4 @@ def test_cli_create_list_messages_download(run: Any, db_dsn: str, tmp_path: Path
 ])
 def test_cli_refusals(run: Any, args: list[str], error: str) -> None:
     code, out, err = run(*args)
-    assert (code, out, err) == (1, b"", error)
+    assert (code, out, err) == (1, "", error)

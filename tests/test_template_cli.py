@@ -8,22 +8,14 @@ from typing import Any
 
 import pytest
 
-from mailtrap_smtp import cli
+from tests.cli_util import CliRun
 
 
 @pytest.fixture
-def run(make_config: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Any:
-    make_config()
-    path = str(tmp_path / "config.toml")
-
-    def go(*args: str) -> tuple[int, str, str]:
-        code = cli.main(["-c", path, *args])
-        out = capsys.readouterr()
-        return code, out.out, out.err
-
-    go("account", "create", "acme")
-    go("account", "create", "other")
-    return go
+def run(cli_run: CliRun) -> CliRun:
+    cli_run("account", "create", "acme")
+    cli_run("account", "create", "other")
+    return cli_run
 
 
 @pytest.fixture
