@@ -3,6 +3,7 @@ deactivation, replay, isolation between webhooks, credentials in the URL, connec
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import datetime as dt
 import logging
@@ -386,3 +387,20 @@ async def test_an_inactive_webhooks_cursor_found_unpaused_is_paused(rig: Rig) ->
     assert await rig.run() == 1
     assert await rig.world.pool.fetchval("SELECT paused FROM outbox_cursors WHERE name = $1", f"webhook:{w['id']}")
     assert await rig.run() == 0 and rig.receiver.requests == []
+
+
+async def test_two_processes_never_post_the_same_webhooks_events_twice(rig: Rig) -> None:
+    """Leases: with two runners (two processes, or nodes) one webhook has one holder at a time."""
+    rig.receiver.delay = 0.05  # POSTs overlap with the other runner's claims
+    hooks = [await rig.webhook() for _ in range(4)]
+    rids = await rig.world.send(1200)
+    for i in range(0, 1200, 200):
+        await rig.world.finish(rids[i:i + 200])
+    a, b = (OutboxRunner(rig.world.pool, [WebhookDelivery(rig.cfg, rig.world.pool, rig.client)], concurrency=2,
+                         clock=rig.clock) for _ in range(2))
+    assert await asyncio.gather(a.run_once(), b.run_once()) == [2, 2]  # they split the four webhooks
+    ids = await rig.world.event_ids()
+    for w in hooks:
+        log = await webhooks.delivery_log(rig.world.pool, None, w["id"])
+        assert sum(x["events"] for x in log["attempts"]) == len(ids)
+    assert sorted(e["event_id"] for e in rig.receiver.events()) == sorted(ids * len(hooks))
