@@ -136,6 +136,9 @@ class DomainsConfig:
     require_approval: bool = False
     recheck_interval_seconds: int = 3600
     grace_period_seconds: int = 72 * 3600
+    # VERP return path bounces+TAG@<token>.<domain> as MAIL FROM (only with ownership = "cname").
+    verp: bool = True
+    verp_key_file: str = ""  # empty: <data_dir>/verp.key, created with mode 0600
 
 
 @dataclass

@@ -41,6 +41,7 @@ from ..store import queue
 from ..store.messages import NOTIFY_CHANNEL
 from . import bounces, client, retry
 from .mx import DnsPermanentError, DnsTemporaryError, resolve_mx
+from .return_path import ReturnPaths
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +96,7 @@ class DeliveryService:
             tls_verify_context = client.verifying_context(str(cfg.path(ca_file)))
         self.tls_verify_context = tls_verify_context
         self.rng = rng or random.Random()
+        self.return_paths = ReturnPaths(cfg)
         self._routes = {k.lower().rstrip("."): v for k, v in self.dcfg.routes.items()}
         self._require_tls_domains = [d.lower().rstrip(".") for d in self.dcfg.require_tls_domains]
         self._global = asyncio.Semaphore(self.dcfg.concurrency)
@@ -216,14 +218,17 @@ class DeliveryService:
             await self._record([queue.Outcome(c.id, queue.EXPIRED, "",
                                               {"reason": "maximum queue lifetime reached"})
                                 for c in too_old])
-        by_domain: dict[str, dict[uuid.UUID, _MessageJob]] = {}
+        # A VERP return path names one recipient, so its recipients go in transactions of their own.
+        senders = await self.return_paths.senders(self.pool, claimed)
+        by_domain: dict[str, dict[tuple[uuid.UUID, str], _MessageJob]] = {}
         for c in claimed:
             if c.age_seconds >= lifetime:
                 continue
             jobs = by_domain.setdefault(c.domain, {})
-            job = jobs.get(c.message_id)
+            sender = senders.get(c.id, c.mail_from)
+            job = jobs.get((c.message_id, sender))
             if job is None:
-                job = jobs[c.message_id] = _MessageJob(c.message_id, c.mail_from, [])
+                job = jobs[(c.message_id, sender)] = _MessageJob(c.message_id, sender, [])
             job.recipients.append(c)
         for domain, jobs in by_domain.items():
             job_list = list(jobs.values())
