@@ -142,6 +142,16 @@ class DomainsConfig:
 
 
 @dataclass
+class InboundConfig:
+    # "host:port" listeners of `serve --role inbound` (the MX of the return-path host; 25 in
+    # production). Empty: no inbound listener (`--role all` then starts none).
+    listeners: list[str] = field(default_factory=list)
+    max_message_size: int = 1 * MB  # a report is small; the original message it returns is optional
+    max_recipients: int = 10
+    max_connections: int = 100
+
+
+@dataclass
 class MetricsConfig:
     listen: str = "127.0.0.1:9325"  # empty: no metrics endpoint
 
@@ -157,6 +167,7 @@ class Config:
     delivery: DeliveryConfig = field(default_factory=DeliveryConfig)
     dkim: DkimConfig = field(default_factory=DkimConfig)
     domains: DomainsConfig = field(default_factory=DomainsConfig)
+    inbound: InboundConfig = field(default_factory=InboundConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     # Where the file was read from: relative paths in it are relative to its folder.
     base_dir: Path = field(default_factory=Path.cwd, repr=False)
@@ -356,6 +367,11 @@ def validate(cfg: Config) -> None:
     _positive("dns.timeout_seconds", cfg.dns.timeout_seconds)
     if cfg.domains.ownership not in ("cname", "txt"):
         raise ConfigError(f"domains.ownership: must be 'cname' or 'txt', got {cfg.domains.ownership!r}")
+    for i, listen in enumerate(cfg.inbound.listeners):
+        if _host_port(f"inbound.listeners[{i}]", listen) in seen:
+            raise ConfigError(f"inbound.listeners[{i}]: {listen} is also an smtp listener")
+    for name in ("max_message_size", "max_recipients", "max_connections"):
+        _positive(f"inbound.{name}", getattr(cfg.inbound, name))
     if cfg.metrics.listen:
         _host_port("metrics.listen", cfg.metrics.listen)
     if not cfg.server.hostname or any(c in cfg.server.hostname for c in " \r\n\t"):

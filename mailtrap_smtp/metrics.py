@@ -38,3 +38,8 @@ LEASES_LOST = Counter("mts_delivery_leases_lost_total", "Recipients whose lease 
 # --- sending domains ---
 DOMAIN_CHECKS = Counter("mts_domain_checks_total", "DNS checks of sending domains by result", ["result"])
 DOMAINS_FAILING = Gauge("mts_domains_failing", "Verified domains whose DNS records currently fail")
+
+# --- inbound listener (bounces, complaints) ---
+INBOUND_REPORTS = Counter(
+    "mts_inbound_reports_total", "Reports received at VERP return paths, by what became of them", ["result"]
+)

@@ -62,6 +62,8 @@ def test_shape_fits_rfc5321_local_part_limit() -> None:
     pytest.param(f"bounces+{_flip_char(GOOD_TEXT, 0)}@{GOOD_HOST}", None, id="tampered-message-id"),
     pytest.param(f"bounces+{_flip_char(GOOD_TEXT, 45)}@{GOOD_HOST}", None, id="tampered-mac"),
     pytest.param(verp.make(OTHER_KEY, TAG, GOOD_HOST), None, id="other-key"),
+    pytest.param(f"bounces+{GOOD_TEXT[:-1]}{'ab'[GOOD_TEXT[-1] == 'a']}@{GOOD_HOST}", None,
+                 id="non-canonical-last-character"),
     pytest.param(f"bounces+{GOOD_TEXT[:-1]}@{GOOD_HOST}", None, id="truncated"),
     pytest.param(f"bounces+{GOOD_TEXT}a@{GOOD_HOST}", None, id="extended"),
     pytest.param(f"bounce+{GOOD_TEXT}@{GOOD_HOST}", None, id="wrong-prefix"),

@@ -73,6 +73,8 @@ def decode_tag(key: bytes, text: str) -> Tag | None:
         raw = base64.b32decode(text + "====", casefold=True)
     except (binascii.Error, ValueError):
         return None
+    if base64.b32encode(raw).decode("ascii").rstrip("=") != text.upper():
+        return None  # the unused low bits of the last character set: one tag, one spelling
     payload, mac = raw[:_PAYLOAD_LEN], raw[_PAYLOAD_LEN:]
     if len(mac) != _MAC_LEN or not hmac.compare_digest(mac, _mac(key, payload)):
         return None

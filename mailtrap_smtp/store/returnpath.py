@@ -25,11 +25,26 @@ async def return_path_hosts(conn: Conn, domain_ids: Iterable[int]) -> dict[int, 
     return {int(r["id"]): str(r["host"]) for r in rows}
 
 
-async def tagged_recipient(conn: Conn, message_id: uuid.UUID, recipient_id: int) -> Record | None:
-    """The recipient a valid tag names, with its message's account and domain (None if deleted)."""
+async def lock_tagged_recipient(conn: Conn, message_id: uuid.UUID, recipient_id: int) -> Record | None:
+    """The recipient a valid tag names, with its message's account and domain (None if deleted).
+
+    Locked until the end of the caller's transaction, so that two copies of one report arriving at
+    once (a remote MTA retrying after a lost 250) are recorded once.
+    """
     return await conn.fetchrow(
         """SELECT r.id, r.rcpt, r.state, m.id AS message_id, m.account_id, m.domain_id
              FROM recipients r JOIN messages m ON m.id = r.message_id
-            WHERE r.id = $2 AND r.message_id = $1""",
+            WHERE r.id = $2 AND r.message_id = $1
+              FOR UPDATE OF r""",
         message_id, recipient_id,
     )
+
+
+async def has_feedback(conn: Conn, recipient_id: int, type_: str, fingerprint: str) -> bool:
+    """Whether this report (same event type, same fingerprint) is already recorded for the recipient."""
+    return bool(await conn.fetchval(
+        """SELECT EXISTS (SELECT 1 FROM events
+                           WHERE recipient_id = $1 AND type = $2 AND details->>'source' = 'inbound'
+                             AND details->>'fingerprint' = $3)""",
+        recipient_id, type_, fingerprint,
+    ))

@@ -1,0 +1,262 @@
+"""The inbound listener over real sockets: smtplib over STARTTLS delivering the report samples to
+VERP return paths, the events they leave in PostgreSQL, and hostile dialogues (exact replies,
+nothing stored)."""
+
+from __future__ import annotations
+
+import asyncio
+import smtplib
+import ssl
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+import pytest
+
+from mailtrap_smtp.delivery import verp
+from mailtrap_smtp.delivery.return_path import load_key
+from mailtrap_smtp.inbound.server import InboundService
+from tests.mx_sink import free_port
+from tests.report_samples import EXPECTED, render
+from tests.smtp_util import RawClient, reply_line
+from tests.test_delivery_support import event_list
+from tests.test_verp import _enqueue_from_domain, _recipient_ids
+
+RCPT = "gone@dest.test"
+
+
+@dataclass
+class Inbound:
+    service: InboundService
+    pool: Any
+    key: bytes
+    message_id: uuid.UUID
+    recipient_id: int
+    ctx: ssl.SSLContext
+
+    @property
+    def port(self) -> int:
+        return self.service.ports[0]
+
+    @property
+    def verp(self) -> str:
+        return verp.make(self.key, verp.Tag(self.message_id, self.recipient_id), "mt7q2x.src.test")
+
+    async def feedback_events(self) -> list[tuple[str, str | None, Any]]:
+        return [e for e in await event_list(self.pool, self.message_id) if e[0] != "reception"]
+
+    def raw(self) -> RawClient:
+        return RawClient("127.0.0.1", self.port, self.ctx)
+
+
+@pytest.fixture
+async def inbound(make_config: Any, pool: asyncpg.Pool[Any], client_ssl_context: ssl.SSLContext) -> Any:
+    cfg = make_config(inbound={"listeners": [f"127.0.0.1:{free_port()}"], "max_message_size": 65536,
+                               "max_recipients": 3},
+                      smtp={"max_errors": 5, "command_timeout_seconds": 5.0})
+    mid = await _enqueue_from_domain(pool, [RCPT, "other@dest.test"])
+    svc = InboundService(cfg, pool)
+    await svc.start()
+    try:
+        yield Inbound(svc, pool, load_key(cfg), mid, (await _recipient_ids(pool, mid))[RCPT], client_ssl_context)
+    finally:
+        await svc.stop(1.0)
+
+
+def _smtplib_send(port: int, ctx: ssl.SSLContext, rcpts: list[str], raw: bytes) -> dict[str, tuple[int, bytes]]:
+    with smtplib.SMTP("127.0.0.1", port, timeout=10) as s:
+        s.ehlo("mx.reporter.test")
+        assert s.has_extn("starttls") and not s.has_extn("auth")
+        s.starttls(context=ctx)
+        s.ehlo("mx.reporter.test")
+        assert not s.has_extn("starttls") and not s.has_extn("auth")
+        return s.sendmail("", rcpts, raw)  # the null reverse path of every DSN (RFC 3464 §2)
+
+
+async def send(inb: Inbound, raw: bytes, rcpts: list[str] | None = None) -> dict[str, tuple[int, bytes]]:
+    return await asyncio.to_thread(_smtplib_send, inb.port, inb.ctx, rcpts or [inb.verp], raw)
+
+
+_EVENT_OF = {"bounce": "bounce", "soft_bounce": "soft_bounce", "spam": "spam"}
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+async def test_each_sample_over_smtp_becomes_its_event(inbound: Inbound, name: str) -> None:
+    want = EXPECTED[name]
+    refused = await send(inbound, render(name, inbound.verp, RCPT))
+    assert refused == {}
+    evs = await inbound.feedback_events()
+    if want["kind"] not in _EVENT_OF:
+        assert evs == []  # not feedback / unparseable: accepted, nothing recorded
+        return
+    ((etype, rcpt, details),) = evs
+    assert etype == _EVENT_OF[want["kind"]] and rcpt == RCPT
+    assert details["source"] == "inbound" and details["format"] == want["format"]
+    assert details["final_recipient"] == RCPT and details["reported_by"] == "127.0.0.1"
+    if etype == "spam":
+        assert details["feedback_type"] == want["feedback_type"]
+    else:
+        assert details["category"] == want["category"] and details["status"] == want["status"]
+        if "remote_mta" in want:
+            assert details["remote_mta"] == want["remote_mta"]
+
+
+async def test_same_report_twice_is_recorded_once(inbound: Inbound) -> None:
+    raw = render("rfc3464_postfix_user_unknown.eml", inbound.verp, RCPT)
+    await send(inbound, raw)
+    await send(inbound, raw)
+    assert [e[0] for e in await inbound.feedback_events()] == ["bounce"]
+
+
+def _forgeries(good: str) -> list[str]:
+    local, _, host = good.partition("@")
+    text = local.partition("+")[2]
+    flipped = text[:-1] + ("a" if text[-1] != "a" else "b")
+    return [f"bounces+{flipped}@{host}", f"bounces@{host}", f"postmaster@{host}", f"bounces+{text[:-2]}@{host}"]
+
+
+@pytest.mark.parametrize("which", range(4), ids=["bad-mac", "no-tag", "postmaster", "short-tag"])
+async def test_forged_return_path_refused_and_nothing_changes(inbound: Inbound, which: int) -> None:
+    forged = _forgeries(inbound.verp)[which]
+    with pytest.raises(smtplib.SMTPRecipientsRefused) as e:
+        await send(inbound, render("rfc3464_postfix_user_unknown.eml", forged, RCPT), [forged])
+    assert e.value.recipients == {forged: (550, b"5.1.1 No such user here")}
+    assert await inbound.feedback_events() == []
+
+
+async def test_tag_of_a_deleted_message_accepted_and_ignored(inbound: Inbound) -> None:
+    gone = verp.make(inbound.key, verp.Tag(uuid.uuid4(), 999), "mt7q2x.src.test")
+    assert await send(inbound, render("rfc3464_postfix_user_unknown.eml", gone, RCPT), [gone]) == {}
+    async with inbound.pool.acquire() as conn:
+        assert await conn.fetchval("SELECT count(*) FROM events WHERE type <> 'reception'") == 0
+
+
+async def test_one_report_to_two_return_paths_records_both(inbound: Inbound) -> None:
+    other = (await _recipient_ids(inbound.pool, inbound.message_id))["other@dest.test"]
+    second = verp.make(inbound.key, verp.Tag(inbound.message_id, other), "mt7q2x.src.test")
+    await send(inbound, render("rfc3464_postfix_user_unknown.eml", inbound.verp, RCPT), [inbound.verp, second])
+    assert sorted((t, r) for t, r, _ in await inbound.feedback_events()) == [
+        ("bounce", "gone@dest.test"), ("bounce", "other@dest.test")]
+
+
+# --- hostile dialogues: exact reply, nothing stored ---
+
+
+@pytest.mark.parametrize(("lines", "expected"), [
+    pytest.param(["EHLO x", "AUTH PLAIN AGFwaQBzZWNyZXQ="], "INBOUND_NO_AUTH", id="auth"),
+    pytest.param(["EHLO x", "MAIL FROM:<> SIZE=999999999"], "SIZE_EXCEEDED", id="size-param-over-cap"),
+    pytest.param(["EHLO x", "MAIL FROM:<> SMTPUTF8"], "UNSUPPORTED_PARAMETER", id="unknown-mail-param"),
+    pytest.param(["EHLO x", "RCPT TO:<{verp}>"], "NEED_MAIL", id="rcpt-before-mail"),
+    pytest.param(["MAIL FROM:<>"], "EHLO_FIRST", id="mail-before-ehlo"),
+    pytest.param(["EHLO x", "MAIL FROM:<>", "DATA"], "NEED_RCPT", id="data-without-rcpt"),
+    pytest.param(["EHLO x", "MAIL FROM:<>", "MAIL FROM:<>"], "NESTED_MAIL", id="nested-mail"),
+    pytest.param(["EHLO x", "MAIL FROM:<>", "RCPT TO:<{verp}> NOTIFY=NEVER"], "UNSUPPORTED_PARAMETER",
+                 id="rcpt-param"),
+    pytest.param(["EHLO x", "MAIL FROM:<>", "RCPT TO:<a b@c>"], "RECIPIENT_SYNTAX", id="rcpt-syntax"),
+    pytest.param(["EHLO x", "MAIL FROM:<>", "RCPT TO:<bounces+é@h.test>"], "NON_ASCII_ADDRESS", id="rcpt-8bit"),
+    pytest.param(["EHLO x", "X" * 600], "LINE_TOO_LONG", id="line-too-long"),
+    pytest.param(["EHLO x", "NOOP \x00"], "BAD_CHARACTERS", id="nul"),
+    pytest.param(["EHLO x", "NOOP a\rb"], "BAD_CHARACTERS", id="bare-cr"),
+    pytest.param(["EHLO x", "EXPN postmaster"], "NOT_IMPLEMENTED", id="expn"),
+    pytest.param(["FOO"], "UNKNOWN_COMMAND", id="unknown-verb"),
+    pytest.param(["EHLO"], "HELO_SYNTAX", id="ehlo-without-name"),
+])
+async def test_hostile_command(inbound: Inbound, lines: list[str], expected: str) -> None:
+    async with inbound.raw() as c:
+        *setup, last = [line.format(verp=inbound.verp) for line in lines]
+        for line in setup:
+            assert (await c.cmd(line.encode("utf-8")))[:1] not in ("4", "5")
+        assert (await c.cmd(last.encode("utf-8"))).splitlines()[-1] == reply_line(expected)
+    assert await inbound.feedback_events() == []
+
+
+async def test_too_many_recipients(inbound: Inbound) -> None:
+    async with inbound.raw() as c:
+        await c.cmd("EHLO x")
+        await c.cmd("MAIL FROM:<>")
+        for _ in range(3):
+            assert await c.cmd(f"RCPT TO:<{inbound.verp}>") == reply_line("RECIPIENT_OK")
+        assert await c.cmd(f"RCPT TO:<{inbound.verp}>") == reply_line("TOO_MANY_RECIPIENTS")
+
+
+async def test_message_over_the_cap_refused_after_the_dot_and_nothing_stored(inbound: Inbound) -> None:
+    raw = render("rfc3464_postfix_user_unknown.eml", inbound.verp, RCPT) + b"x" * 70000 + b"\r\n"
+    async with inbound.raw() as c:
+        await c.cmd("EHLO x")
+        await c.cmd("MAIL FROM:<>")
+        await c.cmd(f"RCPT TO:<{inbound.verp}>")
+        assert (await c.cmd("DATA")).startswith("354")
+        assert await c.cmd(raw + b"\r\n.") == reply_line("SIZE_EXCEEDED")
+        assert await c.cmd("NOOP") == reply_line("NOOP_OK")  # the session goes on
+    assert await inbound.feedback_events() == []
+
+
+async def test_smuggled_terminator_does_not_end_data(inbound: Inbound) -> None:
+    """`\\n.\\n` is not the end of DATA: what follows is data, not a second transaction."""
+    raw = render("rfc3464_postfix_user_unknown.eml", inbound.verp, RCPT)
+    async with inbound.raw() as c:
+        await c.cmd("EHLO x")
+        await c.cmd("MAIL FROM:<>")
+        await c.cmd(f"RCPT TO:<{inbound.verp}>")
+        await c.cmd("DATA")
+        await c.send(b"Subject: x\r\n\r\nhi\n.\nMAIL FROM:<>\r\nRCPT TO:<" + inbound.verp.encode() + b">\r\nDATA\r\n"
+                     + raw + b"\r\n.\r\n")
+        assert await c.reply() == reply_line("INBOUND_ACCEPTED")
+    assert await inbound.feedback_events() == []  # one message, and it is not a report
+
+
+async def test_plaintext_pipelined_behind_starttls_is_discarded(inbound: Inbound) -> None:
+    async with inbound.raw() as c:
+        await c.cmd("EHLO x")
+        await c.send(b"STARTTLS\r\nMAIL FROM:<>\r\n")
+        assert await c.reply() == reply_line("STARTTLS_READY")
+        await c.writer.start_tls(inbound.ctx, server_hostname="localhost")
+        # MAIL was not carried over into the TLS session: RCPT still needs MAIL (and EHLO first).
+        assert await c.cmd("MAIL FROM:<>") == reply_line("EHLO_FIRST")
+
+
+async def test_bdat_closes_the_session(inbound: Inbound) -> None:
+    async with inbound.raw() as c:
+        await c.cmd("EHLO x")
+        assert await c.cmd("BDAT 10 LAST") == reply_line("BDAT_NOT_SUPPORTED")
+        assert await c.closed()
+
+
+async def test_too_many_errors_close_the_session(inbound: Inbound) -> None:
+    async with inbound.raw() as c:
+        for _ in range(5):
+            assert await c.cmd("FOO") == reply_line("UNKNOWN_COMMAND")
+        assert await c.cmd("FOO") == reply_line("TOO_MANY_ERRORS")
+        assert await c.closed()
+
+
+async def test_plaintext_delivery_allowed(inbound: Inbound) -> None:
+    """An MX must not require STARTTLS (RFC 3207 §4): MTAs without TLS still return their bounces."""
+    raw = render("qmail_permanent.eml", inbound.verp, RCPT)
+
+    def plain() -> dict[str, tuple[int, bytes]]:
+        with smtplib.SMTP("127.0.0.1", inbound.port, timeout=10) as s:
+            return s.sendmail("", [inbound.verp], raw)
+
+    assert await asyncio.to_thread(plain) == {}
+    assert [e[0] for e in await inbound.feedback_events()] == ["bounce"]
+
+
+async def test_serve_role_inbound_runs_only_the_listener(make_config: Any, db_dsn: str,
+                                                         client_ssl_context: ssl.SSLContext) -> None:
+    from mailtrap_smtp.app import Service
+
+    port = free_port()
+    cfg = make_config(inbound={"listeners": [f"127.0.0.1:{port}"]})
+    with pytest.raises(ValueError, match="role inbound needs"):
+        Service(make_config(inbound={"listeners": []}), role="inbound", dsn=db_dsn)
+    service = Service(cfg, role="inbound", dsn=db_dsn)
+    await service.start()
+    try:
+        assert [type(p).__name__ for p in service._parts] == ["InboundService"]
+        async with RawClient("127.0.0.1", port, client_ssl_context) as c:
+            assert "STARTTLS" in await c.cmd("EHLO x")
+            assert await c.cmd("RCPT TO:<a@b.test>") == reply_line("NEED_MAIL")
+    finally:
+        await service.stop()
