@@ -128,6 +128,10 @@ class DeliveryConfig:
     max_queue_lifetime_seconds: int = 3 * 24 * 3600
     mx_port: int = 25  # port of the MX hosts found in DNS (staging networks, tests)
     tls_ca_file: str = ""  # CA bundle for verifying MX certificates when TLS is required; empty: system store
+    # Honour recipients' MTA-STS policies (RFC 8461; fetched over HTTPS, verified with tls_ca_file).
+    mta_sts: bool = True
+    # Honour DANE TLSA records (RFC 7672); needs dns.nameservers to be a DNSSEC-validating resolver.
+    dane: bool = False
 
 
 @dataclass

@@ -33,6 +33,10 @@ QUEUE_CLAIMED = Counter("mts_queue_claimed_total", "Recipients claimed by delive
 DELIVERY_CONNECTIONS = Counter(
     "mts_delivery_connections_total", "Outbound SMTP connections by result (tls, plain, failed)", ["result"]
 )
+DELIVERY_TLS_POLICY = Counter(
+    "mts_delivery_tls_policy_total", "Outbound sessions by the TLS policy that applied (none, opportunistic, "
+    "required, mta-sts, dane)", ["policy"]
+)
 LEASES_LOST = Counter("mts_delivery_leases_lost_total", "Recipients whose lease another worker took over")
 
 # --- sending domains ---
