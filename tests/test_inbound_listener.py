@@ -171,6 +171,13 @@ async def test_hostile_command(inbound: Inbound, lines: list[str], expected: str
     assert await inbound.feedback_events() == []
 
 
+async def test_helo_and_ehlo_replies(inbound: Inbound) -> None:
+    async with inbound.raw() as c:
+        assert await c.cmd("HELO reporter.test") == "250 mx.service.test"
+        assert await c.cmd("EHLO reporter.test") == ("250-mx.service.test\n250-PIPELINING\n250-SIZE 65536\n"
+                                                      "250-ENHANCEDSTATUSCODES\n250-8BITMIME\n250 STARTTLS")
+
+
 async def test_too_many_recipients(inbound: Inbound) -> None:
     async with inbound.raw() as c:
         await c.cmd("EHLO x")

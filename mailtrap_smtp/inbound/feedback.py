@@ -64,7 +64,7 @@ async def record(pool: Conn, tag: verp.Tag, report: Report, *, reporter: str) ->
         row = await returnpath.lock_tagged_recipient(conn, tag.message_id, tag.recipient_id)
         if row is None:
             return Result.UNKNOWN_RECIPIENT
-        if await returnpath.has_feedback(conn, row["id"], str(event), info["fingerprint"]):
+        if await returnpath.has_feedback(conn, row["message_id"], row["id"], str(event), info["fingerprint"]):
             return Result.DUPLICATE
         await events.record(conn, event, account_id=row["account_id"], domain_id=row["domain_id"],
                             message_id=row["message_id"], recipient_id=row["id"], details=info)

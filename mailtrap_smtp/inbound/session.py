@@ -68,6 +68,13 @@ class InboundSession:
         async with asyncio.timeout(self.cfg.smtp.command_timeout_seconds):
             await self.writer.drain()
 
+    async def _send_lines(self, code: int, lines: list[str]) -> None:
+        """A multi-line reply of server-made lines (EHLO's host name and extensions)."""
+        out = [f"{code}-{x}\r\n" for x in lines[:-1]] + [f"{code} {lines[-1]}\r\n"]
+        self.writer.write("".join(out).encode("ascii"))
+        async with asyncio.timeout(self.cfg.smtp.command_timeout_seconds):
+            await self.writer.drain()
+
     async def close_with(self, reply: Reply, reason: str) -> NoReturn:
         metrics.SMTP_SESSIONS_CLOSED.labels(f"inbound_{reason}").inc()
         try:
@@ -157,11 +164,7 @@ class InboundSession:
         ext = ["PIPELINING", f"SIZE {self.cfg.inbound.max_message_size}", "ENHANCEDSTATUSCODES", "8BITMIME"]
         if not self.tls:
             ext.append("STARTTLS")
-        lines = [self.cfg.server.hostname, *ext]
-        out = [f"250-{x}\r\n" for x in lines[:-1]] + [f"250 {lines[-1]}\r\n"]
-        self.writer.write("".join(out).encode("ascii"))
-        async with asyncio.timeout(self.cfg.smtp.command_timeout_seconds):
-            await self.writer.drain()
+        await self._send_lines(250, [self.cfg.server.hostname, *ext])
 
     async def cmd_helo(self, arg: bytes) -> None:
         name = arg.strip().decode("latin-1")
@@ -170,7 +173,7 @@ class InboundSession:
             return
         self.helo = _HELO_SAFE.sub("", name)[:255] or "unknown"
         self._reset()
-        await self.send(Reply("HELO", 250, "", self.cfg.server.hostname))
+        await self._send_lines(250, [self.cfg.server.hostname])
 
     async def cmd_noop(self, _arg: bytes) -> None:
         await self.send(replies.NOOP_OK)
