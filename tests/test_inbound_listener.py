@@ -267,3 +267,46 @@ async def test_serve_role_inbound_runs_only_the_listener(make_config: Any, db_ds
             assert await c.cmd("RCPT TO:<a@b.test>") == reply_line("NEED_MAIL")
     finally:
         await service.stop()
+
+
+def test_cli_serve_role_inbound_needs_listeners(make_config: Any, tmp_path: Any,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    from mailtrap_smtp import cli
+
+    make_config()
+    assert cli.main(["-c", str(tmp_path / "config.toml"), "serve", "--role", "inbound"]) != 0
+    assert capsys.readouterr().err == "mailtrap-smtp: --role inbound needs [inbound] listeners in the configuration\n"
+
+
+async def test_cli_serve_role_inbound_process_records_a_bounce(
+        make_config: Any, pool: asyncpg.Pool[Any], tmp_path: Any, client_ssl_context: ssl.SSLContext) -> None:
+    """The real command in its own process: `mailtrap-smtp serve --role inbound`, stopped by SIGTERM."""
+    import signal
+    import sys
+    from pathlib import Path
+
+    port = free_port()
+    cfg = make_config(inbound={"listeners": [f"127.0.0.1:{port}"]})
+    mid = await _enqueue_from_domain(pool, [RCPT])
+    rid = (await _recipient_ids(pool, mid))[RCPT]
+    address = verp.make(load_key(cfg), verp.Tag(mid, rid), "mt7q2x.src.test")  # the key file the process reads
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "mailtrap_smtp", "-c", str(tmp_path / "config.toml"), "serve", "--role", "inbound",
+        "--processes", "1", cwd=Path(__file__).resolve().parents[1], stderr=asyncio.subprocess.DEVNULL)
+    try:
+        async with asyncio.timeout(30):
+            while True:
+                try:
+                    _, w = await asyncio.open_connection("127.0.0.1", port)
+                    w.close()
+                    break
+                except OSError:
+                    await asyncio.sleep(0.1)
+        raw = render("rfc3464_gmail_no_such_account.eml", address, RCPT)
+        assert await asyncio.to_thread(_smtplib_send, port, client_ssl_context, [address], raw) == {}
+        types = [t for t, _, _ in await event_list(pool, mid)]
+        assert types == ["reception", "bounce"]
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(30):
+            assert await proc.wait() == 0
