@@ -161,6 +161,9 @@ class InboundConfig:
     # production). Empty: no inbound listener (`--role all` then starts none).
     listeners: list[str] = field(default_factory=list)
     max_message_size: int = 1 * MB  # a report is small; the original message it returns is optional
+    # Fixed addresses that also accept reports (the address registered with providers' complaint
+    # feedback loops); the message and recipient then come from the VERP return path in the report.
+    feedback_addresses: list[str] = field(default_factory=list)
     max_recipients: int = 10
     max_connections: int = 100
 
@@ -390,6 +393,10 @@ def validate(cfg: Config) -> None:
             raise ConfigError(f"inbound.listeners[{i}]: {listen} is also an smtp listener")
     for name in ("max_message_size", "max_recipients", "max_connections"):
         _positive(f"inbound.{name}", getattr(cfg.inbound, name))
+    for i, addr in enumerate(cfg.inbound.feedback_addresses):
+        local, at, host = addr.rpartition("@")
+        if not (local and at and host) or any(c.isspace() or c in "<>" for c in addr):
+            raise ConfigError(f"inbound.feedback_addresses[{i}]: not an address: {addr!r}")
     if cfg.metrics.listen:
         _host_port("metrics.listen", cfg.metrics.listen)
     if not cfg.server.hostname or any(c in cfg.server.hostname for c in " \r\n\t"):

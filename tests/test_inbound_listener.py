@@ -24,6 +24,7 @@ from tests.test_delivery_support import event_list
 from tests.test_verp import _enqueue_from_domain, _recipient_ids
 
 RCPT = "gone@dest.test"
+FBL = "fbl@rp.mx.service.test"
 
 
 @dataclass
@@ -53,7 +54,7 @@ class Inbound:
 @pytest.fixture
 async def inbound(make_config: Any, pool: asyncpg.Pool[Any], client_ssl_context: ssl.SSLContext) -> Any:
     cfg = make_config(inbound={"listeners": [f"127.0.0.1:{free_port()}"], "max_message_size": 65536,
-                               "max_recipients": 3},
+                               "max_recipients": 3, "feedback_addresses": [FBL]},
                       smtp={"max_errors": 5, "command_timeout_seconds": 5.0})
     mid = await _enqueue_from_domain(pool, [RCPT, "other@dest.test"])
     svc = InboundService(cfg, pool)
@@ -138,6 +139,20 @@ async def test_one_report_to_two_return_paths_records_both(inbound: Inbound) -> 
     await send(inbound, render("rfc3464_postfix_user_unknown.eml", inbound.verp, RCPT), [inbound.verp, second])
     assert sorted((t, r) for t, r, _ in await inbound.feedback_events()) == [
         ("bounce", "gone@dest.test"), ("bounce", "other@dest.test")]
+
+
+@pytest.mark.parametrize(("rcpt", "sample", "path", "expected"), [
+    pytest.param(FBL, "arf_original_mail_from_headers.eml", "good", ["spam"], id="arf-original-mail-from"),
+    pytest.param(FBL.upper(), "arf_abuse_rfc822.eml", "good", ["spam"], id="arf-return-path-upper-case-rcpt"),
+    pytest.param(FBL, "rfc3464_postfix_user_unknown.eml", "good", ["bounce"], id="dsn-to-feedback-address"),
+    pytest.param(FBL, "arf_original_mail_from_headers.eml", "forged", [], id="forged-return-path-in-report"),
+    pytest.param(FBL, "rfc3464_spamhaus_block.eml", "good", [], id="report-without-original-headers"),
+])
+async def test_feedback_address_takes_whom_from_the_report(inbound: Inbound, rcpt: str, sample: str, path: str,
+                                                           expected: list[str]) -> None:
+    named = inbound.verp if path == "good" else _forgeries(inbound.verp)[0]
+    assert await send(inbound, render(sample, named, RCPT), [rcpt]) == {}
+    assert [t for t, _, _ in await inbound.feedback_events()] == expected
 
 
 # --- hostile dialogues: exact reply, nothing stored ---

@@ -29,6 +29,17 @@ class Result(StrEnum):
     UNKNOWN_RECIPIENT = "unknown_recipient"  # valid MAC, but the message is gone (retention)
 
 
+def tags_in(key: bytes, report: Report) -> list[verp.Tag]:
+    """The valid VERP tags among the report's return-path candidates (Original-Mail-From, the
+    original's Return-Path): how a report sent to a fixed feedback-loop address names its message."""
+    found: list[verp.Tag] = []
+    for candidate in report.verp_candidates:
+        tag = verp.check(key, candidate)
+        if tag is not None and tag not in found:
+            found.append(tag)
+    return found
+
+
 def _fingerprint(report: Report) -> str:
     """What makes two reports the same: kind, recipient, status, diagnostic, remote MTA."""
     text = "\x00".join(str(x or "") for x in (report.kind, report.recipient, report.status,

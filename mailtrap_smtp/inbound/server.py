@@ -26,6 +26,7 @@ class InboundService:
         self.pool = pool
         self.key = key if key is not None else load_key(cfg)
         self.tls = TlsContexts(cfg)
+        self.feedback_addresses = {a.lower() for a in cfg.inbound.feedback_addresses}
         self.ports: list[int] = []
         self._servers: list[asyncio.Server] = []
         self._tasks: set[asyncio.Task[Any]] = set()

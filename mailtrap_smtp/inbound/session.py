@@ -59,7 +59,7 @@ class InboundSession:
         self.errors = 0
         self.helo: str | None = None
         self.mail_from: str | None = None
-        self.tags: list[verp.Tag] = []
+        self.tags: list[verp.Tag | None] = []  # None: a feedback address (the report names whom)
 
     # --- plumbing
 
@@ -279,7 +279,9 @@ class InboundSession:
             await self.error(replies.UNSUPPORTED_PARAMETER)
             return
         tag = verp.check(self.svc.key, path) if path else None
-        if tag is None:
+        if tag is None and path.lower() in self.svc.feedback_addresses:
+            pass  # accepted: the message and recipient are read from the report at DATA
+        elif tag is None:
             metrics.INBOUND_REPORTS.labels("refused_recipient").inc()
             await self.error(replies.INBOUND_NO_SUCH_USER)
             return
@@ -307,7 +309,13 @@ class InboundSession:
             await self.error(replies.SIZE_EXCEEDED)
             return
         report = reports.parse(content)
-        for tag in tags:
+        named = [t for t in tags if t is not None]
+        if len(named) < len(tags):  # a feedback address among the recipients
+            found = [t for t in feedback.tags_in(self.svc.key, report) if t not in named]
+            if not found:
+                metrics.INBOUND_REPORTS.labels("no_return_path_in_report").inc()
+            named += found
+        for tag in named:
             result = await feedback.record(self.svc.pool, tag, report, reporter=self.client_ip)
             metrics.INBOUND_REPORTS.labels(str(result)).inc()
             log.info("report from [%s] for %s/%s: %s (%s%s)", self.client_ip, tag.message_id, tag.recipient_id,
