@@ -412,10 +412,20 @@ async def test_dane_refuses_stripped_starttls(make_config: Any, pool: asyncpg.Po
     assert d["tls_policy"]["policy"] == "dane"
 
 
+@pytest.mark.parametrize("signed", [
+    pytest.param((), id="nothing-signed"),
+    pytest.param(("dest.test", "_25._tcp.mail.test"), id="mx-host-address-insecure"),
+    pytest.param(("mail.test", "_25._tcp.mail.test"), id="mx-rrset-insecure"),
+    pytest.param(("dest.test", "mail.test"), id="tlsa-insecure"),
+])
 async def test_insecure_tlsa_is_ignored(make_config: Any, pool: asyncpg.Pool[Any], dns_server: TestDNSServer,
-                                        plain_sink: MxSink, ca_file: Path, policy_server: PolicyServer) -> None:
-    """Without the AD bit, a TLSA record (which anyone on the path could forge) changes nothing."""
+                                        plain_sink: MxSink, ca_file: Path, policy_server: PolicyServer,
+                                        signed: tuple[str, ...]) -> None:
+    """Without the AD bit on the MX, the MX host's address and the TLSA RRsets (RFC 7672 §2.2), a TLSA
+    record (which anyone on the path could forge) changes nothing."""
     _dane_zone(dns_server, "3 1 1 " + "ab" * 32, secure=False)
+    for name in signed:
+        dns_server.secure(name)
     svc = _service(make_config, pool, dns_server, plain_sink, ca_file, policy_server, dane=True)
     mid = await enqueue(pool, ["a@dest.test"])
     await svc.run_once()

@@ -83,7 +83,16 @@ async def mx_secure(resolver: dns.asyncresolver.Resolver, domain: str) -> bool:
 
 
 async def tlsa_records(resolver: dns.asyncresolver.Resolver, host: str, port: int = 25) -> tuple[Status, list[Tlsa]]:
-    """The TLSA RRset of `_<port>._tcp.<host>` and its status (only "secure" ones may be used)."""
+    """The TLSA RRset of `_<port>._tcp.<host>` and its status (only "secure" ones may be used).
+
+    §2.2.2: TLSA records are looked up only for an MX host whose address records are secure; an
+    insecure address answer makes the host's TLSA "insecure" too.
+    """
+    address, _ = await _query(resolver, host, "A")
+    if address == "none":
+        address, _ = await _query(resolver, host, "AAAA")
+    if address != "secure":
+        return ("error" if address == "error" else "insecure"), []
     status, rrset = await _query(resolver, f"_{port}._tcp.{host}", "TLSA")
     if status != "secure":
         return status, []
