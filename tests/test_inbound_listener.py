@@ -8,7 +8,6 @@ import asyncio
 import smtplib
 import ssl
 import uuid
-from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
@@ -16,68 +15,20 @@ import pytest
 
 from mailtrap_smtp.delivery import verp
 from mailtrap_smtp.delivery.return_path import load_key
-from mailtrap_smtp.inbound.server import InboundService
+from tests.delivery_util import event_list
+from tests.inbound_util import (
+    FBL,
+    RCPT,
+    Inbound,
+    enqueue_from_domain,
+    forgeries,
+    recipient_ids,
+    send,
+    smtplib_send,
+)
 from tests.mx_sink import free_port
 from tests.report_samples import EXPECTED, render
 from tests.smtp_util import RawClient, reply_line
-from tests.test_delivery_support import event_list
-from tests.test_verp import _enqueue_from_domain, _recipient_ids
-
-RCPT = "gone@dest.test"
-FBL = "fbl@rp.mx.service.test"
-
-
-@dataclass
-class Inbound:
-    service: InboundService
-    pool: Any
-    key: bytes
-    message_id: uuid.UUID
-    recipient_id: int
-    ctx: ssl.SSLContext
-
-    @property
-    def port(self) -> int:
-        return self.service.ports[0]
-
-    @property
-    def verp(self) -> str:
-        return verp.make(self.key, verp.Tag(self.message_id, self.recipient_id), "mt7q2x.src.test")
-
-    async def feedback_events(self) -> list[tuple[str, str | None, Any]]:
-        return [e for e in await event_list(self.pool, self.message_id) if e[0] != "reception"]
-
-    def raw(self) -> RawClient:
-        return RawClient("127.0.0.1", self.port, self.ctx)
-
-
-@pytest.fixture
-async def inbound(make_config: Any, pool: asyncpg.Pool[Any], client_ssl_context: ssl.SSLContext) -> Any:
-    cfg = make_config(inbound={"listeners": [f"127.0.0.1:{free_port()}"], "max_message_size": 65536,
-                               "max_recipients": 3, "feedback_addresses": [FBL]},
-                      smtp={"max_errors": 5, "command_timeout_seconds": 5.0})
-    mid = await _enqueue_from_domain(pool, [RCPT, "other@dest.test"])
-    svc = InboundService(cfg, pool)
-    await svc.start()
-    try:
-        yield Inbound(svc, pool, load_key(cfg), mid, (await _recipient_ids(pool, mid))[RCPT], client_ssl_context)
-    finally:
-        await svc.stop(1.0)
-
-
-def _smtplib_send(port: int, ctx: ssl.SSLContext, rcpts: list[str], raw: bytes) -> dict[str, tuple[int, bytes]]:
-    with smtplib.SMTP("127.0.0.1", port, timeout=10) as s:
-        s.ehlo("mx.reporter.test")
-        assert s.has_extn("starttls") and not s.has_extn("auth")
-        s.starttls(context=ctx)
-        s.ehlo("mx.reporter.test")
-        assert not s.has_extn("starttls") and not s.has_extn("auth")
-        return s.sendmail("", rcpts, raw)  # the null reverse path of every DSN (RFC 3464 §2)
-
-
-async def send(inb: Inbound, raw: bytes, rcpts: list[str] | None = None) -> dict[str, tuple[int, bytes]]:
-    return await asyncio.to_thread(_smtplib_send, inb.port, inb.ctx, rcpts or [inb.verp], raw)
-
 
 _EVENT_OF = {"bounce": "bounce", "soft_bounce": "soft_bounce", "spam": "spam"}
 
@@ -110,16 +61,9 @@ async def test_same_report_twice_is_recorded_once(inbound: Inbound) -> None:
     assert [e[0] for e in await inbound.feedback_events()] == ["bounce"]
 
 
-def _forgeries(good: str) -> list[str]:
-    local, _, host = good.partition("@")
-    text = local.partition("+")[2]
-    flipped = text[:-1] + ("a" if text[-1] != "a" else "b")
-    return [f"bounces+{flipped}@{host}", f"bounces@{host}", f"postmaster@{host}", f"bounces+{text[:-2]}@{host}"]
-
-
 @pytest.mark.parametrize("which", range(4), ids=["bad-mac", "no-tag", "postmaster", "short-tag"])
 async def test_forged_return_path_refused_and_nothing_changes(inbound: Inbound, which: int) -> None:
-    forged = _forgeries(inbound.verp)[which]
+    forged = forgeries(inbound.verp)[which]
     with pytest.raises(smtplib.SMTPRecipientsRefused) as e:
         await send(inbound, render("rfc3464_postfix_user_unknown.eml", forged, RCPT), [forged])
     assert e.value.recipients == {forged: (550, b"5.1.1 No such user here")}
@@ -134,7 +78,7 @@ async def test_tag_of_a_deleted_message_accepted_and_ignored(inbound: Inbound) -
 
 
 async def test_one_report_to_two_return_paths_records_both(inbound: Inbound) -> None:
-    other = (await _recipient_ids(inbound.pool, inbound.message_id))["other@dest.test"]
+    other = (await recipient_ids(inbound.pool, inbound.message_id))["other@dest.test"]
     second = verp.make(inbound.key, verp.Tag(inbound.message_id, other), "mt7q2x.src.test")
     await send(inbound, render("rfc3464_postfix_user_unknown.eml", inbound.verp, RCPT), [inbound.verp, second])
     assert sorted((t, r) for t, r, _ in await inbound.feedback_events()) == [
@@ -150,7 +94,7 @@ async def test_one_report_to_two_return_paths_records_both(inbound: Inbound) -> 
 ])
 async def test_feedback_address_takes_whom_from_the_report(inbound: Inbound, rcpt: str, sample: str, path: str,
                                                            expected: list[str]) -> None:
-    named = inbound.verp if path == "good" else _forgeries(inbound.verp)[0]
+    named = inbound.verp if path == "good" else forgeries(inbound.verp)[0]
     assert await send(inbound, render(sample, named, RCPT), [rcpt]) == {}
     assert [t for t, _, _ in await inbound.feedback_events()] == expected
 
@@ -302,8 +246,8 @@ async def test_cli_serve_role_inbound_process_records_a_bounce(
 
     port = free_port()
     cfg = make_config(inbound={"listeners": [f"127.0.0.1:{port}"]})
-    mid = await _enqueue_from_domain(pool, [RCPT])
-    rid = (await _recipient_ids(pool, mid))[RCPT]
+    mid = await enqueue_from_domain(pool, [RCPT])
+    rid = (await recipient_ids(pool, mid))[RCPT]
     address = verp.make(load_key(cfg), verp.Tag(mid, rid), "mt7q2x.src.test")  # the key file the process reads
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "mailtrap_smtp", "-c", str(tmp_path / "config.toml"), "serve", "--role", "inbound",
@@ -318,7 +262,7 @@ async def test_cli_serve_role_inbound_process_records_a_bounce(
                 except OSError:
                     await asyncio.sleep(0.1)
         raw = render("rfc3464_gmail_no_such_account.eml", address, RCPT)
-        assert await asyncio.to_thread(_smtplib_send, port, client_ssl_context, [address], raw) == {}
+        assert await asyncio.to_thread(smtplib_send, port, client_ssl_context, [address], raw) == {}
         types = [t for t, _, _ in await event_list(pool, mid)]
         assert types == ["reception", "bounce"]
     finally:

@@ -23,11 +23,9 @@ import pytest
 
 from mailtrap_smtp.delivery.worker import DeliveryService
 from mailtrap_smtp.dnsresolve import make_resolver
+from tests.delivery_util import FAST, event_list, states, wait_for
+from tests.inbound_util import Inbound, enqueue_from_domain
 from tests.mx_sink import free_port
-from tests.test_delivery_smtp import FAST
-from tests.test_delivery_support import event_list, states, wait_for
-from tests.test_inbound_listener import Inbound, inbound  # noqa: F401
-from tests.test_verp import _enqueue_from_domain
 
 POSTFIX = shutil.which("postfix") or ("/usr/sbin/postfix" if Path("/usr/sbin/postfix").exists() else None)
 pytestmark = pytest.mark.skipif(POSTFIX is None or os.geteuid() != 0,
@@ -132,11 +130,11 @@ def postfix() -> Iterator[Postfix]:
 
 
 async def test_postfix_bounce_becomes_a_bounce_event(make_config: Any, pool: asyncpg.Pool[Any],
-                                                     inbound: Inbound, postfix: Postfix) -> None:  # noqa: F811
+                                                     inbound: Inbound, postfix: Postfix) -> None:
     postfix.start(inbound.port)
     cfg = make_config(delivery={**FAST, "routes": {"dest.test": f"127.0.0.1:{postfix.port}"}},
                       inbound={"listeners": [f"127.0.0.1:{inbound.port}"]})
-    mid = await _enqueue_from_domain(pool, ["nobody@dest.test"])
+    mid = await enqueue_from_domain(pool, ["nobody@dest.test"])
     await DeliveryService(cfg, pool, make_resolver(["127.0.0.1:9"], 0.5)).run_once()
     assert await states(pool, mid) == {"nobody@dest.test": "delivered"}  # Postfix said 250, then bounced
 
@@ -153,7 +151,7 @@ async def test_postfix_bounce_becomes_a_bounce_event(make_config: Any, pool: asy
 
 
 async def test_postfix_bounce_to_forged_return_path_changes_nothing(make_config: Any, pool: asyncpg.Pool[Any],
-                                                                    inbound: Inbound,  # noqa: F811
+                                                                    inbound: Inbound,
                                                                     postfix: Postfix) -> None:
     import smtplib
 

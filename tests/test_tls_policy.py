@@ -21,10 +21,9 @@ from mailtrap_smtp.delivery import dane, mtasts
 from mailtrap_smtp.delivery.tlspolicy import TlsPolicy
 from mailtrap_smtp.delivery.worker import DeliveryService
 from mailtrap_smtp.dnsresolve import make_resolver
+from tests.delivery_util import FAST, enqueue, event_list, states
 from tests.dnsserver import TestDNSServer
 from tests.mx_sink import MxSink
-from tests.test_delivery_smtp import FAST
-from tests.test_delivery_support import enqueue, event_list, states
 
 # --- the policy file, the TXT record, MX patterns (pure) ---
 

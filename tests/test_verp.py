@@ -16,10 +16,9 @@ from mailtrap_smtp.delivery import verp
 from mailtrap_smtp.delivery.return_path import load_key
 from mailtrap_smtp.delivery.worker import DeliveryService
 from mailtrap_smtp.dnsresolve import make_resolver
-from mailtrap_smtp.store import domains, messages
+from tests.delivery_util import FAST, states
+from tests.inbound_util import enqueue_from_domain, recipient_ids
 from tests.mx_sink import MxSink
-from tests.test_delivery_smtp import FAST
-from tests.test_delivery_support import PERIOD, account, make_raw, states
 
 KEY = bytes(range(32))
 OTHER_KEY = bytes(range(1, 33))
@@ -105,32 +104,14 @@ def sink() -> Any:
         yield s
 
 
-async def _enqueue_from_domain(pool: asyncpg.Pool[Any], rcpts: list[str], *, dns_skipped: bool = False) -> uuid.UUID:
-    acct = await account(pool)
-    dom = await domains.get_by_name(pool, "src.test")
-    if dom is None:
-        dom = await domains.create(pool, acct, "src.test", verification_token="mt7q2x", dns_skipped=dns_skipped)
-    msg = messages.NewMessage(
-        id=uuid.uuid4(), account_id=acct, credential_id=None, domain_id=int(dom["id"]), stream="transactional",
-        mail_from="app@src.test", header_from="app@src.test", subject="hello", message_id_header=None,
-        category=None, custom_variables=None, client_ip="127.0.0.1", raw=make_raw(), recipients=rcpts,
-    )
-    await messages.accept(pool, msg, PERIOD)
-    return msg.id
-
-
-async def _recipient_ids(pool: asyncpg.Pool[Any], mid: uuid.UUID) -> dict[str, int]:
-    return {r["rcpt"]: int(r["id"]) for r in await messages.recipients_of(pool, mid)}
-
-
 async def test_delivery_sends_one_verp_transaction_per_recipient(make_config: Any, pool: asyncpg.Pool[Any],
                                                                 sink: MxSink) -> None:
     cfg = make_config(delivery={**FAST, "routes": {"dest.test": sink.address}})
     svc = DeliveryService(cfg, pool, make_resolver(["127.0.0.1:9"], 0.5))
-    mid = await _enqueue_from_domain(pool, ["a@dest.test", "b@dest.test"])
+    mid = await enqueue_from_domain(pool, ["a@dest.test", "b@dest.test"])
     await svc.run_once()
     assert await states(pool, mid) == {"a@dest.test": "delivered", "b@dest.test": "delivered"}
-    ids = await _recipient_ids(pool, mid)
+    ids = await recipient_ids(pool, mid)
     key = load_key(cfg)
     got = {tuple(r.rcpts): r.mail_from for r in sink.received}
     assert set(got) == {("a@dest.test",), ("b@dest.test",)}
@@ -149,7 +130,7 @@ async def test_client_sender_kept_without_a_return_path(make_config: Any, pool: 
                                                         domains_cfg: dict[str, Any], dns_skipped: bool) -> None:
     cfg = make_config(delivery={**FAST, "routes": {"dest.test": sink.address}}, domains=domains_cfg)
     svc = DeliveryService(cfg, pool, make_resolver(["127.0.0.1:9"], 0.5))
-    mid = await _enqueue_from_domain(pool, ["a@dest.test", "b@dest.test"], dns_skipped=dns_skipped)
+    mid = await enqueue_from_domain(pool, ["a@dest.test", "b@dest.test"], dns_skipped=dns_skipped)
     await svc.run_once()
     assert await states(pool, mid) == {"a@dest.test": "delivered", "b@dest.test": "delivered"}
     (item,) = sink.received  # one transaction for both, as before
