@@ -57,3 +57,25 @@ def test_sample(name: str) -> None:
 def test_hostile_inputs_never_raise(raw: bytes) -> None:
     got = reports.parse(raw)
     assert isinstance(got, reports.Report)
+
+
+def _deep_multiparts(depth: int) -> bytes:
+    return ("From: x@y.test\n" + "".join(f'Content-Type: multipart/mixed; boundary="b{i}"\n\n--b{i}\n'
+                                         for i in range(depth))).encode()
+
+
+def _many_parts(n: int) -> bytes:
+    parts = "".join(f"--M\nContent-Type: text/plain\n\np{i}\n" for i in range(n))
+    return ('From: x@y.test\nContent-Type: multipart/mixed; boundary="M"\n\n' + parts + "--M--\n").encode()
+
+
+@pytest.mark.parametrize(("raw", "reason"), [
+    pytest.param(_deep_multiparts(17000), "more than 16 multipart boundaries", id="1MiB-of-nested-multiparts"),
+    pytest.param(_many_parts(30000)[:1048576], "more than 256 lines starting with '--'", id="1MiB-of-parts"),
+    pytest.param(("From: x@y.test\n" + "Content-Type: message/rfc822\n\n" * 20000).encode(),
+                 "RecursionError", id="nested-message-rfc822"),
+])
+def test_parser_work_is_bounded_on_hostile_structure(raw: bytes, reason: str) -> None:
+    """Inputs of the listener's maximum size that would keep the stdlib parser busy for seconds."""
+    got = reports.parse(raw)
+    assert got.kind == "unparseable" and reason in got.reason

@@ -20,6 +20,7 @@ required / mta-sts / dane), `version`, and `mode`, `failure`, `note` where they 
 
 from __future__ import annotations
 
+import logging
 import ssl
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -30,6 +31,8 @@ import dns.asyncresolver
 from .. import metrics
 from ..config import Config
 from . import bounces, client, dane, mtasts
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -120,6 +123,7 @@ class TlsPolicy:
         if plan.refusal:
             err = client.ConnectFailed(plan.refusal, bounces.TLS_REQUIRED)
             err.tls_policy = {"policy": "mta-sts", **plan.info, "failure": plan.refusal}
+            log.warning("TLS policy not met, delivery deferred: %s", plan.refusal)
             raise err
         last: client.ConnectFailed | None = None
         for attempt in [*plan.attempts, *([plan.fallback] if plan.fallback else [])]:
@@ -139,6 +143,9 @@ class TlsPolicy:
         tried = [a.policy for a in plan.attempts] + (["mta-sts"] if plan.fallback else [])
         strict = [p for p in tried if p in ("dane", "mta-sts")]
         last.tls_policy = {"policy": (strict or tried)[0], **plan.info, "failure": last.reply}
+        if strict:
+            # The operator's view of a downgrade attempt or a broken recipient setup: mail waits.
+            log.warning("TLS policy %s not met, delivery deferred: %s", strict[0], last.reply)
         raise last
 
 

@@ -31,6 +31,8 @@ from ..delivery import bounces
 # A report is small; whatever a sender nests deeper than this is not a report (and the walk stays
 # bounded however the MIME tree is built).
 _MAX_PARTS = 64
+_MAX_MULTIPARTS = 16
+_MAX_DELIMITER_LINES = 256
 _MAX_TEXT = 256 * 1024
 
 
@@ -62,8 +64,17 @@ def unparseable(reason: str) -> Report:
     return Report(Kind.UNPARSEABLE, "", reason=reason)
 
 
+_BOUNDARY = re.compile(rb"boundary\s*=", re.IGNORECASE)
+
+
 def parse(raw: bytes) -> Report:
     """The report in `raw` (a whole message as received); UNPARSEABLE rather than any exception."""
+    # The stdlib parser's cost grows faster than linearly with the nesting of multiparts; a report
+    # has two levels or three. Counting boundary parameters first bounds the work on hostile input.
+    if len(_BOUNDARY.findall(raw, 0, len(raw))) > _MAX_MULTIPARTS:
+        return unparseable(f"more than {_MAX_MULTIPARTS} multipart boundaries")
+    if raw.count(b"\n--") > _MAX_DELIMITER_LINES:  # RFC 2046 §5.1.1 delimiter lines start with "--"
+        return unparseable(f"more than {_MAX_DELIMITER_LINES} lines starting with '--'")
     try:
         msg = email.message_from_bytes(raw, policy=email.policy.compat32)
     except Exception as e:  # the parser is lenient, but a hostile input must not crash the listener

@@ -308,7 +308,8 @@ class InboundSession:
             metrics.INBOUND_REPORTS.labels("too_large").inc()
             await self.error(replies.SIZE_EXCEEDED)
             return
-        report = reports.parse(content)
+        # Parsing is CPU work on untrusted input: off the event loop, so other sessions go on.
+        report = await asyncio.to_thread(reports.parse, content)
         named = [t for t in tags if t is not None]
         if len(named) < len(tags):  # a feedback address among the recipients
             found = [t for t in feedback.tags_in(self.svc.key, report) if t not in named]
