@@ -300,6 +300,32 @@ async def test_policy_cached_refetched_on_new_id_and_kept_when_txt_vanishes(
     assert (await _event(pool, mid, "transient_failure"))["tls_policy"]["note"] == "cached (TXT nxdomain)"
 
 
+async def test_stored_policy_survives_a_restart(make_config: Any, pool: asyncpg.Pool[Any],
+                                               dns_server: TestDNSServer, plain_sink: MxSink, ca_file: Path,
+                                               policy_server: PolicyServer) -> None:
+    """A new process (or another node) applies the known policy even if discovery is blocked now."""
+    _zone(dns_server)
+    policy_server.body = _policy("enforce", "mail.test")
+    svc = _service(make_config, pool, dns_server, plain_sink, ca_file, policy_server)
+    first = TlsPolicy(svc.cfg, svc.resolver, verify_context=svc.tls_verify_context,
+                      https_port=policy_server.port, pool=pool)
+    assert (await first.mta_sts.policy("dest.test"))[1] == "fetched"
+    # Restart; the attacker now drops the TXT record and the policy host answers 404.
+    dns_server.remove("_mta-sts.dest.test", "TXT")
+    policy_server.status = "404 Not Found"
+    svc.tls_policy = TlsPolicy(svc.cfg, svc.resolver, verify_context=svc.tls_verify_context,
+                               https_port=policy_server.port, pool=pool)
+    mid = await enqueue(pool, ["a@dest.test"])
+    await svc.run_once()
+    assert await states(pool, mid) == {"a@dest.test": "queued"} and plain_sink.received == []
+    tp = (await _event(pool, mid, "transient_failure"))["tls_policy"]
+    assert tp["policy"] == "mta-sts" and tp["mode"] == "enforce" and tp["note"] == "cached (TXT nxdomain)"
+    assert len(policy_server.requests) == 1
+    async with pool.acquire() as conn:
+        row = await conn.fetchrow("SELECT policy_id, mode, mx, max_age FROM mta_sts_policies")
+    assert tuple(row) == ("1", "enforce", ["mail.test"], 86400)
+
+
 async def test_policy_expires_after_max_age(make_config: Any, pool: asyncpg.Pool[Any], dns_server: TestDNSServer,
                                             plain_sink: MxSink, ca_file: Path, policy_server: PolicyServer) -> None:
     _zone(dns_server)

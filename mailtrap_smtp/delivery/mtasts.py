@@ -9,22 +9,28 @@ again when the TXT id changes; while the TXT is missing or DNS or HTTPS fails, a
 policy stays in force, which is what makes MTA-STS resist an attacker who blocks the discovery.
 
 The parsing functions are pure; `PolicyCache` does the network I/O (DNS through the service's
-resolver, HTTPS with asyncio streams).
+resolver, HTTPS with asyncio streams) and, given a pool, keeps policies in the database too
+(store/mtasts.py), so a restarted or another node applies a known policy at once.
 """
 
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
+import logging
 import re
 import ssl
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import dns.asyncresolver
 
 from ..dnsresolve import lookup
+from ..store import mtasts as store
+
+log = logging.getLogger(__name__)
 
 Mode = Literal["enforce", "testing", "none"]
 
@@ -117,8 +123,10 @@ class PolicyCache:
     """The MTA-STS policy of each recipient domain, as §5.1 asks senders to keep it."""
 
     def __init__(self, resolver: dns.asyncresolver.Resolver, https_context: ssl.SSLContext, *,
-                 port: int = 443, timeout: float = 10.0, clock: Callable[[], float] = time.monotonic) -> None:
+                 port: int = 443, timeout: float = 10.0, clock: Callable[[], float] = time.monotonic,
+                 pool: Any = None) -> None:
         self.resolver = resolver
+        self.pool = pool
         self.https_context = https_context
         self.port = port
         self.timeout = timeout
@@ -132,6 +140,8 @@ class PolicyCache:
         if cached is not None and cached.expires <= self.clock():
             cached = None
             del self._cache[domain]
+        if cached is None:
+            cached = await self._stored(domain)
         txt = await lookup(self.resolver, f"_mta-sts.{domain}", "TXT")
         if txt.status != "ok" or txt.rrset is None:
             if cached is not None:
@@ -149,10 +159,39 @@ class PolicyCache:
                 return cached.policy, f"cached (refresh failed: {e})"
             return None, f"policy fetch failed: {e}"
         policy = Policy(fetched.mode, fetched.mx, fetched.max_age, sts_id)
+        self._remember(domain, policy, policy.max_age)
+        await self._store(domain, policy)
+        return policy, "fetched"
+
+    def _remember(self, domain: str, policy: Policy, seconds: float) -> _Entry:
         if len(self._cache) > 10_000:
             self._cache.clear()
-        self._cache[domain] = _Entry(policy, self.clock() + policy.max_age)
-        return policy, "fetched"
+        entry = self._cache[domain] = _Entry(policy, self.clock() + seconds)
+        return entry
+
+    async def _stored(self, domain: str) -> _Entry | None:
+        if self.pool is None:
+            return None
+        try:
+            row = await store.get(self.pool, domain)
+        except Exception as e:  # the database is down: DNS and HTTPS still give a policy
+            log.warning("cannot read the stored MTA-STS policy of %s: %s", domain, e)
+            return None
+        if row is None:
+            return None
+        left = (row["expires_at"] - dt.datetime.now(dt.UTC)).total_seconds()
+        policy = Policy(row["mode"], tuple(row["mx"]), int(row["max_age"]), row["policy_id"])
+        return self._remember(domain, policy, max(left, 0.0))
+
+    async def _store(self, domain: str, policy: Policy) -> None:
+        if self.pool is None:
+            return
+        try:
+            await store.put(self.pool, domain, policy_id=policy.id, mode=policy.mode, mx=policy.mx,
+                            max_age=policy.max_age,
+                            expires_at=dt.datetime.now(dt.UTC) + dt.timedelta(seconds=policy.max_age))
+        except Exception as e:
+            log.warning("cannot store the MTA-STS policy of %s: %s", domain, e)
 
     async def fetch(self, domain: str) -> Policy:
         host = f"mta-sts.{domain}"

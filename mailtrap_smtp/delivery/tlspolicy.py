@@ -56,12 +56,12 @@ class Plan:
 
 class TlsPolicy:
     def __init__(self, cfg: Config, resolver: dns.asyncresolver.Resolver, *,
-                 verify_context: ssl.SSLContext | None, https_port: int = 443) -> None:
+                 verify_context: ssl.SSLContext | None, https_port: int = 443, pool: Any = None) -> None:
         self.dcfg = cfg.delivery
         self.resolver = resolver
         self.verify_context = verify_context or client.verifying_context()
         self._dane_resolver: dns.asyncresolver.Resolver | None = None  # made on first use, if dane is on
-        self.mta_sts = mtasts.PolicyCache(resolver, self.verify_context, port=https_port,
+        self.mta_sts = mtasts.PolicyCache(resolver, self.verify_context, port=https_port, pool=pool,
                                           timeout=min(self.dcfg.connect_timeout_seconds, 30.0))
 
     async def plan(self, domain: str, targets: list[client.Target], *, require_tls: bool,

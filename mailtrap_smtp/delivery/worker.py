@@ -98,7 +98,7 @@ class DeliveryService:
         self.tls_verify_context = tls_verify_context
         self.rng = rng or random.Random()
         self.return_paths = ReturnPaths(cfg)
-        self.tls_policy = TlsPolicy(cfg, resolver, verify_context=tls_verify_context)
+        self.tls_policy = TlsPolicy(cfg, resolver, verify_context=tls_verify_context, pool=pool)
         self._routes = {k.lower().rstrip("."): v for k, v in self.dcfg.routes.items()}
         self._require_tls_domains = [d.lower().rstrip(".") for d in self.dcfg.require_tls_domains]
         self._global = asyncio.Semaphore(self.dcfg.concurrency)
