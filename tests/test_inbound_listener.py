@@ -15,7 +15,7 @@ import pytest
 
 from mailtrap_smtp.delivery import verp
 from mailtrap_smtp.delivery.return_path import load_key
-from tests.delivery_util import event_list
+from tests.delivery_util import event_list, wait_for
 from tests.inbound_util import (
     FBL,
     RCPT,
@@ -195,6 +195,29 @@ async def test_too_many_errors_close_the_session(inbound: Inbound) -> None:
             assert await c.cmd("FOO") == reply_line("UNKNOWN_COMMAND")
         assert await c.cmd("FOO") == reply_line("TOO_MANY_ERRORS")
         assert await c.closed()
+
+
+async def test_connections_per_ip_and_in_total_are_capped(make_config: Any, pool: asyncpg.Pool[Any],
+                                                          client_ssl_context: ssl.SSLContext) -> None:
+    from mailtrap_smtp.inbound.server import InboundService
+
+    for limits, inbound_cfg, reply in (({"connections_per_ip": 2}, {}, "TOO_MANY_CONNECTIONS_IP"),
+                                       ({}, {"max_connections": 2}, "INBOUND_BUSY")):
+        cfg = make_config(inbound={"listeners": [f"127.0.0.1:{free_port()}"], **inbound_cfg}, limits=limits)
+        svc = InboundService(cfg, pool)
+        await svc.start()
+        try:
+            async with RawClient("127.0.0.1", svc.ports[0], client_ssl_context), \
+                    RawClient("127.0.0.1", svc.ports[0], client_ssl_context):
+                third = RawClient("127.0.0.1", svc.ports[0], client_ssl_context)
+                assert await third.connect() == reply_line(reply)
+                assert await third.closed()
+            # Both ended: a new connection is let in again.
+            await wait_for(lambda: svc.active == 0)
+            async with RawClient("127.0.0.1", svc.ports[0], client_ssl_context) as again:
+                assert await again.cmd("NOOP") == reply_line("NOOP_OK")
+        finally:
+            await svc.stop(1.0)
 
 
 async def test_plaintext_delivery_allowed(inbound: Inbound) -> None:

@@ -1,6 +1,7 @@
 """The inbound listener (`serve --role inbound`): accept connections on `[inbound] listeners`.
 
-One job: own the listening sockets and the sessions on them (a bounded number at once), and stop
+One job: own the listening sockets and the sessions on them (at most `inbound.max_connections`,
+and `limits.connections_per_ip` per client address, counted as submission counts them), and stop
 them cleanly. What a session does is inbound/session.py.
 """
 
@@ -14,6 +15,7 @@ from typing import Any
 from .. import replies
 from ..config import Config
 from ..delivery.return_path import load_key
+from ..smtp.peers import Admission, PeerTable
 from ..smtp.tls import TlsContexts
 from .session import InboundSession
 
@@ -27,6 +29,7 @@ class InboundService:
         self.key = key if key is not None else load_key(cfg)
         self.tls = TlsContexts(cfg)
         self.feedback_addresses = {a.lower() for a in cfg.inbound.feedback_addresses}
+        self.peers = PeerTable(None)
         self.ports: list[int] = []
         self._servers: list[asyncio.Server] = []
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -40,6 +43,11 @@ class InboundService:
             self._servers.append(server)
             log.info("inbound SMTP (bounces, complaints) listening on %s:%d", host, self.ports[-1])
 
+    @property
+    def active(self) -> int:
+        """Sessions open now."""
+        return len(self._tasks)
+
     def reload_tls(self) -> None:
         self.tls.reload()
 
@@ -50,14 +58,23 @@ class InboundService:
                 writer.write(replies.INBOUND_BUSY.wire())
                 writer.close()
             return
+        peer = writer.get_extra_info("peername") or ("0.0.0.0", 0)
+        client_ip = str(peer[0])
+        admission = self.peers.enter(client_ip, self.cfg.limits.connections_per_ip)
+        if admission is Admission.REFUSED:
+            with contextlib.suppress(Exception):
+                writer.write(replies.TOO_MANY_CONNECTIONS_IP.wire())
+                writer.close()
+            return
         if task is not None:
             self._tasks.add(task)
         try:
-            peer = writer.get_extra_info("peername") or ("0.0.0.0", 0)
-            await InboundSession(self, reader, writer, str(peer[0])).run()
+            await InboundSession(self, reader, writer, client_ip).run()
         finally:
             if task is not None:
                 self._tasks.discard(task)
+            if admission is Admission.COUNTED:
+                self.peers.leave(client_ip)
 
     async def stop(self, grace_seconds: float = 10.0) -> None:
         for server in self._servers:
