@@ -210,6 +210,8 @@ class PolicyCache:
             raise FetchError(f"TLS to {host}: {e.reason or type(e).__name__}") from None
         except OSError as e:
             raise FetchError(f"cannot connect to {host}: {e.strerror or type(e).__name__}") from None
+        except (ValueError, UnicodeError) as e:  # whatever a hostile policy host sends is its failure
+            raise FetchError(f"malformed HTTP response from {host} ({type(e).__name__})") from None
         policy = parse_policy(body)
         if policy is None:
             raise FetchError(f"https://{host}/.well-known/mta-sts.txt is not a valid STSv1 policy")
