@@ -33,6 +33,10 @@ QUEUE_CLAIMED = Counter("mts_queue_claimed_total", "Recipients claimed by delive
 DELIVERY_CONNECTIONS = Counter(
     "mts_delivery_connections_total", "Outbound SMTP connections by result (tls, plain, failed)", ["result"]
 )
+DELIVERY_TLS_POLICY = Counter(
+    "mts_delivery_tls_policy_total", "Outbound sessions by the TLS policy that applied (none, opportunistic, "
+    "required, mta-sts, dane)", ["policy"]
+)
 LEASES_LOST = Counter("mts_delivery_leases_lost_total", "Recipients whose lease another worker took over")
 
 # --- sending domains ---
@@ -46,3 +50,8 @@ WEBHOOK_POSTS = Counter("mts_webhook_posts_total", "Webhook POSTs by result (ack
 WEBHOOK_EVENTS = Counter("mts_webhook_events_delivered_total", "Events in acknowledged webhook POSTs")
 WEBHOOK_LATENCY = Histogram("mts_webhook_post_seconds", "One webhook POST until its answer (or failure)")
 WEBHOOKS_DEACTIVATED = Counter("mts_webhooks_deactivated_total", "Webhooks deactivated after their last retry")
+
+# --- inbound listener (bounces, complaints) ---
+INBOUND_REPORTS = Counter(
+    "mts_inbound_reports_total", "Reports received at VERP return paths, by what became of them", ["result"]
+)
