@@ -27,7 +27,7 @@ import socket
 import ssl
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,7 +35,7 @@ from typing import Any
 import asyncpg
 import dns.asyncresolver
 
-from .. import metrics
+from .. import maillog, metrics
 from ..config import Config
 from ..store import queue
 from ..store.messages import NOTIFY_CHANNEL
@@ -83,6 +83,7 @@ class DeliveryService:
                  tls_verify_context: ssl.SSLContext | None = None,
                  rng: random.Random | None = None) -> None:
         self.cfg = cfg
+        maillog.configure(cfg.maillog.format)
         self.dcfg = cfg.delivery
         self.pool = pool
         self.resolver = resolver
@@ -215,7 +216,7 @@ class DeliveryService:
         if too_old:
             await self._record([queue.Outcome(c.id, queue.EXPIRED, "",
                                               {"reason": "maximum queue lifetime reached"})
-                                for c in too_old])
+                                for c in too_old], claimed=too_old)
         by_domain: dict[str, dict[uuid.UUID, _MessageJob]] = {}
         for c in claimed:
             if c.age_seconds >= lifetime:
@@ -270,11 +271,13 @@ class DeliveryService:
                 await self._record([self._deferral(r, f"internal error: {type(e).__name__}",
                                                    bounces.OTHER, None, None) for r in left], chunk)
 
-    async def _record(self, outcomes: list[queue.Outcome], chunk: _Chunk | None = None) -> None:
+    async def _record(self, outcomes: list[queue.Outcome], chunk: _Chunk | None = None,
+                      claimed: Sequence[queue.Claimed] = ()) -> None:
         if not outcomes:
             return
         result = await queue.record_outcomes(self.pool, self.worker_id, outcomes,
                                              self.dcfg.max_queue_lifetime_seconds, now=self._now())
+        who = {r.id: r for r in claimed} | ({r.id: r for j in chunk.jobs for r in j.recipients} if chunk else {})
         for o in outcomes:
             if chunk is not None:
                 chunk.done.add(o.recipient_id)
@@ -282,6 +285,11 @@ class DeliveryService:
             if state is not None:
                 metrics.DELIVERY_ATTEMPTS.labels(
                     outcome="transient" if state == "queued" else state).inc()
+                r = who.get(o.recipient_id)
+                maillog.delivery(queue_id=r.message_id if r else None, recipient=r.rcpt if r else None,
+                                 status="deferred" if state == "queued" else state, reply=o.reply,
+                                 mx=o.details.get("mx"), tls=o.details.get("tls"),
+                                 delay=r.age_seconds if r else None)
 
     def _deferral(self, r: queue.Claimed, reply: str, category: str, mx: str | None,
                   tls: str | None) -> queue.Outcome:

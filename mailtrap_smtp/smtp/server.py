@@ -32,7 +32,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from .. import metrics, replies
+from .. import maillog, metrics, replies
 from ..auth import Authenticator, SessionSlots
 from ..config import Config
 from ..submission import Submission
@@ -111,6 +111,7 @@ class SmtpService:
                  port_override: int | None = None, shared: SharedState | None = None) -> None:
         self.cfg = cfg
         self.pool = pool
+        maillog.configure(cfg.maillog.format)
         self.process_index = process_index
         self._port_override = port_override
         self.tls = TlsContexts(cfg)
@@ -233,11 +234,11 @@ class SmtpService:
                 return
             metrics.SMTP_CONNECTIONS.labels(lst.label).inc()
             if self.connection_rate.hit(client_ip):
-                await self._refuse(writer, replies.CONNECTION_RATE_IP, "rate_per_ip")
+                await self._refuse(writer, replies.CONNECTION_RATE_IP, "rate_per_ip", client_ip)
                 return
             admission = self.peers.enter(client_ip, self.cfg.limits.connections_per_ip)
             if admission is Admission.REFUSED:
-                await self._refuse(writer, replies.TOO_MANY_CONNECTIONS_IP, "per_ip")
+                await self._refuse(writer, replies.TOO_MANY_CONNECTIONS_IP, "per_ip", client_ip)
                 return
             counted = admission is Admission.COUNTED
             session = Session(self, lst, reader, writer, client_ip, tls=tls)
@@ -256,9 +257,10 @@ class SmtpService:
                 self.peers.leave(client_ip)
 
     @staticmethod
-    async def _refuse(writer: asyncio.StreamWriter, reply: replies.Reply, reason: str) -> None:
+    async def _refuse(writer: asyncio.StreamWriter, reply: replies.Reply, reason: str, client_ip: str) -> None:
         """Answer a connection refused at connect time, then close it."""
         metrics.SMTP_CONNECTIONS_REFUSED.labels(reason).inc()
+        maillog.blocked(peer=client_ip, why=reason)
         metrics.MESSAGES_REJECTED.labels(reply.name).inc()
         writer.write(reply.wire())
         with contextlib.suppress(Exception):

@@ -27,7 +27,7 @@ import re
 import time
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from .. import metrics, replies, tokens
+from .. import maillog, metrics, replies, tokens
 from ..auth import AuthOutcome, Principal
 from ..outcomes import Outcome, Rejected
 from ..replies import Reply
@@ -81,6 +81,7 @@ class Session:
         self.closing = False
         self.errors = 0
         self.junk = 0  # NOOP, RSET, VRFY, HELP since the last accepted message
+        self.close_reason = "client_closed"  # for the operator's log (maillog.connection_end)
         self.auth_failures = 0
         self.messages = 0
         self.helo: str | None = None
@@ -138,11 +139,13 @@ class Session:
         except TimeoutError:
             # The client stopped reading: never buffer without bound (issue 3, hostile clients).
             metrics.SMTP_SESSIONS_CLOSED.labels("write_timeout").inc()
+            self.close_reason = "write_timeout"
             self.writer.transport.abort()
             raise _Close from None
 
     async def error(self, reply: Reply) -> None:
         """Send an error reply; past `smtp.max_errors` errors, send 421 instead and close."""
+        maillog.refused(reply=reply.name, code=reply.code, account=self._account(), peer=self.client_ip)
         self.errors += 1
         if self.errors > self.cfg.smtp.max_errors:
             await self.close_with(replies.TOO_MANY_ERRORS, "too_many_errors")
@@ -150,6 +153,7 @@ class Session:
 
     async def close_with(self, reply: Reply, reason: str) -> NoReturn:
         metrics.SMTP_SESSIONS_CLOSED.labels(reason).inc()
+        self.close_reason = reason
         try:
             await self.send(reply)
         finally:
@@ -270,7 +274,7 @@ class Session:
         except _Close:
             pass
         except (ConnectionError, asyncio.IncompleteReadError, OSError):
-            pass
+            self.close_reason = "connection_lost"
         finally:
             if self._timer is not None:
                 self._timer.cancel()
@@ -278,6 +282,16 @@ class Session:
             self._release()
             if not self.writer.is_closing():
                 self.writer.close()
+            maillog.connection_end(peer=self.client_ip, tls=self._tls_version(), account=self._account(),
+                                   messages=self.messages, duration=time.monotonic() - self.started,
+                                   reason=self.close_reason)
+
+    def _account(self) -> str | None:
+        return self.principal.account_name if self.principal is not None else None
+
+    def _tls_version(self) -> str | None:
+        ssl_object = self.writer.get_extra_info("ssl_object") if self.tls else None
+        return ssl_object.version() if ssl_object is not None else None
 
     def _release(self) -> None:
         if self.principal is not None and self.slot is not None:
@@ -383,6 +397,7 @@ class Session:
         return replies.RESET_OK
 
     async def cmd_quit(self, _arg: bytes) -> NoReturn:
+        self.close_reason = "quit"
         await self.send(replies.BYE)
         self.writer.close()
         raise _Close
@@ -419,6 +434,7 @@ class Session:
             )
         except (TimeoutError, ConnectionError, OSError) as e:
             metrics.TLS_HANDSHAKES.labels("timeout" if isinstance(e, TimeoutError) else "failure").inc()
+            self.close_reason = "tls_failed"
             self.writer.transport.abort()
             raise _Close from None
         metrics.TLS_HANDSHAKES.labels("success").inc()
@@ -513,6 +529,7 @@ class Session:
     async def _unless_blocked(self, brake: str) -> None:
         if self.svc.auth_failures.blocked(brake):
             metrics.AUTH_ATTEMPTS.labels("ip_blocked").inc()
+            maillog.blocked(peer=self.client_ip, why="auth_failures")
             await self.close_with(replies.AUTH_IP_BLOCKED, "auth_ip_blocked")
 
     async def _auth_failed(self, reply: Reply, brake: str | None = None) -> Reply:
@@ -520,6 +537,7 @@ class Session:
         session gets its own reply, then the 421 (the client sees why)."""
         self.auth_failures += 1
         self.svc.auth_failures.record(brake or self.client_ip)
+        maillog.auth_failed(reply=reply.name, peer=self.client_ip)
         if self.auth_failures >= self.cfg.limits.auth_failures_per_connection:
             await self.error(reply)
             await self.close_with(replies.AUTH_TOO_MANY_FAILURES, "auth_failures")
@@ -656,6 +674,9 @@ class Session:
         finally:
             self._reset_transaction()
         self.messages += 1
+        maillog.accepted(queue_id=accepted.message_id, account=principal.account_name, stream=principal.stream,
+                         sender=envelope.mail_from, recipients=accepted.recipients, size=accepted.size,
+                         peer=self.client_ip)
         self.junk = 0  # NOOP/RSET between messages are no junk (Postfix resets per transaction)
         if self.quota_left is not None:
             self.quota_left -= len(recipients)
