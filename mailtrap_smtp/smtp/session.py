@@ -32,7 +32,7 @@ from ..auth import AuthOutcome, Principal
 from ..outcomes import Outcome, Rejected
 from ..replies import Reply
 from ..submission import Envelope, rfc5322_now
-from . import address, sasl
+from . import address, halfclose, sasl
 from .datareader import DataReader
 from .peers import brake_key
 
@@ -101,8 +101,26 @@ class Session:
         self._reject_bare_lf = self.cfg.smtp.bare_newline == "reject"
         self._reset_transaction()
         self._set_write_limits()
+        self._watch_half_close()
 
     # ------------------------------------------------------------------ plumbing
+
+    def _watch_half_close(self) -> None:
+        """A client's TCP half-close is held back by the TLS layer until we have answered (halfclose.py)."""
+        layer = halfclose.layer_of(self.writer)
+        if layer is not None:
+            layer.wrapped = True
+            layer.on_eof = self._on_peer_eof
+
+    def _on_peer_eof(self) -> None:
+        # Already waiting for input with nothing unread: the client is done, let the EOF through.
+        if self._read_until is not None and not getattr(self.reader, "_buffer", b""):
+            self._release_eof()
+
+    def _release_eof(self) -> None:
+        layer = halfclose.layer_of(self.writer)
+        if layer is not None and layer.eof_pending:
+            layer.release_eof()
 
     def _set_write_limits(self) -> None:
         transport = self.writer.transport
@@ -181,6 +199,8 @@ class Session:
         past its deadline and otherwise moves itself to the current one. It is re-armed earlier
         only when a read has a nearer deadline than the timer (the DATA rate floor).
         """
+        if not getattr(self.reader, "_buffer", b""):
+            self._release_eof()  # everything read was answered: a held-back EOF may come through now
         until = self._loop.time() + within
         self._read_until = until
         if self._timer is None or self._timer_at > until:
@@ -280,6 +300,7 @@ class Session:
                 self._timer.cancel()
                 self._timer = None
             self._release()
+            self._release_eof()  # so the TLS shutdown does not wait for a close_notify that cannot come
             if not self.writer.is_closing():
                 self.writer.close()
             maillog.connection_end(peer=self.client_ip, tls=self._tls_version(), account=self._account(),
@@ -429,9 +450,8 @@ class Session:
             metrics.SMTP_PIPELINED_DISCARDED.inc(pending)
         await self.send(replies.STARTTLS_READY)
         try:
-            await self.writer.start_tls(
-                self.svc.tls.current, ssl_handshake_timeout=self.cfg.smtp.tls_handshake_timeout_seconds
-            )
+            await halfclose.start_tls(self.writer, self.svc.tls.current,
+                                      handshake_timeout=self.cfg.smtp.tls_handshake_timeout_seconds)
         except (TimeoutError, ConnectionError, OSError) as e:
             metrics.TLS_HANDSHAKES.labels("timeout" if isinstance(e, TimeoutError) else "failure").inc()
             self.close_reason = "tls_failed"
@@ -439,6 +459,7 @@ class Session:
             raise _Close from None
         metrics.TLS_HANDSHAKES.labels("success").inc()
         self.tls = True
+        self._watch_half_close()
         self._set_write_limits()
         # RFC 3207 §4.2: forget everything learned before TLS; the client must EHLO again.
         self.helo = None
