@@ -44,6 +44,7 @@ from typing import Any, Protocol
 
 from . import quota
 from .auth import DB_ERRORS, Principal, SenderPolicy
+from .headers import ParsedHeader, field_value, parse_header
 from .outcomes import Outcome, Rejected
 from .store import domains as domains_store
 from .store import messages as messages_store
@@ -101,44 +102,6 @@ def check_line_length(raw: bytes) -> None:
         if last < 0:
             raise Rejected(Outcome.TEXT_LINE_TOO_LONG)
         pos = last + 1
-
-
-@dataclass
-class ParsedHeader:
-    fields: list[tuple[bytes, bytes]]  # (lower-case name, the whole raw field incl. folds and CRLF)
-    rest: bytes  # everything after the header fields: b"" or the blank line and the body
-
-
-def parse_header(raw: bytes) -> ParsedHeader:
-    """Split the header section into raw fields without decoding the body (RFC 5322 §2.2)."""
-    fields: list[tuple[bytes, bytes]] = []
-    pos = 0
-    n = len(raw)
-    while pos < n:
-        end = raw.find(b"\r\n", pos)
-        end = n if end < 0 else end + 2
-        line = raw[pos:end]
-        if line in (b"\r\n", b""):
-            break  # the blank line that ends the header section
-        if line[:1] in (b" ", b"\t") and fields:
-            name, whole = fields[-1]
-            fields[-1] = (name, whole + line)
-        else:
-            colon = line.find(b":")
-            name = line[:colon].rstrip(b" \t") if colon > 0 else b""
-            if not name or any(c < 33 or c > 126 for c in name):
-                break  # not a header field: the body starts here
-            fields.append((name.lower(), line))
-        pos = end
-    rest = raw[pos:]
-    if rest and not rest.startswith(b"\r\n"):
-        rest = b"\r\n" + rest  # a malformed line ended the header: keep it, but in the body
-    return ParsedHeader(fields, rest)
-
-
-def field_value(whole: bytes) -> str:
-    value = whole.partition(b":")[2]
-    return value.replace(b"\r\n", b"").strip().decode("utf-8", "replace")
 
 
 # The usual From: forms, "Name <local@domain>" and "local@domain", with nothing that RFC 5322
