@@ -428,7 +428,7 @@ class DeliveryService:
     def _not_connected(self, job: _MessageJob, err: client.ConnectFailed) -> list[queue.Outcome]:
         # X.7.10 "encryption needed" (RFC 5248) / X.4.1 "no answer from host" (RFC 3463).
         code = "4.7.10" if err.category == bounces.TLS_REQUIRED else "4.4.1"
-        return [self._deferral(r, f"451 {code} {err.reply}", err.category, None, None) for r in job.recipients]
+        return [self._deferral(r, f"451 {code} {err.reply}", err.category, err.mx, None) for r in job.recipients]
 
     async def _open(self, targets: list[client.Target],
                     require_tls: bool) -> tuple[client.Session | None, client.ConnectFailed | None]:
