@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 import time
 from typing import Any
@@ -39,9 +40,12 @@ def configure(fmt: str) -> None:
         log.setLevel(logging.INFO)
 
 
+_PLAIN = re.compile(r'[^\s"=\\\x00-\x1f\x7f-\x9f]+')
+
+
 def _text_value(value: Any) -> str:
     text = str(value)
-    if text and all(c.isprintable() and c not in ' "=' for c in text):
+    if _PLAIN.fullmatch(text):
         return text
     return json.dumps(text)  # quoted, with control characters escaped
 
