@@ -142,3 +142,18 @@ def test_text_values_cannot_shape_a_line(caplog: pytest.LogCaptureFixture, value
     caplog.set_level(logging.INFO)
     maillog.emit("refused", reply=value)
     assert maillog_lines(caplog) == [f"refused reply={shown}"]
+
+
+async def test_expiry_is_logged(make_config: Any, pool: Any, caplog: pytest.LogCaptureFixture) -> None:
+    from tests.test_delivery_support import enqueue
+
+    caplog.set_level(logging.INFO)
+    import datetime as dt
+
+    cfg = make_config(delivery={**FAST, "max_queue_lifetime_seconds": 60})
+    mid = await enqueue(pool, ["late@dest.test"])
+    later = lambda: dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)  # noqa: E731 - claimed an hour on
+    await DeliveryService(cfg, pool, make_resolver(["127.0.0.1:9"], 0.5), clock=later).run_once()
+    (line,) = [x for x in maillog_lines(caplog) if x.startswith("delivery ")]
+    assert line.startswith(f"delivery queue_id={mid} recipient=late@dest.test status=expired delay=")
+    assert line.endswith(' reply=""')
