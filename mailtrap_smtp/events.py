@@ -8,7 +8,6 @@ from enum import StrEnum
 class Event(StrEnum):
     # A message's life (DESIGN §2).
     RECEPTION = "reception"                  # accepted and queued (one per message)
-    REJECTION = "rejection"                  # refused at submission, nothing stored
     DELIVERY = "delivery"                    # remote 2xx (or captured in sandbox mode)
     TRANSIENT_FAILURE = "transient_failure"  # 4xx / network / DNS temporary: retried later
     BOUNCE = "bounce"                        # 5xx or permanent DNS failure

@@ -61,7 +61,7 @@ def test_credential_lifecycle(run: Any, db_dsn: str) -> None:
     assert code == 0, err
     data = json.loads(out)
     token, token_id = data["token"], data["token_id"]
-    assert tokens.public_id_of(token) == token_id and data["stream"] == "bulk"
+    assert tokens.public_id_of(token) == token_id and data["streams"] == ["bulk"]
 
     async def stored() -> Any:
         conn = await asyncpg.connect(db_dsn)
@@ -197,7 +197,7 @@ def test_dev_setup_creates_the_demo_once_and_its_token_works(
     async def demo() -> tuple[Any, Any]:
         conn = await asyncpg.connect(db_dsn)
         try:
-            cred = await conn.fetchrow("SELECT c.stream, c.digest, a.name FROM credentials c JOIN accounts a "
+            cred = await conn.fetchrow("SELECT c.streams, c.level, c.digest, a.name FROM credentials c JOIN accounts a "
                                        "ON a.id = c.account_id WHERE c.public_id = $1", public_id)
             domain = await conn.fetchrow("SELECT name, dns_skipped FROM sending_domains")
             return cred, domain
@@ -205,7 +205,8 @@ def test_dev_setup_creates_the_demo_once_and_its_token_works(
             await conn.close()
 
     cred, domain = asyncio.run(demo())
-    assert (cred["name"], cred["stream"], tokens.matches(token, cred["digest"])) == ("demo", "transactional", True)
+    assert (cred["name"], cred["streams"], cred["level"], tokens.matches(token, cred["digest"])) == (
+        "demo", ["transactional"], "send", True)
     assert (domain["name"], domain["dns_skipped"]) == ("example.com", True)
     assert cli.main(["-c", path, "dev-setup"]) == 0
     assert capsys.readouterr().out == (
@@ -236,3 +237,17 @@ def test_migrate_on_an_empty_database_lists_what_it_applied(
             [f"applied {len(names)} migration(s); schema has {len(names)}\n"] + [f"  {n}\n" for n in names])
     finally:
         asyncio.run(admin(f"DROP DATABASE {name} WITH (FORCE)"))
+
+
+@pytest.mark.parametrize(("flags", "error"), [
+    (["--monthly-limit", "-1"], "--monthly-limit must be 0 or more"),
+    (["--max-message-size", "0"], "--max-message-size must be between 1 and limits.message_size_cap (31457280)"),
+    (["--max-message-size", str(31457280 + 1)],
+     "--max-message-size must be between 1 and limits.message_size_cap (31457280)"),
+    (["--billing-anchor-day", "0"], "--billing-anchor-day must be between 1 and 31"),
+    (["--billing-anchor-day", "32"], "--billing-anchor-day must be between 1 and 31"),
+])
+def test_account_create_refuses_a_plan_out_of_range(run: Any, flags: list[str], error: str) -> None:
+    code, out, err = run("account", "create", "acme", *flags)
+    assert (code, out, err) == (1, "", f"mailtrap-smtp: {error}\n")
+    assert run("account", "list", "--json")[1] == "[]\n"

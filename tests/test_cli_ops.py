@@ -13,63 +13,47 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import pytest
-
-from mailtrap_smtp import cli
 from mailtrap_smtp.delivery.worker import DeliveryService
 from mailtrap_smtp.dnsresolve import make_resolver
 from mailtrap_smtp.store import messages
+from tests.cli_util import CliRun
+from tests.delivery_util import FAST, enqueue, event_list
 from tests.mx_sink import free_port
-from tests.test_delivery_smtp import FAST
-from tests.test_delivery_support import enqueue, event_list
 
 ROOT = Path(__file__).resolve().parents[1]
 LONG_SUBJECT = "A subject " + "that goes on " * 30 + "and ends here"
 
 
-@pytest.fixture
-def run(make_config: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Any:
-    make_config()
-    path = str(tmp_path / "config.toml")
-
-    def go(*args: str) -> tuple[int, str, str]:
-        code = cli.main(["-c", path, *args])
-        out = capsys.readouterr()
-        return code, out.out, out.err
-
-    return go
-
-
-def test_output_to_a_reader_that_left_is_no_traceback(run: Any, tmp_path: Path) -> None:
-    run("account", "create", "acme")
+def test_output_to_a_reader_that_left_is_no_traceback(cli_run: CliRun, tmp_path: Path) -> None:
+    cli_run("account", "create", "acme")
     # `mailtrap-smtp ... | head -0`: the reader is gone before anything is written.
-    proc = subprocess.Popen([sys.executable, "-m", "mailtrap_smtp", "-c", str(tmp_path / "config.toml"),
-                             "account", "list"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    assert proc.stdout is not None and proc.stderr is not None
-    proc.stdout.close()
-    err = proc.stderr.read().decode()
-    assert proc.wait(timeout=60) == 141  # 128 + SIGPIPE, as shell tools end
+    with subprocess.Popen([sys.executable, "-m", "mailtrap_smtp", "-c", str(tmp_path / "config.toml"),
+                           "account", "list"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as proc:
+        assert proc.stdout is not None and proc.stderr is not None
+        proc.stdout.close()
+        err = proc.stderr.read().decode()
+        assert proc.wait(timeout=60) == 141  # 128 + SIGPIPE, as shell tools end
     assert err == ""
 
 
-def test_domain_show_prints_the_records_to_publish_at_any_time(run: Any) -> None:
-    run("account", "create", "acme")
-    code, out, _ = run("domain", "add", "acme", "example.test", "--json")
+def test_domain_show_prints_the_records_to_publish_at_any_time(cli_run: CliRun) -> None:
+    cli_run("account", "create", "acme")
+    code, out, _ = cli_run("domain", "add", "acme", "example.test", "--json")
     assert code == 0
     added = json.loads(out)["records"]
-    code, out, err = run("domain", "show", "EXAMPLE.test", "--json")
+    code, out, err = cli_run("domain", "show", "EXAMPLE.test", "--json")
     assert code == 0, err
     shown = json.loads(out)
     assert shown["domain"]["name"] == "example.test" and shown["domain"]["state"] == "unverified"
     assert [{k: r[k] for k in ("key", "type", "name", "value", "required")} for r in shown["records"]] == [
         {k: r[k] for k in ("key", "type", "name", "value", "required")} for r in added]
     assert {r["last_status"] for r in shown["records"]} == {None}  # never checked yet
-    code, out, _ = run("domain", "show", "example.test")
+    code, out, _ = cli_run("domain", "show", "example.test")
     assert code == 0
     for r in added:  # every full name and whole value is in the table
         assert re.search(rf"{re.escape(r['name'])}\s+{re.escape(r['value'])}\s", out), r["key"]
     assert "unchecked" in out
-    code, _, err = run("domain", "show", "nope.test")
+    code, _, err = cli_run("domain", "show", "nope.test")
     assert (code, err) == (1, "mailtrap-smtp: no domain named nope.test\n")
 
 
@@ -81,7 +65,7 @@ async def _finished_and_queued(pool: Any) -> uuid.UUID:
     return mid
 
 
-def test_queue_show_and_list(run: Any, db_dsn: str) -> None:
+def test_queue_show_and_list(cli_run: CliRun, db_dsn: str) -> None:
     import asyncpg
 
     async def prepare() -> uuid.UUID:
@@ -92,20 +76,20 @@ def test_queue_show_and_list(run: Any, db_dsn: str) -> None:
             await pool.close()
 
     mid = asyncio.run(prepare())
-    code, out, _ = run("queue", "show", str(mid))
+    code, out, _ = cli_run("queue", "show", str(mid))
     assert code == 0
     assert f"  Subject: {LONG_SUBJECT}\n" in out  # never cut
     assert "  X-Folded: first part\n    second part\n" in out
-    code, out, _ = run("queue", "list", "--json")
+    code, out, _ = cli_run("queue", "list", "--json")
     by_rcpt = {r["rcpt"]: r for r in json.loads(out)}
     assert by_rcpt["done@dest.test"]["next_attempt_at"] is None
     assert by_rcpt["wait@dest.test"]["next_attempt_at"] is not None
-    code, out, _ = run("queue", "list")
+    code, out, _ = cli_run("queue", "list")
     done_line = next(line for line in out.splitlines() if "done@dest.test" in line)
     wait_line = next(line for line in out.splitlines() if "wait@dest.test" in line)
     assert not re.search(r"\d{4}-\d\d-\d\dT", done_line.split("done@dest.test", 1)[1])
     assert re.search(r"\d{4}-\d\d-\d\dT", wait_line.split("wait@dest.test", 1)[1])
-    code, out, _ = run("queue", "show", str(mid), "--json")
+    code, out, _ = cli_run("queue", "show", str(mid), "--json")
     rcpts = {r["rcpt"]: r for r in json.loads(out)["recipients"]}
     assert rcpts["done@dest.test"]["next_attempt_at"] is None and rcpts["wait@dest.test"]["next_attempt_at"]
 

@@ -14,13 +14,9 @@ import pytest
 from mailtrap_smtp import maillog
 from mailtrap_smtp.delivery.worker import DeliveryService
 from mailtrap_smtp.dnsresolve import make_resolver
-from tests import smtp_util
+from tests.delivery_util import FAST, enqueue
 from tests.mx_sink import MxSink
 from tests.smtp_util import SENDER, Env, message, reply_line
-from tests.test_delivery_smtp import FAST
-
-smtp = smtp_util.smtp  # fixture
-smtp_factory = smtp_util.smtp_factory  # fixture
 
 SECRET_BODY = "the-secret-body-text"
 
@@ -29,12 +25,6 @@ SECRET_BODY = "the-secret-body-text"
 def text_format_afterwards() -> Any:
     yield
     maillog.configure("text")
-
-
-@pytest.fixture
-def sink() -> Any:
-    with MxSink() as s:
-        yield s
 
 
 def maillog_lines(caplog: pytest.LogCaptureFixture) -> list[str]:
@@ -145,8 +135,6 @@ def test_text_values_cannot_shape_a_line(caplog: pytest.LogCaptureFixture, value
 
 
 async def test_expiry_is_logged(make_config: Any, pool: Any, caplog: pytest.LogCaptureFixture) -> None:
-    from tests.test_delivery_support import enqueue
-
     caplog.set_level(logging.INFO)
     import datetime as dt
 

@@ -9,7 +9,7 @@ import socket
 import urllib.request
 from pathlib import Path
 
-from tests.test_serve import _free_port, _serve, _wait_port
+from tests.serve_util import free_port, serve, wait_listening, wait_port
 
 
 def _scrape(port: int) -> str:
@@ -23,18 +23,14 @@ def _value(text: str, name: str, labels: str) -> float:
 
 
 async def test_one_endpoint_sums_all_processes(make_config, tmp_path: Path) -> None:
-    smtp_port, metrics_port = _free_port(), _free_port()
+    smtp_port, metrics_port = free_port(), free_port()
     make_config(smtp={"listeners": [{"address": "127.0.0.1", "port": smtp_port, "mode": "starttls"}]},
                 metrics={"listen": f"127.0.0.1:{metrics_port}"}, limits={"connections_per_ip": 100})
-    proc = await _serve(tmp_path, 2)
+    proc = await serve(tmp_path, 2)
     label = f'listener="127.0.0.1:{smtp_port}/starttls"'
     try:
-        await _wait_port(smtp_port, proc)
-        async with asyncio.timeout(30):  # both processes listening (each logs its listener)
-            seen = b""
-            while seen.count(b"SMTP listening on") < 2:
-                assert proc.stderr is not None
-                seen += await proc.stderr.readline()
+        await wait_port(smtp_port, proc)
+        await wait_listening(proc, 2)
         before = _value(await asyncio.to_thread(_scrape, metrics_port), "mts_smtp_connections_total", label)
         for _ in range(10):  # the kernel spreads them over both processes
             reader, writer = await asyncio.open_connection("127.0.0.1", smtp_port)
