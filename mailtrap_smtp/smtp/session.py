@@ -117,6 +117,13 @@ class Session:
         if self._read_until is not None and not getattr(self.reader, "_buffer", b""):
             self._release_eof()
 
+    def _stop_holding_eof(self) -> None:
+        # The session is over: an EOF arriving from now on ends the TLS shutdown as usual.
+        layer = halfclose.layer_of(self.writer)
+        if layer is not None:
+            layer.wrapped = False
+            layer.on_eof = None
+
     def _release_eof(self) -> None:
         layer = halfclose.layer_of(self.writer)
         if layer is not None and layer.eof_pending:
@@ -301,6 +308,7 @@ class Session:
                 self._timer = None
             self._release()
             self._release_eof()  # so the TLS shutdown does not wait for a close_notify that cannot come
+            self._stop_holding_eof()
             if not self.writer.is_closing():
                 self.writer.close()
             maillog.connection_end(peer=self.client_ip, tls=self._tls_version(), account=self._account(),
