@@ -540,7 +540,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = add(sub, "serve", cmd_serve, "run the SMTP listeners and delivery workers")
     s.add_argument("--processes", type=int, default=0,
                    help="processes sharing the ports with SO_REUSEPORT (default 0: one per core)")
-    s.add_argument("--role", choices=["all", "smtp", "delivery"], default="all",
+    s.add_argument("--role", choices=["all", "smtp", "http", "delivery"], default="all",
                    help="what this node runs (default all)")
     s.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     add(sub, "migrate", cmd_migrate, "apply pending database schema migrations")

@@ -195,6 +195,8 @@ class Accepted:
     message_id: uuid.UUID
     size: int
     recipients: int
+    # One public id per envelope recipient, in the order given (the send API's `message_ids`).
+    recipient_ids: tuple[uuid.UUID, ...] = ()
 
 
 class Submission:
@@ -321,6 +323,7 @@ class Submission:
                 header_from=header_from, subject=subject, message_id_header=message_id_header,
                 category=category, custom_variables=custom_variables, client_ip=client_ip,
                 raw=signed, recipients=list(recipients),
+                recipient_ids=[uuid.uuid4() for _ in recipients],
             )
             period = quota.current_period(principal.billing_anchor_day)
             settle()  # handed over now: the group commit stops waiting for it as "on its way"
@@ -331,6 +334,7 @@ class Submission:
             except messages_store.QuotaExceeded:
                 raise Rejected("QUOTA_EXCEEDED") from None
             self._notifier.poke()
-            return Accepted(message_id=msg_id, size=len(signed), recipients=len(recipients))
+            return Accepted(message_id=msg_id, size=len(signed), recipients=len(recipients),
+                            recipient_ids=tuple(new.recipient_ids))
         finally:
             settle()
