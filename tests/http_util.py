@@ -1,6 +1,6 @@
 """Shared helpers for the API tests: a running HTTPS API on loopback over the real database.
 
-Import the fixtures you use into the test module (`from tests.http_util import api  # noqa: F401`).
+Its fixtures (`api`, `api_factory`) are registered for every test module by conftest.py.
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tests.http_util import SENDER, ApiEnv, api, api_factory, minimal  # noqa: F401
+from tests.http_util import SENDER, ApiEnv, minimal
 
 
 async def test_minimal_send_returns_one_id_per_recipient(api: ApiEnv) -> None:  # §9 item 1

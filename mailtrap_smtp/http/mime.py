@@ -68,7 +68,7 @@ def _decoded_content(a: Attachment) -> bytes:
 
 
 def _mime_type(a: Attachment) -> tuple[str, str]:
-    maintype, _, subtype = (a.type or "application/octet-stream").partition("/")
+    maintype, _, subtype = (a.type or "application/octet-stream").partition(";")[0].strip().partition("/")
     return maintype, subtype
 
 

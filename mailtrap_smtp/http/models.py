@@ -19,6 +19,7 @@ MAX_BATCH_REQUESTS = 500
 CATEGORY_MAX = 255
 _ADDRESS = re.compile(r"[^\s@<>()\[\]\\,;:\"]+@[^\s@<>()\[\]\\,;:\"]+")
 _HEADER_NAME = re.compile(r"[!-9;-~]+")  # printable ASCII except ':' (RFC 5322 §2.2)
+_MIME_TYPE = re.compile(r"[\w.+-]+/[\w.+-]+\s*(;[^\x00-\x1f\x7f]*)?")  # parameters are dropped
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
@@ -153,7 +154,7 @@ def mail_problems(mail: Mail, *, template_engine: bool = False) -> list[str]:
             out.append("attachment 'content' is required")
         if a.disposition not in (None, "attachment", "inline"):
             out.append("attachment 'disposition' must be 'attachment' or 'inline'")
-        if a.type is not None and re.fullmatch(r"[\w.+-]+/[\w.+-]+", a.type) is None:
+        if a.type is not None and _MIME_TYPE.fullmatch(a.type) is None:
             out.append("attachment 'type' is invalid")
         if a.content_id is not None and re.fullmatch(r"[!-;=?-~]+", a.content_id) is None:
             out.append("attachment 'content_id' is invalid")

@@ -112,10 +112,17 @@ class HttpService:
             server.should_exit = True
             with contextlib.suppress(Exception):
                 await task
+            server.config.timeout_graceful_shutdown = max(1, int(grace_seconds))
             try:
                 await server.shutdown()
             except Exception:
                 log.exception("stopping an API listener failed")
+            # Whatever is left after the grace period (a TLS close waiting for a peer that does not
+            # answer) is cut.
+            for connection in list(server.server_state.connections):
+                transport = getattr(connection, "transport", None)
+                if transport is not None:
+                    transport.abort()
         self._servers.clear()
         if self._own_submission:
             await self.submission.close()
