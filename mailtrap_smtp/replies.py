@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .outcomes import Outcome
+
 
 @dataclass(frozen=True)
 class Reply:
@@ -164,3 +166,14 @@ FROM_HEADER_MISMATCH = REPLIES["FROM_HEADER_MISMATCH"]
 BARE_LINE_ENDING = REPLIES["BARE_LINE_ENDING"]
 TEXT_LINE_TOO_LONG = REPLIES["TEXT_LINE_TOO_LONG"]
 TEMPORARY_FAILURE = REPLIES["TEMPORARY_FAILURE"]
+
+# How the SMTP adapter answers each use-case outcome (tests/test_outcomes.py checks it is complete).
+OUTCOME_REPLIES: dict[Outcome, Reply] = {
+    Outcome.SIZE_EXCEEDED: SIZE_EXCEEDED,
+    Outcome.BARE_LINE_ENDING: BARE_LINE_ENDING,
+    Outcome.TEXT_LINE_TOO_LONG: TEXT_LINE_TOO_LONG,
+    Outcome.FROM_HEADER_MISMATCH: FROM_HEADER_MISMATCH,
+    Outcome.SENDER_DOMAIN_NOT_ALLOWED: SENDER_DOMAIN_NOT_ALLOWED,
+    Outcome.QUOTA_EXCEEDED: QUOTA_EXCEEDED,
+    Outcome.TEMPORARILY_UNAVAILABLE: TEMPORARY_FAILURE,
+}

@@ -262,3 +262,21 @@ async def test_unknown_paths_and_methods(api: ApiEnv, method: str, path: str, st
     async with api.client() as c:
         r = await c.request(method, path, headers=api.auth())
     assert (r.status_code, r.json()) == (status, {"success": False, "errors": errors})
+
+
+async def test_queue_show_finds_each_returned_id(api: ApiEnv, tmp_path: Any,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    import asyncio
+    import json
+
+    from mailtrap_smtp import cli
+
+    body = minimal(to=[{"email": "t1@x.test"}], cc=[{"email": "c@x.test"}])
+    async with api.client() as c:
+        ids = (await c.post("/api/send", json=body, headers=api.auth())).json()["message_ids"]
+    capsys.readouterr()
+    for rid, rcpt in zip(ids, ["t1@x.test", "c@x.test"], strict=True):
+        code = await asyncio.to_thread(cli.main, ["-c", str(tmp_path / "config.toml"), "queue", "show", rid, "--json"])
+        data = json.loads(capsys.readouterr().out)
+        assert code == 0
+        assert {r["rcpt"]: str(r["public_id"]) for r in data["recipients"]}[rcpt] == rid

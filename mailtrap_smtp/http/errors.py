@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..auth import AuthOutcome
+from ..outcomes import Outcome
 
 
 @dataclass(frozen=True)
@@ -50,18 +51,17 @@ REQUEST_TOO_LARGE = send_error(413, "Request body too large")
 RATE_LIMITED = send_error(429, "Rate limit exceeded")
 INTERNAL = send_error(500, "Internal server error")
 
-# THE table: outcome name (submission.Rejected) → what an API client gets. The keys are the names of
-# `outcomes.Outcome` members.
-OUTCOMES: dict[str, SendError] = {
-    "SIZE_EXCEEDED": send_error(413, "Message size exceeds fixed maximum message size"),
-    "BARE_LINE_ENDING": send_error(400, "Message contains bare CR, bare LF or NUL"),
-    "TEXT_LINE_TOO_LONG": send_error(400, "Line too long: at most 998 characters per line"),
+# THE table: use-case outcome (submission.Rejected) → what an API client gets.
+OUTCOMES: dict[Outcome, SendError] = {
+    Outcome.SIZE_EXCEEDED: send_error(413, "Message size exceeds fixed maximum message size"),
+    Outcome.BARE_LINE_ENDING: send_error(400, "Message contains bare CR, bare LF or NUL"),
+    Outcome.TEXT_LINE_TOO_LONG: send_error(400, "Line too long: at most 998 characters per line"),
     # The builder writes From: itself from `from`, whose domain was checked first: a mismatch here
     # means the domain stopped being sendable in between, which the client sees as at the check.
-    "FROM_HEADER_MISMATCH": UNAUTHORIZED,
-    "SENDER_DOMAIN_NOT_ALLOWED": UNAUTHORIZED,
-    "QUOTA_EXCEEDED": send_error(403, "Monthly messages limit reached"),
-    "TEMPORARILY_UNAVAILABLE": send_error(503, "Service temporarily unavailable, please try again later"),
+    Outcome.FROM_HEADER_MISMATCH: UNAUTHORIZED,
+    Outcome.SENDER_DOMAIN_NOT_ALLOWED: UNAUTHORIZED,
+    Outcome.QUOTA_EXCEEDED: send_error(403, "Monthly messages limit reached"),
+    Outcome.TEMPORARILY_UNAVAILABLE: send_error(503, "Service temporarily unavailable, please try again later"),
 }
 
 
@@ -70,15 +70,15 @@ OUTCOMES: dict[str, SendError] = {
 AUTH_OUTCOMES: dict[AuthOutcome, SendError | None] = {
     AuthOutcome.OK: None,
     AuthOutcome.INVALID: UNAUTHORIZED,
-    AuthOutcome.TEMPORARY: OUTCOMES["TEMPORARILY_UNAVAILABLE"],
-    AuthOutcome.QUOTA: OUTCOMES["QUOTA_EXCEEDED"],
+    AuthOutcome.TEMPORARY: OUTCOMES[Outcome.TEMPORARILY_UNAVAILABLE],
+    AuthOutcome.QUOTA: OUTCOMES[Outcome.QUOTA_EXCEEDED],
     AuthOutcome.TOO_MANY_CONNECTIONS: send_error(429, "Too many connections per account"),
 }
 
 
-def for_outcome(name: str) -> SendError:
+def for_outcome(outcome: Outcome) -> SendError:
     """The error for a use-case outcome; an unmapped one is a bug, answered as an internal error."""
-    return OUTCOMES.get(name, INTERNAL)
+    return OUTCOMES.get(outcome, INTERNAL)
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,8 @@ from fastapi.responses import JSONResponse
 
 from .. import domainops, metrics
 from ..auth import DB_ERRORS
-from ..submission import Rejected, domain_of
+from ..outcomes import Outcome, Rejected
+from ..submission import Envelope, domain_of
 from . import errors, mime
 from .context import ApiContext
 from .models import (
@@ -57,31 +58,28 @@ async def send_one(ctx: ApiContext, caller: Caller, mail: Mail, client_ip: str |
     principal, submission = caller.principal, ctx.submission
     assert mail.sender is not None and mail.sender.email is not None
     sender = mail.sender.email
-    cache: dict[str, int | None] = {}
-
-    async def domain_check(domain: str) -> int | None:
-        if domain not in cache:
-            cache[domain] = await submission.sender_domain(principal, domain)
-        return cache[domain]
-
     try:
-        domain_id = await domain_check(domain_of(sender))
+        domain_id = await submission.sender_domain(principal, domain_of(sender))
         if domain_id is None:
-            owned = await domainops.owned_by(ctx.pool, principal.account_id, domain_of(sender))
+            owned = await _owned(ctx, principal.account_id, domain_of(sender))
             return errors.DOMAIN_NOT_VERIFIED if owned else errors.UNAUTHORIZED
-        accepted = await submission.submit(
-            principal, mail_from=sender, sender_domain_id=domain_id, recipients=mime.envelope_recipients(mail),
-            raw=raw, domain_check=domain_check, client_ip=client_ip,
-        )
+        envelope = Envelope(mail_from=sender, sender_domain_id=domain_id,
+                            recipients=mime.envelope_recipients(mail), client_ip=client_ip)
+        accepted = await submission.submit(principal, envelope, raw)
     except Rejected as r:
-        metrics.MESSAGES_REJECTED.labels(r.reply).inc()
-        return errors.for_outcome(r.reply)
-    except DB_ERRORS:
-        log.warning("API send: database unavailable", exc_info=True)
-        return errors.for_outcome("TEMPORARILY_UNAVAILABLE")
+        metrics.MESSAGES_REJECTED.labels(r.outcome.name).inc()
+        return errors.for_outcome(r.outcome)
     metrics.MESSAGES_ACCEPTED.labels(principal.stream).inc()
     metrics.RECIPIENTS_ACCEPTED.labels(principal.stream).inc(accepted.recipients)
     return [str(i) for i in accepted.recipient_ids]
+
+
+async def _owned(ctx: ApiContext, account_id: int, domain: str) -> bool:
+    try:
+        return await domainops.owned_by(ctx.pool, account_id, domain)
+    except DB_ERRORS:
+        log.warning("API send: database unavailable", exc_info=True)
+        raise Rejected(Outcome.TEMPORARILY_UNAVAILABLE) from None
 
 
 def _success_headers(caller: Caller, charged: int) -> dict[str, str]:

@@ -33,9 +33,10 @@ import time
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from .. import metrics, replies
-from ..auth import DB_ERRORS, AuthOutcome, Principal
+from ..auth import AuthOutcome, Principal
+from ..outcomes import Outcome, Rejected
 from ..replies import Reply
-from ..submission import Rejected, rfc5322_now
+from ..submission import Envelope, rfc5322_now
 from . import address
 
 if TYPE_CHECKING:
@@ -89,7 +90,6 @@ class Session:
         self.esmtp = False
         self.principal: Principal | None = None
         self.slot: int | None = None
-        self.domain_cache: dict[str, int | None] = {}
         self.quota_left: int | None = None
         self._tls_text: str | None = None
         self._loop = asyncio.get_running_loop()
@@ -544,14 +544,6 @@ class Session:
             return False
         return True
 
-    async def _domain_id(self, domain: str) -> int | None:
-        # Cached per session: one look-up per distinct domain, not one per message.
-        domain = domain.lower()
-        if domain not in self.domain_cache:
-            assert self.principal is not None
-            self.domain_cache[domain] = await self.svc.submission.sender_domain(self.principal, domain)
-        return self.domain_cache[domain]
-
     async def cmd_mail(self, arg: bytes) -> None:
         if not await self._ready_for_mail():
             return
@@ -590,10 +582,9 @@ class Session:
             await self.error(replies.SENDER_DOMAIN_NOT_ALLOWED)  # null sender: no domain to send as
             return
         try:
-            domain_id = await self._domain_id(path.rpartition("@")[2])
-        except DB_ERRORS:
-            log.warning("sender domain check failed", exc_info=True)
-            await self.error(replies.TEMPORARY_FAILURE)
+            domain_id = await self.svc.submission.sender_domain(self.principal, path.rpartition("@")[2])
+        except Rejected as r:
+            await self.error(replies.OUTCOME_REPLIES[r.outcome])
             return
         if domain_id is None:
             await self.error(replies.SENDER_DOMAIN_NOT_ALLOWED)
@@ -631,9 +622,8 @@ class Session:
         if self.quota_left is None:
             try:
                 self.quota_left = await self.svc.submission.quota_remaining(self.principal)
-            except DB_ERRORS:
-                log.warning("quota check failed", exc_info=True)
-                await self.error(replies.TEMPORARY_FAILURE)
+            except Rejected as r:
+                await self.error(replies.OUTCOME_REPLIES[r.outcome])
                 return
         if len(self.recipients) + 1 > self.quota_left:
             await self.error(replies.QUOTA_EXCEEDED)
@@ -656,33 +646,31 @@ class Session:
             await self.error(replies.NEED_RCPT)
             return
         await self.send(replies.START_DATA)
-        submission = self.svc.submission
-        submission.expect()
+        envelope = Envelope(mail_from=self.mail_from, sender_domain_id=self.sender_domain_id,
+                            recipients=self.recipients, client_ip=self.client_ip, trace=self._received())
+        recipients = self.recipients
+        principal = self.principal
+        started = 0.0
+
+        async def read() -> bytes:
+            nonlocal started
+            raw = await self._read_data(principal.max_message_size)
+            started = time.monotonic()
+            if raw is None:
+                raise Rejected(Outcome.SIZE_EXCEEDED)
+            return raw
+
         try:
-            raw = await self._read_data(self.principal.max_message_size)
-        except BaseException:
-            submission.not_coming()
-            raise
-        started = time.monotonic()
-        mail_from, recipients, domain_id = self.mail_from, self.recipients, self.sender_domain_id
-        self._reset_transaction()
-        if raw is None:
-            submission.not_coming()
-            await self.error(replies.SIZE_EXCEEDED)
-            return
-        try:
-            accepted = await submission.submit(
-                self.principal, mail_from=mail_from, sender_domain_id=domain_id, recipients=recipients,
-                raw=raw, domain_check=self._domain_id, trace=self._received(), client_ip=self.client_ip,
-                expected=True,
-            )
+            accepted = await self.svc.submission.receive(principal, envelope, read)
         except Rejected as r:
-            await self.error(replies.REPLIES[r.reply])
+            await self.error(replies.OUTCOME_REPLIES[r.outcome])
             return
         except Exception:
             log.exception("accepting a message failed")
             await self.error(replies.TEMPORARY_FAILURE)
             return
+        finally:
+            self._reset_transaction()
         self.messages += 1
         if self.quota_left is not None:
             self.quota_left -= len(recipients)
