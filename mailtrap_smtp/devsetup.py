@@ -62,9 +62,10 @@ def _api_instructions(cfg: Config, token: str) -> list[str]:
     cert = str(cfg.path(cfg.tls.cert_file))
     body = json.dumps({"from": {"email": DEMO_SENDER, "name": "Demo"}, "to": [{"email": "someone@example.net"}],
                        "subject": "Hello", "text": "Sent through the mailtrap-smtp Email API."})
-    sdk = (f"import mailtrap as mt; client = mt.MailtrapClient(token={token!r}, api_host={f'{host}:{api.port}'!r}); "
-           f"print(client.send(mt.Mail(sender=mt.Address(email={DEMO_SENDER!r}), "
-           "to=[mt.Address(email='someone@example.net')], subject='Hello', text='Sent with the Mailtrap SDK.')))")
+    # Double quotes inside, so the shell's single quotes around it need no escaping.
+    sdk = (f'import mailtrap as mt; client = mt.MailtrapClient(token="{token}", api_host="{host}:{api.port}"); '
+           f'print(client.send(mt.Mail(sender=mt.Address(email="{DEMO_SENDER}"), '
+           'to=[mt.Address(email="someone@example.net")], subject="Hello", text="Sent with the Mailtrap SDK.")))')
     return [
         "",
         f"Send through the HTTPS Email API ({host}:{api.port}) with curl:",
