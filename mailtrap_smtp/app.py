@@ -62,7 +62,7 @@ class Service:
                 cfg, pool, signer=KeyStore(pool, kek) if smtp is None else None,
                 submission=smtp.submission if smtp is not None else None,
                 authenticator=smtp.authenticator if smtp is not None else None,
-                rate_memory=self._rate_memory, process_index=self.process_index)
+                rate_memory=self._rate_memory, kek=kek, resolver=resolver, process_index=self.process_index)
             self._parts.append(self.http)
         if self.role in ("all", "delivery"):
             self._parts.append(DeliveryService(cfg, pool, resolver))

@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
+from mailtrap_smtp import dnsresolve
 from mailtrap_smtp.http.server import HttpService
 from mailtrap_smtp.signing import KeyStore
 from tests.smtp_util import DOMAIN, SENDER, Account, create_account
@@ -84,7 +85,9 @@ async def api_factory(pool: Any, make_config: Any, client_ssl_context: ssl.SSLCo
         http_section = {"listeners": [{"address": "127.0.0.1", "port": 3, "stream": stream}], **(http or {})}
         cfg = make_config(http=http_section, **sections)
         acct = await create_account(pool, **(account or {}))
-        svc = HttpService(cfg, pool, signer=KeyStore(pool, os.urandom(32)), port_override=0)
+        kek = os.urandom(32)
+        resolver = dnsresolve.make_resolver(cfg.dns.nameservers, cfg.dns.timeout_seconds)
+        svc = HttpService(cfg, pool, signer=KeyStore(pool, kek), kek=kek, resolver=resolver, port_override=0)
         await svc.start()
         services.append(svc)
         return ApiEnv(svc, pool, cfg, acct, client_ssl_context, str(ca_file))

@@ -23,7 +23,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .. import metrics
-from . import errors, send
+from . import errors, manage, send
 from .context import ApiContext
 
 log = logging.getLogger(__name__)
@@ -64,11 +64,14 @@ async def _validation_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
     details = exc.errors()
     management = is_management(request.url.path)
-    if not _json_content_type(request.headers.get("content-type")):
+    body_errors = any(tuple(d.get("loc", ()))[:1] == ("body",) for d in details)
+    if body_errors and not _json_content_type(request.headers.get("content-type")):
         return respond(errors.ManageError(415, {"error": "Content-Type must be application/json"})
                        if management else errors.UNSUPPORTED_MEDIA_TYPE)
     if any(d.get("type") == "json_invalid" for d in details):
         return respond(errors.MANAGE_BAD_REQUEST if management else errors.INVALID_JSON)
+    if management and any(tuple(d.get("loc", ()))[:1] == ("path",) for d in details):
+        return respond(errors.MANAGE_NOT_FOUND)  # e.g. a non-numeric id: no such resource
     if any(tuple(d.get("loc", ())) == ("body",) for d in details):
         return respond(errors.MANAGE_BAD_REQUEST if management else errors.BODY_NOT_OBJECT)
     if management:
@@ -173,6 +176,7 @@ def create_app(ctx: ApiContext) -> FastAPI:
     app = FastAPI(title="mailtrap-smtp Email API", docs_url=None, redoc_url=None, openapi_url="/openapi.json")
     app.state.ctx = ctx
     app.include_router(send.router)
+    app.include_router(manage.router)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(errors.ApiError, _api_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)

@@ -18,3 +18,5 @@ class ApiContext:
     submission: Submission
     authenticator: Authenticator
     limiter: RateLimiter
+    kek: bytes = b""  # encrypts the DKIM keys of domains created through the API
+    resolver: Any = None  # for re-checks on demand (dnsresolve.make_resolver)

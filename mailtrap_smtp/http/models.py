@@ -165,3 +165,63 @@ def mail_problems(mail: Mail, *, template_engine: bool = False) -> list[str]:
         if problem is not None:
             out.append(problem)
     return out
+
+
+# --- management API (mailtrap.io paths, MAILTRAP_COMPAT.md §4.3) ---
+
+
+class AccountOut(BaseModel):
+    id: int
+    name: str
+    access_levels: list[int]
+
+
+class DnsRecordOut(BaseModel):
+    key: str
+    domain: str  # the record's FQDN
+    type: str
+    value: str
+    status: str  # pass | fail | unchecked | missing | softfail | network_error
+    name: str  # relative to the domain ("" for the apex)
+
+
+class DomainPermissions(BaseModel):
+    can_read: bool
+    can_update: bool
+    can_destroy: bool
+
+
+class DomainOut(BaseModel):
+    id: int
+    domain_name: str
+    demo: bool = False
+    compliance_status: str
+    dns_verified: bool
+    dns_verified_at: str | None
+    dns_records: list[DnsRecordOut]
+    open_tracking_enabled: bool = False
+    click_tracking_enabled: bool = False
+    auto_unsubscribe_link_enabled: bool = False
+    custom_domain_tracking_enabled: bool = False
+    health_alerts_enabled: bool = False
+    critical_alerts_enabled: bool = False
+    alert_recipient_email: str | None = None
+    tracking_opt_out_enabled: bool = False
+    inbound_enabled: bool = False
+    inbound_verified: bool = False
+    permissions: DomainPermissions
+
+
+class DomainList(BaseModel):
+    data: list[DomainOut]
+
+
+class NewDomainFields(_Shape):
+    domain_name: str | None = None
+
+
+class NewSendingDomain(_Shape):
+    """Legacy body `{"sending_domain": {...}}` (SDK 2.11) or current `{"domain": {...}}` (OAS)."""
+
+    sending_domain: NewDomainFields | None = None
+    domain: NewDomainFields | None = None

@@ -53,6 +53,12 @@ def may_send(principal: Principal, stream: str) -> bool:
     return principal.stream == stream
 
 
+def may_manage(principal: Principal) -> bool:
+    """THE permission check for managing the account's domains (and templates): every token of the
+    account until tokens carry a level."""
+    return principal.account_id > 0
+
+
 def rate_headers(rate: Decision) -> dict[str, str]:
     return {"X-RateLimit-Limit": str(rate.limit), "X-RateLimit-Remaining": str(rate.remaining),
             "X-RateLimit-Reset": str(rate.reset_seconds)}

@@ -61,7 +61,8 @@ class HttpListener:
 class HttpService:
     def __init__(self, cfg: Config, pool: Any, *, submission: Submission | None = None,
                  authenticator: Authenticator | None = None, signer: Any = None,
-                 rate_memory: tuple[Any, Any] | None = None, process_index: int = 0,
+                 rate_memory: tuple[Any, Any] | None = None, kek: bytes = b"", resolver: Any = None,
+                 process_index: int = 0,
                  port_override: int | None = None) -> None:
         self.cfg = cfg
         self.process_index = process_index
@@ -72,7 +73,8 @@ class HttpService:
                                                    require_approval=cfg.domains.require_approval,
                                                    grace_seconds=cfg.domains.grace_period_seconds)
         limiter = RateLimiter(cfg.http.rate_limit_requests, cfg.http.rate_limit_window_seconds, rate_memory)
-        self.context = ApiContext(cfg, pool, self.submission, authenticator or Authenticator(pool), limiter)
+        self.context = ApiContext(cfg, pool, self.submission, authenticator or Authenticator(pool), limiter,
+                                  kek=kek, resolver=resolver)
         self.app = create_app(self.context)
         self.listeners: list[HttpListener] = []
         self._servers: list[tuple[uvicorn.Server, asyncio.Task[None]]] = []
