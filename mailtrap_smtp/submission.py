@@ -15,10 +15,11 @@ Given an authenticated principal, an envelope whose sender domain the caller alr
    (coalesced NOTIFY).
 
 Line-ending policy (DESIGN §3, SMTP smuggling): a message containing a bare CR, a bare LF or a NUL
-anywhere is REJECTED (`BARE_LINE_ENDING`), never normalised. Normalising would turn a smuggled
-`\\n.\\n` into a line break the sender's MTA never meant, and storing it would relay it; rejecting
-is unambiguous, costs three C-level scans, and conforming clients (which must send CRLF, RFC 5321
-§2.3.8) are unaffected. Lines longer than 998 characters (RFC 5322 §2.1.1) are rejected too.
+anywhere is REJECTED (`BARE_LINE_ENDING`), never normalised here. The SMTP DATA reader
+(`smtp/datareader.py`) has already turned bare-LF lines into CRLF lines when configured to
+(`smtp.bare_newline`), after finding the one true terminator; this check is the safety net on what
+any adapter hands in, so stray line endings are never stored nor relayed. Lines longer than 998
+characters (RFC 5322 §2.1.1) are rejected too.
 
 Failures are `Rejected(Outcome.X)` (`outcomes.py`); each adapter maps outcomes to its own wire
 form. A database that does not answer becomes `Outcome.TEMPORARILY_UNAVAILABLE`, never an asyncpg
@@ -291,7 +292,7 @@ class Submission:
         """The one `From:` address and its domain, which must be a sending domain of the account."""
         froms = [whole for name, whole in parsed.fields if name == b"from"]
         if len(froms) != 1:
-            raise Rejected(Outcome.FROM_HEADER_MISMATCH)
+            raise Rejected(Outcome.FROM_HEADER_COUNT)
         header_from = _single_address(field_value(froms[0]))
         if header_from is None:
             raise Rejected(Outcome.FROM_HEADER_MISMATCH)

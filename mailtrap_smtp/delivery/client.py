@@ -158,8 +158,10 @@ class Session:
     async def send(self, mail_from: str, rcpts: list[str], raw: bytes) -> list[RcptResult]:
         """One transaction: MAIL, RCPT per recipient, DATA once; one result per recipient.
 
-        The server's dot-unstuffing (RFC 5321 §4.5.2) gives back exactly `raw`: aiosmtplib doubles
-        every leading dot and sends CRLF line ends only (bare CR/LF become CRLF).
+        The server's dot-unstuffing (RFC 5321 §4.5.2) gives back exactly `raw`: aiosmtplib's `data()`
+        doubles every leading dot, including that of a lone "." line a bare-LF client left inside a
+        message (smtp/datareader.py), so stored text never ends the remote DATA early; `raw` has CRLF
+        line ends only (submission refuses anything else), so the bytes DKIM signed are the bytes sent.
         """
         smtp = self.smtp
         results: dict[str, RcptResult] = {}
