@@ -33,6 +33,10 @@ class Listener:
     mode: str = "starttls"  # "starttls" | "implicit"
     # Trusted peers (server.proxy_protocol_from) must open with a PROXY header on this listener.
     proxy_protocol: bool = False
+    # The stream this listener's sessions send on: "transactional" or "bulk" (a token without
+    # that stream is refused at AUTH), or "" for the token's own stream (transactional when the
+    # token has both).
+    stream: str = ""
 
 
 @dataclass
@@ -347,6 +351,8 @@ def validate(cfg: Config) -> None:
         _port(f"{key}.port", lst.port)
         if lst.mode not in ("starttls", "implicit"):
             raise ConfigError(f"{key}.mode: must be 'starttls' or 'implicit', got {lst.mode!r}")
+        if lst.stream not in ("", "transactional", "bulk"):
+            raise ConfigError(f"{key}.stream: must be 'transactional', 'bulk' or '', got {lst.stream!r}")
         if (lst.address, lst.port) in seen:
             raise ConfigError(f"{key}: {lst.address}:{lst.port} is listed twice")
         seen.add((lst.address, lst.port))

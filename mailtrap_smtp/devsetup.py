@@ -140,7 +140,7 @@ async def ensure_demo(cfg: Config, pool: Any) -> str | None:
     await accounts.create(pool, DEMO_ACCOUNT, accounts.plan_for(cfg.limits))
     await domainops.add_domain(pool, cfg, dkim.load_or_create_kek(cfg.kek_path), DEMO_ACCOUNT, DEMO_DOMAIN,
                                skip_dns=True)
-    return (await credentials.issue(pool, DEMO_ACCOUNT, "transactional", name="demo")).token
+    return (await credentials.issue(pool, DEMO_ACCOUNT, ["transactional"], name="demo")).token
 
 
 def report(cfg: Config, token: str | None) -> str:
