@@ -388,11 +388,11 @@ class DomainRechecker:
             await asyncio.sleep(interval)
 
 
-async def owned_by(pool: Conn, account_id: int, name: str) -> bool:
-    """Whether `name` is a sending domain of the account, whatever its state (a domain it may not
-    send from yet is refused differently from one that is not its own: MAILTRAP_COMPAT.md §2.6)."""
+async def owned_by(pool: Conn, account_id: int, name: str) -> int | None:
+    """The id of `name` if it is a sending domain of the account, whatever its state (a domain it may
+    not send from yet is refused differently from one that is not its own: MAILTRAP_COMPAT.md §2.6)."""
     row = await domains_store.get_by_name(pool, name.lower())
-    return row is not None and int(row["account_id"]) == account_id
+    return int(row["id"]) if row is not None and int(row["account_id"]) == account_id else None
 
 
 async def domain_of_account(pool: Conn, account_id: int, domain_id: int) -> Record | None:

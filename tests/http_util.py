@@ -13,9 +13,10 @@ from typing import Any
 import httpx
 import pytest
 
-from mailtrap_smtp import dnsresolve
+from mailtrap_smtp import dnsresolve, tokens
 from mailtrap_smtp.http.server import HttpService
 from mailtrap_smtp.signing import KeyStore
+from mailtrap_smtp.store import credentials
 from tests.smtp_util import DOMAIN, SENDER, Account, create_account
 
 __all__ = ["DOMAIN", "SENDER", "ApiEnv", "api", "api_factory", "minimal"]
@@ -54,6 +55,14 @@ class ApiEnv:
 
     def auth(self, token: str | None = None) -> dict[str, str]:
         return {"Authorization": f"Bearer {token or self.token}"}
+
+    async def new_token(self, *, streams: tuple[str, ...] = ("transactional",), level: str = "send",
+                        domain_ids: list[int] | None = None) -> str:
+        """Another token of the account, with this grant (`permissions.py`)."""
+        tok = tokens.generate()
+        await credentials.create(self.pool, self.account.id, public_id=tok.public_id, digest=tok.digest,
+                                 streams=list(streams), level=level, domain_ids=domain_ids)
+        return tok.token
 
     async def counts(self) -> dict[str, int]:
         """Rows stored and quota charged so far: the "nothing stored, nothing charged" check."""

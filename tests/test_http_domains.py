@@ -18,10 +18,16 @@ DNS_FIELDS = {"key", "domain", "type", "value", "status", "name"}
 
 
 @pytest.fixture
-def sdk(api: ApiEnv, monkeypatch: pytest.MonkeyPatch) -> mt.MailtrapClient:
+async def admin(api: ApiEnv) -> str:
+    """An admin token of the account, every domain (may manage account-wide resources)."""
+    return await api.new_token(level="admin")
+
+
+@pytest.fixture
+def sdk(api: ApiEnv, admin: str, monkeypatch: pytest.MonkeyPatch) -> mt.MailtrapClient:
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", api.ca_path)
     monkeypatch.setattr(mailtrap.client, "GENERAL_HOST", f"127.0.0.1:{api.port}")
-    return mt.MailtrapClient(token=api.token, account_id=str(api.account.id))
+    return mt.MailtrapClient(token=admin, account_id=str(api.account.id))
 
 
 async def test_sdk_lists_creates_gets_and_deletes_domains(api: ApiEnv, sdk: mt.MailtrapClient) -> None:  # 18-20
@@ -44,13 +50,13 @@ async def test_sdk_lists_creates_gets_and_deletes_domains(api: ApiEnv, sdk: mt.M
 
 
 @pytest.mark.parametrize("prefix", ["/api/domains", "/api/accounts/{account}/sending_domains"])
-async def test_domain_object_has_every_field(api: ApiEnv, prefix: str) -> None:  # §9 items 19, 21
+async def test_domain_object_has_every_field(api: ApiEnv, admin: str, prefix: str) -> None:  # §9 items 19, 21
     path = prefix.format(account=api.account.id)
     body_key = "domain" if prefix == "/api/domains" else "sending_domain"
     async with api.client() as c:
-        created = await c.post(path, json={body_key: {"domain_name": "fresh.test"}}, headers=api.auth())
+        created = await c.post(path, json={body_key: {"domain_name": "fresh.test"}}, headers=api.auth(admin))
         assert created.status_code == 200, created.text
-        listed = await c.get(path, headers=api.auth())
+        listed = await c.get(path, headers=api.auth(admin))
     assert listed.status_code == 200
     data = listed.json()["data"]
     assert sorted(d["domain_name"] for d in data) == [DOMAIN, "fresh.test"]
@@ -68,6 +74,7 @@ async def test_domain_object_has_every_field(api: ApiEnv, prefix: str) -> None: 
 
 async def test_recheck_on_demand_moves_to_compliant(api_factory: Any, dns_server: Any) -> None:  # §9 item 20
     env: ApiEnv = await api_factory(dns={"nameservers": [dns_server.address], "timeout_seconds": 1.0})
+    env.account.token = await env.new_token(level="admin")
     async with env.client() as c:
         created = (await c.post("/api/domains", json={"domain": {"domain_name": "checked.test"}},
                                 headers=env.auth())).json()
@@ -95,9 +102,10 @@ async def test_recheck_on_demand_moves_to_compliant(api_factory: Any, dns_server
     ("GET", "/api/accounts/1/nowhere", None, 404, {"error": "Not Found"}),
     ("PUT", "/api/domains", None, 405, {"error": "Method Not Allowed"}),
 ])
-async def test_management_errors(api: ApiEnv, method: str, path: str, body: Any, status: int, expect: Any) -> None:
+async def test_management_errors(api: ApiEnv, admin: str, method: str, path: str, body: Any, status: int,
+                                 expect: Any) -> None:
     async with api.client() as c:
-        r = await c.request(method, path, json=body, headers=api.auth())
+        r = await c.request(method, path, json=body, headers=api.auth(admin))
     assert (r.status_code, r.json()) == (status, expect)
     async with api.pool.acquire() as conn:
         assert await conn.fetchval("SELECT count(*) FROM sending_domains") == 1
@@ -115,3 +123,33 @@ async def test_sdk_raises_authorization_error_with_a_bad_token(api: ApiEnv, sdk:
     with pytest.raises(mt.AuthorizationError) as info:
         await asyncio.to_thread(bad.sending_domains_api.sending_domains.get_list)
     assert info.value.errors == ["Incorrect API token"]
+
+
+@pytest.mark.parametrize(("level", "scoped", "method", "path", "status"), [
+    ("send", False, "GET", "/api/domains", 403),
+    ("send", False, "POST", "/api/domains", 403),
+    ("read", False, "GET", "/api/domains", 200),
+    ("read", False, "GET", "/api/domains/{id}", 200),
+    ("read", False, "POST", "/api/domains", 403),
+    ("read", False, "DELETE", "/api/domains/{id}", 403),
+    ("read", True, "GET", "/api/domains/{other}", 404),
+    ("admin", True, "POST", "/api/domains", 403),   # account-wide: needs an admin of every domain
+    ("admin", True, "DELETE", "/api/domains/{other}", 404),
+    ("admin", True, "GET", "/api/domains/{id}", 200),
+    ("send", False, "POST", "/api/domains/{id}/check", 403),
+    ("admin", False, "POST", "/api/domains", 200),
+])
+async def test_management_by_token_level_and_scope(api: ApiEnv, level: str, scoped: bool, method: str, path: str,
+                                                   status: int) -> None:
+    own = await domains_store.get_by_name(api.pool, DOMAIN)
+    other = await domains_store.create(api.pool, api.account.id, "other.test", verification_token="t")
+    token = await api.new_token(level=level, domain_ids=[own["id"]] if scoped else None)
+    body = {"domain": {"domain_name": "made.test"}} if method == "POST" and path == "/api/domains" else None
+    async with api.client() as c:
+        r = await c.request(method, path.format(id=own["id"], other=other["id"]), json=body,
+                            headers=api.auth(token))
+    assert r.status_code == status, r.text
+    if status == 403:
+        assert r.json() == {"errors": "Account access forbidden"}
+    if level == "read" and scoped is False and path == "/api/domains" and method == "GET":
+        assert sorted(d["domain_name"] for d in r.json()["data"]) == [DOMAIN, "other.test"]

@@ -59,7 +59,9 @@ OUTCOMES: dict[Outcome, SendError] = {
     # The builder writes From: itself from `from`, whose domain was checked first: a mismatch here
     # means the domain stopped being sendable in between, which the client sees as at the check.
     Outcome.FROM_HEADER_MISMATCH: UNAUTHORIZED,
+    Outcome.FROM_HEADER_COUNT: send_error(400, "Message must have exactly one From: header"),
     Outcome.SENDER_DOMAIN_NOT_ALLOWED: UNAUTHORIZED,
+    Outcome.NOT_PERMITTED: UNAUTHORIZED,  # the token may not send on this stream (COMPAT §2.6: 401)
     Outcome.QUOTA_EXCEEDED: send_error(403, "Monthly messages limit reached"),
     Outcome.TEMPORARILY_UNAVAILABLE: send_error(503, "Service temporarily unavailable, please try again later"),
 }
@@ -70,6 +72,8 @@ OUTCOMES: dict[Outcome, SendError] = {
 AUTH_OUTCOMES: dict[AuthOutcome, SendError | None] = {
     AuthOutcome.OK: None,
     AuthOutcome.INVALID: UNAUTHORIZED,
+    AuthOutcome.UNKNOWN_ID: UNAUTHORIZED,
+    AuthOutcome.NOT_ALLOWED: UNAUTHORIZED,  # a valid token without the right to send on this stream
     AuthOutcome.TEMPORARY: OUTCOMES[Outcome.TEMPORARILY_UNAVAILABLE],
     AuthOutcome.QUOTA: OUTCOMES[Outcome.QUOTA_EXCEEDED],
     AuthOutcome.TOO_MANY_CONNECTIONS: send_error(429, "Too many connections per account"),

@@ -8,14 +8,14 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Request, Response
 
-from .. import domainops
+from .. import domainops, permissions
 from ..core.refusal import Refused
 from ..store.types import Record
 from . import errors
 from .context import ApiContext
 from .domain_view import domain_out
 from .models import AccountOut, DomainList, DomainOut, NewSendingDomain
-from .principal import Caller, context, manage_caller, may_manage
+from .principal import Caller, context, manage_caller
 
 router = APIRouter()
 
@@ -28,20 +28,26 @@ def _own_account(caller: Caller, account_id: int) -> None:
         raise errors.ApiError(errors.MANAGE_FORBIDDEN)
 
 
-def _must_manage(caller: Caller) -> None:
-    if not may_manage(caller.principal):
+def _require(allowed: bool) -> None:
+    if not allowed:
         raise errors.ApiError(errors.MANAGE_FORBIDDEN)
 
 
 async def _view(ctx: ApiContext, caller: Caller, row: Record) -> DomainOut:
     records = await domainops.expected_for(ctx.pool, ctx.cfg, row)
     return domain_out(row, records, require_approval=ctx.cfg.domains.require_approval,
-                      may_manage=may_manage(caller.principal))
+                      may_manage=permissions.may_manage(caller.principal, int(row["id"])))
+
+
+def _readable(caller: Caller, domain_id: int) -> bool:
+    return permissions.may_read(caller.principal, domain_id=domain_id)
 
 
 async def _domain(ctx: ApiContext, caller: Caller, domain_id: int) -> Record:
+    """One of the account's domains that this token may see (else 404: it is not there for it)."""
+    _require(permissions.may_read(caller.principal))  # a send-only token reads nothing
     row = await domainops.domain_of_account(ctx.pool, caller.principal.account_id, domain_id)
-    if row is None:
+    if row is None or not _readable(caller, domain_id):
         raise errors.ApiError(errors.MANAGE_NOT_FOUND)
     return row
 
@@ -49,18 +55,22 @@ async def _domain(ctx: ApiContext, caller: Caller, domain_id: int) -> Record:
 @router.get("/api/accounts", response_model=list[AccountOut])
 async def accounts(caller: Caller = Depends(manage_caller)) -> list[AccountOut]:
     p = caller.principal
-    level = ADMIN_ACCESS_LEVEL if may_manage(p) else VIEWER_ACCESS_LEVEL
+    level = ADMIN_ACCESS_LEVEL if permissions.may_manage(p) else VIEWER_ACCESS_LEVEL
     return [AccountOut(id=p.account_id, name=p.account_name, access_levels=[level])]
 
 
 async def _list(request: Request, caller: Caller) -> DomainList:
     ctx = context(request)
-    rows = await domainops.list_domains(ctx.pool, caller.principal.account_name)
-    return DomainList(data=[await _view(ctx, caller, await _domain(ctx, caller, int(r["id"]))) for r in rows])
+    who = caller.principal
+    _require(permissions.may_read(who) or permissions.may_manage(who) or (who.domain_ids is not None
+             and who.level is not permissions.Level.SEND))
+    rows = await domainops.list_domains(ctx.pool, who.account_name)
+    return DomainList(data=[await _view(ctx, caller, await _domain(ctx, caller, int(r["id"])))
+                            for r in rows if _readable(caller, int(r["id"]))])
 
 
 async def _create(request: Request, caller: Caller, body: NewSendingDomain) -> DomainOut:
-    _must_manage(caller)
+    _require(permissions.may_manage(caller.principal))  # account-wide: an unscoped admin token
     ctx = context(request)
     fields = body.sending_domain or body.domain
     name = (fields.domain_name if fields is not None else None) or ""
@@ -80,7 +90,8 @@ async def _get(request: Request, caller: Caller, domain_id: int) -> DomainOut:
 
 
 async def _delete(request: Request, caller: Caller, domain_id: int) -> Response:
-    _must_manage(caller)
+    await _domain(context(request), caller, domain_id)
+    _require(permissions.may_manage(caller.principal, domain_id))
     if not await domainops.delete_domain(context(request).pool, caller.principal.account_id, domain_id):
         raise errors.ApiError(errors.MANAGE_NOT_FOUND)
     return Response(status_code=204)
@@ -88,9 +99,9 @@ async def _delete(request: Request, caller: Caller, domain_id: int) -> Response:
 
 async def _check(request: Request, caller: Caller, domain_id: int) -> DomainOut:
     """Re-check the domain's DNS now (Mailtrap's "Re-check" button), then answer the domain."""
-    _must_manage(caller)
     ctx = context(request)
     row = await _domain(ctx, caller, domain_id)
+    _require(permissions.may_manage(caller.principal, domain_id))
     await domainops.verify_domain(ctx.pool, ctx.cfg, ctx.resolver, str(row["name"]))
     return await _view(ctx, caller, await _domain(ctx, caller, domain_id))
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from fastapi import Request
 
+from .. import permissions
 from ..auth import AuthOutcome, Principal
 from . import errors
 from .context import ApiContext
@@ -49,14 +50,8 @@ def stream_of(request: Request) -> str:
 
 
 def may_send(principal: Principal, stream: str) -> bool:
-    """THE permission check for sending on `stream` (the token's scope)."""
-    return principal.stream == stream
-
-
-def may_manage(principal: Principal) -> bool:
-    """THE permission check for managing the account's domains (and templates): every token of the
-    account until tokens carry a level."""
-    return principal.account_id > 0
+    """The check for sending on `stream` (the token's grant, `permissions.py`)."""
+    return permissions.may_send(principal, stream)
 
 
 def rate_headers(rate: Decision) -> dict[str, str]:
@@ -64,12 +59,15 @@ def rate_headers(rate: Decision) -> dict[str, str]:
             "X-RateLimit-Reset": str(rate.reset_seconds)}
 
 
-async def authenticate(request: Request) -> tuple[AuthOutcome, Principal | None]:
+async def authenticate(request: Request, *, sending: bool) -> tuple[AuthOutcome, Principal | None]:
+    """With `sending`, the token must be allowed to send on this door's stream and the account be
+    under its monthly limit (`auth.Authenticator`); without, only a valid token."""
     token = token_of(request)
     if token is None:
-        return AuthOutcome.INVALID, None
+        return AuthOutcome.UNKNOWN_ID, None
     ctx = context(request)
-    outcome, principal, _ = await ctx.authenticator.authenticate(token, sender_policy=ctx.submission.sender_policy)
+    outcome, principal, _ = await ctx.authenticator.authenticate(
+        token, stream=stream_of(request), sending=sending, sender_policy=ctx.submission.sender_policy)
     return outcome, principal
 
 
@@ -82,7 +80,7 @@ def _counted(request: Request, principal: Principal, too_many: errors.SendError 
 
 async def send_caller(request: Request) -> Caller:
     """Dependency of the send paths: a principal allowed to send on this listener's stream."""
-    outcome, principal = await authenticate(request)
+    outcome, principal = await authenticate(request, sending=True)
     refusal = errors.AUTH_OUTCOMES[outcome]
     if refusal is not None or principal is None:
         raise errors.ApiError(refusal or errors.UNAUTHORIZED)
@@ -94,12 +92,12 @@ async def send_caller(request: Request) -> Caller:
 
 
 async def manage_caller(request: Request) -> Caller:
-    """Dependency of the management paths: any valid token of the account (an account at its
-    monthly limit may still manage its domains)."""
-    outcome, principal = await authenticate(request)
+    """Dependency of the management paths: any valid token of the account (each route asks
+    `permissions` what it may do; an account at its monthly limit may still manage its domains)."""
+    outcome, principal = await authenticate(request, sending=False)
     if outcome is AuthOutcome.TEMPORARY:
         raise errors.ApiError(errors.MANAGE_INTERNAL)
-    if outcome not in (AuthOutcome.OK, AuthOutcome.QUOTA) or principal is None:
+    if outcome is not AuthOutcome.OK or principal is None:
         raise errors.ApiError(errors.MANAGE_UNAUTHORIZED)
     rate = _counted(request, principal, errors.MANAGE_RATE_LIMITED)
     return Caller(principal, stream_of(request), rate)

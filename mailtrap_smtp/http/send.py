@@ -13,7 +13,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 
-from .. import domainops, metrics
+from .. import domainops, metrics, permissions
 from ..auth import DB_ERRORS
 from ..outcomes import Outcome, Rejected
 from ..submission import Envelope, domain_of
@@ -62,7 +62,11 @@ async def send_one(ctx: ApiContext, caller: Caller, mail: Mail, client_ip: str |
         domain_id = await submission.sender_domain(principal, domain_of(sender))
         if domain_id is None:
             owned = await _owned(ctx, principal.account_id, domain_of(sender))
-            return errors.DOMAIN_NOT_VERIFIED if owned else errors.UNAUTHORIZED
+            # 403 only for a domain this token could send from once verified; a domain outside the
+            # account or the token's scope is 401, as Mailtrap answers (COMPAT §2.6).
+            if owned is not None and permissions.in_scope(principal, owned):
+                return errors.DOMAIN_NOT_VERIFIED
+            return errors.UNAUTHORIZED
         envelope = Envelope(mail_from=sender, sender_domain_id=domain_id,
                             recipients=mime.envelope_recipients(mail), client_ip=client_ip)
         accepted = await submission.submit(principal, envelope, raw)
@@ -74,7 +78,7 @@ async def send_one(ctx: ApiContext, caller: Caller, mail: Mail, client_ip: str |
     return [str(i) for i in accepted.recipient_ids]
 
 
-async def _owned(ctx: ApiContext, account_id: int, domain: str) -> bool:
+async def _owned(ctx: ApiContext, account_id: int, domain: str) -> int | None:
     try:
         return await domainops.owned_by(ctx.pool, account_id, domain)
     except DB_ERRORS:
