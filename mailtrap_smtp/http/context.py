@@ -8,6 +8,7 @@ from typing import Any
 from ..auth import Authenticator
 from ..config import Config
 from ..submission import Submission
+from ..templates import Templates
 from .ratelimit import RateLimiter
 
 
@@ -18,5 +19,6 @@ class ApiContext:
     submission: Submission
     authenticator: Authenticator
     limiter: RateLimiter
+    templates: Templates
     kek: bytes = b""  # encrypts the DKIM keys of domains created through the API
     resolver: Any = None  # for re-checks on demand (dnsresolve.make_resolver)

@@ -49,6 +49,7 @@ INVALID_JSON = send_error(400, "Invalid JSON in request body")
 BODY_NOT_OBJECT = send_error(400, "Request body must be a JSON object")
 REQUEST_TOO_LARGE = send_error(413, "Request body too large")
 RATE_LIMITED = send_error(429, "Rate limit exceeded")
+TEMPLATE_NOT_FOUND = send_error(400, "'template_uuid' does not match any template")
 INTERNAL = send_error(500, "Internal server error")
 
 # THE table: use-case outcome (submission.Rejected) → what an API client gets.

@@ -17,6 +17,8 @@ from .. import domainops, metrics, permissions
 from ..auth import DB_ERRORS
 from ..outcomes import Outcome, Rejected
 from ..submission import Envelope, domain_of
+from ..templates import TemplateNotFound
+from ..templating import TemplateError
 from . import errors, mime
 from .context import ApiContext
 from .models import (
@@ -50,7 +52,10 @@ async def send_one(ctx: ApiContext, caller: Caller, mail: Mail, client_ip: str |
     if problems:
         return errors.send_error(400, *problems)
     if mail.template_uuid is not None:
-        return errors.send_error(400, "'template_uuid' does not match any template")
+        rendered = await _rendered(ctx, caller, mail)
+        if isinstance(rendered, errors.SendError):
+            return rendered
+        mail = rendered
     try:
         raw = mime.build(mail)
     except mime.BuildError as e:
@@ -76,6 +81,22 @@ async def send_one(ctx: ApiContext, caller: Caller, mail: Mail, client_ip: str |
     metrics.MESSAGES_ACCEPTED.labels(principal.stream).inc()
     metrics.RECIPIENTS_ACCEPTED.labels(principal.stream).inc(accepted.recipients)
     return [str(i) for i in accepted.recipient_ids]
+
+
+async def _rendered(ctx: ApiContext, caller: Caller, mail: Mail) -> Mail | errors.SendError:
+    """The mail with the template's subject, text, html and category rendered from its variables."""
+    assert mail.template_uuid is not None
+    try:
+        r = await ctx.templates.render(caller.principal.account_id, mail.template_uuid, mail.template_variables)
+    except TemplateNotFound:
+        return errors.TEMPLATE_NOT_FOUND
+    except TemplateError as e:
+        return errors.send_error(400, str(e))
+    except DB_ERRORS:
+        log.warning("API send: database unavailable", exc_info=True)
+        return errors.for_outcome(Outcome.TEMPORARILY_UNAVAILABLE)
+    return mail.model_copy(update={"subject": r.subject, "text": r.text, "html": r.html,
+                                   "category": r.category or None, "template_uuid": None})
 
 
 async def _owned(ctx: ApiContext, account_id: int, domain: str) -> int | None:

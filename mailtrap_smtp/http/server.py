@@ -23,6 +23,7 @@ from ..auth import Authenticator
 from ..config import Config
 from ..smtp.tls import TlsContexts
 from ..submission import Submission
+from ..templates import Templates
 from .app import create_app
 from .context import ApiContext
 from .principal import STREAM_SCOPE_KEY
@@ -74,7 +75,7 @@ class HttpService:
                                                    grace_seconds=cfg.domains.grace_period_seconds)
         limiter = RateLimiter(cfg.http.rate_limit_requests, cfg.http.rate_limit_window_seconds, rate_memory)
         self.context = ApiContext(cfg, pool, self.submission, authenticator or Authenticator(pool), limiter,
-                                  kek=kek, resolver=resolver)
+                                  Templates(pool), kek=kek, resolver=resolver)
         self.app = create_app(self.context)
         self.listeners: list[HttpListener] = []
         self._servers: list[tuple[uvicorn.Server, asyncio.Task[None]]] = []
