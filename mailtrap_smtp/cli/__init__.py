@@ -1,6 +1,6 @@
 """The `mailtrap-smtp` command line: serve, migrate, check-config and the admin commands.
 
-One module per command group (`service`, `account`, `domain`, `credential`, `dkim`, `queue`); each
+One module per command group (`service`, `account`, `domain`, `credential`, `dkim`, `queue`, `inbox`); each
 translates arguments into a use case call and its answer into output, and decides nothing itself.
 Errors a user can cause are one line on stderr and a non-zero exit status (2 for configuration
 and usage problems, 1 for refused operations); tracebacks are for bugs only.
@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 from .. import config as config_mod
 from ..core.refusal import Refused
-from . import account, credential, dkim, domain, queue, service
+from . import account, credential, dkim, domain, inbox, queue, service
 from .common import EXIT_CONFIG, EXIT_ERROR, CliError, Parsers
 
 __all__ = ["build_parser", "main"]
@@ -37,7 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     # The order of `--help`.
     for register in (service.register, account.register, domain.register, credential.register, dkim.register,
-                     queue.register, service.register_dev_setup):
+                     queue.register, inbox.register, service.register_dev_setup):
         register(sub, parsers)
     return p
 

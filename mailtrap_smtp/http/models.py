@@ -246,3 +246,22 @@ class TemplateBody(_Shape):
     checked by the templates use case (which answers per field)."""
 
     email_template: dict[str, Any] | None = None
+
+
+class InboxOut(BaseModel):
+    id: int
+    name: str
+    emails_count: int
+    created_at: str
+
+
+class SandboxMessageOut(BaseModel):
+    id: str
+    inbox_id: int
+    subject: str | None
+    from_email: str
+    to_email: str
+    email_size: int
+    sent_at: str
+    created_at: str
+    download_path: str

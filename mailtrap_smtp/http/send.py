@@ -46,8 +46,8 @@ class MailtrapJSON(JSONResponse):
     media_type = "application/json; charset=utf-8"  # what Mailtrap sends (§2.6)
 
 
-async def send_one(ctx: ApiContext, caller: Caller, mail: Mail, client_ip: str | None) -> list[str] | errors.SendError:
-    """Accept one mail; its recipients' ids (To, Cc, Bcc order) or the error to answer with."""
+async def prepare(ctx: ApiContext, caller: Caller, mail: Mail) -> tuple[Mail, bytes] | errors.SendError:
+    """The mail checked (Mailtrap's rules), its template rendered, built into MIME; or the 400."""
     problems = mail_problems(mail)
     if problems:
         return errors.send_error(400, *problems)
@@ -57,9 +57,18 @@ async def send_one(ctx: ApiContext, caller: Caller, mail: Mail, client_ip: str |
             return rendered
         mail = rendered
     try:
-        raw = mime.build(mail)
+        return mail, mime.build(mail)
     except mime.BuildError as e:
         return errors.send_error(400, *e.messages)
+
+
+async def send_one(ctx: ApiContext, caller: Caller, mail: Mail,
+                   ip: str | None) -> list[str] | errors.SendError:
+    """Accept one mail; its recipients' ids (To, Cc, Bcc order) or the error to answer with."""
+    prepared = await prepare(ctx, caller, mail)
+    if isinstance(prepared, errors.SendError):
+        return prepared
+    mail, raw = prepared
     principal, submission = caller.principal, ctx.submission
     assert mail.sender is not None and mail.sender.email is not None
     sender = mail.sender.email
@@ -73,7 +82,7 @@ async def send_one(ctx: ApiContext, caller: Caller, mail: Mail, client_ip: str |
                 return errors.DOMAIN_NOT_VERIFIED
             return errors.UNAUTHORIZED
         envelope = Envelope(mail_from=sender, sender_domain_id=domain_id,
-                            recipients=mime.envelope_recipients(mail), client_ip=client_ip)
+                            recipients=mime.envelope_recipients(mail), client_ip=ip)
         accepted = await submission.submit(principal, envelope, raw)
     except Rejected as r:
         metrics.MESSAGES_REJECTED.labels(r.outcome.name).inc()
@@ -107,23 +116,23 @@ async def _owned(ctx: ApiContext, account_id: int, domain: str) -> int | None:
         raise Rejected(Outcome.TEMPORARILY_UNAVAILABLE) from None
 
 
-def _success_headers(caller: Caller, charged: int) -> dict[str, str]:
+def success_headers(caller: Caller, charged: int) -> dict[str, str]:
     # Advisory, as of this request's authentication (the commit itself re-checks the limit).
     quota = max(0, caller.principal.quota_remaining_at_auth - charged)
     return {**rate_headers(caller.rate), "X-Quota-Remaining": str(quota)}
 
 
-def _client_ip(request: Request) -> str | None:
+def client_ip(request: Request) -> str | None:
     return request.client.host if request.client is not None else None
 
 
 @router.post("/api/send", response_model=SendResponse, responses=_ERROR_RESPONSES, response_class=MailtrapJSON)
 async def send(mail: Mail, request: Request, caller: Caller = Depends(send_caller)) -> MailtrapJSON:
-    result = await send_one(context(request), caller, mail, _client_ip(request))
+    result = await send_one(context(request), caller, mail, client_ip(request))
     if isinstance(result, errors.SendError):
         raise errors.ApiError(result, rate_headers(caller.rate))
     body = SendResponse(message_ids=result)
-    return MailtrapJSON(body.model_dump(), headers=_success_headers(caller, len(result)))
+    return MailtrapJSON(body.model_dump(), headers=success_headers(caller, len(result)))
 
 
 @router.post("/api/batch", response_model=BatchResponse, responses=_ERROR_RESPONSES, response_class=MailtrapJSON)
@@ -133,13 +142,13 @@ async def batch(body: BatchBody, request: Request, caller: Caller = Depends(send
     if len(body.requests) > MAX_BATCH_REQUESTS:
         raise errors.ApiError(errors.send_error(400, f"'requests' must have at most {MAX_BATCH_REQUESTS} items"),
                               rate_headers(caller.rate))
-    ctx, client_ip = context(request), _client_ip(request)
+    ctx, ip = context(request), client_ip(request)
     mails = [merged(body.base, r) for r in body.requests]
     # Concurrently, so the group commit (store.messages.AcceptBatcher) stores them in as few
     # statements as it can; each is still accepted or refused on its own, first come first served.
-    results = await asyncio.gather(*(send_one(ctx, caller, m, client_ip) for m in mails))
+    results = await asyncio.gather(*(send_one(ctx, caller, m, ip) for m in mails))
     items = [BatchItem(success=False, errors=list(r.messages)) if isinstance(r, errors.SendError)
              else BatchItem(success=True, message_ids=r) for r in results]
     charged = sum(len(r) for r in results if not isinstance(r, errors.SendError))
     response = BatchResponse(responses=items)
-    return MailtrapJSON(response.model_dump(exclude_none=True), headers=_success_headers(caller, charged))
+    return MailtrapJSON(response.model_dump(exclude_none=True), headers=success_headers(caller, charged))
