@@ -280,3 +280,26 @@ async def test_queue_show_finds_each_returned_id(api: ApiEnv, tmp_path: Any,
         data = json.loads(capsys.readouterr().out)
         assert code == 0
         assert {r["rcpt"]: str(r["public_id"]) for r in data["recipients"]}[rcpt] == rid
+
+
+@pytest.mark.parametrize("raw", [
+    b"POST /api/send HTTP/1.1\r\nHost: x\r\nX-Bad: a\x01b\r\nContent-Length: 0\r\n\r\n",
+    b"GARBAGE\r\n\r\n",
+    b"POST /api/send HTTP/1.1\r\nContent-Length: abc\r\n\r\n",
+])
+async def test_unparseable_http_gets_a_json_400(api: ApiEnv, raw: bytes) -> None:
+    import asyncio
+
+    reader, writer = await asyncio.open_connection("127.0.0.1", api.port, ssl=api.ssl_context,
+                                                   server_hostname="localhost")
+    writer.write(raw)
+    await writer.drain()
+    response = await asyncio.wait_for(reader.read(), 10)
+    writer.close()
+    head, _, body = response.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400 ")
+    assert b"content-type: application/json" in head.lower()
+    import json
+
+    assert json.loads(body) == {"success": False, "errors": ["Malformed HTTP request"]}
+    await api.assert_nothing_stored()

@@ -49,6 +49,8 @@ INVALID_JSON = send_error(400, "Invalid JSON in request body")
 BODY_NOT_OBJECT = send_error(400, "Request body must be a JSON object")
 REQUEST_TOO_LARGE = send_error(413, "Request body too large")
 RATE_LIMITED = send_error(429, "Rate limit exceeded")
+IDEMPOTENCY_KEY_INVALID = send_error(400, "Idempotency-Key must be 1 to 256 printable ASCII characters")
+IDEMPOTENCY_IN_FLIGHT = send_error(409, "A request with this Idempotency-Key is still in progress")
 TEMPLATE_NOT_FOUND = send_error(400, "'template_uuid' does not match any template")
 INTERNAL = send_error(500, "Internal server error")
 

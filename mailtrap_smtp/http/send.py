@@ -7,13 +7,15 @@ outcome table of `errors.py`.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 
-from .. import domainops, metrics, permissions
+from .. import domainops, idempotency, metrics, permissions
 from ..auth import DB_ERRORS
 from ..outcomes import Outcome, Rejected
 from ..submission import Envelope, domain_of
@@ -126,17 +128,69 @@ def client_ip(request: Request) -> str | None:
     return request.client.host if request.client is not None else None
 
 
+async def once(request: Request, caller: Caller, run: Callable[[], Awaitable[MailtrapJSON]]) -> MailtrapJSON:
+    """`run()` at most once per `Idempotency-Key` of this token (`idempotency.py`); without the
+    header, just `run()`."""
+    key = request.headers.get("idempotency-key")
+    if key is None:
+        return await run()
+    if not idempotency.valid_key(key):
+        raise errors.ApiError(errors.IDEMPOTENCY_KEY_INVALID, rate_headers(caller.rate))
+    pool, credential_id = context(request).pool, caller.principal.credential_id
+    try:
+        claimed = await idempotency.claim(pool, credential_id, key)
+    except Rejected as r:
+        raise errors.ApiError(errors.for_outcome(r.outcome), rate_headers(caller.rate)) from None
+    if claimed.claim is idempotency.Claim.REPLAY:
+        assert claimed.status is not None
+        return MailtrapJSON(claimed.response, status_code=claimed.status,
+                            headers={**rate_headers(caller.rate), "Idempotent-Replayed": "true"})
+    if claimed.claim is idempotency.Claim.IN_FLIGHT:
+        raise errors.ApiError(errors.IDEMPOTENCY_IN_FLIGHT, rate_headers(caller.rate))
+    try:
+        response = await run()
+    except errors.ApiError as e:
+        if e.error.status >= 500:  # "try again": the retry must run
+            await _settle(pool, credential_id, key, None)
+        else:
+            await _settle(pool, credential_id, key, (e.error.status, e.error.body()))
+        raise
+    except BaseException:
+        await _settle(pool, credential_id, key, None)
+        raise
+    await _settle(pool, credential_id, key, (response.status_code, json.loads(bytes(response.body))))
+    return response
+
+
+async def _settle(pool: Any, credential_id: int, key: str, answer: tuple[int, Any] | None) -> None:
+    try:
+        if answer is None:
+            await idempotency.release(pool, credential_id, key)
+        else:
+            await idempotency.finish(pool, credential_id, key, *answer)
+    except DB_ERRORS:
+        # The key stays in flight: repeats get 409 until it expires, never a second message.
+        log.warning("idempotency key not settled", exc_info=True)
+
+
 @router.post("/api/send", response_model=SendResponse, responses=_ERROR_RESPONSES, response_class=MailtrapJSON)
 async def send(mail: Mail, request: Request, caller: Caller = Depends(send_caller)) -> MailtrapJSON:
-    result = await send_one(context(request), caller, mail, client_ip(request))
-    if isinstance(result, errors.SendError):
-        raise errors.ApiError(result, rate_headers(caller.rate))
-    body = SendResponse(message_ids=result)
-    return MailtrapJSON(body.model_dump(), headers=success_headers(caller, len(result)))
+    async def run() -> MailtrapJSON:
+        result = await send_one(context(request), caller, mail, client_ip(request))
+        if isinstance(result, errors.SendError):
+            raise errors.ApiError(result, rate_headers(caller.rate))
+        body = SendResponse(message_ids=result)
+        return MailtrapJSON(body.model_dump(), headers=success_headers(caller, len(result)))
+
+    return await once(request, caller, run)
 
 
 @router.post("/api/batch", response_model=BatchResponse, responses=_ERROR_RESPONSES, response_class=MailtrapJSON)
 async def batch(body: BatchBody, request: Request, caller: Caller = Depends(send_caller)) -> MailtrapJSON:
+    return await once(request, caller, lambda: _batch(body, request, caller))
+
+
+async def _batch(body: BatchBody, request: Request, caller: Caller) -> MailtrapJSON:
     if not body.requests:
         raise errors.ApiError(errors.send_error(400, "empty field: 'requests'"), rate_headers(caller.rate))
     if len(body.requests) > MAX_BATCH_REQUESTS:
