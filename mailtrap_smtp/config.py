@@ -98,6 +98,10 @@ class HttpConfig:
     rate_limit_requests: int = 150
     rate_limit_window_seconds: float = 10.0
     keepalive_timeout_seconds: float = 30.0
+    # A token's successful look-up is reused this long by the process (0: every request asks the
+    # database). SMTP authenticates once per session; the API would otherwise pay a round trip per
+    # request. A revoked token or a changed domain takes effect within this time.
+    token_cache_seconds: float = 2.0
 
 
 @dataclass
@@ -428,6 +432,8 @@ def _validate_http(cfg: Config, taken: set[tuple[str, int]]) -> None:
     for name in ("max_request_bytes", "rate_limit_requests", "rate_limit_window_seconds",
                  "keepalive_timeout_seconds"):
         _positive(f"http.{name}", getattr(cfg.http, name))
+    if cfg.http.token_cache_seconds < 0:
+        raise ConfigError(f"http.token_cache_seconds: must not be negative, got {cfg.http.token_cache_seconds}")
 
 
 def check_files(cfg: Config) -> None:

@@ -303,3 +303,15 @@ async def test_unparseable_http_gets_a_json_400(api: ApiEnv, raw: bytes) -> None
 
     assert json.loads(body) == {"success": False, "errors": ["Malformed HTTP request"]}
     await api.assert_nothing_stored()
+
+
+@pytest.mark.parametrize(("ttl", "after_revoke"), [(0.0, 401), (60.0, 200)])
+async def test_token_cache_bounds_revocation_delay(api_factory: Any, ttl: float, after_revoke: int) -> None:
+    env = await api_factory(http={"token_cache_seconds": ttl})
+    async with env.client() as c:
+        assert (await c.post("/api/send", json=minimal(), headers=env.auth())).status_code == 200
+        async with env.pool.acquire() as conn:
+            await conn.execute("UPDATE credentials SET revoked_at = now() WHERE id = $1", env.account.credential_id)
+        r = await c.post("/api/send", json=minimal(), headers=env.auth())
+    # Within http.token_cache_seconds a revoked token still works (documented); with 0, never.
+    assert r.status_code == after_revoke

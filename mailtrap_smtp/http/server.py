@@ -28,7 +28,7 @@ from ..submission import Submission
 from ..templates import Templates
 from . import errors
 from .app import create_app
-from .context import ApiContext
+from .context import ApiContext, TokenCache
 from .principal import STREAM_SCOPE_KEY
 from .ratelimit import RateLimiter
 
@@ -93,7 +93,8 @@ class HttpService:
                                                    grace_seconds=cfg.domains.grace_period_seconds)
         limiter = RateLimiter(cfg.http.rate_limit_requests, cfg.http.rate_limit_window_seconds, rate_memory)
         self.context = ApiContext(cfg, pool, self.submission, authenticator or Authenticator(pool), limiter,
-                                  Templates(pool), kek=kek, resolver=resolver)
+                                  Templates(pool), kek=kek, resolver=resolver,
+                                  token_cache=TokenCache(cfg.http.token_cache_seconds))
         self.app = create_app(self.context)
         self.listeners: list[HttpListener] = []
         self._servers: list[tuple[uvicorn.Server, asyncio.Task[None]]] = []
