@@ -315,3 +315,19 @@ async def test_token_cache_bounds_revocation_delay(api_factory: Any, ttl: float,
         r = await c.post("/api/send", json=minimal(), headers=env.auth())
     # Within http.token_cache_seconds a revoked token still works (documented); with 0, never.
     assert r.status_code == after_revoke
+
+
+async def test_requests_are_counted_by_route_and_status(api: ApiEnv) -> None:
+    from mailtrap_smtp import metrics
+
+    def count(route: str, status: str) -> float:
+        return float(metrics.HTTP_REQUESTS.labels(route, "POST", status)._value.get())
+
+    before = (count("/api/send", "200"), count("/api/send", "401"), count("unmatched", "404"))
+    async with api.client() as c:
+        await c.post("/api/send", json=minimal(), headers=api.auth())
+        await c.post("/api/send", json=minimal())
+        await c.post("/api/nowhere", json=minimal())
+    after = (count("/api/send", "200"), count("/api/send", "401"), count("unmatched", "404"))
+    assert [a - b for a, b in zip(after, before, strict=True)] == [1, 1, 1]
+    assert metrics.HTTP_LATENCY.labels("/api/send")._sum.get() > 0

@@ -16,11 +16,12 @@ import binascii
 import email.header
 import email.utils
 import json
+import uuid
 from collections.abc import Sequence
-from email import encoders
 from email.message import Message
 from email.mime.base import MIMEBase
 from email.mime.multipart import MIMEMultipart
+from email.mime.nonmultipart import MIMENonMultipart
 from email.mime.text import MIMEText
 from email.policy import compat32
 
@@ -80,19 +81,33 @@ def _mime_type(a: Attachment) -> tuple[str, str]:
     return maintype, subtype
 
 
+def _base64(data: bytes) -> str:
+    # binascii in C, 76 characters a line (RFC 2045 §6.8), instead of email's line-by-line encoder.
+    return base64.encodebytes(data).decode("ascii")
+
+
 def _text(body: str, subtype: str) -> Message:
-    """7bit when the text is ASCII in short lines (read as is), else UTF-8 in base64 (C-speed, and
-    no line can pass 998 characters: RFC 5322 §2.1.1)."""
+    """7bit when the text is ASCII in short lines (read as is), else UTF-8 in base64 (no line can
+    pass 998 characters then: RFC 5322 §2.1.1)."""
     if body.isascii() and max(map(len, body.splitlines() or [""])) <= MAX_LINE:
         return MIMEText(body, subtype, "us-ascii")
-    return MIMEText(body, subtype, "utf-8")
+    part = MIMENonMultipart("text", subtype, charset="utf-8")
+    part["Content-Transfer-Encoding"] = "base64"
+    part.set_payload(_base64(body.encode("utf-8")))
+    return part
+
+
+def _multipart(subtype: str, parts: list[Message]) -> Message:
+    # A random boundary (RFC 2046 §5.1.1) spares the generator its search of every part for a
+    # collision; 128 random bits never occur in the parts by chance.
+    return MIMEMultipart(subtype, boundary=f"=_{uuid.uuid4().hex}", _subparts=parts)
 
 
 def _part(a: Attachment, disposition: str) -> Message:
     maintype, subtype = _mime_type(a)
     part = MIMEBase(maintype, subtype)
-    part.set_payload(_decoded_content(a))
-    encoders.encode_base64(part)
+    part["Content-Transfer-Encoding"] = "base64"
+    part.set_payload(_base64(_decoded_content(a)))
     filename = a.filename or ""
     part.add_header("Content-Disposition", disposition,
                     filename=filename if filename.isascii() else ("utf-8", "", filename))  # RFC 2231
@@ -106,17 +121,17 @@ def _tree(mail: Mail) -> Message:
     inline = [a for a in attachments if a.disposition == "inline"]
     html: Message | None = _text(mail.html, "html") if mail.html else None
     if html is not None and inline:
-        html = MIMEMultipart("related", _subparts=[html, *(_part(a, "inline") for a in inline)])
+        html = _multipart("related", [html, *(_part(a, "inline") for a in inline)])
         inline = []
     text = _text(mail.text, "plain") if mail.text else None
     if text is not None and html is not None:
-        body: Message = MIMEMultipart("alternative", _subparts=[text, html])
+        body: Message = _multipart("alternative", [text, html])
     else:
         body = text or html  # type: ignore[assignment]  # mail_problems() ensured one of them
     rest = [_part(a, "inline") for a in inline] + [_part(a, "attachment") for a in attachments
                                                     if a.disposition != "inline"]
     if rest:
-        body = MIMEMultipart("mixed", _subparts=[body, *rest])
+        body = _multipart("mixed", [body, *rest])
     return body
 
 
