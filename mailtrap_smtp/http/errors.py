@@ -65,6 +65,8 @@ OUTCOMES: dict[Outcome, SendError] = {
     Outcome.FROM_HEADER_COUNT: send_error(400, "Message must have exactly one From: header"),
     Outcome.SENDER_DOMAIN_NOT_ALLOWED: UNAUTHORIZED,
     Outcome.NOT_PERMITTED: UNAUTHORIZED,  # the token may not send on this stream (COMPAT §2.6: 401)
+    Outcome.IDEMPOTENCY_KEY_INVALID: send_error(400, "X-Idempotency-Key must be 1 to 256 printable ASCII characters"),
+    Outcome.IDEMPOTENCY_IN_FLIGHT: send_error(409, "A message with this X-Idempotency-Key is still being accepted"),
     Outcome.QUOTA_EXCEEDED: send_error(403, "Monthly messages limit reached"),
     Outcome.TEMPORARILY_UNAVAILABLE: send_error(503, "Service temporarily unavailable, please try again later"),
 }
