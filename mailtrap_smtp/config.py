@@ -161,6 +161,10 @@ class DeliveryConfig:
     max_queue_lifetime_seconds: int = 3 * 24 * 3600
     mx_port: int = 25  # port of the MX hosts found in DNS (staging networks, tests)
     tls_ca_file: str = ""  # CA bundle for verifying MX certificates when TLS is required; empty: system store
+    # Honour recipients' MTA-STS policies (RFC 8461; fetched over HTTPS, verified with tls_ca_file).
+    mta_sts: bool = True
+    # Honour DANE TLSA records (RFC 7672); needs dns.nameservers to be a DNSSEC-validating resolver.
+    dane: bool = False
 
 
 @dataclass
@@ -179,6 +183,22 @@ class DomainsConfig:
     require_approval: bool = False
     recheck_interval_seconds: int = 3600
     grace_period_seconds: int = 72 * 3600
+    # VERP return path bounces+TAG@<token>.<domain> as MAIL FROM (only with ownership = "cname").
+    verp: bool = True
+    verp_key_file: str = ""  # empty: <data_dir>/verp.key, created with mode 0600
+
+
+@dataclass
+class InboundConfig:
+    # "host:port" listeners of `serve --role inbound` (the MX of the return-path host; 25 in
+    # production). Empty: no inbound listener (`--role all` then starts none).
+    listeners: list[str] = field(default_factory=list)
+    max_message_size: int = 1 * MB  # a report is small; the original message it returns is optional
+    # Fixed addresses that also accept reports (the address registered with providers' complaint
+    # feedback loops); the message and recipient then come from the VERP return path in the report.
+    feedback_addresses: list[str] = field(default_factory=list)
+    max_recipients: int = 10
+    max_connections: int = 100
 
 
 @dataclass
@@ -198,6 +218,7 @@ class Config:
     delivery: DeliveryConfig = field(default_factory=DeliveryConfig)
     dkim: DkimConfig = field(default_factory=DkimConfig)
     domains: DomainsConfig = field(default_factory=DomainsConfig)
+    inbound: InboundConfig = field(default_factory=InboundConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     # Where the file was read from: relative paths in it are relative to its folder.
     base_dir: Path = field(default_factory=Path.cwd, repr=False)
@@ -404,6 +425,15 @@ def validate(cfg: Config) -> None:
     _positive("dns.timeout_seconds", cfg.dns.timeout_seconds)
     if cfg.domains.ownership not in ("cname", "txt"):
         raise ConfigError(f"domains.ownership: must be 'cname' or 'txt', got {cfg.domains.ownership!r}")
+    for i, listen in enumerate(cfg.inbound.listeners):
+        if _host_port(f"inbound.listeners[{i}]", listen) in seen:
+            raise ConfigError(f"inbound.listeners[{i}]: {listen} is also an smtp listener")
+    for name in ("max_message_size", "max_recipients", "max_connections"):
+        _positive(f"inbound.{name}", getattr(cfg.inbound, name))
+    for i, addr in enumerate(cfg.inbound.feedback_addresses):
+        local, at, host = addr.rpartition("@")
+        if not (local and at and host) or any(c.isspace() or c in "<>" for c in addr):
+            raise ConfigError(f"inbound.feedback_addresses[{i}]: not an address: {addr!r}")
     if cfg.metrics.listen:
         _host_port("metrics.listen", cfg.metrics.listen)
     if not cfg.server.hostname or any(c in cfg.server.hostname for c in " \r\n\t"):

@@ -115,6 +115,11 @@ _TABLE: list[tuple[str, int, str, str]] = [
     ("BARE_LINE_ENDING", 550, "5.6.0", "Message contains bare CR, bare LF or NUL: use CRLF line endings"),
     ("TEXT_LINE_TOO_LONG", 550, "5.5.2", "Line too long: at most 998 characters per line"),
     ("TEMPORARY_FAILURE", 451, "4.3.0", "Temporary failure: please try again later"),
+    # --- inbound listener (bounces and complaints to VERP return paths) ---
+    ("INBOUND_NO_SUCH_USER", 550, "5.1.1", "No such user here"),
+    ("INBOUND_NO_AUTH", 502, "5.5.1", "AUTH not available on this server"),
+    ("INBOUND_ACCEPTED", 250, "2.0.0", "Ok: report received"),
+    ("INBOUND_BUSY", 421, "4.3.2", "Too many connections: try again later"),
 ]
 
 REPLIES: dict[str, Reply] = {name: Reply(name, code, enh, text) for name, code, enh, text in _TABLE}
@@ -188,6 +193,10 @@ IDEMPOTENCY_IN_FLIGHT = REPLIES["IDEMPOTENCY_IN_FLIGHT"]
 BARE_LINE_ENDING = REPLIES["BARE_LINE_ENDING"]
 TEXT_LINE_TOO_LONG = REPLIES["TEXT_LINE_TOO_LONG"]
 TEMPORARY_FAILURE = REPLIES["TEMPORARY_FAILURE"]
+INBOUND_NO_SUCH_USER = REPLIES["INBOUND_NO_SUCH_USER"]
+INBOUND_NO_AUTH = REPLIES["INBOUND_NO_AUTH"]
+INBOUND_ACCEPTED = REPLIES["INBOUND_ACCEPTED"]
+INBOUND_BUSY = REPLIES["INBOUND_BUSY"]
 
 # How the SMTP adapter answers each use-case outcome (tests/test_outcomes.py checks it is complete).
 OUTCOME_REPLIES: dict[Outcome, Reply] = {

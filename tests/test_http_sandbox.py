@@ -1,7 +1,7 @@
 """Sandbox inboxes (MAILTRAP_COMPAT.md §1, §9 items 16, 17): `POST /api/send/{inbox_id}` and
 `/api/batch/{inbox_id}` keep the message for an inbox of the account and answer one id; nothing is
-queued, delivered or charged. Inboxes are made with the CLI; messages are listed and downloaded as
-.eml through the CLI and the API."""
+queued, delivered or charged. Inboxes are made with the CLI (core/sandbox.py, from `tokens`); messages
+are listed and downloaded as .eml through the CLI and the API."""
 
 from __future__ import annotations
 
@@ -48,16 +48,16 @@ async def test_sdk_sandbox_client_keeps_the_message(api: ApiEnv, inbox: int, tmp
     assert result["success"] is True and len(result["message_ids"]) == 1
     await api.assert_nothing_stored()  # not queued, not charged
     assert await _kept(api) == 1
-    code, out = await _cli(tmp_path, capsys, "inbox", "messages", str(inbox), "--json")
+    code, out = await _cli(tmp_path, capsys, "inbox", "messages", api.account.name, str(inbox), "--json")
     (row,) = json.loads(out)
     assert (row["id"], row["subject"], row["recipients"]) == (result["message_ids"][0], "Try",
-                                                              "a@x.test, b@x.test, c@x.test")
+                                                              ["a@x.test", "b@x.test", "c@x.test"])
     eml = tmp_path / "m.eml"
-    code, _ = await _cli(tmp_path, capsys, "inbox", "download", row["id"], "-o", str(eml))
+    code, _ = await _cli(tmp_path, capsys, "inbox", "download", api.account.name, row["id"], "-o", str(eml))
     assert code == 0
     msg = email.message_from_bytes(eml.read_bytes(), policy=email.policy.default)
-    assert msg["Subject"] == "Try" and msg["Message-ID"] and msg["Date"] and msg["Bcc"] is None
-    code, out = await _cli(tmp_path, capsys, "inbox", "list", "--json")
+    assert msg["Subject"] == "Try" and msg["To"] == "a@x.test" and msg["Bcc"] is None
+    code, out = await _cli(tmp_path, capsys, "inbox", "list", api.account.name, "--json")
     assert code == 0
     assert [(r["name"], r["messages"]) for r in json.loads(out)] == [("QA", 1)]
 
@@ -114,7 +114,7 @@ async def test_sandbox_refusals(api: ApiEnv, inbox: int, tmp_path: Path, capsys:
 async def test_cli_refusals(api: ApiEnv, inbox: int, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code = await asyncio.to_thread(cli.main, ["-c", str(tmp_path / "config.toml"), "inbox", "create",
                                               api.account.name, "QA"])
-    assert (code, capsys.readouterr().err) == (1, "mailtrap-smtp: account 'acme' already has an inbox named 'QA'\n")
+    assert (code, capsys.readouterr().err) == (1, "mailtrap-smtp: the account already has an inbox named 'QA'\n")
     code = await asyncio.to_thread(cli.main, ["-c", str(tmp_path / "config.toml"), "inbox", "download",
-                                              "00000000-0000-0000-0000-000000000000"])
+                                              api.account.name, "00000000-0000-0000-0000-000000000000"])
     assert code == 1 and "no sandbox message" in capsys.readouterr().err

@@ -1,78 +1,91 @@
-"""`inbox create|list|messages|download`: sandbox inboxes (messages kept, never delivered)."""
+"""`inbox create|list|messages|download`: sandbox inboxes, where messages sent to them wait unsent."""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 from typing import Any
 
 from .. import config as config_mod
-from .. import sandbox
-from ..core import queue_admin
-from .common import Parsers, run_with_pool, with_database
+from ..core import accounts, sandbox
+from .common import CliError, Parsers, run_with_pool, with_database
 from .output import emit_json, emit_table
 
 
 @with_database
 async def cmd_create(pool: Any, cfg: config_mod.Config, args: argparse.Namespace) -> int:
-    row = await sandbox.create_inbox(pool, args.account, args.name)
+    account = await accounts.get(pool, args.account)
+    inbox = await sandbox.create_inbox(pool, account["id"], args.name)
     if args.json:
-        emit_json({"id": row["id"], "account": args.account, "name": row["name"]})
+        emit_json(dataclasses.asdict(inbox))
     else:
-        print(f"created inbox {row['id']} ({row['name']}) of account {args.account}: "
-              f"send to it with POST /api/send/{row['id']}")
+        print(f"created sandbox inbox {inbox.id} {inbox.name!r} for account {args.account} "
+              f"(send to it with POST /api/send/{inbox.id})")
     return 0
 
 
 @with_database
 async def cmd_list(pool: Any, cfg: config_mod.Config, args: argparse.Namespace) -> int:
-    rows = [dict(r) for r in await sandbox.list_inboxes(pool, args.account)]
+    account = await accounts.get(pool, args.account)
+    rows = [dataclasses.asdict(i) for i in await sandbox.list_inboxes(pool, account["id"])]
     if args.json:
         emit_json(rows)
     else:
-        emit_table(rows, ["id", "account", "name", "messages", "created_at"])
+        emit_table(rows, ["id", "name", "messages", "created_at"])
     return 0
 
 
 @with_database
 async def cmd_messages(pool: Any, cfg: config_mod.Config, args: argparse.Namespace) -> int:
-    rows = [dict(r) | {"recipients": ", ".join(r["recipients"])}
-            for r in await sandbox.messages_of(pool, args.inbox_id, args.limit)]
+    account = await accounts.get(pool, args.account)
+    rows = [dataclasses.asdict(m) for m in await sandbox.list_messages(pool, account["id"], args.inbox_id, args.limit)]
     if args.json:
         emit_json(rows)
     else:
-        emit_table(rows, ["id", "created_at", "mail_from", "recipients", "subject", "size"])
+        emit_table([r | {"recipients": ",".join(r["recipients"])} for r in rows],
+                   ["id", "created_at", "mail_from", "recipients", "subject", "size"])
     return 0
 
 
 def cmd_download(cfg: config_mod.Config, args: argparse.Namespace) -> int:
-    mid = queue_admin.parse_message_id(args.message_id)
+    # The file is written after the database is closed (no blocking I/O inside the event loop).
     found: list[bytes] = []
 
     async def fetch(pool: Any) -> int:
-        found.append(bytes((await sandbox.message(pool, mid))["raw"]))
+        account = await accounts.get(pool, args.account)
+        found.append(await sandbox.message_eml(pool, account["id"], args.message_id))
         return 0
 
     run_with_pool(cfg, fetch)
-    raw = found[0]
-    if args.output:
-        Path(args.output).write_bytes(raw)
-    else:
-        sys.stdout.buffer.write(raw)
+    eml = found[0]
+    if args.output in (None, "-"):
+        sys.stdout.flush()
+        sys.stdout.buffer.write(eml)
+        sys.stdout.buffer.flush()
+        return 0
+    try:
+        Path(args.output).write_bytes(eml)
+    except OSError as e:
+        raise CliError(f"cannot write {args.output}: {e.strerror or e}") from None
+    print(f"wrote {len(eml)} bytes to {args.output}")
     return 0
 
 
 def register(sub: Any, p: Parsers) -> None:
-    g = p.group(sub, "inbox", "sandbox inboxes: messages sent to them are kept, never delivered")
-    s = p.add(g, "create", cmd_create, "create an inbox for an account", listing=True)
+    inbox = p.group(sub, "inbox", "sandbox inboxes: messages sent to one are kept, never delivered")
+    s = p.add(inbox, "create", cmd_create, "create a sandbox inbox", listing=True)
     s.add_argument("account")
     s.add_argument("name")
-    s = p.add(g, "list", cmd_list, "inboxes and how many messages they hold", listing=True)
-    s.add_argument("--account")
-    s = p.add(g, "messages", cmd_messages, "the messages of an inbox, newest first", listing=True)
+    s = p.add(inbox, "list", cmd_list, "the account's sandbox inboxes and how many messages each holds",
+              listing=True)
+    s.add_argument("account")
+    s = p.add(inbox, "messages", cmd_messages, "the messages of one inbox, newest first", listing=True)
+    s.add_argument("account")
     s.add_argument("inbox_id", type=int)
-    s.add_argument("--limit", type=int, default=100)
-    s = p.add(g, "download", cmd_download, "a kept message as .eml (to stdout, or -o FILE)")
+    s.add_argument("--limit", type=int, default=100, help=f"at most this many (up to {sandbox.LIST_LIMIT_MAX})")
+    s = p.add(inbox, "download", cmd_download, "a message exactly as it was sent (.eml)")
+    s.add_argument("account")
     s.add_argument("message_id")
-    s.add_argument("-o", "--output", metavar="FILE", help="write the .eml here")
+    s.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of standard output")

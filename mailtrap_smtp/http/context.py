@@ -9,8 +9,8 @@ from typing import Any
 
 from ..auth import Authenticator, Principal
 from ..config import Config
+from ..core.templates import Templates
 from ..submission import Submission
-from ..templates import Templates
 from .ratelimit import RateLimiter
 
 

@@ -11,8 +11,8 @@ import uuid
 
 from fastapi import APIRouter, Depends, Request, Response
 
-from .. import permissions, sandbox
-from ..core.refusal import Refused
+from .. import permissions
+from ..core import sandbox
 from ..outcomes import Rejected
 from . import errors, mime
 from .context import ApiContext
@@ -39,16 +39,14 @@ async def _keep_one(ctx: ApiContext, caller: Caller, inbox_id: int, mail: Mail) 
         return prepared
     mail, raw = prepared
     assert mail.sender is not None and mail.sender.email is not None
-    p = caller.principal
     try:
-        ids = await sandbox.keep(ctx.pool, account_id=p.account_id, max_message_size=p.max_message_size,
-                                 inbox_id=inbox_id, hostname=ctx.cfg.server.hostname,
-                                 messages=[sandbox.Kept(mail.sender.email, mime.envelope_recipients(mail), raw)])
+        kept = await sandbox.keep(ctx.pool, caller.principal, inbox_id, mail_from=mail.sender.email,
+                                  recipients=mime.envelope_recipients(mail), raw=raw)
     except sandbox.InboxNotFound:
         return errors.NOT_FOUND
     except Rejected as r:
         return errors.for_outcome(r.outcome)
-    return [str(i) for i in ids]
+    return [str(kept)]
 
 
 @router.post("/api/send/{inbox_id}", response_model=SendResponse, response_class=MailtrapJSON)
@@ -78,9 +76,9 @@ async def sandbox_batch(inbox_id: int, body: BatchBody, request: Request,
                         headers=success_headers(caller, 0))
 
 
-async def _inbox(ctx: ApiContext, caller: Caller, inbox_id: int) -> object | None:
+async def _inbox(ctx: ApiContext, caller: Caller, inbox_id: int) -> sandbox.Inbox | None:
     try:
-        return await sandbox.inbox_of(ctx.pool, caller.principal.account_id, inbox_id)
+        return await sandbox.get_inbox(ctx.pool, caller.principal.account_id, inbox_id)
     except sandbox.InboxNotFound:
         return None
 
@@ -93,24 +91,24 @@ def _readable(caller: Caller, account_id: int) -> None:
 @router.get("/api/accounts/{account_id}/inboxes", response_model=list[InboxOut])
 async def inboxes(account_id: int, request: Request, caller: Caller = Depends(manage_caller)) -> list[InboxOut]:
     _readable(caller, account_id)
-    rows = await sandbox.list_inboxes(context(request).pool, caller.principal.account_name)
-    return [InboxOut(id=r["id"], name=r["name"], emails_count=r["messages"], created_at=r["created_at"].isoformat())
-            for r in rows]
+    rows = await sandbox.list_inboxes(context(request).pool, caller.principal.account_id)
+    return [InboxOut(id=i.id, name=i.name, emails_count=i.messages, created_at=i.created_at.isoformat()) for i in rows]
 
 
 @router.get("/api/accounts/{account_id}/inboxes/{inbox_id}/messages", response_model=list[SandboxMessageOut])
 async def inbox_messages(account_id: int, inbox_id: int, request: Request,
                          caller: Caller = Depends(manage_caller)) -> list[SandboxMessageOut]:
     _readable(caller, account_id)
-    ctx = context(request)
-    if await _inbox(ctx, caller, inbox_id) is None:
-        raise errors.ApiError(errors.MANAGE_NOT_FOUND)
+    try:
+        kept = await sandbox.list_messages(context(request).pool, caller.principal.account_id, inbox_id)
+    except sandbox.InboxNotFound:
+        raise errors.ApiError(errors.MANAGE_NOT_FOUND) from None
     base = f"/api/accounts/{account_id}/inboxes/{inbox_id}/messages"
-    return [SandboxMessageOut(id=str(r["id"]), inbox_id=inbox_id, subject=r["subject"], from_email=r["mail_from"],
-                              to_email=", ".join(r["recipients"]), email_size=r["size"],
-                              sent_at=r["created_at"].isoformat(), created_at=r["created_at"].isoformat(),
-                              download_path=f"{base}/{r['id']}/body.eml")
-            for r in await sandbox.messages_of(ctx.pool, inbox_id)]
+    return [SandboxMessageOut(id=str(m.id), inbox_id=inbox_id, subject=m.subject, from_email=m.mail_from,
+                              to_email=", ".join(m.recipients), email_size=m.size,
+                              sent_at=m.created_at.isoformat(), created_at=m.created_at.isoformat(),
+                              download_path=f"{base}/{m.id}/body.eml")
+            for m in kept]
 
 
 @router.get("/api/accounts/{account_id}/inboxes/{inbox_id}/messages/{message_id}/body.eml")
@@ -118,10 +116,8 @@ async def message_eml(account_id: int, inbox_id: int, message_id: uuid.UUID, req
                       caller: Caller = Depends(manage_caller)) -> Response:
     _readable(caller, account_id)
     try:
-        row = await sandbox.message(context(request).pool, message_id, caller.principal.account_id)
-    except Refused:
+        eml = await sandbox.message_eml(context(request).pool, caller.principal.account_id, message_id)
+    except sandbox.SandboxMessageNotFound:
         raise errors.ApiError(errors.MANAGE_NOT_FOUND) from None
-    if int(row["inbox_id"]) != inbox_id:
-        raise errors.ApiError(errors.MANAGE_NOT_FOUND)
-    return Response(bytes(row["raw"]), media_type="message/rfc822",
+    return Response(eml, media_type="message/rfc822",
                     headers={"Content-Disposition": f'attachment; filename="{message_id}.eml"'})

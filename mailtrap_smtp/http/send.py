@@ -17,9 +17,9 @@ from fastapi.responses import JSONResponse
 
 from .. import domainops, idempotency, metrics, permissions
 from ..auth import DB_ERRORS
+from ..core.templates import TemplateNotFound
 from ..outcomes import Outcome, Rejected
 from ..submission import Envelope, domain_of
-from ..templates import TemplateNotFound
 from ..templating import TemplateError
 from . import errors, mime
 from .context import ApiContext

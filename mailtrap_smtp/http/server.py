@@ -23,9 +23,9 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from ..auth import Authenticator
 from ..config import Config
+from ..core.templates import Templates
 from ..smtp.tls import TlsContexts
 from ..submission import Submission
-from ..templates import Templates
 from . import errors
 from .app import create_app
 from .context import ApiContext, TokenCache

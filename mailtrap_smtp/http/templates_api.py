@@ -9,7 +9,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Request, Response
 
 from .. import permissions
-from ..templates import EmailTemplate, TemplateInvalid, TemplateNotFound
+from ..core.templates import EmailTemplate, TemplateInvalid, TemplateNotFound
 from . import errors
 from .models import TemplateBody, TemplateOut
 from .principal import Caller, context, manage_caller

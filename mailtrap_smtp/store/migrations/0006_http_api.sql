@@ -8,28 +8,6 @@
 ALTER TABLE recipients ADD COLUMN public_id uuid NOT NULL DEFAULT gen_random_uuid();
 CREATE UNIQUE INDEX recipients_public_id ON recipients (public_id);
 
--- Sandbox inboxes (Mailtrap's testing host, `POST /api/send/{inbox_id}`): messages sent to an inbox
--- are kept for the account to look at and are never delivered, queued or charged.
-CREATE TABLE sandbox_inboxes (
-    id                  bigserial PRIMARY KEY,
-    account_id          bigint NOT NULL REFERENCES accounts (id) ON DELETE CASCADE,
-    name                text NOT NULL,
-    created_at          timestamptz NOT NULL DEFAULT now(),
-    UNIQUE (account_id, name)
-);
-
-CREATE TABLE sandbox_messages (
-    id                  uuid PRIMARY KEY,
-    inbox_id            bigint NOT NULL REFERENCES sandbox_inboxes (id) ON DELETE CASCADE,
-    mail_from           text NOT NULL,
-    recipients          text[] NOT NULL,
-    subject             text,
-    size                integer NOT NULL,
-    raw                 bytea NOT NULL,
-    created_at          timestamptz NOT NULL DEFAULT now()
-);
-CREATE INDEX sandbox_messages_inbox ON sandbox_messages (inbox_id, created_at DESC);
-
 -- Idempotency keys of the send API (`Idempotency-Key`, at most 256 characters, per token, 24 h): the
 -- first request's answer is kept, so a repeat gets it again and sends and charges nothing; a repeat
 -- while the first is still in flight is refused (409). In PostgreSQL, so they hold across processes
