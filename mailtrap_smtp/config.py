@@ -207,6 +207,12 @@ class MetricsConfig:
 
 
 @dataclass
+class MaillogConfig:
+    # The operator's log (maillog.py): "text" lines through the service log, or "json" lines on stderr.
+    format: str = "text"
+
+
+@dataclass
 class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
     smtp: SmtpConfig = field(default_factory=SmtpConfig)
@@ -220,6 +226,7 @@ class Config:
     domains: DomainsConfig = field(default_factory=DomainsConfig)
     inbound: InboundConfig = field(default_factory=InboundConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    maillog: MaillogConfig = field(default_factory=MaillogConfig)
     # Where the file was read from: relative paths in it are relative to its folder.
     base_dir: Path = field(default_factory=Path.cwd, repr=False)
 
@@ -436,6 +443,8 @@ def validate(cfg: Config) -> None:
             raise ConfigError(f"inbound.feedback_addresses[{i}]: not an address: {addr!r}")
     if cfg.metrics.listen:
         _host_port("metrics.listen", cfg.metrics.listen)
+    if cfg.maillog.format not in ("text", "json"):
+        raise ConfigError(f"maillog.format: must be 'text' or 'json', got {cfg.maillog.format!r}")
     if not cfg.server.hostname or any(c in cfg.server.hostname for c in " \r\n\t"):
         raise ConfigError(f"server.hostname: invalid host name {cfg.server.hostname!r}")
     for i, addr in enumerate(cfg.server.proxy_protocol_from):
