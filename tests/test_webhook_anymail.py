@@ -21,8 +21,9 @@ from tests.webhook_receiver import Received, Receiver
 from tests.webhook_world import World
 
 if not settings.configured:
-    settings.configure(SECRET_KEY="test", ALLOWED_HOSTS=["*"], USE_TZ=True, ANYMAIL={},
-                       INSTALLED_APPS=["anymail"])
+    # One Django configuration per test process: the same as tests/test_http_sdk.py's (its anymail
+    # sending backend), whichever module configures it first.
+    settings.configure(EMAIL_BACKEND="anymail.backends.mailtrap.EmailBackend", ANYMAIL={}, USE_TZ=True)
     django.setup()
 
 from anymail.exceptions import AnymailWebhookValidationFailure
