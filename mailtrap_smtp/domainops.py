@@ -18,6 +18,8 @@ from typing import Any
 
 from . import dkim, domains, metrics
 from .config import Config
+from .core import accounts as accounts_uc
+from .core.refusal import Refused
 from .events import Event
 from .signing import key_aad
 from .store import accounts as accounts_store
@@ -38,7 +40,7 @@ def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
-class DomainOpError(Exception):
+class DomainOpError(Refused):
     """A user mistake or a refused operation, one line."""
 
 
@@ -97,6 +99,28 @@ async def _get(conn: Conn, name: str) -> Record:
     if row is None:
         raise DomainOpError(f"no domain named {lookup}")
     return row
+
+
+async def get_domain(conn: Conn, name: str) -> Record:
+    """The domain named `name` (any spelling: IDN, case, trailing dot); DomainOpError if there is none."""
+    return await _get(conn, name)
+
+
+async def list_domains(conn: Conn, account_name: str | None = None) -> list[Record]:
+    account_id = (await accounts_uc.get(conn, account_name))["id"] if account_name else None
+    return await domains_store.list_all(conn, account_id)
+
+
+async def operator_records(conn: Conn, cfg: Config, domain: Record) -> list[dict[str, str]]:
+    """With a key-hosting zone (domains.dkim_cname_zone), the DKIM records the operator publishes
+    there for this domain's keys; none otherwise (the customer publishes the keys themselves)."""
+    if not cfg.domains.dkim_cname_zone:
+        return []
+    out = []
+    for k in await domains_store.keys(conn, domain["id"]):
+        name, rtype, value = dkim_publication(cfg, domain["name"], k)
+        out.append({"selector": k["selector"], "type": rtype, "name": name, "value": value})
+    return out
 
 
 async def expected_for(conn: Conn, cfg: Config, domain: Record) -> list[domains.ExpectedRecord]:

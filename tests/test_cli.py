@@ -179,3 +179,35 @@ def test_domain_add_with_key_hosting_zone_tells_operator_what_to_publish(
     (op,) = data["operator_records"]
     assert (op["name"], op["type"]) == ("mt1.example.org.keys.service.test", "TXT")
     assert op["value"] == dkim["target_value"] and op["value"].startswith("v=DKIM1; k=rsa; p=")
+
+
+def test_dev_setup_creates_the_demo_once_and_its_token_works(
+        make_config: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str], db_dsn: str) -> None:
+    cert, key = tmp_path / "dev" / "cert.pem", tmp_path / "dev" / "key.pem"
+    make_config(tls={"cert_file": str(cert), "key_file": str(key)})
+    path = str(tmp_path / "config.toml")
+    assert cli.main(["-c", path, "dev-setup"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"created a development TLS certificate: {cert}\n")
+    assert cert.exists() and (key.stat().st_mode & 0o777) == 0o600
+    token = out.split("only its digest is stored):\n\n    ", 1)[1].split("\n", 1)[0]
+    public_id = tokens.public_id_of(token)
+    assert public_id is not None
+
+    async def demo() -> tuple[Any, Any]:
+        conn = await asyncpg.connect(db_dsn)
+        try:
+            cred = await conn.fetchrow("SELECT c.stream, c.digest, a.name FROM credentials c JOIN accounts a "
+                                       "ON a.id = c.account_id WHERE c.public_id = $1", public_id)
+            domain = await conn.fetchrow("SELECT name, dns_skipped FROM sending_domains")
+            return cred, domain
+        finally:
+            await conn.close()
+
+    cred, domain = asyncio.run(demo())
+    assert (cred["name"], cred["stream"], tokens.matches(token, cred["digest"])) == ("demo", "transactional", True)
+    assert (domain["name"], domain["dns_skipped"]) == ("example.com", True)
+    assert cli.main(["-c", path, "dev-setup"]) == 0
+    assert capsys.readouterr().out == (
+        "demo account exists (its token was printed on first run; make another with "
+        "`mailtrap-smtp credential create demo --stream transactional`)\n")
