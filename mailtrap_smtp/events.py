@@ -13,6 +13,7 @@ class Event(StrEnum):
     TRANSIENT_FAILURE = "transient_failure"  # 4xx / network / DNS temporary: retried later
     BOUNCE = "bounce"                        # 5xx or permanent DNS failure
     EXPIRATION = "expiration"                # still undelivered after the maximum queue lifetime
+    SUPPRESSED = "suppressed"                # a recipient on the suppression list: accepted, never delivered
     # Operator actions on the queue.
     MANUAL_RETRY = "manual_retry"
     MANUAL_BOUNCE = "manual_bounce"
@@ -22,3 +23,7 @@ class Event(StrEnum):
     DOMAIN_SUSPENDED = "domain_suspended"    # grace period over; may not send
     DOMAIN_APPROVED = "domain_approved"
     DKIM_ROTATED = "dkim_rotated"
+
+
+# The `reason` of a SUPPRESSED event, completed by the suppression's type (MAILTRAP_COMPAT §5.2).
+SUPPRESSED_REASON = "Recipient in suppression list. Reason: "

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..events import Event
+from ..events import SUPPRESSED_REASON, Event
 from .types import Conn, Record
 
 NOTIFY_CHANNEL = "mailtrap_smtp_queue"
@@ -53,6 +53,10 @@ class QuotaExceeded(Exception):
 # (they are absent from the result); the other groups of the batch are unaffected. A statement
 # error (e.g. a duplicate message id) writes nothing at all.
 #
+# Suppressions (MAILTRAP_COMPAT §6) are looked up here too, so they cost no round trip: a recipient
+# suppressed for the message's domain and stream (or 'any') is stored 'rejected' (delivery never
+# claims it), is not charged, and gets a SUPPRESSED event naming the suppression's type.
+#
 # Recipients and events are inserted `ORDER BY` their position, so their ids follow arrival. The
 # message bytes ($14) are taken from the array by position at the INSERT, never carried through a
 # materialised CTE or a sort (which copy them, and spill to disk past work_mem); messages, keyed by
@@ -65,8 +69,19 @@ WITH x AS (
         WITH ORDINALITY AS x(id, account_id, credential_id, domain_id, stream, mail_from, header_from,
                              subject, message_id_header, category, custom_variables, client_ip, size,
                              period_start, n, event_id, details, ord)
+), r AS (
+    SELECT * FROM unnest($19::uuid[], $20::text[]) WITH ORDINALITY AS r(message_id, rcpt, ord)
+), sup AS (
+    SELECT DISTINCT ON (r.ord) r.ord, r.message_id, r.rcpt, x.account_id, x.period_start, s.id, s.type
+      FROM r JOIN x ON x.id = r.message_id
+      JOIN suppressions s ON s.domain_id = x.domain_id AND lower(s.email) = lower(r.rcpt)
+                         AND s.sending_stream IN (x.stream, 'any')
+     ORDER BY r.ord, s.created_at
 ), want AS (
-    SELECT account_id, period_start, sum(n)::bigint AS n FROM x GROUP BY account_id, period_start
+    SELECT account_id, period_start, sum(n)::bigint AS n FROM (
+        SELECT account_id, period_start, n FROM x
+        UNION ALL SELECT account_id, period_start, -1 FROM sup) w
+     GROUP BY account_id, period_start
 ), charge AS (
     INSERT INTO usage AS u (account_id, period_start, used)
     SELECT w.account_id, w.period_start, w.n FROM want w JOIN accounts a ON a.id = w.account_id
@@ -86,14 +101,27 @@ WITH x AS (
       FROM ok
     RETURNING id
 ), rcpt AS (
-    INSERT INTO recipients (message_id, rcpt, domain)
-    SELECT r.message_id, r.rcpt, lower(split_part(r.rcpt, '@', -1))
-      FROM unnest($19::uuid[], $20::text[]) WITH ORDINALITY AS r(message_id, rcpt, ord)
+    INSERT INTO recipients (message_id, rcpt, domain, state)
+    SELECT r.message_id, r.rcpt, lower(split_part(r.rcpt, '@', -1)),
+           CASE WHEN sup.ord IS NULL THEN 'queued' ELSE 'rejected' END
+      FROM r LEFT JOIN sup ON sup.ord = r.ord
      WHERE r.message_id IN (SELECT id FROM ok)
      ORDER BY r.ord
+    RETURNING id, message_id, state
 ), ev AS (
     INSERT INTO events (event_id, type, account_id, domain_id, message_id, details)
     SELECT event_id, $21, account_id, domain_id, id, details::jsonb FROM ok ORDER BY ord
+), rejected AS (
+    INSERT INTO events (event_id, type, account_id, domain_id, message_id, recipient_id, details)
+    SELECT gen_random_uuid(), $22, ok.account_id, ok.domain_id, ok.id, rc.id,
+           jsonb_build_object('reason', $23::text || s.type,
+                              'suppression_id', s.id, 'suppression_type', s.type, 'email', s.rcpt)
+      FROM (SELECT id, message_id, row_number() OVER (PARTITION BY message_id ORDER BY id) AS k
+              FROM rcpt WHERE state = 'rejected') rc
+      JOIN (SELECT *, row_number() OVER (PARTITION BY message_id ORDER BY ord) AS k FROM sup) s
+        ON s.message_id = rc.message_id AND s.k = rc.k
+      JOIN ok ON ok.id = rc.message_id
+     ORDER BY rc.id
 )
 SELECT id FROM msg
 """
@@ -114,7 +142,7 @@ async def _store(conn: Conn, batch: Sequence[tuple[NewMessage, dt.date]]) -> set
         [json.dumps({"recipients": len(m.recipients), "size": len(m.raw), "stream": m.stream})
          for m in msgs],
         [m.id for m in msgs for _ in m.recipients], [r for m in msgs for r in m.recipients],
-        str(Event.RECEPTION),
+        str(Event.RECEPTION), str(Event.SUPPRESSED), SUPPRESSED_REASON,
     )
     return {row["id"] for row in rows}
 
