@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import keyword
 import os
 import tomllib
 import typing
@@ -144,6 +145,29 @@ class MetricsConfig:
 
 
 @dataclass
+class PlanConfig:
+    """One named plan (`[plans.<name>]`): what `account create --plan` / `account set-plan` apply."""
+
+    monthly_messages: int = 4000
+    message_size: int = 10 * MB
+    alert_thresholds: list[int] = field(default_factory=lambda: [80, 90, 100])  # % of monthly_messages
+
+
+@dataclass
+class NotificationsConfig:
+    # `from` in the file (a Python keyword, hence the trailing underscore here). Its domain must be a
+    # sending domain with DKIM keys (the operator's); empty: no emails, only events, log and metric.
+    from_: str = ""
+
+
+@dataclass
+class RetentionConfig:
+    raw_message_days: int = 0  # stored bodies of finished messages are deleted after N days; 0: kept
+    log_days: int = 0          # messages, recipients and events are deleted after N days; 0: kept
+    interval_seconds: float = 3600.0  # how often the retention sweep runs
+
+
+@dataclass
 class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
     smtp: SmtpConfig = field(default_factory=SmtpConfig)
@@ -155,6 +179,9 @@ class Config:
     dkim: DkimConfig = field(default_factory=DkimConfig)
     domains: DomainsConfig = field(default_factory=DomainsConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    plans: dict[str, PlanConfig] = field(default_factory=dict)
+    notifications: NotificationsConfig = field(default_factory=NotificationsConfig)
+    retention: RetentionConfig = field(default_factory=RetentionConfig)
     # Where the file was read from: relative paths in it are relative to its folder.
     base_dir: Path = field(default_factory=Path.cwd, repr=False)
 
@@ -225,13 +252,23 @@ def _coerce(key: str, tp: Any, value: Any) -> Any:
     raise ConfigError(f"{key}: unsupported type {_type_name(tp)}")
 
 
+def field_name(key: str) -> str:
+    """The dataclass field of a file key: a Python keyword (`from`) gets a trailing underscore."""
+    return key + "_" if keyword.iskeyword(key) else key
+
+
+def key_name(name: str) -> str:
+    """The file key of a dataclass field (the inverse of `field_name`)."""
+    return name[:-1] if name.endswith("_") and keyword.iskeyword(name[:-1]) else name
+
+
 def _build(prefix: str, cls: type, values: Mapping[str, Any]) -> Any:
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
     for k in values:
-        if k not in names:
+        if field_name(k) not in names:
             raise ConfigError(f"{prefix}.{k}: unknown key")
-    kwargs = {k: _coerce(f"{prefix}.{k}", hints[k], v) for k, v in values.items()}
+    kwargs = {field_name(k): _coerce(f"{prefix}.{k}", hints[field_name(k)], v) for k, v in values.items()}
     return cls(**kwargs)
 
 
@@ -277,7 +314,7 @@ def load(path: str | Path | None = None, environ: Mapping[str, str] | None = Non
             raise ConfigError(f"{section}: unknown section")
         if not isinstance(values, dict):
             raise ConfigError(f"{section}: expected a table")
-        sections[section] = _build(section, SECTIONS[section], values)
+        sections[section] = _coerce(section, SECTIONS[section], values)
     cfg = Config(**sections, base_dir=base_dir)
     validate(cfg)
     return cfg
@@ -355,6 +392,7 @@ def validate(cfg: Config) -> None:
         raise ConfigError(f"domains.ownership: must be 'cname' or 'txt', got {cfg.domains.ownership!r}")
     if cfg.metrics.listen:
         _host_port("metrics.listen", cfg.metrics.listen)
+    _validate_events(cfg)
     if not cfg.server.hostname or any(c in cfg.server.hostname for c in " \r\n\t"):
         raise ConfigError(f"server.hostname: invalid host name {cfg.server.hostname!r}")
     for i, addr in enumerate(cfg.server.proxy_protocol_from):
@@ -362,6 +400,29 @@ def validate(cfg: Config) -> None:
             ipaddress.ip_network(addr, strict=False)
         except ValueError:
             raise ConfigError(f"server.proxy_protocol_from[{i}]: not an IP address or network: {addr!r}") from None
+
+
+def _validate_events(cfg: Config) -> None:
+    """Plans, notifications and retention."""
+    for name, plan in cfg.plans.items():
+        key = f"plans.{name}"
+        if plan.monthly_messages < 0:
+            raise ConfigError(f"{key}.monthly_messages: must be 0 or more, got {plan.monthly_messages}")
+        if not 0 < plan.message_size <= cfg.limits.message_size_cap:
+            raise ConfigError(f"{key}.message_size: must be between 1 and limits.message_size_cap "
+                              f"({cfg.limits.message_size_cap}), got {plan.message_size}")
+        if any(not 0 < t <= 100 for t in plan.alert_thresholds) or len(set(plan.alert_thresholds)) != len(
+                plan.alert_thresholds):
+            raise ConfigError(f"{key}.alert_thresholds: distinct percentages between 1 and 100, "
+                              f"got {plan.alert_thresholds}")
+    sender = cfg.notifications.from_
+    local, at, domain = sender.rpartition("@")
+    if sender and (not at or not local or not domain or any(c in sender for c in " <>\r\n\t,;")):
+        raise ConfigError(f"notifications.from: not an email address: {sender!r}")
+    for name in ("raw_message_days", "log_days"):
+        if getattr(cfg.retention, name) < 0:
+            raise ConfigError(f"retention.{name}: must be 0 (keep) or more, got {getattr(cfg.retention, name)}")
+    _positive("retention.interval_seconds", cfg.retention.interval_seconds)
 
 
 def check_files(cfg: Config) -> None:
@@ -378,7 +439,11 @@ def redacted(cfg: Config) -> dict[str, Any]:
     """The effective configuration as plain data, secrets replaced."""
     out: dict[str, Any] = {}
     for section in SECTIONS:
-        values = dataclasses.asdict(getattr(cfg, section))
+        value = getattr(cfg, section)
+        if isinstance(value, dict):  # [plans.<name>]
+            out[section] = {k: dataclasses.asdict(v) for k, v in value.items()}
+            continue
+        values = {key_name(k): v for k, v in dataclasses.asdict(value).items()}
         for key in values:
             if (section, key) in SECRET_KEYS and values[key]:
                 values[key] = _redact_dsn(values[key])

@@ -14,6 +14,8 @@ class Event(StrEnum):
     BOUNCE = "bounce"                        # 5xx or permanent DNS failure
     EXPIRATION = "expiration"                # still undelivered after the maximum queue lifetime
     SUPPRESSED = "suppressed"                # a recipient on the suppression list: accepted, never delivered
+    # An account's usage.
+    QUOTA_THRESHOLD = "quota_threshold"      # a charge took the account across an alert threshold (once per period)
     # Operator actions on the queue.
     MANUAL_RETRY = "manual_retry"
     MANUAL_BOUNCE = "manual_bounce"

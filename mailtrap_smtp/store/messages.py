@@ -53,6 +53,12 @@ class QuotaExceeded(Exception):
 # (they are absent from the result); the other groups of the batch are unaffected. A statement
 # error (e.g. a duplicate message id) writes nothing at all.
 #
+# Quota notifications: a charge that takes an (account, period) across one of the account's
+# `alert_thresholds` (% of its monthly limit) inserts that threshold into `quota_notifications` and
+# a QUOTA_THRESHOLD event. The charge holds the usage row's lock and sees the latest `used`, so
+# exactly one statement crosses each threshold; the table's key keeps it to one per period even if
+# usage was lowered by an operator, or the limit changed, in between.
+#
 # Suppressions (MAILTRAP_COMPAT §6) are looked up here too, so they cost no round trip: a recipient
 # suppressed for the message's domain and stream (or 'any') is stored 'rejected' (delivery never
 # claims it), is not charged, and gets a SUPPRESSED event naming the suppression's type.
@@ -89,7 +95,26 @@ WITH x AS (
      ORDER BY w.account_id, w.period_start
     ON CONFLICT (account_id, period_start) DO UPDATE SET used = u.used + EXCLUDED.used
         WHERE u.used + EXCLUDED.used <= (SELECT monthly_limit FROM accounts WHERE id = u.account_id)
-    RETURNING u.account_id, u.period_start
+    RETURNING u.account_id, u.period_start, u.used
+), crossed AS (
+    INSERT INTO quota_notifications (account_id, period_start, threshold)
+    SELECT c.account_id, c.period_start, t.t
+      FROM charge c JOIN want w ON w.account_id = c.account_id AND w.period_start = c.period_start
+      JOIN accounts a ON a.id = c.account_id
+      CROSS JOIN LATERAL unnest(a.alert_thresholds) AS t(t)
+     WHERE a.monthly_limit > 0
+       AND (c.used - w.n) * 100 < t.t * a.monthly_limit AND c.used * 100 >= t.t * a.monthly_limit
+     ORDER BY 1, 2, 3
+    ON CONFLICT DO NOTHING
+    RETURNING account_id, period_start, threshold
+), noted AS (
+    INSERT INTO events (event_id, type, account_id, details)
+    SELECT gen_random_uuid(), $24, q.account_id,
+           jsonb_build_object('threshold', q.threshold, 'period_start', q.period_start, 'used', c.used,
+                              'limit', a.monthly_limit)
+      FROM crossed q JOIN charge c ON c.account_id = q.account_id AND c.period_start = q.period_start
+      JOIN accounts a ON a.id = q.account_id
+     ORDER BY q.account_id, q.threshold
 ), ok AS (
     SELECT x.* FROM x JOIN charge c ON c.account_id = x.account_id AND c.period_start = x.period_start
 ), msg AS (
@@ -142,7 +167,7 @@ async def _store(conn: Conn, batch: Sequence[tuple[NewMessage, dt.date]]) -> set
         [json.dumps({"recipients": len(m.recipients), "size": len(m.raw), "stream": m.stream})
          for m in msgs],
         [m.id for m in msgs for _ in m.recipients], [r for m in msgs for r in m.recipients],
-        str(Event.RECEPTION), str(Event.SUPPRESSED), SUPPRESSED_REASON,
+        str(Event.RECEPTION), str(Event.SUPPRESSED), SUPPRESSED_REASON, str(Event.QUOTA_THRESHOLD),
     )
     return {row["id"] for row in rows}
 

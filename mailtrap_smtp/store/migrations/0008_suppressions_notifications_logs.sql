@@ -31,3 +31,18 @@ CREATE INDEX suppressions_account_created ON suppressions (account_id, created_a
 ALTER TABLE recipients DROP CONSTRAINT recipients_state_check;
 ALTER TABLE recipients ADD CONSTRAINT recipients_state_check
     CHECK (state IN ('queued', 'delivered', 'bounced', 'expired', 'rejected'));
+
+-- Plans and quota notifications. The plan's values are copied onto the account (`account create
+-- --plan`, `account set-plan`), so that the accepting statement decides a threshold crossing from
+-- the rows it already locks. `quota_notifications` holds one row per threshold per period: its
+-- primary key is what makes "exactly one per threshold per billing period" hold across nodes.
+ALTER TABLE accounts ADD COLUMN plan text;
+ALTER TABLE accounts ADD COLUMN alert_thresholds smallint[] NOT NULL DEFAULT '{80,90,100}';
+
+CREATE TABLE quota_notifications (
+    account_id          bigint NOT NULL REFERENCES accounts (id) ON DELETE CASCADE,
+    period_start        date NOT NULL,
+    threshold           smallint NOT NULL,
+    created_at          timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (account_id, period_start, threshold)
+);
