@@ -25,6 +25,8 @@ class Event(StrEnum):
     DOMAIN_SUSPENDED = "domain_suspended"    # grace period over; may not send
     DOMAIN_APPROVED = "domain_approved"
     DKIM_ROTATED = "dkim_rotated"
+    # Webhooks (hooks/).
+    WEBHOOK_DEACTIVATED = "webhook_deactivated"  # every retry of a batch failed: active = false
 
 
 # The `reason` of a SUPPRESSED event, completed by the suppression's type (MAILTRAP_COMPAT §5.2).
