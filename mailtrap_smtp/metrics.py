@@ -38,3 +38,12 @@ LEASES_LOST = Counter("mts_delivery_leases_lost_total", "Recipients whose lease 
 # --- sending domains ---
 DOMAIN_CHECKS = Counter("mts_domain_checks_total", "DNS checks of sending domains by result", ["result"])
 DOMAINS_FAILING = Gauge("mts_domains_failing", "Verified domains whose DNS records currently fail")
+
+# --- events and their consumers (issue 12) ---
+QUOTA_NOTIFICATIONS = Counter(
+    "mts_quota_notifications_total", "Quota thresholds crossed, by threshold and whether an email was queued",
+    ["threshold", "emailed"],
+)
+SUPPRESSIONS_CREATED = Counter(
+    "mts_suppressions_created_total", "Suppressions created automatically from hard bounces"
+)

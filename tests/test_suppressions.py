@@ -13,6 +13,8 @@ from typing import Any
 
 import pytest
 
+from mailtrap_smtp import outbox
+from mailtrap_smtp.consumers.suppress_bounces import SuppressBounces, suppressing
 from mailtrap_smtp.core import suppressions as sup
 from mailtrap_smtp.delivery.worker import DeliveryService
 from mailtrap_smtp.dnsresolve import make_resolver
@@ -259,3 +261,63 @@ async def test_scoped_per_domain_and_stream(smtp: Env, stream: str, domain: str,
     state = await smtp.pool.fetchval("SELECT state FROM recipients")
     assert state == ("rejected" if suppressed else "queued")
     assert await smtp.pool.fetchval("SELECT sum(used) FROM usage") == (0 if suppressed else 1)
+
+
+# --- automatic, on hard bounces (§9 item 23) ----------------------------------------------------------
+
+@pytest.mark.parametrize(("reply", "suppressed"), [
+    ("550 5.1.1 <r@dest.test>: Recipient address rejected: User unknown", True),    # badrecipient
+    ("552 5.2.2 Mailbox full", True),                                              # overquota
+    ("550 5.7.1 Message rejected as spam by Spamhaus", False),                      # spam
+    ("554 5.7.1 Relay access denied by policy", False),                             # serverpolicy
+    ("452 4.2.2 Mailbox full, try later", False),                                   # a soft bounce
+])
+async def test_hard_bounce_suppresses_by_category(smtp: Env, make_config: Any, sink: MxSink, reply: str,
+                                                  suppressed: bool) -> None:
+    sink.rcpt_replies["r@dest.test"] = reply
+    code, text = await asyncio.to_thread(send, smtp, ["r@dest.test"])
+    mid = uuid.UUID(text.rsplit(" ", 1)[1])
+    cfg = make_config(delivery={**FAST, "routes": {"dest.test": sink.address}})
+    await DeliveryService(cfg, smtp.pool, make_resolver(["127.0.0.1:9"], 0.5)).run_once()
+    runner = outbox.OutboxRunner(smtp.pool, [SuppressBounces()])
+    await runner.run_once()
+    await runner.run_once()  # exactly once: a second pass adds nothing
+    found = await sup.search(smtp.pool, smtp.account.id, email="r@dest.test")
+    if not suppressed:
+        assert found == []
+        return
+    (obj,) = found
+    assert obj["type"] == "hard bounce" and obj["sending_stream"] == "transactional"
+    assert obj["domain_name"] == DOMAIN and obj["message_sender_email"] == SENDER
+    assert obj["message_subject"] == "Hello" and obj["message_client_ip"] == "127.0.0.1"
+    assert obj["message_esp_response"] == reply and obj["message_recipient_mx_name"] == "127.0.0.1"
+    assert obj["message_bounce_category"] == ("badrecipient" if "5.1.1" in reply else "overquota")
+    assert obj["message_created_at"] == (await smtp.pool.fetchval(
+        "SELECT created_at FROM messages WHERE id = $1", mid)).isoformat()
+    # The next message to that address is accepted but rejected for that recipient.
+    code, text = await asyncio.to_thread(send, smtp, ["R@dest.test"])
+    assert code == 250
+    details = json.loads(await smtp.pool.fetchval(
+        "SELECT details FROM events WHERE type = 'suppressed' AND message_id = $1",
+        uuid.UUID(text.rsplit(" ", 1)[1])))
+    assert details["reason"] == "Recipient in suppression list. Reason: hard bounce"
+
+
+def _event(type_: str, details: dict[str, Any]) -> outbox.OutboxEvent:
+    return outbox.OutboxEvent(outbox.Position(1, 1), uuid.uuid4(), type_, 1, 1, uuid.uuid4(), 7, details,
+                              dt.datetime.now(dt.UTC), "r@dest.test", "transactional", None, None, DOMAIN)
+
+
+@pytest.mark.parametrize(("type_", "details", "category"), [
+    ("expiration", {"reply": "connection refused", "category": "connection_failure"}, "timeout"),
+    ("expiration", {"reply": "452 4.2.2 Mailbox full", "category": "mailbox_full"}, "overquota"),
+    ("expiration", {"reply": "451 4.3.0 try later", "category": "other"}, None),
+    ("bounce", {"reply": "550 5.1.1 no such user", "category": "bad_recipient"}, "badrecipient"),
+    ("bounce", {"reply": "550 5.1.2 DNS: NXDOMAIN", "category": "dns_failure"}, None),
+    ("manual_bounce", {"reason": "operator"}, None),     # says nothing about the address
+    ("transient_failure", {"reply": "452 4.2.2 full", "category": "mailbox_full"}, None),
+    ("delivery", {"reply": "250 ok"}, None),
+])
+def test_which_events_suppress(type_: str, details: dict[str, Any], category: str | None) -> None:
+    got = suppressing(_event(type_, details))
+    assert (got.bounce_category if got else None) == category

@@ -86,3 +86,40 @@ async def delete(conn: Conn, account_id: int, suppression_id: uuid.UUID) -> Reco
             SELECT {_COLUMNS} FROM s JOIN sending_domains d ON d.id = s.domain_id""",
         account_id, suppression_id,
     )
+
+
+@dataclass(frozen=True)
+class FromBounce:
+    """A hard bounce of one recipient that suppresses its address (an outbox consumer's input)."""
+
+    recipient_id: int
+    bounce_category: str  # Mailtrap's (core/event_names.py)
+    esp_response: str
+    mx: str | None
+
+
+async def add_from_bounces(conn: Conn, bounces: Sequence[FromBounce]) -> int:
+    """A 'hard bounce' suppression per bounced recipient, for its message's domain and stream, with
+    the copy of the message's facts that the Suppression object shows; existing entries are kept.
+
+    Returns the number of suppressions created. A message without a sending domain has none.
+    """
+    status = await conn.execute(
+        """INSERT INTO suppressions (id, account_id, domain_id, email, sending_stream, type, message_id,
+                                     message_bounce_category, message_category, message_client_ip,
+                                     message_created_at, message_esp_response, message_recipient_mx_name,
+                                     message_sender_email, message_subject)
+           SELECT gen_random_uuid(), m.account_id, m.domain_id, r.rcpt, m.stream, 'hard bounce', m.id,
+                  b.category, m.category, host(m.client_ip), m.created_at, b.response, b.mx,
+                  coalesce(m.header_from, m.mail_from), m.subject
+             FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[]) WITH ORDINALITY
+                  AS b(recipient_id, category, response, mx, ord)
+             JOIN recipients r ON r.id = b.recipient_id
+             JOIN messages m ON m.id = r.message_id
+            WHERE m.domain_id IS NOT NULL
+            ORDER BY b.ord
+           ON CONFLICT (domain_id, lower(email), sending_stream) DO NOTHING""",
+        [b.recipient_id for b in bounces], [b.bounce_category for b in bounces],
+        [b.esp_response[:1000] for b in bounces], [b.mx for b in bounces],
+    )
+    return int(status.rsplit(" ", 1)[1])
