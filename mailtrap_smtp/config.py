@@ -266,7 +266,7 @@ def _build(prefix: str, cls: type, values: Mapping[str, Any]) -> Any:
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
     for k in values:
-        if field_name(k) not in names:
+        if field_name(k) not in names or key_name(field_name(k)) != k:  # `from_` is no key: `from` is
             raise ConfigError(f"{prefix}.{k}: unknown key")
     kwargs = {field_name(k): _coerce(f"{prefix}.{k}", hints[field_name(k)], v) for k, v in values.items()}
     return cls(**kwargs)
