@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 from .. import config as config_mod
 from ..core.refusal import Refused
-from . import account, credential, dkim, domain, queue, service
+from . import account, credential, dkim, domain, logs, queue, service, stats, suppression
 from .common import EXIT_CONFIG, EXIT_ERROR, CliError, Parsers
 
 __all__ = ["build_parser", "main"]
@@ -37,7 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     # The order of `--help`.
     for register in (service.register, account.register, domain.register, credential.register, dkim.register,
-                     queue.register, service.register_dev_setup):
+                     queue.register, suppression.register, logs.register, stats.register,
+                     service.register_dev_setup):
         register(sub, parsers)
     return p
 

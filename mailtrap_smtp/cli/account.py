@@ -1,4 +1,4 @@
-"""`account create|set-plan|show|list`: accounts and their plans."""
+"""`account create|set-plan|erase-recipient|show|list`: accounts, their plans, and erasure."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import datetime as dt
 from typing import Any
 
 from .. import config as config_mod
-from ..core import accounts, plans
+from ..core import accounts, plans, retention
 from .common import CliError, Parsers, run_with_pool, with_database
 from .output import emit_json, emit_pairs, emit_table
 
@@ -67,6 +67,16 @@ def cmd_set_plan(cfg: config_mod.Config, args: argparse.Namespace) -> int:
     return run_with_pool(cfg, apply)
 
 
+@with_database
+async def cmd_erase_recipient(pool: Any, cfg: config_mod.Config, args: argparse.Namespace) -> int:
+    removed = await retention.erase_recipient(pool, args.name, args.email)
+    if args.json:
+        emit_json(removed)
+    else:
+        print(f"erased {args.email} from account {args.name}: " + ", ".join(f"{n} {k}" for k, n in removed.items()))
+    return 0
+
+
 def _today() -> dt.date:
     return dt.datetime.now(dt.UTC).date()
 
@@ -104,6 +114,10 @@ def register(sub: Any, p: Parsers) -> None:
               listing=True)
     s.add_argument("name")
     s.add_argument("plan")
+    s = p.add(acc, "erase-recipient", cmd_erase_recipient,
+              "remove an address from every stored message, log and suppression of the account", listing=True)
+    s.add_argument("name")
+    s.add_argument("email")
     s = p.add(acc, "show", cmd_show, "plan, usage this period and limits of an account", listing=True)
     s.add_argument("name")
     p.add(acc, "list", cmd_list, "all accounts", listing=True)

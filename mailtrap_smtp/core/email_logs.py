@@ -239,26 +239,31 @@ def _export_row(row: Record) -> dict[str, Any]:
     return out
 
 
-async def export(conn: Conn, account_id: int, req: ListRequest, fmt: str) -> AsyncIterator[str]:
-    """Every entry of the request as csv (with a header line) or jsonl, one line per entry.
-
-    Rows come through a server-side cursor and each line is yielded as soon as it is made, so
-    memory does not grow with the number of rows. `conn` must be one connection (not a pool).
-    """
+def check_format(fmt: str) -> None:
     if fmt not in EXPORT_FORMATS:
         raise Invalid({"format": [f"must be one of: {', '.join(EXPORT_FORMATS)}"]})
+
+
+async def export(pool: Any, account_id: int, req: ListRequest, fmt: str) -> AsyncIterator[str]:
+    """Every entry of the request as csv (with a header line) or jsonl, one line per entry.
+
+    Rows come through a server-side cursor on a connection of its own and each line is yielded as
+    soon as it is made, so memory does not grow with the number of rows.
+    """
+    check_format(fmt)
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     if fmt == "csv":
         writer.writerow(CSV_COLUMNS)
         yield _take(buf)
-    async for row in store.stream(conn, _query(account_id, req)):
-        entry = _export_row(row)
-        if fmt == "jsonl":
-            yield json.dumps(entry, separators=(",", ":")) + "\n"
-        else:
-            writer.writerow(["" if entry[c] is None else entry[c] for c in CSV_COLUMNS])
-            yield _take(buf)
+    async with pool.acquire() as conn:
+        async for row in store.stream(conn, _query(account_id, req)):
+            entry = _export_row(row)
+            if fmt == "jsonl":
+                yield json.dumps(entry, separators=(",", ":")) + "\n"
+            else:
+                writer.writerow(["" if entry[c] is None else entry[c] for c in CSV_COLUMNS])
+                yield _take(buf)
 
 
 def _take(buf: io.StringIO) -> str:

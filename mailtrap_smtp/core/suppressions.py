@@ -198,3 +198,11 @@ def parse_time(name: str, value: str | None) -> dt.datetime | None:
     except ValueError:
         raise Invalid({name: ["is not an ISO 8601 time"]}) from None
     return t if t.tzinfo is not None else t.replace(tzinfo=dt.UTC)
+
+
+async def domain_id_of(conn: Conn, account_id: int, name: str) -> int:
+    """The id of the account's sending domain `name` (the CLI names domains, the API numbers them)."""
+    row = await domains_store.get_by_name(conn, name.lower())
+    if row is None or int(row["account_id"]) != account_id:
+        raise NotFound(f"no sending domain {name!r} in this account")
+    return int(row["id"])
