@@ -42,7 +42,8 @@ DB_ERRORS: tuple[type[BaseException], ...] = (
 
 class AuthOutcome(enum.Enum):
     OK = "ok"
-    INVALID = "invalid"                # unknown, revoked or malformed token
+    INVALID = "invalid"                # a known token id with the wrong secret
+    UNKNOWN_ID = "unknown_id"          # malformed token, or no live credential with its public id
     TEMPORARY = "temporary"            # database unreachable
     QUOTA = "quota"                    # account at its monthly limit
     TOO_MANY_CONNECTIONS = "too_many_connections"
@@ -99,7 +100,7 @@ class Authenticator:
         token = _token_text(secret)
         public_id = tokens.public_id_of(token) if token is not None else None
         if token is None or public_id is None:
-            return AuthOutcome.INVALID, None, None
+            return AuthOutcome.UNKNOWN_ID, None, None
         try:
             if slots is not None:
                 # One round trip in the usual case, on the slots' own connection: pending slot
@@ -126,7 +127,7 @@ class Authenticator:
             slot_limit=slots.limit if slots is not None else 0, held_slots=held, unlock_slots=unlock,
         )
         if row is None:
-            return AuthOutcome.INVALID, None, None
+            return AuthOutcome.UNKNOWN_ID, None, None
         account_id = int(row["account_id"])
         # Non-NULL only when `slots` asked for one (slot_limit > 0); from here it is held.
         slot = None if row["slot"] is None else int(row["slot"])

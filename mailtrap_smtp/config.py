@@ -32,6 +32,8 @@ class Listener:
     address: str = "127.0.0.1"
     port: int = 2525
     mode: str = "starttls"  # "starttls" | "implicit"
+    # Trusted peers (server.proxy_protocol_from) must open with a PROXY header on this listener.
+    proxy_protocol: bool = False
 
 
 @dataclass
@@ -41,6 +43,8 @@ class ServerConfig:
     # Addresses of TCP proxies (HAProxy) allowed to send a PROXY protocol header; everyone else
     # is keyed on the real peer address.
     proxy_protocol_from: list[str] = field(default_factory=list)
+    # A PROXY header must be complete this soon after the connection (it is sent at once by a proxy).
+    proxy_header_timeout_seconds: float = 3.0
     shutdown_grace_seconds: float = 10.0
     # "uvloop" (libuv; its TLS layer is compiled, so each handshake and record costs less CPU) or
     # "asyncio" (the standard library's loop).
@@ -61,6 +65,11 @@ class SmtpConfig:
     min_data_rate_bytes_per_second: int = 1024
     session_deadline_seconds: float = 600.0
     max_errors: int = 10
+    # "normalize": command and message lines ending in a bare LF count as ending in CRLF (Postfix 3.9
+    # `smtpd_forbid_bare_newline = normal`); "reject": they are refused. Only CRLF "." CRLF ends DATA.
+    bare_newline: str = "normalize"
+    # NOOP, RSET, VRFY and HELP allowed between two accepted messages (Postfix smtpd_junk_command_limit).
+    junk_command_limit: int = 100
 
 
 @dataclass
@@ -87,6 +96,7 @@ class LimitsConfig:
     recipients_per_message: int = 1000
     connections_per_account: int = 10
     connections_per_ip: int = 10
+    connection_rate_per_ip: int = 600  # new connections per minute per client IP, all processes of a node
     messages_per_connection: int = 100
     auth_failures_per_connection: int = 3
     auth_failures_per_ip: int = 20
@@ -353,6 +363,10 @@ def validate(cfg: Config) -> None:
         seen.add((lst.address, lst.port))
     for name in ("command_timeout_seconds", "tls_handshake_timeout_seconds", "session_deadline_seconds"):
         _positive(f"smtp.{name}", getattr(cfg.smtp, name))
+    _positive("server.proxy_header_timeout_seconds", cfg.server.proxy_header_timeout_seconds)
+    _positive("smtp.junk_command_limit", cfg.smtp.junk_command_limit)
+    if cfg.smtp.bare_newline not in ("normalize", "reject"):
+        raise ConfigError(f"smtp.bare_newline: must be 'normalize' or 'reject', got {cfg.smtp.bare_newline!r}")
     for key in ("cert_file", "key_file"):
         value = getattr(cfg.tls, key)
         if not value:
@@ -400,6 +414,11 @@ def validate(cfg: Config) -> None:
             ipaddress.ip_network(addr, strict=False)
         except ValueError:
             raise ConfigError(f"server.proxy_protocol_from[{i}]: not an IP address or network: {addr!r}") from None
+    proxied = [lst for lst in cfg.smtp.listeners if lst.proxy_protocol]
+    if proxied and not cfg.server.proxy_protocol_from:
+        raise ConfigError("smtp.listeners: proxy_protocol = true needs server.proxy_protocol_from (trusted proxies)")
+    if cfg.server.proxy_protocol_from and not proxied:
+        raise ConfigError("server.proxy_protocol_from: no listener has proxy_protocol = true")
 
 
 def _validate_events(cfg: Config) -> None:

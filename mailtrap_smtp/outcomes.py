@@ -17,6 +17,7 @@ class Outcome(enum.Enum):
     BARE_LINE_ENDING = "bare_line_ending"                # bare CR, bare LF or NUL in the message
     TEXT_LINE_TOO_LONG = "text_line_too_long"            # a line over 998 characters (RFC 5322 §2.1.1)
     FROM_HEADER_MISMATCH = "from_header_mismatch"        # From: is not on a sending domain of the account
+    FROM_HEADER_COUNT = "from_header_count"              # not exactly one From: header (RFC 5322 §3.6)
     SENDER_DOMAIN_NOT_ALLOWED = "sender_domain_not_allowed"  # envelope sender's domain may not send
     QUOTA_EXCEEDED = "quota_exceeded"                    # the monthly limit would be passed
     TEMPORARILY_UNAVAILABLE = "temporarily_unavailable"  # the database did not answer in time; nothing stored

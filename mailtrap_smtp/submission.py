@@ -15,10 +15,11 @@ Given an authenticated principal, an envelope whose sender domain the caller alr
    (coalesced NOTIFY).
 
 Line-ending policy (DESIGN §3, SMTP smuggling): a message containing a bare CR, a bare LF or a NUL
-anywhere is REJECTED (`BARE_LINE_ENDING`), never normalised. Normalising would turn a smuggled
-`\\n.\\n` into a line break the sender's MTA never meant, and storing it would relay it; rejecting
-is unambiguous, costs three C-level scans, and conforming clients (which must send CRLF, RFC 5321
-§2.3.8) are unaffected. Lines longer than 998 characters (RFC 5322 §2.1.1) are rejected too.
+anywhere is REJECTED (`BARE_LINE_ENDING`), never normalised here. The SMTP DATA reader
+(`smtp/datareader.py`) has already turned bare-LF lines into CRLF lines when configured to
+(`smtp.bare_newline`), after finding the one true terminator; this check is the safety net on what
+any adapter hands in, so stray line endings are never stored nor relayed. Lines longer than 998
+characters (RFC 5322 §2.1.1) are rejected too.
 
 Failures are `Rejected(Outcome.X)` (`outcomes.py`); each adapter maps outcomes to its own wire
 form. A database that does not answer becomes `Outcome.TEMPORARILY_UNAVAILABLE`, never an asyncpg
@@ -43,6 +44,7 @@ from typing import Any, Protocol
 
 from . import quota
 from .auth import DB_ERRORS, Principal, SenderPolicy
+from .headers import ParsedHeader, field_value, parse_header
 from .outcomes import Outcome, Rejected
 from .store import domains as domains_store
 from .store import messages as messages_store
@@ -100,44 +102,6 @@ def check_line_length(raw: bytes) -> None:
         if last < 0:
             raise Rejected(Outcome.TEXT_LINE_TOO_LONG)
         pos = last + 1
-
-
-@dataclass
-class ParsedHeader:
-    fields: list[tuple[bytes, bytes]]  # (lower-case name, the whole raw field incl. folds and CRLF)
-    rest: bytes  # everything after the header fields: b"" or the blank line and the body
-
-
-def parse_header(raw: bytes) -> ParsedHeader:
-    """Split the header section into raw fields without decoding the body (RFC 5322 §2.2)."""
-    fields: list[tuple[bytes, bytes]] = []
-    pos = 0
-    n = len(raw)
-    while pos < n:
-        end = raw.find(b"\r\n", pos)
-        end = n if end < 0 else end + 2
-        line = raw[pos:end]
-        if line in (b"\r\n", b""):
-            break  # the blank line that ends the header section
-        if line[:1] in (b" ", b"\t") and fields:
-            name, whole = fields[-1]
-            fields[-1] = (name, whole + line)
-        else:
-            colon = line.find(b":")
-            name = line[:colon].rstrip(b" \t") if colon > 0 else b""
-            if not name or any(c < 33 or c > 126 for c in name):
-                break  # not a header field: the body starts here
-            fields.append((name.lower(), line))
-        pos = end
-    rest = raw[pos:]
-    if rest and not rest.startswith(b"\r\n"):
-        rest = b"\r\n" + rest  # a malformed line ended the header: keep it, but in the body
-    return ParsedHeader(fields, rest)
-
-
-def field_value(whole: bytes) -> str:
-    value = whole.partition(b":")[2]
-    return value.replace(b"\r\n", b"").strip().decode("utf-8", "replace")
 
 
 # The usual From: forms, "Name <local@domain>" and "local@domain", with nothing that RFC 5322
@@ -324,7 +288,7 @@ class Submission:
         """The one `From:` address and its domain, which must be a sending domain of the account."""
         froms = [whole for name, whole in parsed.fields if name == b"from"]
         if len(froms) != 1:
-            raise Rejected(Outcome.FROM_HEADER_MISMATCH)
+            raise Rejected(Outcome.FROM_HEADER_COUNT)
         header_from = _single_address(field_value(froms[0]))
         if header_from is None:
             raise Rejected(Outcome.FROM_HEADER_MISMATCH)

@@ -86,11 +86,14 @@ async def create_account(pool: Any, name: str = "acme", *, monthly_limit: int = 
     return Account(acct["id"], name, tok.token, cred["id"])
 
 
-def smtp_sections(smtp: dict[str, Any] | None = None, **sections: dict[str, Any]) -> dict[str, Any]:
+def smtp_sections(smtp: dict[str, Any] | None = None, *, proxy: bool = False,
+                  **sections: dict[str, Any]) -> dict[str, Any]:
+    """Config sections for a service with a STARTTLS and an implicit-TLS listener (both with
+    `proxy_protocol` when `proxy`)."""
     base: dict[str, Any] = {
         "listeners": [
-            {"address": "127.0.0.1", "port": 1, "mode": "starttls"},
-            {"address": "127.0.0.1", "port": 2, "mode": "implicit"},
+            {"address": "127.0.0.1", "port": 1, "mode": "starttls", "proxy_protocol": proxy},
+            {"address": "127.0.0.1", "port": 2, "mode": "implicit", "proxy_protocol": proxy},
         ],
     }
     base.update(smtp or {})
@@ -102,8 +105,9 @@ async def smtp_factory(pool: Any, make_config: Any, client_ssl_context: ssl.SSLC
     services: list[SmtpService] = []
 
     async def start(*, account: dict[str, Any] | None = None, smtp: dict[str, Any] | None = None,
-                    signer: Any = None, kek: bytes | None = None, **sections: dict[str, Any]) -> Env:
-        cfg = make_config(**smtp_sections(smtp, **sections))
+                    signer: Any = None, kek: bytes | None = None, proxy: bool = False,
+                    **sections: dict[str, Any]) -> Env:
+        cfg = make_config(**smtp_sections(smtp, proxy=proxy, **sections))
         acct = await create_account(pool, **(account or {}))
         signer = signer or KeyStore(pool, kek or os.urandom(32))
         svc = SmtpService(cfg, pool, signer=signer, process_index=0, port_override=0)

@@ -211,3 +211,28 @@ def test_dev_setup_creates_the_demo_once_and_its_token_works(
     assert capsys.readouterr().out == (
         "demo account exists (its token was printed on first run; make another with "
         "`mailtrap-smtp credential create demo --stream transactional`)\n")
+
+
+def test_migrate_on_an_empty_database_lists_what_it_applied(
+        make_config: Any, tmp_path: Path, pg_server: str, capsys: pytest.CaptureFixture[str]) -> None:
+    from mailtrap_smtp.store import db as store_db
+    from tests.conftest import _with_database
+
+    name = f"m_{uuid.uuid4().hex[:12]}"
+
+    async def admin(sql: str) -> None:
+        conn = await asyncpg.connect(pg_server)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    asyncio.run(admin(f"CREATE DATABASE {name}"))
+    try:
+        make_config(database={"dsn": _with_database(pg_server, name)})
+        assert cli.main(["-c", str(tmp_path / "config.toml"), "migrate"]) == 0
+        names = [n for _, n, _ in store_db.migration_files()]
+        assert capsys.readouterr().out == "".join(
+            [f"applied {len(names)} migration(s); schema has {len(names)}\n"] + [f"  {n}\n" for n in names])
+    finally:
+        asyncio.run(admin(f"DROP DATABASE {name} WITH (FORCE)"))

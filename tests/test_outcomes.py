@@ -57,7 +57,7 @@ async def test_quota_lookup_without_database_is_temporarily_unavailable(closed_p
     (b"x" * 2001, Outcome.SIZE_EXCEEDED),
     (b"From: a@example.com\nSubject: s\r\n\r\nbody\r\n", Outcome.BARE_LINE_ENDING),
     (b"From: a@example.com\r\n\r\n" + b"y" * 999 + b"\r\n", Outcome.TEXT_LINE_TOO_LONG),
-    (b"Subject: no from\r\n\r\nbody\r\n", Outcome.FROM_HEADER_MISMATCH),
+    (b"Subject: no from\r\n\r\nbody\r\n", Outcome.FROM_HEADER_COUNT),
     (b"From: a@other.test\r\n\r\nbody\r\n", Outcome.FROM_HEADER_MISMATCH),
 ])
 async def test_content_refusals_are_outcomes_and_sign_nothing(closed_pool_submission: Any, raw: bytes,

@@ -23,15 +23,15 @@ class CliError(Exception):
     """A refused operation, reported as one line."""
 
 
-def run_with_pool(cfg: config_mod.Config, fn: Callable[[Any], Awaitable[int]]) -> int:
-    """`fn(pool)` against the configured database (schema migrated), opened for this one command and
-    closed (the embedded server stopped) whatever happens."""
+def run_with_pool(cfg: config_mod.Config, fn: Callable[[Any], Awaitable[int]], *, migrate_schema: bool = True) -> int:
+    """`fn(pool)` against the configured database (schema migrated first unless `migrate_schema` is
+    false), opened for this one command and closed (the embedded server stopped) whatever happens."""
     from ..store.db import Database
 
     async def run() -> int:
         db = Database(cfg.database.dsn, cfg.data_dir / "pg", pool_min_size=1, pool_max_size=4)
         try:
-            pool = await db.open(migrate_schema=True)
+            pool = await db.open(migrate_schema=migrate_schema)
             return await fn(pool)
         finally:
             await db.close()

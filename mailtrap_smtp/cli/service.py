@@ -7,7 +7,7 @@ import json
 from typing import Any
 
 from .. import config as config_mod
-from .common import CliError, Parsers, run_with_pool, with_database
+from .common import CliError, Parsers, run_with_pool
 from .output import emit_json
 
 
@@ -21,17 +21,20 @@ def cmd_serve(cfg: config_mod.Config, args: argparse.Namespace) -> int:
     return app.serve(cfg, role=args.role, processes=args.processes)
 
 
-@with_database
-async def cmd_migrate(pool: Any, cfg: config_mod.Config, args: argparse.Namespace) -> int:
+def cmd_migrate(cfg: config_mod.Config, args: argparse.Namespace) -> int:
     from ..store import db as store_db
 
-    async with pool.acquire() as conn:
-        applied = await store_db.migrate(conn)
-        total = await store_db.migrations_applied(conn)
-    print(f"applied {len(applied)} migration(s); schema has {total}")
-    for name in applied:
-        print(f"  {name}")
-    return 0
+    async def migrate(pool: Any) -> int:
+        async with pool.acquire() as conn:
+            applied = await store_db.migrate(conn)
+            total = await store_db.migrations_applied(conn)
+        print(f"applied {len(applied)} migration(s); schema has {total}")
+        for name in applied:
+            print(f"  {name}")
+        return 0
+
+    # Not migrated on opening, or this command would always find nothing left to apply.
+    return run_with_pool(cfg, migrate, migrate_schema=False)
 
 
 def cmd_check_config(cfg: config_mod.Config, args: argparse.Namespace) -> int:

@@ -5,10 +5,9 @@ from __future__ import annotations
 import json
 import uuid
 from dataclasses import dataclass
-from email.parser import BytesHeaderParser
-from email.policy import compat32
 from typing import Any
 
+from .. import headers
 from ..store import events as events_store
 from ..store import messages as messages_store
 from ..store import queue as queue_store
@@ -37,8 +36,9 @@ class MessageView:
 
 
 def _headers_of(raw: bytes) -> list[tuple[str, str]]:
-    msg = BytesHeaderParser(policy=compat32).parsebytes(raw)
-    return [(k, str(v)) for k, v in msg.items()]
+    # As written: the name's case kept, the value with its folds (the leading WSP and final CRLF dropped).
+    return [(headers.field_name(whole), whole.partition(b":")[2].lstrip(b" \t").removesuffix(b"\r\n")
+             .decode("utf-8", "replace")) for _, whole in headers.parse_header(raw).fields]
 
 
 async def show(conn: Conn, message_id: uuid.UUID) -> MessageView:

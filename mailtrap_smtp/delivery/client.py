@@ -33,6 +33,7 @@ import aiosmtplib
 import dns.exception
 import dns.name
 
+from ..headers import header_bytes, parse_header
 from . import bounces
 
 log = logging.getLogger(__name__)
@@ -157,8 +158,10 @@ class Session:
     async def send(self, mail_from: str, rcpts: list[str], raw: bytes) -> list[RcptResult]:
         """One transaction: MAIL, RCPT per recipient, DATA once; one result per recipient.
 
-        The server's dot-unstuffing (RFC 5321 §4.5.2) gives back exactly `raw`: aiosmtplib doubles
-        every leading dot and sends CRLF line ends only (bare CR/LF become CRLF).
+        The server's dot-unstuffing (RFC 5321 §4.5.2) gives back exactly `raw`: aiosmtplib's `data()`
+        doubles every leading dot, including that of a lone "." line a bare-LF client left inside a
+        message (smtp/datareader.py), so stored text never ends the remote DATA early; `raw` has CRLF
+        line ends only (submission refuses anything else), so the bytes DKIM signed are the bytes sent.
         """
         smtp = self.smtp
         results: dict[str, RcptResult] = {}
@@ -176,7 +179,7 @@ class Session:
                 return [RcptResult(r, 553, text) for r in rcpts]
             options.append("SMTPUTF8")
             encoding = "utf-8"
-        elif smtp.supports_extension("smtputf8") and not _header_section(raw).isascii():
+        elif smtp.supports_extension("smtputf8") and not header_bytes(parse_header(raw)).isascii():
             options.append("SMTPUTF8")  # RFC 6532 UTF-8 header fields travel under SMTPUTF8 (RFC 6531 §3.4)
         if not raw.isascii() and smtp.supports_extension("8bitmime"):
             options.append("BODY=8BITMIME")  # RFC 6152
@@ -261,11 +264,6 @@ class Session:
             log.debug("QUIT to %s failed: %s", self.target.name, _describe(e))
         finally:
             self.smtp.close()
-
-
-def _header_section(raw: bytes) -> bytes:
-    end = raw.find(b"\r\n\r\n")
-    return raw if end < 0 else raw[:end]
 
 
 def _describe(e: BaseException) -> str:

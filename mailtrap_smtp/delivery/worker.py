@@ -29,13 +29,13 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import asyncpg
 import dns.asyncresolver
 
 from .. import metrics
+from ..atomicfile import write_atomically
 from ..config import Config
 from ..store import queue
 from ..store.messages import NOTIFY_CHANNEL
@@ -297,7 +297,7 @@ class DeliveryService:
             if raw is None:
                 continue  # deleted meanwhile; the rows went with it (ON DELETE CASCADE)
             path = directory / f"{job.message_id}.eml"
-            await asyncio.to_thread(_write_atomically, path, raw)
+            await asyncio.to_thread(write_atomically, path, raw)
             await self._record([queue.Outcome(r.id, queue.DELIVERED, "250 captured in sandbox",
                                               {"sandbox": True, "path": str(path)})
                                 for r in job.recipients], chunk)
@@ -479,19 +479,3 @@ class DeliveryService:
         if res.permanent:
             return queue.Outcome(r.id, queue.BOUNCED, res.reply, details)
         return self._deferral(r, res.reply, category, session.mx, session.tls_version)
-
-
-def _write_atomically(path: Path, data: bytes) -> None:
-    """Write, fsync, rename: a reader sees the whole file or none (the sandbox capture)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
