@@ -23,6 +23,7 @@ bench: $(BIN)/.installed
 	$(BIN)/python bench/smtp_frontend.py
 	$(BIN)/python bench/delivery.py
 	$(BIN)/python bench/dkim_sign.py
+	$(BIN)/python bench/webhooks.py
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check mailtrap_smtp tests bench

@@ -155,6 +155,23 @@ class MetricsConfig:
 
 
 @dataclass
+class OutboxConfig:
+    concurrency: int = 16          # cursors (e.g. webhooks) one process works on at once
+    lease_seconds: float = 120.0   # a claimed cursor is free again after this if its process died
+    poll_seconds: float = 1.0      # how often a runner looks for new events (besides NOTIFY)
+
+
+@dataclass
+class WebhooksConfig:
+    batch_size: int = 500          # events per POST (Mailtrap: at most 500)
+    flush_seconds: float = 30.0    # a batch that is not full is posted this long after its first event
+    timeout_seconds: float = 30.0  # no answer within this: the attempt failed
+    retry_seconds: float = 300.0   # a failed batch is retried this long after the failure
+    retry_limit: int = 40          # retries of one batch before the webhook is deactivated
+    allow_private_targets: bool = False  # true: loopback/private addresses and any port (development, tests)
+
+
+@dataclass
 class PlanConfig:
     """One named plan (`[plans.<name>]`): what `account create --plan` / `account set-plan` apply."""
 
@@ -189,6 +206,8 @@ class Config:
     dkim: DkimConfig = field(default_factory=DkimConfig)
     domains: DomainsConfig = field(default_factory=DomainsConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    outbox: OutboxConfig = field(default_factory=OutboxConfig)
+    webhooks: WebhooksConfig = field(default_factory=WebhooksConfig)
     plans: dict[str, PlanConfig] = field(default_factory=dict)
     notifications: NotificationsConfig = field(default_factory=NotificationsConfig)
     retention: RetentionConfig = field(default_factory=RetentionConfig)
@@ -406,6 +425,16 @@ def validate(cfg: Config) -> None:
         raise ConfigError(f"domains.ownership: must be 'cname' or 'txt', got {cfg.domains.ownership!r}")
     if cfg.metrics.listen:
         _host_port("metrics.listen", cfg.metrics.listen)
+    for f in dataclasses.fields(OutboxConfig):
+        _positive(f"outbox.{f.name}", getattr(cfg.outbox, f.name))
+    for name in ("batch_size", "timeout_seconds", "retry_seconds"):
+        _positive(f"webhooks.{name}", getattr(cfg.webhooks, name))
+    if cfg.webhooks.batch_size > 500:
+        raise ConfigError(f"webhooks.batch_size: at most 500 (Mailtrap's limit), got {cfg.webhooks.batch_size}")
+    if cfg.webhooks.flush_seconds < 0 or cfg.webhooks.retry_limit < 0:
+        raise ConfigError("webhooks.flush_seconds and webhooks.retry_limit: must not be negative")
+    if cfg.outbox.lease_seconds <= cfg.webhooks.timeout_seconds:
+        raise ConfigError("outbox.lease_seconds: must be longer than webhooks.timeout_seconds")
     _validate_events(cfg)
     if not cfg.server.hostname or any(c in cfg.server.hostname for c in " \r\n\t"):
         raise ConfigError(f"server.hostname: invalid host name {cfg.server.hostname!r}")

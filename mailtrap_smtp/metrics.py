@@ -39,6 +39,14 @@ LEASES_LOST = Counter("mts_delivery_leases_lost_total", "Recipients whose lease 
 DOMAIN_CHECKS = Counter("mts_domain_checks_total", "DNS checks of sending domains by result", ["result"])
 DOMAINS_FAILING = Gauge("mts_domains_failing", "Verified domains whose DNS records currently fail")
 
+# --- outbox and webhooks ---
+OUTBOX_EVENTS = Counter("mts_outbox_events_total", "Events a consumer family finished (cursor moved past)", ["kind"])
+OUTBOX_LEASES_LOST = Counter("mts_outbox_leases_lost_total", "Outbox cursors whose lease another process took over")
+WEBHOOK_POSTS = Counter("mts_webhook_posts_total", "Webhook POSTs by result (acknowledged, failed)", ["result"])
+WEBHOOK_EVENTS = Counter("mts_webhook_events_delivered_total", "Events in acknowledged webhook POSTs")
+WEBHOOK_LATENCY = Histogram("mts_webhook_post_seconds", "One webhook POST until its answer (or failure)")
+WEBHOOKS_DEACTIVATED = Counter("mts_webhooks_deactivated_total", "Webhooks deactivated after their last retry")
+
 # --- events and their consumers (issue 12) ---
 QUOTA_NOTIFICATIONS = Counter(
     "mts_quota_notifications_total", "Quota thresholds crossed, by threshold and whether an email was queued",

@@ -58,6 +58,7 @@ from typing import Any, ClassVar, Protocol
 
 import asyncpg
 
+from . import metrics
 from .store import outbox as store
 from .store.outbox import EventFilter, OutboxEvent, Page, Position
 from .store.types import Conn
@@ -99,13 +100,18 @@ class Cursor:
         """The next events after the cursor (see `store.outbox.read`)."""
         return await store.read(self._runner.pool, self.position, limit, flt)
 
-    async def advance(self, to: Position, effect: Callable[[Conn], Awaitable[None]] | None = None) -> None:
-        """Move to `to`, running `effect(tx)` in the same transaction; LeaseLost rolls both back."""
+    async def advance(self, to: Position, effect: Callable[[Conn], Awaitable[None]] | None = None, *,
+                      events: int = 0) -> None:
+        """Move to `to`, running `effect(tx)` in the same transaction; LeaseLost rolls both back.
+
+        `events`: how many events this finished (for `mts_outbox_events_total`)."""
         async with self._runner.pool.acquire() as conn, conn.transaction():
             if effect is not None:
                 await effect(conn)
             if not await store.advance(conn, self.name, self._runner.owner, to, self._runner.clock_now()):
                 raise LeaseLost(self.name)
+        if events:
+            metrics.OUTBOX_EVENTS.labels(self.kind).inc(events)
         self.position = max(self.position, to)
         self.failures = 0
 
@@ -165,7 +171,7 @@ class TransactionalConsumer(abc.ABC):
             if events:
                 await self.apply(tx, events)
 
-        await cursor.advance(page.end, effect)
+        await cursor.advance(page.end, effect, events=len(events))
         return Step.MORE if page.full else Step.IDLE
 
 
@@ -245,7 +251,8 @@ class OutboxRunner:
         delay = 0.1
         while True:
             try:
-                if self._listen_conn is None or self._listen_conn.is_closed():
+                if not self._listening():
+                    await self._unlisten()
                     await self._listen()
                 await self._ensure_cursors()
                 await self._claim_and_spawn()
@@ -293,6 +300,7 @@ class OutboxRunner:
                     raise LeaseLost(row.name)
             await store.release(self.pool, row.name, self.owner, now=self.clock_now())
         except LeaseLost:
+            metrics.OUTBOX_LEASES_LOST.inc()
             log.warning("outbox cursor %s: lease lost; another process continues it", row.name)
         except asyncio.CancelledError:
             raise
@@ -308,6 +316,12 @@ class OutboxRunner:
         except (OSError, asyncpg.PostgresError, TimeoutError) as e:
             log.warning("cannot LISTEN on %s (%s); relying on polling", NOTIFY_CHANNEL, e)
             await self._unlisten()
+
+    def _listening(self) -> bool:
+        try:
+            return self._listen_conn is not None and not self._listen_conn.is_closed()
+        except asyncpg.InterfaceError:
+            return False  # the pool took back a connection that died (a database restart)
 
     def _on_notify(self, *_: Any) -> None:
         self._wake.set()

@@ -204,3 +204,36 @@ async def test_the_running_service_wakes_on_notify_and_stops_cleanly(pool: async
         await runner.stop()
     cur = await store.get(pool, "recorder")
     assert cur is not None and cur.lease_owner is None
+
+
+async def test_the_running_service_survives_its_connections_being_killed(pool: asyncpg.Pool[Any], db_dsn: str,
+                                                                         seen_table: None) -> None:
+    """A database restart as the service sees it: every connection it holds (the LISTEN one too)
+    dies at once; rounds fail, back off, and resume on new connections."""
+    runner = outbox.OutboxRunner(pool, [Recorder()], poll_seconds=0.1)
+    await runner.start()
+    admin = await asyncpg.connect(db_dsn)
+    try:
+        first = await _record(admin, 2)
+        await _wait_seen(pool, first)
+        killed = await admin.fetchval(
+            """SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+                WHERE datname = current_database() AND pid <> pg_backend_pid()""")
+        assert killed >= 1
+        later = await _record(admin, 3)
+        await outbox.notify(admin)
+        await _wait_seen(pool, first + later)
+    finally:
+        await admin.close()
+        await runner.stop()
+
+
+async def _wait_seen(pool: asyncpg.Pool[Any], ids: list[uuid.UUID]) -> None:
+    async with asyncio.timeout(20):
+        while True:
+            try:
+                if await _seen(pool) == ids:
+                    return
+            except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError):
+                pass  # this test's own pool meets the killed connections too
+            await asyncio.sleep(0.05)

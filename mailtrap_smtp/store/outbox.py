@@ -198,8 +198,9 @@ async def set_paused(conn: Conn, name: str, paused: bool) -> None:
 
 
 async def reposition(conn: Conn, name: str, *, event_id: uuid.UUID | None = None,
-                     since: dt.datetime | None = None) -> Position | None:
-    """Move the cursor back so the next read starts at `event_id`, or at the first event since `since`.
+                     since: dt.datetime | None = None, account_id: int | None = None) -> Position | None:
+    """Move the cursor back so the next read starts at `event_id`, or at the first event since `since`
+    (of `account_id`'s events, if given).
 
     Returns the new position, or None if no such event exists (the cursor is left as it was). The
     lease is taken away too: a process still working on a batch read before the change then fails
@@ -207,11 +208,13 @@ async def reposition(conn: Conn, name: str, *, event_id: uuid.UUID | None = None
     """
     if event_id is not None:
         row = await conn.fetchrow(
-            "SELECT xid::text::bigint AS xid, id FROM events WHERE event_id = $1", event_id)
+            """SELECT xid::text::bigint AS xid, id FROM events
+                WHERE event_id = $1 AND ($2::bigint IS NULL OR account_id = $2)""", event_id, account_id)
     else:
         row = await conn.fetchrow(
-            """SELECT xid::text::bigint AS xid, id FROM events WHERE created_at >= $1
-                ORDER BY xid, id LIMIT 1""", since)
+            """SELECT xid::text::bigint AS xid, id FROM events
+                WHERE created_at >= $1 AND ($2::bigint IS NULL OR account_id = $2)
+                ORDER BY xid, id LIMIT 1""", since, account_id)
     if row is None:
         return None
     pos = Position(row["xid"], row["id"] - 1)

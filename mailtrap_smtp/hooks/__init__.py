@@ -1,0 +1,1 @@
+"""Webhook delivery from the event log: target safety, the HTTP client, the outbox consumer."""
