@@ -18,25 +18,27 @@ from .store.db import Database
 
 log = logging.getLogger(__name__)
 
-ROLES = ("all", "smtp", "delivery", "hooks")
+ROLES = ("all", "smtp", "http", "delivery", "hooks")
 
 
 class Service:
     """One process of the service: the parts its role asks for, sharing one pool."""
 
     def __init__(self, cfg: Config, *, role: str = "all", dsn: str = "", process_index: int = 0,
-                 shared: Any = None) -> None:
+                 shared: Any = None, rate_memory: Any = None) -> None:
         if role not in ROLES:
             raise ValueError(f"role must be one of {', '.join(ROLES)}")
         self.cfg = cfg
         self.role = role
         self.process_index = process_index
         self._shared = shared  # per-IP state shared by the processes of one serve (smtp/peers.py)
+        self._rate_memory = rate_memory  # per-token API request counts, likewise (http/ratelimit.py)
         self.db = Database(dsn or cfg.database.dsn, cfg.data_dir / "pg",
                            pool_min_size=cfg.database.pool_min_size, pool_max_size=cfg.database.pool_max_size)
         self._stop = asyncio.Event()
         self._parts: list[Any] = []
         self.smtp: Any = None
+        self.http: Any = None
 
     async def start(self) -> None:
         from .delivery.worker import DeliveryService
@@ -52,6 +54,16 @@ class Service:
             self.smtp = SmtpService(cfg, pool, signer=KeyStore(pool, kek), process_index=self.process_index,
                                     shared=self._shared)
             self._parts.append(self.smtp)
+        if self.role in ("all", "http") and cfg.http.listeners:
+            from .http.server import HttpService
+
+            smtp = self.smtp
+            self.http = HttpService(
+                cfg, pool, signer=KeyStore(pool, kek) if smtp is None else None,
+                submission=smtp.submission if smtp is not None else None,
+                authenticator=smtp.authenticator if smtp is not None else None,
+                rate_memory=self._rate_memory, kek=kek, resolver=resolver, process_index=self.process_index)
+            self._parts.append(self.http)
         if self.role in ("all", "delivery"):
             self._parts.append(DeliveryService(cfg, pool, resolver))
             if self.process_index == 0:
@@ -74,8 +86,10 @@ class Service:
 
     async def stop(self) -> None:
         # Listeners stop accepting first (idle SMTP sessions get 421, transactions in flight finish
-        # within the grace bound), then the workers finish what they hold.
-        parts = [p for p in self._parts if p is self.smtp] + [p for p in reversed(self._parts) if p is not self.smtp]
+        # within the grace bound; the API finishes its requests), then the workers finish what they
+        # hold. The API goes before SMTP, whose submission it may share.
+        fronts = [p for p in (self.http, self.smtp) if p is not None]
+        parts = fronts + [p for p in reversed(self._parts) if p not in fronts]
         for part in parts:
             try:
                 await part.stop(self.cfg.server.shutdown_grace_seconds)
@@ -88,8 +102,9 @@ class Service:
         self._stop.set()
 
     def reload_tls(self) -> None:
-        if self.smtp is not None:
-            self.smtp.reload_tls()
+        for front in (self.smtp, self.http):
+            if front is not None:
+                front.reload_tls()
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -129,11 +144,12 @@ def _die_with_parent(parent_pid: int) -> None:
         sys.exit(1)
 
 
-def _child(cfg: Config, role: str, dsn: str, index: int, shared: Any, parent_pid: int) -> None:
+def _child(cfg: Config, role: str, dsn: str, index: int, shared: Any, rate_memory: Any, parent_pid: int) -> None:
     _die_with_parent(parent_pid)
     logging.basicConfig(level=logging.INFO, format=f"%(asctime)s [{index}] %(levelname)s %(name)s: %(message)s")
     _quiet_libraries()
-    run_service(cfg, Service(cfg, role=role, dsn=dsn, process_index=index, shared=shared))
+    run_service(cfg, Service(cfg, role=role, dsn=dsn, process_index=index, shared=shared,
+                             rate_memory=rate_memory))
 
 
 def serve(cfg: Config, *, role: str = "all", processes: int = 0) -> int:
@@ -152,10 +168,13 @@ def serve(cfg: Config, *, role: str = "all", processes: int = 0) -> int:
 
     asyncio.run(prepare())
     ctx = multiprocessing.get_context("spawn")
+    from .http.ratelimit import shared as rate_shared
     from .smtp.peers import shared_state
 
     shared = shared_state()  # inherited by every child: one per-IP count for all of them
-    children = [ctx.Process(target=_child, args=(cfg, role, dsn, i, shared, os.getpid()), daemon=False)
+    rate_memory = rate_shared()  # and one per-token API request count
+    children = [ctx.Process(target=_child, args=(cfg, role, dsn, i, shared, rate_memory, os.getpid()),
+                            daemon=False)
                 for i in range(n)]
     for c in children:
         c.start()

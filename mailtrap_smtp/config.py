@@ -34,6 +34,10 @@ class Listener:
     mode: str = "starttls"  # "starttls" | "implicit"
     # Trusted peers (server.proxy_protocol_from) must open with a PROXY header on this listener.
     proxy_protocol: bool = False
+    # The stream this listener's sessions send on: "transactional" or "bulk" (a token without
+    # that stream is refused at AUTH), or "" for the token's own stream (transactional when the
+    # token has both).
+    stream: str = ""
 
 
 @dataclass
@@ -70,6 +74,31 @@ class SmtpConfig:
     bare_newline: str = "normalize"
     # NOOP, RSET, VRFY and HELP allowed between two accepted messages (Postfix smtpd_junk_command_limit).
     junk_command_limit: int = 100
+
+
+@dataclass
+class HttpListener:
+    address: str = "127.0.0.1"
+    port: int = 8443
+    # "transactional" | "bulk" | "host": decide by the Host header (a "bulk." prefix → bulk), as
+    # Mailtrap tells its hosts apart (MAILTRAP_COMPAT.md §1).
+    stream: str = "host"
+
+
+HTTP_STREAMS = ("transactional", "bulk", "host")
+
+
+@dataclass
+class HttpConfig:
+    # The HTTPS Email API (TLS always, with [tls]'s certificates). Empty: no API listener.
+    listeners: list[HttpListener] = field(default_factory=list)
+    # Request bodies over this many bytes get 413 before they are read whole (a batch may carry
+    # 500 messages, up to 50 MB in total: MAILTRAP_COMPAT.md §2.7).
+    max_request_bytes: int = 50 * MB + 64 * 1024
+    # Requests per token per window, counted across the processes of a node (MAILTRAP_COMPAT.md §8).
+    rate_limit_requests: int = 150
+    rate_limit_window_seconds: float = 10.0
+    keepalive_timeout_seconds: float = 30.0
 
 
 @dataclass
@@ -198,6 +227,7 @@ class RetentionConfig:
 class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
     smtp: SmtpConfig = field(default_factory=SmtpConfig)
+    http: HttpConfig = field(default_factory=HttpConfig)
     tls: TlsConfig = field(default_factory=TlsConfig)
     database: DatabaseConfig = field(default_factory=DatabaseConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
@@ -377,11 +407,14 @@ def validate(cfg: Config) -> None:
         _port(f"{key}.port", lst.port)
         if lst.mode not in ("starttls", "implicit"):
             raise ConfigError(f"{key}.mode: must be 'starttls' or 'implicit', got {lst.mode!r}")
+        if lst.stream not in ("", "transactional", "bulk"):
+            raise ConfigError(f"{key}.stream: must be 'transactional', 'bulk' or '', got {lst.stream!r}")
         if (lst.address, lst.port) in seen:
             raise ConfigError(f"{key}: {lst.address}:{lst.port} is listed twice")
         seen.add((lst.address, lst.port))
     for name in ("command_timeout_seconds", "tls_handshake_timeout_seconds", "session_deadline_seconds"):
         _positive(f"smtp.{name}", getattr(cfg.smtp, name))
+    _validate_http(cfg, seen)
     _positive("server.proxy_header_timeout_seconds", cfg.server.proxy_header_timeout_seconds)
     _positive("smtp.junk_command_limit", cfg.smtp.junk_command_limit)
     if cfg.smtp.bare_newline not in ("normalize", "reject"):
@@ -448,6 +481,20 @@ def validate(cfg: Config) -> None:
         raise ConfigError("smtp.listeners: proxy_protocol = true needs server.proxy_protocol_from (trusted proxies)")
     if cfg.server.proxy_protocol_from and not proxied:
         raise ConfigError("server.proxy_protocol_from: no listener has proxy_protocol = true")
+
+
+def _validate_http(cfg: Config, taken: set[tuple[str, int]]) -> None:
+    for i, lst in enumerate(cfg.http.listeners):
+        key = f"http.listeners[{i}]"
+        _port(f"{key}.port", lst.port)
+        if lst.stream not in HTTP_STREAMS:
+            raise ConfigError(f"{key}.stream: must be one of {', '.join(HTTP_STREAMS)}, got {lst.stream!r}")
+        if (lst.address, lst.port) in taken:
+            raise ConfigError(f"{key}: {lst.address}:{lst.port} is listed twice")
+        taken.add((lst.address, lst.port))
+    for name in ("max_request_bytes", "rate_limit_requests", "rate_limit_window_seconds",
+                 "keepalive_timeout_seconds"):
+        _positive(f"http.{name}", getattr(cfg.http, name))
 
 
 def _validate_events(cfg: Config) -> None:

@@ -386,3 +386,20 @@ class DomainRechecker:
             except Exception:
                 log.exception("domain re-check round failed")
             await asyncio.sleep(interval)
+
+
+async def owned_by(pool: Conn, account_id: int, name: str) -> int | None:
+    """The id of `name` if it is a sending domain of the account, whatever its state (a domain it may
+    not send from yet is refused differently from one that is not its own: MAILTRAP_COMPAT.md §2.6)."""
+    row = await domains_store.get_by_name(pool, name.lower())
+    return int(row["id"]) if row is not None and int(row["account_id"]) == account_id else None
+
+
+async def domain_of_account(pool: Conn, account_id: int, domain_id: int) -> Record | None:
+    return await domains_store.get_for_account(pool, account_id, domain_id)
+
+
+async def delete_domain(pool: Conn, account_id: int, domain_id: int) -> bool:
+    """Remove one of the account's domains (its keys with it); False if it has no such domain."""
+    async with pool.acquire() as conn:
+        return await domains_store.delete(conn, account_id, domain_id)

@@ -55,3 +55,11 @@ QUOTA_NOTIFICATIONS = Counter(
 SUPPRESSIONS_CREATED = Counter(
     "mts_suppressions_created_total", "Suppressions created automatically from hard bounces"
 )
+
+# --- HTTPS Email API ---
+HTTP_REQUESTS = Counter("mts_http_requests_total", "API requests by route, method and status",
+                        ["route", "method", "status"])
+HTTP_LATENCY = Histogram(
+    "mts_http_request_seconds", "API request latency by route (request received to response)", ["route"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0),
+)

@@ -21,6 +21,7 @@ class Outcome(enum.Enum):
     SENDER_DOMAIN_NOT_ALLOWED = "sender_domain_not_allowed"  # envelope sender's domain may not send
     QUOTA_EXCEEDED = "quota_exceeded"                    # the monthly limit would be passed
     TEMPORARILY_UNAVAILABLE = "temporarily_unavailable"  # the database did not answer in time; nothing stored
+    NOT_PERMITTED = "not_permitted"                      # the token's grant does not allow sending on this stream
 
 
 class Rejected(Exception):

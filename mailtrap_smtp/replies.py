@@ -195,4 +195,6 @@ OUTCOME_REPLIES: dict[Outcome, Reply] = {
     Outcome.SENDER_DOMAIN_NOT_ALLOWED: SENDER_DOMAIN_NOT_ALLOWED,
     Outcome.QUOTA_EXCEEDED: QUOTA_EXCEEDED,
     Outcome.TEMPORARILY_UNAVAILABLE: TEMPORARY_FAILURE,
+    # What AUTH answers such a token (`AuthOutcome.NOT_ALLOWED`), so SMTP sessions never get here.
+    Outcome.NOT_PERMITTED: AUTH_INVALID,
 }

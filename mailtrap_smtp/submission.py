@@ -42,7 +42,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from . import quota
+from . import permissions, quota
 from .auth import DB_ERRORS, Principal, SenderPolicy
 from .headers import ParsedHeader, field_value, parse_header
 from .outcomes import Outcome, Rejected
@@ -179,6 +179,8 @@ class Accepted:
     message_id: uuid.UUID
     size: int
     recipients: int
+    # One public id per envelope recipient, in the order given (the send API's `message_ids`).
+    recipient_ids: tuple[uuid.UUID, ...] = ()
 
 
 class Submission:
@@ -199,7 +201,8 @@ class Submission:
         await self._notifier.close()
 
     async def sender_domain(self, principal: Principal, domain: str) -> int | None:
-        """The sending-domain id if this account may send from `domain` now, else None.
+        """The sending-domain id if this token may send from `domain` now, else None: a domain of
+        its account that may send, in the token's scope (`permissions.in_scope`).
 
         The one home of the rule for the envelope sender and the `From:` header alike. Answered
         from `principal.sending_domains` when AUTH preloaded them (same rules, evaluated at AUTH),
@@ -216,7 +219,9 @@ class Submission:
         except DB_ERRORS:
             log.warning("sender domain check failed", exc_info=True)
             raise Rejected(Outcome.TEMPORARILY_UNAVAILABLE) from None
-        return None if row is None else int(row["id"])
+        if row is None or not permissions.in_scope(principal, int(row["id"])):
+            return None
+        return int(row["id"])
 
     async def quota_remaining(self, principal: Principal) -> int:
         """Advisory: recipients the account may still send this period (the commit re-checks)."""
@@ -256,6 +261,9 @@ class Submission:
 
     async def _accept(self, principal: Principal, envelope: Envelope, raw: bytes,
                       handed_over: Callable[[], None]) -> Accepted:
+        # AUTH for sending already refused such a token; this holds for every adapter regardless.
+        if not permissions.may_send(principal, principal.stream):
+            raise Rejected(Outcome.NOT_PERMITTED)
         if len(raw) > principal.max_message_size:
             raise Rejected(Outcome.SIZE_EXCEEDED)
         check_line_endings(raw)
@@ -269,6 +277,7 @@ class Submission:
             header_from=header_from, subject=built.subject, message_id_header=built.message_id_header,
             category=built.category, custom_variables=built.custom_variables,
             client_ip=envelope.client_ip, raw=built.raw, recipients=list(envelope.recipients),
+            recipient_ids=[uuid.uuid4() for _ in envelope.recipients],
         )
         period = quota.current_period(principal.billing_anchor_day)
         handed_over()  # the group commit stops waiting for it as "on its way"
@@ -282,7 +291,8 @@ class Submission:
             log.warning("storing a message failed", exc_info=True)
             raise Rejected(Outcome.TEMPORARILY_UNAVAILABLE) from None
         self._notifier.poke()
-        return Accepted(message_id=built.id, size=len(built.raw), recipients=len(envelope.recipients))
+        return Accepted(message_id=built.id, size=len(built.raw), recipients=len(envelope.recipients),
+                        recipient_ids=tuple(new.recipient_ids))
 
     async def _header_from(self, principal: Principal, parsed: ParsedHeader) -> tuple[str, str]:
         """The one `From:` address and its domain, which must be a sending domain of the account."""

@@ -30,7 +30,7 @@ def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> d
         return {"uvloop": uvloop.new_event_loop, "asyncio": asyncio.new_event_loop}
     return {"uvloop": uvloop.new_event_loop}
 
-pytest_plugins = ["tests.dnsserver"]
+pytest_plugins = ["tests.dnsserver", "tests.http_util"]
 
 TEMPLATE_DB = "mts_template"
 

@@ -61,7 +61,7 @@ def test_credential_lifecycle(run: Any, db_dsn: str) -> None:
     assert code == 0, err
     data = json.loads(out)
     token, token_id = data["token"], data["token_id"]
-    assert tokens.public_id_of(token) == token_id and data["stream"] == "bulk"
+    assert tokens.public_id_of(token) == token_id and data["streams"] == ["bulk"]
 
     async def stored() -> Any:
         conn = await asyncpg.connect(db_dsn)
@@ -197,7 +197,7 @@ def test_dev_setup_creates_the_demo_once_and_its_token_works(
     async def demo() -> tuple[Any, Any]:
         conn = await asyncpg.connect(db_dsn)
         try:
-            cred = await conn.fetchrow("SELECT c.stream, c.digest, a.name FROM credentials c JOIN accounts a "
+            cred = await conn.fetchrow("SELECT c.streams, c.level, c.digest, a.name FROM credentials c JOIN accounts a "
                                        "ON a.id = c.account_id WHERE c.public_id = $1", public_id)
             domain = await conn.fetchrow("SELECT name, dns_skipped FROM sending_domains")
             return cred, domain
@@ -205,7 +205,8 @@ def test_dev_setup_creates_the_demo_once_and_its_token_works(
             await conn.close()
 
     cred, domain = asyncio.run(demo())
-    assert (cred["name"], cred["stream"], tokens.matches(token, cred["digest"])) == ("demo", "transactional", True)
+    assert (cred["name"], cred["streams"], cred["level"], tokens.matches(token, cred["digest"])) == (
+        "demo", ["transactional"], "send", True)
     assert (domain["name"], domain["dns_skipped"]) == ("example.com", True)
     assert cli.main(["-c", path, "dev-setup"]) == 0
     assert capsys.readouterr().out == (

@@ -62,6 +62,8 @@ def test_production_example_uses_public_ports() -> None:
         ("[smtp]\nlisteners = [{address='127.0.0.1', port=25, mode='ssl'}]",
          "smtp.listeners[0].mode: must be 'starttls' or 'implicit', got 'ssl'"),
         ("[smtp]\nlisteners = []", "smtp.listeners: at least one listener is required"),
+        ("[smtp]\nlisteners = [{address='127.0.0.1', port=25, stream='marketing'}]",
+         "smtp.listeners[0].stream: must be 'transactional', 'bulk' or '', got 'marketing'"),
         ("[limits]\nmessage_sise = 5", "limits.message_sise: unknown key"),
         ("[nosuch]\na = 1", "nosuch: unknown section"),
         ("[limits]\nmessage_size = 40000000",

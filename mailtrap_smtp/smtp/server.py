@@ -100,6 +100,7 @@ class Listener:
     port: int  # the bound port (differs from the configured one when a test asks for port 0)
     mode: str
     proxy: bool = False  # trusted peers must send a PROXY header first
+    stream: str = ""  # config.Listener.stream: "" serves each token's own stream
 
     @property
     def label(self) -> str:
@@ -141,7 +142,7 @@ class SmtpService:
             # Implicit TLS is done by asyncio from the first byte unless PROXY headers may come
             # first (they precede the TLS handshake); then the session starts TLS itself.
             ssl_ctx = self.tls.front if conf.mode == "implicit" and not conf.proxy_protocol else None
-            lst = Listener(conf.address, port, conf.mode, conf.proxy_protocol)
+            lst = Listener(conf.address, port, conf.mode, conf.proxy_protocol, conf.stream)
             on_connect = functools.partial(self._on_connect, lst)
             handshake_timeout = self.cfg.smtp.tls_handshake_timeout_seconds
             server: Any

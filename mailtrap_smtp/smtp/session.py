@@ -491,7 +491,8 @@ class Session:
         brake = brake_key(self.client_ip, tokens.public_id_of(token))
         await self._unless_blocked(brake)
         outcome, principal, slot = await self.svc.authenticator.authenticate(
-            token, sender_policy=self.svc.submission.sender_policy, slots=self.svc.slots)
+            token, stream=self.listener.stream or None, sender_policy=self.svc.submission.sender_policy,
+            slots=self.svc.slots)
         if outcome is AuthOutcome.OK and principal is not None:
             self.principal, self.slot = principal, slot
             self.quota_left = principal.quota_remaining_at_auth
@@ -504,6 +505,10 @@ class Session:
         metrics.AUTH_ATTEMPTS.labels("invalid" if outcome is AuthOutcome.UNKNOWN_ID else outcome.value).inc()
         if outcome in (AuthOutcome.INVALID, AuthOutcome.UNKNOWN_ID):
             return await self._auth_failed(replies.AUTH_INVALID, brake)
+        if outcome is AuthOutcome.NOT_ALLOWED:
+            # A real token without sending rights here (other stream, or a read-only token): the
+            # same 535 as Mailtrap's, but no guess, so the brute-force brake does not count it.
+            return replies.AUTH_INVALID
         if outcome is AuthOutcome.QUOTA:
             return replies.QUOTA_EXCEEDED
         if outcome is AuthOutcome.TOO_MANY_CONNECTIONS:

@@ -36,6 +36,8 @@ class NewMessage:
     client_ip: str | None
     raw: bytes
     recipients: Sequence[str]
+    # One public id per recipient, in the same order (empty: the database chooses them).
+    recipient_ids: Sequence[uuid.UUID] = ()
 
 
 class QuotaExceeded(Exception):
@@ -76,7 +78,8 @@ WITH x AS (
                              subject, message_id_header, category, custom_variables, client_ip, size,
                              period_start, n, event_id, details, ord)
 ), r AS (
-    SELECT * FROM unnest($19::uuid[], $20::text[]) WITH ORDINALITY AS r(message_id, rcpt, ord)
+    SELECT * FROM unnest($19::uuid[], $20::text[], $22::uuid[])
+        WITH ORDINALITY AS r(message_id, rcpt, public_id, ord)
 ), sup AS (
     SELECT DISTINCT ON (r.ord) r.ord, r.message_id, r.rcpt, x.account_id, x.period_start, s.id, s.type
       FROM r JOIN x ON x.id = r.message_id
@@ -109,7 +112,7 @@ WITH x AS (
     RETURNING account_id, period_start, threshold
 ), noted AS (
     INSERT INTO events (event_id, type, account_id, details)
-    SELECT gen_random_uuid(), $24, q.account_id,
+    SELECT gen_random_uuid(), $25, q.account_id,
            jsonb_build_object('threshold', q.threshold, 'period_start', q.period_start, 'used', c.used,
                               'limit', a.monthly_limit)
       FROM crossed q JOIN charge c ON c.account_id = q.account_id AND c.period_start = q.period_start
@@ -126,8 +129,8 @@ WITH x AS (
       FROM ok
     RETURNING id
 ), rcpt AS (
-    INSERT INTO recipients (message_id, rcpt, domain, state)
-    SELECT r.message_id, r.rcpt, lower(split_part(r.rcpt, '@', -1)),
+    INSERT INTO recipients (message_id, rcpt, domain, public_id, state)
+    SELECT r.message_id, r.rcpt, lower(split_part(r.rcpt, '@', -1)), coalesce(r.public_id, gen_random_uuid()),
            CASE WHEN sup.ord IS NULL THEN 'queued' ELSE 'rejected' END
       FROM r LEFT JOIN sup ON sup.ord = r.ord
      WHERE r.message_id IN (SELECT id FROM ok)
@@ -138,8 +141,8 @@ WITH x AS (
     SELECT event_id, $21, account_id, domain_id, id, details::jsonb FROM ok ORDER BY ord
 ), rejected AS (
     INSERT INTO events (event_id, type, account_id, domain_id, message_id, recipient_id, details)
-    SELECT gen_random_uuid(), $22, ok.account_id, ok.domain_id, ok.id, rc.id,
-           jsonb_build_object('reason', $23::text || s.type,
+    SELECT gen_random_uuid(), $23, ok.account_id, ok.domain_id, ok.id, rc.id,
+           jsonb_build_object('reason', $24::text || s.type,
                               'suppression_id', s.id, 'suppression_type', s.type, 'email', s.rcpt)
       FROM (SELECT id, message_id, row_number() OVER (PARTITION BY message_id ORDER BY id) AS k
               FROM rcpt WHERE state = 'rejected') rc
@@ -167,7 +170,9 @@ async def _store(conn: Conn, batch: Sequence[tuple[NewMessage, dt.date]]) -> set
         [json.dumps({"recipients": len(m.recipients), "size": len(m.raw), "stream": m.stream})
          for m in msgs],
         [m.id for m in msgs for _ in m.recipients], [r for m in msgs for r in m.recipients],
-        str(Event.RECEPTION), str(Event.SUPPRESSED), SUPPRESSED_REASON, str(Event.QUOTA_THRESHOLD),
+        str(Event.RECEPTION),
+        [m.recipient_ids[i] if i < len(m.recipient_ids) else None for m in msgs for i in range(len(m.recipients))],
+        str(Event.SUPPRESSED), SUPPRESSED_REASON, str(Event.QUOTA_THRESHOLD),
     )
     return {row["id"] for row in rows}
 
@@ -396,6 +401,12 @@ async def get(conn: Conn, message_id: uuid.UUID) -> Record | None:
             WHERE m.id = $1""",
         message_id,
     )
+
+
+async def find_by_recipient(conn: Conn, public_id: uuid.UUID) -> uuid.UUID | None:
+    """The message a recipient's public id (as the send API returned it) belongs to."""
+    value = await conn.fetchval("SELECT message_id FROM recipients WHERE public_id = $1", public_id)
+    return value if isinstance(value, uuid.UUID) else None
 
 
 async def recipients_of(conn: Conn, message_id: uuid.UUID) -> list[Record]:
