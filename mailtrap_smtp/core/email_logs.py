@@ -29,6 +29,7 @@ from ..store.types import Conn, Record
 from .suppressions import Invalid, NotFound, parse_time
 
 PAGE_SIZE = 50
+RAW_URL_TTL_SECONDS = 3600  # how long a `raw_message_url` stays valid
 STATUSES = ("delivered", "not_delivered", "enqueued", "opted_out")
 STREAMS = ("transactional", "bulk")
 LOG_EVENT_TYPES = tuple(sorted({s.log for s in event_names.ALL}))
@@ -117,6 +118,16 @@ def parse_query(params: Mapping[str, Sequence[str]]) -> ListRequest:
                 spec.values.extend(values)
     conditions = [condition(n, s.operator, s.values) for n, s in specs.items()]
     return ListRequest(conditions, sent_after, sent_before, search_after)
+
+
+def scoped(req: ListRequest, *, domain_ids: Sequence[int] | None, streams: Sequence[str] | None) -> ListRequest:
+    """The request limited to these domains and streams (None: all): what a scoped token may read."""
+    extra = []
+    if domain_ids is not None:
+        extra.append(store.Condition("domain_id", "equal", list(domain_ids) or [-1]))
+    if streams is not None:
+        extra.append(store.Condition("sending_stream", "equal", list(streams) or [""]))
+    return ListRequest([*req.conditions, *extra], req.sent_after, req.sent_before, req.search_after)
 
 
 def _entry_id(value: str, name: str) -> uuid.UUID:
@@ -227,6 +238,14 @@ class RawUrls:
 
 async def raw_message(conn: Conn, account_id: int, entry_id: uuid.UUID) -> bytes:
     raw = await store.raw_of(conn, account_id, entry_id)
+    if raw is None:
+        raise NotFound(f"no stored message {entry_id}")
+    return raw
+
+
+async def raw_message_any(conn: Conn, entry_id: uuid.UUID) -> bytes:
+    """The stored message of an entry whatever its account: for a signed URL, which is its own proof."""
+    raw = await store.raw_of(conn, None, entry_id)
     if raw is None:
         raise NotFound(f"no stored message {entry_id}")
     return raw

@@ -168,10 +168,12 @@ async def import_csv(conn: Conn, account_id: int, text: str, *, domain_id: int, 
 
 
 async def search(conn: Conn, account_id: int, *, email: str | None = None, start_time: dt.datetime | None = None,
-                 end_time: dt.datetime | None = None, last_id: uuid.UUID | None = None) -> list[dict[str, Any]]:
-    """At most 1,000 suppressions, oldest first, after the `last_id` cursor."""
+                 end_time: dt.datetime | None = None, last_id: uuid.UUID | None = None,
+                 domain_ids: Sequence[int] | None = None) -> list[dict[str, Any]]:
+    """At most 1,000 suppressions, oldest first, after the `last_id` cursor; of `domain_ids` only
+    when given (a token scoped to some domains)."""
     rows = await store.search(conn, account_id, email=email, start_time=start_time, end_time=end_time,
-                              after=last_id, limit=MAX_LIST)
+                              after=last_id, limit=MAX_LIST, domain_ids=domain_ids)
     return [as_object(r) for r in rows]
 
 
@@ -180,6 +182,14 @@ async def delete(conn: Conn, account_id: int, suppression_id: uuid.UUID) -> dict
     if row is None:
         raise NotFound(f"no suppression {suppression_id}")
     return as_object(row)
+
+
+async def domain_of(conn: Conn, account_id: int, suppression_id: uuid.UUID) -> int:
+    """The domain a suppression of the account applies to (`NotFound` if there is none)."""
+    domain_id = await store.domain_of(conn, account_id, suppression_id)
+    if domain_id is None:
+        raise NotFound(f"no suppression {suppression_id}")
+    return domain_id
 
 
 def parse_id(value: str) -> uuid.UUID:

@@ -23,12 +23,12 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .. import metrics
-from . import errors, manage, send
+from . import email_logs, errors, manage, send, stats, suppressions
 from .context import ApiContext
 
 log = logging.getLogger(__name__)
 
-MANAGE_PREFIXES = ("/api/accounts", "/api/domains")
+MANAGE_PREFIXES = ("/api/accounts", "/api/domains", "/api/suppressions", "/api/email_logs", "/api/stats")
 
 
 def is_management(path: str) -> bool:
@@ -177,6 +177,8 @@ def create_app(ctx: ApiContext) -> FastAPI:
     app.state.ctx = ctx
     app.include_router(send.router)
     app.include_router(manage.router)
+    for events_router in (suppressions.router, email_logs.router, stats.router):
+        app.include_router(events_router)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(errors.ApiError, _api_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)

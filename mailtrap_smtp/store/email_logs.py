@@ -164,10 +164,11 @@ async def events_of(conn: Conn, message_id: uuid.UUID, recipient_id: int) -> lis
     ))
 
 
-async def raw_of(conn: Conn, account_id: int, recipient_public_id: uuid.UUID) -> bytes | None:
+async def raw_of(conn: Conn, account_id: int | None, recipient_public_id: uuid.UUID) -> bytes | None:
+    """The stored body of an entry (of any account when `account_id` is None); None once deleted."""
     raw = await conn.fetchval(
         """SELECT m.raw FROM recipients r JOIN messages m ON m.id = r.message_id
-            WHERE r.public_id = $2 AND m.account_id = $1 AND m.raw_deleted_at IS NULL""",
+            WHERE r.public_id = $2 AND ($1::bigint IS NULL OR m.account_id = $1) AND m.raw_deleted_at IS NULL""",
         account_id, recipient_public_id,
     )
     return None if raw is None else bytes(raw)

@@ -60,7 +60,8 @@ async def add_many(conn: Conn, account_id: int, items: Sequence[NewSuppression])
 
 async def search(conn: Conn, account_id: int, *, email: str | None = None,
                  start_time: dt.datetime | None = None, end_time: dt.datetime | None = None,
-                 after: uuid.UUID | None = None, limit: int = 1000) -> list[Record]:
+                 after: uuid.UUID | None = None, limit: int = 1000,
+                 domain_ids: Sequence[int] | None = None) -> list[Record]:
     """The account's suppressions, oldest first; `after` is the cursor (`last_id` of §6).
 
     `email` matches exactly, ignoring case; the time bounds are inclusive.
@@ -73,10 +74,17 @@ async def search(conn: Conn, account_id: int, *, email: str | None = None,
                AND ($4::timestamptz IS NULL OR s.created_at <= $4)
                AND ($5::uuid IS NULL OR (s.created_at, s.id) >
                     (SELECT created_at, id FROM suppressions WHERE id = $5 AND account_id = $1))
+               AND ($7::bigint[] IS NULL OR s.domain_id = ANY($7))
              ORDER BY s.created_at, s.id
              LIMIT $6""",
-        account_id, email, start_time, end_time, after, limit,
+        account_id, email, start_time, end_time, after, limit, None if domain_ids is None else list(domain_ids),
     ))
+
+
+async def domain_of(conn: Conn, account_id: int, suppression_id: uuid.UUID) -> int | None:
+    value = await conn.fetchval("SELECT domain_id FROM suppressions WHERE id = $2 AND account_id = $1",
+                                account_id, suppression_id)
+    return None if value is None else int(value)
 
 
 async def delete(conn: Conn, account_id: int, suppression_id: uuid.UUID) -> Record | None:
