@@ -15,11 +15,13 @@ import mailtrap.client
 import pytest
 from mailtrap.models.stats import StatsFilterParams
 
-from mailtrap_smtp import outbox
+from mailtrap_smtp import outbox, tokens
 from mailtrap_smtp.consumers.stats_rollup import StatsRollup
 from mailtrap_smtp.delivery.worker import DeliveryService
 from mailtrap_smtp.dnsresolve import make_resolver
+from mailtrap_smtp.store import credentials
 from mailtrap_smtp.store import domains as domains_store
+from tests import smtp_util
 from tests.http_util import DOMAIN, SENDER, ApiEnv, minimal
 from tests.mx_sink import MxSink
 from tests.test_delivery_smtp import FAST
@@ -291,3 +293,31 @@ async def test_a_token_of_another_domain_reads_no_logs_or_stats(api: ApiEnv, del
         stats = await c.get("/api/stats", params={"start_date": TODAY, "end_date": TODAY}, headers=api.auth(scoped))
     assert logs.json()["total_count"] == 0 and one.status_code == 404
     assert stats.json()["delivery_count"] == 0
+
+
+# --- per-account budgets (§8) ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("path", "limit"), [
+    ("/api/suppressions", 10),
+    (f"/api/stats?start_date={TODAY}&end_date={TODAY}", 10),
+    ("/api/email_logs", 60),
+])
+async def test_per_account_budgets(api: ApiEnv, admin: str, path: str, limit: int) -> None:
+    other = await smtp_util.create_account(api.pool, "other", domain="other.test")
+    tok = tokens.generate()
+    await credentials.create(api.pool, other.id, public_id=tok.public_id, digest=tok.digest,
+                             streams=["transactional"], level="admin")
+    second = await api.new_token(level="admin")  # the budget is the account's, not the token's
+    async with api.client() as c:
+        for i in range(limit):
+            r = await c.get(path, headers=api.auth(admin if i % 2 else second))
+            assert r.status_code == 200, r.text
+        over = await c.get(path, headers=api.auth(admin))
+        assert (over.status_code, over.json()) == (429, {"errors": "Rate limit exceeded"})
+        assert int(over.headers["Retry-After"]) > 0
+        elsewhere = await c.get(path, headers=api.auth(tok.token))  # another account: its own budget
+        assert elsewhere.status_code == 200
+        if "suppressions" in path:  # another budget of the same account is untouched
+            stats = await c.get("/api/stats", params={"start_date": TODAY, "end_date": TODAY},
+                                headers=api.auth(admin))
+            assert stats.status_code == 200

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from ..auth import Authenticator
@@ -20,3 +20,4 @@ class ApiContext:
     limiter: RateLimiter
     kek: bytes = b""  # encrypts the DKIM keys of domains created through the API
     resolver: Any = None  # for re-checks on demand (dnsresolve.make_resolver)
+    budgets: dict[int, RateLimiter] = field(default_factory=dict)  # per-account budgets (http/scope.py)

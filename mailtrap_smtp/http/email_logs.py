@@ -18,7 +18,17 @@ from ..core import email_logs as logs
 from ..core.suppressions import Invalid, NotFound, parse_id
 from . import errors
 from .principal import Caller, context, manage_caller
-from .scope import own_account, query, readable_domains, readable_streams, refused, require
+from .scope import (
+    EMAIL_LOG_GET,
+    EMAIL_LOGS_LIST,
+    own_account,
+    query,
+    readable_domains,
+    readable_streams,
+    refused,
+    require,
+    within_budget,
+)
 
 router = APIRouter()
 _JSON = "application/json; charset=utf-8"
@@ -39,8 +49,10 @@ def _request(request: Request, caller: Caller, params: dict[str, list[str]] | No
 
 
 async def _list(request: Request, caller: Caller) -> JSONResponse:
+    req = _request(request, caller)
+    within_budget(request, caller, EMAIL_LOGS_LIST)
     try:
-        page = await logs.list_logs(context(request).pool, caller.principal.account_id, _request(request, caller))
+        page = await logs.list_logs(context(request).pool, caller.principal.account_id, req)
     except (Invalid, NotFound) as e:
         raise refused(e) from None
     return JSONResponse(page, media_type=_JSON)
@@ -48,6 +60,7 @@ async def _list(request: Request, caller: Caller) -> JSONResponse:
 
 async def _show(request: Request, caller: Caller, message_id: str) -> JSONResponse:
     require(permissions.may_read(caller.principal))
+    within_budget(request, caller, EMAIL_LOG_GET)
     try:
         msg = await logs.show(context(request).pool, caller.principal.account_id, parse_id(message_id),
                               raw_url=_urls(request))
@@ -64,6 +77,7 @@ async def _export(request: Request, caller: Caller) -> StreamingResponse:
     params = dict(query(request))
     fmt = (params.pop("format", None) or ["csv"])[-1]
     req = _request(request, caller, params)
+    within_budget(request, caller, EMAIL_LOGS_LIST)  # an export is a (long) list
     try:
         logs.check_format(fmt)
     except Invalid as e:

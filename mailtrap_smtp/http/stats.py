@@ -15,7 +15,7 @@ from ..core import stats as stats_uc
 from ..core.suppressions import Invalid
 from . import errors
 from .principal import Caller, context, manage_caller
-from .scope import own_account, query, readable_domains, readable_streams, refused, require
+from .scope import STATS, own_account, query, readable_domains, readable_streams, refused, require, within_budget
 
 router = APIRouter()
 _JSON = "application/json; charset=utf-8"
@@ -23,6 +23,7 @@ _JSON = "application/json; charset=utf-8"
 
 def _request(request: Request, caller: Caller) -> stats_uc.StatsRequest:
     require(permissions.may_read(caller.principal))
+    within_budget(request, caller, STATS)
     try:
         req = stats_uc.parse_query(query(request))
     except stats_uc.MissingParameter as e:

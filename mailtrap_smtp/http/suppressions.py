@@ -14,7 +14,7 @@ from .. import permissions
 from ..core import suppressions as sup
 from . import errors
 from .principal import Caller, context, manage_caller
-from .scope import own_account, query, readable_domains, refused, require
+from .scope import SUPPRESSIONS, own_account, query, readable_domains, refused, require, within_budget
 
 router = APIRouter()
 _JSON = "application/json; charset=utf-8"
@@ -27,6 +27,7 @@ def _admin(caller: Caller) -> None:
 
 async def _list(request: Request, caller: Caller) -> JSONResponse:
     require(permissions.may_read(caller.principal))
+    within_budget(request, caller, SUPPRESSIONS)
     q = query(request)
     one = {k: v[-1] for k, v in q.items() if v}
     try:
@@ -54,6 +55,7 @@ async def _body(request: Request) -> dict[str, Any]:
 
 async def _create(request: Request, caller: Caller) -> JSONResponse:
     _admin(caller)
+    within_budget(request, caller, SUPPRESSIONS)
     body = await _body(request)
     entry = sup.Entry(body.get("email"), body.get("domain_id"), body.get("sending_stream", "any"),
                       body.get("type") or sup.MANUAL_IMPORT)
@@ -68,6 +70,7 @@ async def _create(request: Request, caller: Caller) -> JSONResponse:
 
 async def _delete(request: Request, caller: Caller, suppression_id: str) -> JSONResponse:
     _admin(caller)
+    within_budget(request, caller, SUPPRESSIONS)
     try:
         sid = sup.parse_id(suppression_id)
         pool = context(request).pool
