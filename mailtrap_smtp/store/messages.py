@@ -81,11 +81,14 @@ WITH x AS (
     SELECT * FROM unnest($19::uuid[], $20::text[], $22::uuid[])
         WITH ORDINALITY AS r(message_id, rcpt, public_id, ord)
 ), sup AS (
-    SELECT DISTINCT ON (r.ord) r.ord, r.message_id, r.rcpt, x.account_id, x.period_start, s.id, s.type
+    -- One index probe per recipient (suppressions_unique: domain_id, lower(email), stream).
+    SELECT r.ord, r.message_id, r.rcpt, x.account_id, x.period_start, s.id, s.type
       FROM r JOIN x ON x.id = r.message_id
-      JOIN suppressions s ON s.domain_id = x.domain_id AND lower(s.email) = lower(r.rcpt)
-                         AND s.sending_stream IN (x.stream, 'any')
-     ORDER BY r.ord, s.created_at
+      CROSS JOIN LATERAL (
+          SELECT s.id, s.type FROM suppressions s
+           WHERE s.domain_id = x.domain_id AND lower(s.email) = lower(r.rcpt)
+             AND s.sending_stream IN (x.stream, 'any')
+           ORDER BY s.created_at LIMIT 1) s
 ), want AS (
     SELECT account_id, period_start, sum(n)::bigint AS n FROM (
         SELECT account_id, period_start, n FROM x

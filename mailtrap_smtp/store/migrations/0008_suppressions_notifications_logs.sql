@@ -27,6 +27,7 @@ CREATE TABLE suppressions (
 -- One entry per address, domain and stream; the submission lookup is (domain_id, lower(email)).
 CREATE UNIQUE INDEX suppressions_unique ON suppressions (domain_id, lower(email), sending_stream);
 CREATE INDEX suppressions_account_created ON suppressions (account_id, created_at, id);
+CREATE INDEX suppressions_account_email ON suppressions (account_id, lower(email));  -- search by email
 
 ALTER TABLE recipients DROP CONSTRAINT recipients_state_check;
 ALTER TABLE recipients ADD CONSTRAINT recipients_state_check
