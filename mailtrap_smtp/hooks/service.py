@@ -20,8 +20,7 @@ class HooksService:
         self.signer = signer  # DKIM signing of quota notifications (signing.KeyStore); None: not run
         self.client = make_client(cfg.webhooks, verify)
         self.runner = OutboxRunner(pool, self.consumers(), concurrency=cfg.outbox.concurrency,
-                                   lease_seconds=cfg.outbox.lease_seconds, poll_seconds=cfg.outbox.poll_seconds,
-                                   full_batch=cfg.webhooks.batch_size)
+                                   lease_seconds=cfg.outbox.lease_seconds, poll_seconds=cfg.outbox.poll_seconds)
 
     def consumers(self) -> list[Consumer]:
         """Every consumer family; new ones (suppressions, stats, notifications) are added here."""
