@@ -24,13 +24,13 @@ class HooksService:
 
     def consumers(self) -> list[Consumer]:
         """Every consumer family; new ones (suppressions, stats, notifications) are added here."""
+        from ..consumers.auto_suppressions import AutoSuppressions
         from ..consumers.quota_notices import QuotaNotices
         from ..consumers.stats_rollup import StatsRollup
-        from ..consumers.suppress_bounces import SuppressBounces
 
         # Any: a TransactionalConsumer declares `kind` as a ClassVar, which mypy does not accept for
         # the Protocol's plain attribute, though the runner only reads it.
-        found: list[Any] = [WebhookDelivery(self.cfg.webhooks, self.pool, self.client), SuppressBounces(),
+        found: list[Any] = [WebhookDelivery(self.cfg.webhooks, self.pool, self.client), AutoSuppressions(),
                                  StatsRollup()]
         if self.signer is not None:
             found.append(QuotaNotices(self.cfg, self.signer))
