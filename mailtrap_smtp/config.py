@@ -208,6 +208,12 @@ class MetricsConfig:
 
 
 @dataclass
+class MaillogConfig:
+    # The operator's log (maillog.py): "text" lines through the service log, or "json" lines on stderr.
+    format: str = "text"
+
+
+@dataclass
 class OutboxConfig:
     concurrency: int = 16          # cursors (e.g. webhooks) one process works on at once
     lease_seconds: float = 120.0   # a claimed cursor is free again after this if its process died
@@ -261,6 +267,7 @@ class Config:
     domains: DomainsConfig = field(default_factory=DomainsConfig)
     inbound: InboundConfig = field(default_factory=InboundConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    maillog: MaillogConfig = field(default_factory=MaillogConfig)
     outbox: OutboxConfig = field(default_factory=OutboxConfig)
     webhooks: WebhooksConfig = field(default_factory=WebhooksConfig)
     plans: dict[str, PlanConfig] = field(default_factory=dict)
@@ -492,6 +499,8 @@ def validate(cfg: Config) -> None:
             raise ConfigError(f"inbound.feedback_addresses[{i}]: not an address: {addr!r}")
     if cfg.metrics.listen:
         _host_port("metrics.listen", cfg.metrics.listen)
+    if cfg.maillog.format not in ("text", "json"):
+        raise ConfigError(f"maillog.format: must be 'text' or 'json', got {cfg.maillog.format!r}")
     for f in dataclasses.fields(OutboxConfig):
         _positive(f"outbox.{f.name}", getattr(cfg.outbox, f.name))
     for name in ("batch_size", "timeout_seconds", "retry_seconds"):
