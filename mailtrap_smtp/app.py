@@ -176,12 +176,12 @@ def serve(cfg: Config, *, role: str = "all", processes: int = 0) -> int:
     from .smtp.peers import shared_state
 
     shared = shared_state()  # inherited by every child: one per-IP count for all of them
-    rate_memory = rate_shared()  # and one per-token API request count
     from . import metrics
 
     metrics_dir = cfg.data_dir / "metrics"
     if cfg.metrics.listen:
         metrics.prepare_multiprocess(metrics_dir)  # before the children start: they inherit it
+    rate_memory = rate_shared()  # and one per-token API request count
     children = [ctx.Process(target=_child, args=(cfg, role, dsn, i, shared, rate_memory, os.getpid()),
                             daemon=False)
                 for i in range(n)]
