@@ -499,8 +499,6 @@ def validate(cfg: Config) -> None:
             raise ConfigError(f"inbound.feedback_addresses[{i}]: not an address: {addr!r}")
     if cfg.metrics.listen:
         _host_port("metrics.listen", cfg.metrics.listen)
-    if cfg.maillog.format not in ("text", "json"):
-        raise ConfigError(f"maillog.format: must be 'text' or 'json', got {cfg.maillog.format!r}")
     for f in dataclasses.fields(OutboxConfig):
         _positive(f"outbox.{f.name}", getattr(cfg.outbox, f.name))
     for name in ("batch_size", "timeout_seconds", "retry_seconds"):
@@ -511,6 +509,8 @@ def validate(cfg: Config) -> None:
         raise ConfigError("webhooks.flush_seconds and webhooks.retry_limit: must not be negative")
     if cfg.outbox.lease_seconds <= cfg.webhooks.timeout_seconds:
         raise ConfigError("outbox.lease_seconds: must be longer than webhooks.timeout_seconds")
+    if cfg.maillog.format not in ("text", "json"):
+        raise ConfigError(f"maillog.format: must be 'text' or 'json', got {cfg.maillog.format!r}")
     _validate_events(cfg)
     if not cfg.server.hostname or any(c in cfg.server.hostname for c in " \r\n\t"):
         raise ConfigError(f"server.hostname: invalid host name {cfg.server.hostname!r}")
