@@ -73,11 +73,14 @@ class Service:
         if self.role in ("all", "delivery"):
             self._parts.append(DeliveryService(cfg, pool, resolver))
             if self.process_index == 0:
+                from .core.retention import RetentionSweeper
+
                 self._parts.append(DomainRechecker(cfg, pool, resolver))
+                self._parts.append(RetentionSweeper(cfg.retention, pool))
         if self.role in ("all", "hooks"):
             from .hooks.service import HooksService
 
-            self._parts.append(HooksService(cfg, pool))
+            self._parts.append(HooksService(cfg, pool, signer=KeyStore(pool, kek)))
         for part in self._parts:
             await part.start()
         if cfg.metrics.listen:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import keyword
 import os
 import tomllib
 import typing
@@ -230,6 +231,29 @@ class WebhooksConfig:
 
 
 @dataclass
+class PlanConfig:
+    """One named plan (`[plans.<name>]`): what `account create --plan` / `account set-plan` apply."""
+
+    monthly_messages: int = 4000
+    message_size: int = 10 * MB
+    alert_thresholds: list[int] = field(default_factory=lambda: [80, 90, 100])  # % of monthly_messages
+
+
+@dataclass
+class NotificationsConfig:
+    # `from` in the file (a Python keyword, hence the trailing underscore here). Its domain must be a
+    # sending domain with DKIM keys (the operator's); empty: no emails, only events, log and metric.
+    from_: str = ""
+
+
+@dataclass
+class RetentionConfig:
+    raw_message_days: int = 0  # stored bodies of finished messages are deleted after N days; 0: kept
+    log_days: int = 0          # messages, recipients and events are deleted after N days; 0: kept
+    interval_seconds: float = 3600.0  # how often the retention sweep runs
+
+
+@dataclass
 class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
     smtp: SmtpConfig = field(default_factory=SmtpConfig)
@@ -246,6 +270,9 @@ class Config:
     maillog: MaillogConfig = field(default_factory=MaillogConfig)
     outbox: OutboxConfig = field(default_factory=OutboxConfig)
     webhooks: WebhooksConfig = field(default_factory=WebhooksConfig)
+    plans: dict[str, PlanConfig] = field(default_factory=dict)
+    notifications: NotificationsConfig = field(default_factory=NotificationsConfig)
+    retention: RetentionConfig = field(default_factory=RetentionConfig)
     # Where the file was read from: relative paths in it are relative to its folder.
     base_dir: Path = field(default_factory=Path.cwd, repr=False)
 
@@ -316,13 +343,23 @@ def _coerce(key: str, tp: Any, value: Any) -> Any:
     raise ConfigError(f"{key}: unsupported type {_type_name(tp)}")
 
 
+def field_name(key: str) -> str:
+    """The dataclass field of a file key: a Python keyword (`from`) gets a trailing underscore."""
+    return key + "_" if keyword.iskeyword(key) else key
+
+
+def key_name(name: str) -> str:
+    """The file key of a dataclass field (the inverse of `field_name`)."""
+    return name[:-1] if name.endswith("_") and keyword.iskeyword(name[:-1]) else name
+
+
 def _build(prefix: str, cls: type, values: Mapping[str, Any]) -> Any:
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
     for k in values:
-        if k not in names:
+        if field_name(k) not in names or key_name(field_name(k)) != k:  # `from_` is no key: `from` is
             raise ConfigError(f"{prefix}.{k}: unknown key")
-    kwargs = {k: _coerce(f"{prefix}.{k}", hints[k], v) for k, v in values.items()}
+    kwargs = {field_name(k): _coerce(f"{prefix}.{k}", hints[field_name(k)], v) for k, v in values.items()}
     return cls(**kwargs)
 
 
@@ -368,7 +405,7 @@ def load(path: str | Path | None = None, environ: Mapping[str, str] | None = Non
             raise ConfigError(f"{section}: unknown section")
         if not isinstance(values, dict):
             raise ConfigError(f"{section}: expected a table")
-        sections[section] = _build(section, SECTIONS[section], values)
+        sections[section] = _coerce(section, SECTIONS[section], values)
     cfg = Config(**sections, base_dir=base_dir)
     validate(cfg)
     return cfg
@@ -474,6 +511,7 @@ def validate(cfg: Config) -> None:
         raise ConfigError("outbox.lease_seconds: must be longer than webhooks.timeout_seconds")
     if cfg.maillog.format not in ("text", "json"):
         raise ConfigError(f"maillog.format: must be 'text' or 'json', got {cfg.maillog.format!r}")
+    _validate_events(cfg)
     if not cfg.server.hostname or any(c in cfg.server.hostname for c in " \r\n\t"):
         raise ConfigError(f"server.hostname: invalid host name {cfg.server.hostname!r}")
     for i, addr in enumerate(cfg.server.proxy_protocol_from):
@@ -504,6 +542,29 @@ def _validate_http(cfg: Config, taken: set[tuple[str, int]]) -> None:
         raise ConfigError(f"http.token_cache_seconds: must not be negative, got {cfg.http.token_cache_seconds}")
 
 
+def _validate_events(cfg: Config) -> None:
+    """Plans, notifications and retention."""
+    for name, plan in cfg.plans.items():
+        key = f"plans.{name}"
+        if plan.monthly_messages < 0:
+            raise ConfigError(f"{key}.monthly_messages: must be 0 or more, got {plan.monthly_messages}")
+        if not 0 < plan.message_size <= cfg.limits.message_size_cap:
+            raise ConfigError(f"{key}.message_size: must be between 1 and limits.message_size_cap "
+                              f"({cfg.limits.message_size_cap}), got {plan.message_size}")
+        if any(not 0 < t <= 100 for t in plan.alert_thresholds) or len(set(plan.alert_thresholds)) != len(
+                plan.alert_thresholds):
+            raise ConfigError(f"{key}.alert_thresholds: distinct percentages between 1 and 100, "
+                              f"got {plan.alert_thresholds}")
+    sender = cfg.notifications.from_
+    local, at, domain = sender.rpartition("@")
+    if sender and (not at or not local or not domain or any(c in sender for c in " <>\r\n\t,;")):
+        raise ConfigError(f"notifications.from: not an email address: {sender!r}")
+    for name in ("raw_message_days", "log_days"):
+        if getattr(cfg.retention, name) < 0:
+            raise ConfigError(f"retention.{name}: must be 0 (keep) or more, got {getattr(cfg.retention, name)}")
+    _positive("retention.interval_seconds", cfg.retention.interval_seconds)
+
+
 def check_files(cfg: Config) -> None:
     """Checks that need the file system; run at start of commands that serve."""
     for key in ("cert_file", "key_file", "ecdsa_cert_file", "ecdsa_key_file"):
@@ -518,7 +579,11 @@ def redacted(cfg: Config) -> dict[str, Any]:
     """The effective configuration as plain data, secrets replaced."""
     out: dict[str, Any] = {}
     for section in SECTIONS:
-        values = dataclasses.asdict(getattr(cfg, section))
+        value = getattr(cfg, section)
+        if isinstance(value, dict):  # [plans.<name>]
+            out[section] = {k: dataclasses.asdict(v) for k, v in value.items()}
+            continue
+        values = {key_name(k): v for k, v in dataclasses.asdict(value).items()}
         for key in values:
             if (section, key) in SECRET_KEYS and values[key]:
                 values[key] = _redact_dsn(values[key])

@@ -13,6 +13,8 @@ class Event(StrEnum):
     BOUNCE = "bounce"                        # 5xx or permanent DNS failure; or a later DSN (details.source)
     EXPIRATION = "expiration"                # still undelivered after the maximum queue lifetime
     SUPPRESSED = "suppressed"                # a recipient on the suppression list: accepted, never delivered
+    # An account's usage.
+    QUOTA_THRESHOLD = "quota_threshold"      # a charge took the account across an alert threshold (once per period)
     # Operator actions on the queue.
     MANUAL_RETRY = "manual_retry"
     MANUAL_BOUNCE = "manual_bounce"
@@ -28,3 +30,7 @@ class Event(StrEnum):
     SPAM = "spam"                            # a spam complaint (RFC 5965 ARF feedback report)
     # Webhooks (hooks/).
     WEBHOOK_DEACTIVATED = "webhook_deactivated"  # every retry of a batch failed: active = false
+
+
+# The `reason` of a SUPPRESSED event, completed by the suppression's type (MAILTRAP_COMPAT §5.2).
+SUPPRESSED_REASON = "Recipient in suppression list. Reason: "

@@ -57,14 +57,6 @@ DOMAIN_CHECKS = Counter("mts_domain_checks_total", "DNS checks of sending domain
 DOMAINS_FAILING = Gauge("mts_domains_failing", "Verified domains whose DNS records currently fail",
                         multiprocess_mode="livemax")  # set by one process (the rechecker of process 0)
 
-# --- HTTPS Email API ---
-HTTP_REQUESTS = Counter("mts_http_requests_total", "API requests by route, method and status",
-                        ["route", "method", "status"])
-HTTP_LATENCY = Histogram(
-    "mts_http_request_seconds", "API request latency by route (request received to response)", ["route"],
-    buckets=(0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0),
-)
-
 # --- outbox and webhooks ---
 OUTBOX_EVENTS = Counter("mts_outbox_events_total", "Events a consumer family finished (cursor moved past)", ["kind"])
 OUTBOX_LEASES_LOST = Counter("mts_outbox_leases_lost_total", "Outbox cursors whose lease another process took over")
@@ -72,6 +64,23 @@ WEBHOOK_POSTS = Counter("mts_webhook_posts_total", "Webhook POSTs by result (ack
 WEBHOOK_EVENTS = Counter("mts_webhook_events_delivered_total", "Events in acknowledged webhook POSTs")
 WEBHOOK_LATENCY = Histogram("mts_webhook_post_seconds", "One webhook POST until its answer (or failure)")
 WEBHOOKS_DEACTIVATED = Counter("mts_webhooks_deactivated_total", "Webhooks deactivated after their last retry")
+
+# --- events and their consumers (issue 12) ---
+QUOTA_NOTIFICATIONS = Counter(
+    "mts_quota_notifications_total", "Quota thresholds crossed, by threshold and whether an email was queued",
+    ["threshold", "emailed"],
+)
+SUPPRESSIONS_CREATED = Counter(
+    "mts_suppressions_created_total", "Suppressions created automatically from hard bounces"
+)
+
+# --- HTTPS Email API ---
+HTTP_REQUESTS = Counter("mts_http_requests_total", "API requests by route, method and status",
+                        ["route", "method", "status"])
+HTTP_LATENCY = Histogram(
+    "mts_http_request_seconds", "API request latency by route (request received to response)", ["route"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0),
+)
 
 # --- inbound listener (bounces, complaints) ---
 INBOUND_REPORTS = Counter(

@@ -89,6 +89,8 @@ def _django_send(env: ApiEnv, action: str) -> Any:
     if not settings.configured:
         settings.configure(EMAIL_BACKEND="anymail.backends.mailtrap.EmailBackend", ANYMAIL={})
         django.setup()
+    # Another test module (the webhook tests' Django view) may have configured Django first.
+    settings.EMAIL_BACKEND = "anymail.backends.mailtrap.EmailBackend"
     settings.ANYMAIL = {"MAILTRAP_API_TOKEN": env.token, "MAILTRAP_API_URL": f"{env.base}/api/"}
     from django.core.mail import EmailMultiAlternatives, send_mail
 

@@ -1,4 +1,4 @@
-"""`account create|show|list`: accounts and their plans."""
+"""`account create|set-plan|erase-recipient|show|list`: accounts, their plans, and erasure."""
 
 from __future__ import annotations
 
@@ -7,12 +7,14 @@ import datetime as dt
 from typing import Any
 
 from .. import config as config_mod
-from ..core import accounts
+from ..core import accounts, plans, retention
 from .common import CliError, Parsers, run_with_pool, with_database
 from .output import emit_json, emit_pairs, emit_table
 
 
 def cmd_create(cfg: config_mod.Config, args: argparse.Namespace) -> int:
+    if args.plan is not None:
+        return _create_on_plan(cfg, args)
     try:
         plan = accounts.plan_for(cfg.limits, monthly_limit=args.monthly_limit,
                                  max_message_size=args.max_message_size, billing_anchor_day=args.billing_anchor_day)
@@ -29,6 +31,50 @@ def cmd_create(cfg: config_mod.Config, args: argparse.Namespace) -> int:
         return 0
 
     return run_with_pool(cfg, create)
+
+
+def _create_on_plan(cfg: config_mod.Config, args: argparse.Namespace) -> int:
+    if args.monthly_limit is not None or args.max_message_size is not None:
+        raise CliError("--plan sets the limits: leave out --monthly-limit and --max-message-size")
+    plan = plans.named(cfg.plans, args.plan)
+
+    async def create(pool: Any) -> int:
+        row = await plans.create(pool, args.name, plan, billing_anchor_day=args.billing_anchor_day,
+                                 alert_email=args.alert_email)
+        if args.json:
+            emit_json(dict(row))
+        else:
+            print(f"created account {row['name']} on plan {plan.name} (monthly limit {row['monthly_limit']}, "
+                  f"max message size {row['max_message_size']} bytes)")
+        return 0
+
+    return run_with_pool(cfg, create)
+
+
+def cmd_set_plan(cfg: config_mod.Config, args: argparse.Namespace) -> int:
+    plan = plans.named(cfg.plans, args.plan)
+
+    async def apply(pool: Any) -> int:
+        row = await plans.set_plan(pool, args.name, plan)
+        if args.json:
+            emit_json(dict(row))
+        else:
+            print(f"account {row['name']} is on plan {plan.name} (monthly limit {row['monthly_limit']}, "
+                  f"max message size {row['max_message_size']} bytes, alerts at "
+                  f"{', '.join(f'{t} %' for t in row['alert_thresholds'])})")
+        return 0
+
+    return run_with_pool(cfg, apply)
+
+
+@with_database
+async def cmd_erase_recipient(pool: Any, cfg: config_mod.Config, args: argparse.Namespace) -> int:
+    removed = await retention.erase_recipient(pool, args.name, args.email)
+    if args.json:
+        emit_json(removed)
+    else:
+        print(f"erased {args.email} from account {args.name}: " + ", ".join(f"{n} {k}" for k, n in removed.items()))
+    return 0
 
 
 def _today() -> dt.date:
@@ -63,6 +109,15 @@ def register(sub: Any, p: Parsers) -> None:
     s.add_argument("--max-message-size", type=int, metavar="BYTES", help="default limits.message_size")
     s.add_argument("--billing-anchor-day", type=int, default=1, help="day of month the period starts (1-31)")
     s.add_argument("--alert-email", help="where limit alerts go")
+    s.add_argument("--plan", help="a plan of the config's [plans.<name>] (sets the limits and alert thresholds)")
+    s = p.add(acc, "set-plan", cmd_set_plan, "move an account to a configured plan (takes effect at once)",
+              listing=True)
+    s.add_argument("name")
+    s.add_argument("plan")
+    s = p.add(acc, "erase-recipient", cmd_erase_recipient,
+              "remove an address from every stored message, log and suppression of the account", listing=True)
+    s.add_argument("name")
+    s.add_argument("email")
     s = p.add(acc, "show", cmd_show, "plan, usage this period and limits of an account", listing=True)
     s.add_argument("name")
     p.add(acc, "list", cmd_list, "all accounts", listing=True)

@@ -80,7 +80,7 @@ def cmd_bounce(cfg: config_mod.Config, args: argparse.Namespace) -> int:
 def register(sub: Any, p: Parsers) -> None:
     q = p.group(sub, "queue", "inspect and act on the delivery queue")
     s = p.add(q, "list", cmd_list, "recipients in the queue, newest first", listing=True)
-    s.add_argument("--state", choices=["queued", "delivered", "bounced", "expired"])
+    s.add_argument("--state", choices=["queued", "delivered", "bounced", "expired", "rejected"])
     s.add_argument("--domain", help="destination domain")
     s.add_argument("--account")
     s.add_argument("--limit", type=int, default=100)

@@ -14,16 +14,27 @@ from .delivery import WebhookDelivery, make_client
 class HooksService:
     """Runs every outbox consumer of this process on one runner, with one HTTP pool for webhooks."""
 
-    def __init__(self, cfg: Config, pool: asyncpg.Pool[Any], *, verify: Any = True) -> None:
+    def __init__(self, cfg: Config, pool: asyncpg.Pool[Any], *, verify: Any = True, signer: Any = None) -> None:
         self.cfg = cfg
         self.pool = pool
+        self.signer = signer  # DKIM signing of quota notifications (signing.KeyStore); None: not run
         self.client = make_client(cfg.webhooks, verify)
         self.runner = OutboxRunner(pool, self.consumers(), concurrency=cfg.outbox.concurrency,
                                    lease_seconds=cfg.outbox.lease_seconds, poll_seconds=cfg.outbox.poll_seconds)
 
     def consumers(self) -> list[Consumer]:
         """Every consumer family; new ones (suppressions, stats, notifications) are added here."""
-        return [WebhookDelivery(self.cfg.webhooks, self.pool, self.client)]
+        from ..consumers.auto_suppressions import AutoSuppressions
+        from ..consumers.quota_notices import QuotaNotices
+        from ..consumers.stats_rollup import StatsRollup
+
+        # Any: a TransactionalConsumer declares `kind` as a ClassVar, which mypy does not accept for
+        # the Protocol's plain attribute, though the runner only reads it.
+        found: list[Any] = [WebhookDelivery(self.cfg.webhooks, self.pool, self.client), AutoSuppressions(),
+                                 StatsRollup()]
+        if self.signer is not None:
+            found.append(QuotaNotices(self.cfg, self.signer))
+        return found
 
     async def start(self) -> None:
         await self.runner.start()

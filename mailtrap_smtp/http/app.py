@@ -23,12 +23,13 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .. import metrics
-from . import errors, manage, sandbox_api, send, templates_api, webhooks_api
+from . import email_logs, errors, manage, sandbox_api, send, stats, suppressions, templates_api, webhooks_api
 from .context import ApiContext
 
 log = logging.getLogger(__name__)
 
-MANAGE_PREFIXES = ("/api/accounts", "/api/domains", "/api/webhooks")
+MANAGE_PREFIXES = ("/api/accounts", "/api/domains", "/api/suppressions", "/api/email_logs", "/api/stats",
+                   "/api/webhooks")
 
 
 def is_management(path: str) -> bool:
@@ -179,6 +180,8 @@ def create_app(ctx: ApiContext) -> FastAPI:
     app.include_router(manage.router)
     app.include_router(templates_api.router)
     app.include_router(sandbox_api.router)
+    for events_router in (suppressions.router, email_logs.router, stats.router):
+        app.include_router(events_router)
     app.include_router(webhooks_api.router)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(errors.ApiError, _api_error)

@@ -56,3 +56,4 @@ class ApiContext:
     kek: bytes = b""  # encrypts the DKIM keys of domains created through the API
     resolver: Any = None  # for re-checks on demand (dnsresolve.make_resolver)
     token_cache: TokenCache = field(default_factory=lambda: TokenCache(0.0))
+    budgets: dict[int, RateLimiter] = field(default_factory=dict)  # per-account budgets (http/scope.py)

@@ -110,6 +110,14 @@ MANAGE_RATE_LIMITED = ManageError(429, {"errors": "Rate limit exceeded"})
 MANAGE_INTERNAL = ManageError(500, {"error": "Internal server error"})
 
 
+MANAGE_LINK_INVALID = ManageError(403, {"error": "Link expired or invalid"})  # a raw-message URL
+
+
+def manage_missing(name: str) -> ManageError:
+    """400 for a required query parameter that is absent (MAILTRAP_COMPAT §9 item 34)."""
+    return ManageError(400, {"error": f"Missing required parameter: {name}"})
+
+
 def manage_invalid(fields: Mapping[str, list[str]]) -> ManageError:
     """422 with per-field messages, e.g. {"errors": {"domain_name": ["can't be blank"]}}."""
     return ManageError(422, {"errors": dict(fields)})

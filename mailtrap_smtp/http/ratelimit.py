@@ -48,6 +48,13 @@ class RateLimiter:
         self.limit = limit
         self.window = window_seconds
 
+    def sibling(self, limit: int, window_seconds: float) -> RateLimiter:
+        """A limiter with its own budget over the same shared memory (so also node-wide); its keys
+        must not collide with this one's (e.g. negative ones for per-account budgets)."""
+        twin = RateLimiter.__new__(RateLimiter)
+        twin._memory, twin._lock, twin.limit, twin.window = self._memory, self._lock, limit, window_seconds
+        return twin
+
     def hit(self, credential_id: int, now: float | None = None) -> Decision:
         """Count one request of `credential_id`; refused ones are counted too (a client hammering
         while refused stays refused until its window ends)."""

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..events import Event
+from ..events import SUPPRESSED_REASON, Event
 from .types import Conn, Record
 
 NOTIFY_CHANNEL = "mailtrap_smtp_queue"
@@ -55,6 +55,16 @@ class QuotaExceeded(Exception):
 # (they are absent from the result); the other groups of the batch are unaffected. A statement
 # error (e.g. a duplicate message id) writes nothing at all.
 #
+# Quota notifications: a charge that takes an (account, period) across one of the account's
+# `alert_thresholds` (% of its monthly limit) inserts that threshold into `quota_notifications` and
+# a QUOTA_THRESHOLD event. The charge holds the usage row's lock and sees the latest `used`, so
+# exactly one statement crosses each threshold; the table's key keeps it to one per period even if
+# usage was lowered by an operator, or the limit changed, in between.
+#
+# Suppressions (MAILTRAP_COMPAT §6) are looked up here too, so they cost no round trip: a recipient
+# suppressed for the message's domain and stream (or 'any') is stored 'rejected' (delivery never
+# claims it), is not charged, and gets a SUPPRESSED event naming the suppression's type.
+#
 # Recipients and events are inserted `ORDER BY` their position, so their ids follow arrival. The
 # message bytes ($14) are taken from the array by position at the INSERT, never carried through a
 # materialised CTE or a sort (which copy them, and spill to disk past work_mem); messages, keyed by
@@ -67,8 +77,23 @@ WITH x AS (
         WITH ORDINALITY AS x(id, account_id, credential_id, domain_id, stream, mail_from, header_from,
                              subject, message_id_header, category, custom_variables, client_ip, size,
                              period_start, n, event_id, details, ord)
+), r AS (
+    SELECT * FROM unnest($19::uuid[], $20::text[], $22::uuid[])
+        WITH ORDINALITY AS r(message_id, rcpt, public_id, ord)
+), sup AS (
+    -- One index probe per recipient (suppressions_unique: domain_id, lower(email), stream).
+    SELECT r.ord, r.message_id, r.rcpt, x.account_id, x.period_start, s.id, s.type
+      FROM r JOIN x ON x.id = r.message_id
+      CROSS JOIN LATERAL (
+          SELECT s.id, s.type FROM suppressions s
+           WHERE s.domain_id = x.domain_id AND lower(s.email) = lower(r.rcpt)
+             AND s.sending_stream IN (x.stream, 'any')
+           ORDER BY s.created_at LIMIT 1) s
 ), want AS (
-    SELECT account_id, period_start, sum(n)::bigint AS n FROM x GROUP BY account_id, period_start
+    SELECT account_id, period_start, sum(n)::bigint AS n FROM (
+        SELECT account_id, period_start, n FROM x
+        UNION ALL SELECT account_id, period_start, -1 FROM sup) w
+     GROUP BY account_id, period_start
 ), charge AS (
     INSERT INTO usage AS u (account_id, period_start, used)
     SELECT w.account_id, w.period_start, w.n FROM want w JOIN accounts a ON a.id = w.account_id
@@ -76,7 +101,26 @@ WITH x AS (
      ORDER BY w.account_id, w.period_start
     ON CONFLICT (account_id, period_start) DO UPDATE SET used = u.used + EXCLUDED.used
         WHERE u.used + EXCLUDED.used <= (SELECT monthly_limit FROM accounts WHERE id = u.account_id)
-    RETURNING u.account_id, u.period_start
+    RETURNING u.account_id, u.period_start, u.used
+), crossed AS (
+    INSERT INTO quota_notifications (account_id, period_start, threshold)
+    SELECT c.account_id, c.period_start, t.t
+      FROM charge c JOIN want w ON w.account_id = c.account_id AND w.period_start = c.period_start
+      JOIN accounts a ON a.id = c.account_id
+      CROSS JOIN LATERAL unnest(a.alert_thresholds) AS t(t)
+     WHERE a.monthly_limit > 0
+       AND (c.used - w.n) * 100 < t.t * a.monthly_limit AND c.used * 100 >= t.t * a.monthly_limit
+     ORDER BY 1, 2, 3
+    ON CONFLICT DO NOTHING
+    RETURNING account_id, period_start, threshold
+), noted AS (
+    INSERT INTO events (event_id, type, account_id, details)
+    SELECT gen_random_uuid(), $25, q.account_id,
+           jsonb_build_object('threshold', q.threshold, 'period_start', q.period_start, 'used', c.used,
+                              'limit', a.monthly_limit)
+      FROM crossed q JOIN charge c ON c.account_id = q.account_id AND c.period_start = q.period_start
+      JOIN accounts a ON a.id = q.account_id
+     ORDER BY q.account_id, q.threshold
 ), ok AS (
     SELECT x.* FROM x JOIN charge c ON c.account_id = x.account_id AND c.period_start = x.period_start
 ), msg AS (
@@ -88,14 +132,27 @@ WITH x AS (
       FROM ok
     RETURNING id
 ), rcpt AS (
-    INSERT INTO recipients (message_id, rcpt, domain, public_id)
-    SELECT r.message_id, r.rcpt, lower(split_part(r.rcpt, '@', -1)), coalesce(r.public_id, gen_random_uuid())
-      FROM unnest($19::uuid[], $20::text[], $22::uuid[]) WITH ORDINALITY AS r(message_id, rcpt, public_id, ord)
+    INSERT INTO recipients (message_id, rcpt, domain, public_id, state)
+    SELECT r.message_id, r.rcpt, lower(split_part(r.rcpt, '@', -1)), coalesce(r.public_id, gen_random_uuid()),
+           CASE WHEN sup.ord IS NULL THEN 'queued' ELSE 'rejected' END
+      FROM r LEFT JOIN sup ON sup.ord = r.ord
      WHERE r.message_id IN (SELECT id FROM ok)
      ORDER BY r.ord
+    RETURNING id, message_id, state
 ), ev AS (
     INSERT INTO events (event_id, type, account_id, domain_id, message_id, details)
     SELECT event_id, $21, account_id, domain_id, id, details::jsonb FROM ok ORDER BY ord
+), rejected AS (
+    INSERT INTO events (event_id, type, account_id, domain_id, message_id, recipient_id, details)
+    SELECT gen_random_uuid(), $23, ok.account_id, ok.domain_id, ok.id, rc.id,
+           jsonb_build_object('reason', $24::text || s.type,
+                              'suppression_id', s.id, 'suppression_type', s.type, 'email', s.rcpt)
+      FROM (SELECT id, message_id, row_number() OVER (PARTITION BY message_id ORDER BY id) AS k
+              FROM rcpt WHERE state = 'rejected') rc
+      JOIN (SELECT *, row_number() OVER (PARTITION BY message_id ORDER BY ord) AS k FROM sup) s
+        ON s.message_id = rc.message_id AND s.k = rc.k
+      JOIN ok ON ok.id = rc.message_id
+     ORDER BY rc.id
 )
 SELECT id FROM msg
 """
@@ -118,6 +175,7 @@ async def _store(conn: Conn, batch: Sequence[tuple[NewMessage, dt.date]]) -> set
         [m.id for m in msgs for _ in m.recipients], [r for m in msgs for r in m.recipients],
         str(Event.RECEPTION),
         [m.recipient_ids[i] if i < len(m.recipient_ids) else None for m in msgs for i in range(len(m.recipients))],
+        str(Event.SUPPRESSED), SUPPRESSED_REASON, str(Event.QUOTA_THRESHOLD),
     )
     return {row["id"] for row in rows}
 
