@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from . import dkim, domains, metrics
+from . import dkim, domains, metrics, supervise
 from .config import Config
 from .events import Event
 from .signing import key_aad
@@ -324,7 +324,7 @@ class DomainRechecker:
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="domain-rechecker")
+        self._task = supervise.spawn("domain-rechecker", self._run())
 
     async def stop(self, grace: float) -> None:
         if self._task is not None:
@@ -356,9 +356,10 @@ class DomainRechecker:
     async def _run(self) -> None:
         # Wake often enough to notice a grace period ending, rarely enough to be free.
         interval = min(60.0, float(self.cfg.domains.recheck_interval_seconds))
-        while True:
-            try:
-                await self.run_once()
-            except Exception:
-                log.exception("domain re-check round failed")
-            await asyncio.sleep(interval)
+
+        async def round_() -> float:
+            await self.run_once()
+            return interval
+
+        # A failed round (the database gone) is retried with backoff and logged once per outage.
+        await supervise.keep_running("domain re-check", round_)

@@ -38,3 +38,12 @@ LEASES_LOST = Counter("mts_delivery_leases_lost_total", "Recipients whose lease 
 # --- sending domains ---
 DOMAIN_CHECKS = Counter("mts_domain_checks_total", "DNS checks of sending domains by result", ["result"])
 DOMAINS_FAILING = Gauge("mts_domains_failing", "Verified domains whose DNS records currently fail")
+
+# --- database and background loops ---
+DB_AVAILABLE = Gauge("mts_database_available", "1 while this process reaches PostgreSQL, 0 during an outage")
+DB_OUTAGES = Counter("mts_database_outages_total", "Outages of PostgreSQL seen by this process")
+DB_OUTAGE_SECONDS = Counter("mts_database_outage_seconds_total", "Time spent without PostgreSQL")
+DB_RETRIED = Counter(
+    "mts_database_retried_total", "Statements retried once on a fresh connection after a dead one", ["reason"]
+)
+LOOP_ERRORS = Counter("mts_loop_errors_total", "Rounds of a background loop that failed (retried)", ["loop"])

@@ -1,0 +1,76 @@
+"""Whether this process can reach PostgreSQL: which errors mean "the database is gone", logged once per outage.
+
+Every long-lived part of a process (delivery loop, LISTEN connection, domain re-checks, session
+slots, AUTH, pooled statements) reports here. An outage is logged as ONE "database unavailable" line
+when the first part fails to reach the server and ONE "database available again" line when the
+first part reaches it again, however many parts and retries happen in between; the gauge
+`mts_database_available` and the counter `mts_database_outages_total` say the same to monitoring.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+import asyncpg
+
+from .. import metrics
+
+log = logging.getLogger(__name__)
+
+# Errors that mean "the server is not there (or not answering) right now", as opposed to a bug or a
+# refused statement: a socket error, a connection lost or refused, the server shutting down or still
+# starting (AdminShutdown, CannotConnectNow: SQLSTATE class 57P), a pool proxy detached because its
+# connection died (InterfaceError), a statement cut off by statement_timeout (QueryCanceled).
+UNAVAILABLE: tuple[type[BaseException], ...] = (
+    OSError,
+    asyncio.TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.AdminShutdownError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.QueryCanceledError,
+    asyncpg.InternalClientError,
+)
+
+
+def is_unavailable(e: BaseException) -> bool:
+    return isinstance(e, UNAVAILABLE)
+
+
+def describe(e: BaseException) -> str:
+    text = str(e).strip().splitlines()[0] if str(e).strip() else ""
+    return f"{type(e).__name__}: {text}" if text else type(e).__name__
+
+
+class DatabaseHealth:
+    """The up/down state of the database as this process sees it (see the module docstring)."""
+
+    def __init__(self) -> None:
+        self._down_since: float | None = None
+        metrics.DB_AVAILABLE.set(1)
+
+    @property
+    def down(self) -> bool:
+        return self._down_since is not None
+
+    def unavailable(self, where: str, e: BaseException) -> None:
+        if self._down_since is not None:
+            return
+        self._down_since = time.monotonic()
+        metrics.DB_AVAILABLE.set(0)
+        metrics.DB_OUTAGES.inc()
+        log.warning("database unavailable (%s: %s); retrying with backoff", where, describe(e))
+
+    def available(self) -> None:
+        if self._down_since is None:
+            return
+        seconds, self._down_since = time.monotonic() - self._down_since, None
+        metrics.DB_AVAILABLE.set(1)
+        metrics.DB_OUTAGE_SECONDS.inc(seconds)
+        log.warning("database available again after %.1f s", seconds)
+
+
+# One per process: every part of the process reports to it, so an outage is logged once.
+HEALTH = DatabaseHealth()
