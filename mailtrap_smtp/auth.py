@@ -20,6 +20,7 @@ import asyncio
 import datetime as dt
 import enum
 import logging
+import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -209,6 +210,7 @@ class SessionSlots:
                     self._conn = await self._pool.acquire(timeout=self.ACQUIRE_TIMEOUT)
                 unlock, self._pending = self._pending, []
                 held = [smtp_limits.slot_key(a, s) for a, slots in self._held.items() for s in slots]
+                started = time.monotonic()
                 try:
                     result = await fn(self._conn, held, unlock)
                 except BaseException as e:
@@ -223,7 +225,7 @@ class SessionSlots:
                                  type(e).__name__)
                         continue
                     raise
-                HEALTH.available()
+                HEALTH.available(started)
                 return result
             raise AssertionError("unreachable")
 

@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import logging
 import random
+import time
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
@@ -70,6 +71,7 @@ async def keep_running(name: str, step: Callable[[], Awaitable[float | None]], *
     """Run `step()` forever; it returns how long to pause before the next round (None: none)."""
     backoff = Backoff(cap=max_delay)
     while True:
+        started = time.monotonic()
         try:
             wait = await step()
         except asyncio.CancelledError:
@@ -78,7 +80,7 @@ async def keep_running(name: str, step: Callable[[], Awaitable[float | None]], *
             report(name, e, health=health)
             await pause(backoff.delay())
             continue
-        health.available()
+        health.available(started)
         backoff.reset()
         if wait:
             await pause(wait)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import time
 from collections.abc import Awaitable, Callable
 from importlib import resources
 from pathlib import Path
@@ -85,21 +86,22 @@ class ResilientPool(asyncpg.Pool):  # type: ignore[type-arg]
 
     async def _retrying(self, query: str, op: Callable[[Any], Awaitable[T]]) -> T:
         for attempt in (1, 2):
-            acquired = False
+            acquired = False  # a failure to connect is an outage, not a dead pooled connection
+            started = time.monotonic()
             try:
                 async with self.acquire() as conn:
                     acquired = True
                     result = await op(conn)
             except Exception as e:
-                safe = (not acquired) or sent_nothing(e) or is_read_only(query)
-                if attempt == 2 or not connection_lost(e) or not safe:
+                safe = sent_nothing(e) or is_read_only(query)
+                if attempt == 2 or not acquired or not connection_lost(e) or not safe:
                     if is_unavailable(e):
                         HEALTH.unavailable("statement", e)
                     raise
-                metrics.DB_RETRIED.labels("not sent" if not acquired or sent_nothing(e) else "read").inc()
+                metrics.DB_RETRIED.labels("not sent" if sent_nothing(e) else "read").inc()
                 log.info("a pooled connection was dead (%s); retrying on a fresh one", type(e).__name__)
                 continue
-            HEALTH.available()
+            HEALTH.available(started)
             return result
         raise AssertionError("unreachable")
 

@@ -63,8 +63,13 @@ class DatabaseHealth:
         metrics.DB_OUTAGES.inc()
         log.warning("database unavailable (%s: %s); retrying with backoff", where, describe(e))
 
-    def available(self) -> None:
-        if self._down_since is None:
+    def available(self, started: float | None = None) -> None:
+        """A database operation succeeded; `started` (time.monotonic()) is when it began.
+
+        An operation that began before the outage was noticed proves nothing: a server shutting
+        down still answers on some connections for a moment while others are already cut.
+        """
+        if self._down_since is None or (started is not None and started <= self._down_since):
             return
         seconds, self._down_since = time.monotonic() - self._down_since, None
         metrics.DB_AVAILABLE.set(1)
