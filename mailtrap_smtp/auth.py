@@ -31,7 +31,7 @@ from . import quota, tokens
 from .store import credentials as credentials_store
 from .store import db, smtp_limits
 from .store import usage as usage_store
-from .store.health import HEALTH
+from .store.health import HEALTH, within
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -278,7 +278,7 @@ class SessionSlots:
             except Exception:  # already detached from its dead connection
                 log.debug("terminating a broken connection failed", exc_info=True)
             try:
-                await asyncio.wait_for(self._pool.release(conn), self.CLOSE_TIMEOUT)
+                await within(self.CLOSE_TIMEOUT, self._pool.release(conn))
             except Exception:  # best effort on an already broken connection
                 log.debug("releasing a broken connection failed", exc_info=True)
 
@@ -294,7 +294,7 @@ class SessionSlots:
                 return
             try:
                 # Unlock before handing the connection back to the pool, where it lives on.
-                await conn.execute("SELECT pg_advisory_unlock_all()", timeout=self.CLOSE_TIMEOUT)
+                await within(self.CLOSE_TIMEOUT, conn.execute("SELECT pg_advisory_unlock_all()"))
             except Exception:
                 # Unknown lock state (or the database is gone): the connection must not go back
                 # to the pool holding locks; terminated, it gives them all up.
@@ -304,6 +304,6 @@ class SessionSlots:
                 except Exception:
                     log.debug("terminating the session-slot connection failed", exc_info=True)
             try:
-                await asyncio.wait_for(self._pool.release(conn), self.CLOSE_TIMEOUT)
+                await within(self.CLOSE_TIMEOUT, self._pool.release(conn))
             except Exception:
                 log.debug("releasing the session-slot connection failed", exc_info=True)

@@ -329,8 +329,8 @@ class DomainRechecker:
     async def stop(self, grace: float) -> None:
         if self._task is not None:
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            # Bounded: cancelled mid-statement on a stalled server, asyncpg waits for the server.
+            await asyncio.wait({self._task}, timeout=2.0)
 
     async def run_once(self) -> int:
         """Check every domain that is due; return how many were checked."""

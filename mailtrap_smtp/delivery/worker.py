@@ -44,7 +44,7 @@ import dns.asyncresolver
 from .. import metrics, supervise
 from ..config import Config
 from ..store import db, queue
-from ..store.health import HEALTH, is_unavailable
+from ..store.health import HEALTH, is_unavailable, within
 from ..store.messages import NOTIFY_CHANNEL
 from . import bounces, client, retry
 from .mx import DnsPermanentError, DnsTemporaryError, resolve_mx
@@ -58,7 +58,7 @@ _RAW_BATCH = 32
 _RAW_BATCH_BYTES = 8 * 1024 * 1024
 _MX_CACHE_SECONDS = 30.0
 # Bound on each database wait of the LISTEN connection and of stop(): a shutdown during an outage ends.
-_STOP_DB_TIMEOUT = 5.0
+_STOP_DB_TIMEOUT = 2.0
 
 
 @dataclass
@@ -132,10 +132,10 @@ class DeliveryService:
         self._stopping = True
         self._wake.set()
         if self._loop_task is not None:
-            self._loop_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._loop_task
-            self._loop_task = None
+            task, self._loop_task = self._loop_task, None
+            task.cancel()
+            # Bounded: cancelled mid-statement on a stalled server, asyncpg waits for the server.
+            await asyncio.wait({task}, timeout=_STOP_DB_TIMEOUT)
         if self._tasks:
             _, pending = await asyncio.wait(set(self._tasks), timeout=max(grace_seconds, 0))
             for t in pending:
@@ -145,8 +145,7 @@ class DeliveryService:
         try:
             # Whatever is still leased to us (cancelled mid-delivery) is due again now, for any node.
             # Bounded: a shutdown during a database outage must end (the leases expire instead).
-            released = await asyncio.wait_for(queue.release(self.pool, self.worker_id, now=self._now()),
-                                              _STOP_DB_TIMEOUT)
+            released = await within(_STOP_DB_TIMEOUT, queue.release(self.pool, self.worker_id, now=self._now()))
             if released:
                 log.info("released %d unfinished recipients", released)
         except Exception as e:
@@ -168,9 +167,9 @@ class DeliveryService:
         if conn is None:
             return
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(conn.remove_listener(NOTIFY_CHANNEL, self._on_notify), _STOP_DB_TIMEOUT)
+            await within(_STOP_DB_TIMEOUT, conn.remove_listener(NOTIFY_CHANNEL, self._on_notify))
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(self.pool.release(conn), _STOP_DB_TIMEOUT)
+            await within(_STOP_DB_TIMEOUT, self.pool.release(conn))
 
     def _on_notify(self, *_: Any) -> None:
         self._wake.set()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import re
 import time
@@ -15,7 +14,7 @@ import asyncpg
 
 from .. import metrics
 from .embedded import EmbeddedPostgres
-from .health import HEALTH, is_unavailable
+from .health import HEALTH, is_unavailable, within
 from .types import Conn
 
 T = TypeVar("T")
@@ -125,7 +124,7 @@ class ResilientPool(asyncpg.Pool):  # type: ignore[type-arg]
 async def close_pool(pool: Any, bound: float = CLOSE_TIMEOUT) -> None:
     """Close gracefully within `bound` seconds, then terminate what is left (a stuck or dead connection)."""
     try:
-        await asyncio.wait_for(pool.close(), bound)
+        await within(bound, pool.close())
     except Exception:
         log.warning("the connection pool did not close within %.0f s; terminating its connections", bound)
         pool.terminate()

@@ -12,12 +12,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable
+from typing import TypeVar
 
 import asyncpg
 
 from .. import metrics
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 # Errors that mean "the server is not there (or not answering) right now", as opposed to a bug or a
 # refused statement: a socket error, a connection lost or refused, the server shutting down or still
@@ -79,3 +82,23 @@ class DatabaseHealth:
 
 # One per process: every part of the process reports to it, so an outage is logged once.
 HEALTH = DatabaseHealth()
+
+
+async def within(seconds: float, aw: Awaitable[T]) -> T:
+    """`aw`, or TimeoutError after `seconds`: a hard bound, unlike `asyncio.wait_for`.
+
+    `wait_for` waits for the cancelled operation to finish, and asyncpg, cancelled mid-statement,
+    waits for the server to confirm the cancel: with a server that stalls, that is forever. Here
+    the operation is cancelled and left behind (closing or terminating its connection ends it).
+    """
+    task = asyncio.ensure_future(aw)
+    try:
+        done, _ = await asyncio.wait({task}, timeout=seconds)
+    except asyncio.CancelledError:
+        task.cancel()
+        raise
+    if task in done:
+        return task.result()
+    task.cancel()
+    task.add_done_callback(lambda t: t.cancelled() or t.exception())  # retrieved: no "never retrieved"
+    raise TimeoutError(f"no answer within {seconds} s")

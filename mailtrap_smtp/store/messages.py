@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
 import datetime as dt
 import json
 import logging
@@ -211,12 +210,10 @@ class AcceptBatcher:
         self._closed = True
         if self._task is not None:
             task = self._task
-            with contextlib.suppress(Exception, asyncio.CancelledError):
-                await asyncio.wait_for(asyncio.shield(task), bound)
+            await asyncio.wait({task}, timeout=bound)
             if not task.done():
-                task.cancel()
-                with contextlib.suppress(BaseException):
-                    await task
+                task.cancel()  # its callers are told "outcome unknown" (see _run)
+                await asyncio.wait({task}, timeout=1.0)
 
     async def _run(self) -> None:
         # No await between the emptiness check and returning: an `accept()` either sees this task
@@ -361,8 +358,7 @@ class QueueNotifier:
 
     async def close(self, bound: float = 5.0) -> None:
         if self._task is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._task, bound)
+            await asyncio.wait({self._task}, timeout=bound)
 
 
 async def get(conn: Conn, message_id: uuid.UUID) -> Record | None:
