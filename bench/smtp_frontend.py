@@ -255,6 +255,7 @@ key_file = "{key}"
 # themselves stay on.
 connections_per_account = 1000
 connections_per_ip = 1000
+connection_rate_per_ip = 1000000
 monthly_messages = 1000000000
 
 [delivery]

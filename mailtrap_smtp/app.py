@@ -20,7 +20,7 @@ from .store.db import Database
 
 log = logging.getLogger(__name__)
 
-ROLES = ("all", "smtp", "delivery")
+ROLES = ("all", "smtp", "delivery", "inbound")
 
 # Exit status of a process that stopped because a part it needs ended (EX_SOFTWARE, sysexits.h).
 EXIT_LOOP_DIED = 70
@@ -43,6 +43,8 @@ class Service:
                  shared: Any = None) -> None:
         if role not in ROLES:
             raise ValueError(f"role must be one of {', '.join(ROLES)}")
+        if role == "inbound" and not cfg.inbound.listeners:
+            raise ValueError("role inbound needs [inbound] listeners")
         self.cfg = cfg
         self.role = role
         self.process_index = process_index
@@ -69,6 +71,10 @@ class Service:
             self.smtp = SmtpService(cfg, pool, signer=KeyStore(pool, kek), process_index=self.process_index,
                                     shared=self._shared)
             self._parts.append(self.smtp)
+        if self.role == "inbound" or (self.role == "all" and cfg.inbound.listeners):
+            from .inbound.server import InboundService
+
+            self._parts.append(InboundService(cfg, pool))
         if self.role in ("all", "delivery"):
             self._parts.append(DeliveryService(cfg, pool, resolver))
             if self.process_index == 0:
@@ -106,8 +112,9 @@ class Service:
         self.request_stop()
 
     def reload_tls(self) -> None:
-        if self.smtp is not None:
-            self.smtp.reload_tls()
+        for part in self._parts:
+            if hasattr(part, "reload_tls"):  # the SMTP and inbound listeners
+                part.reload_tls()
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()

@@ -3,8 +3,10 @@
 Protocol-neutral (no SMTP here): the SMTP adapter maps each `AuthOutcome` to a reply from
 `replies.py`; the HTTP API can map them to its own statuses.
 
-* `Authenticator.authenticate(token)`: looks the credential up by the token's public id, compares
-  digests in constant time, and refuses an account already at its monthly limit.
+* `Authenticator.authenticate(token, stream=..., sending=...)`: looks the credential up by the
+  token's public id, compares digests in constant time, applies the token's grant (`permissions`:
+  a token without the right to send on the front door's stream is NOT_ALLOWED), and refuses an
+  account already at its monthly limit when the session is for sending.
 * `SessionSlots`: at most `limits.connections_per_account` concurrent authenticated sessions per
   account, counted cluster-wide with PostgreSQL advisory locks (see `store/smtp_limits.py`).
 
@@ -27,7 +29,8 @@ from typing import Any, TypeVar
 
 import asyncpg
 
-from . import quota, tokens
+from . import permissions, quota, tokens
+from .permissions import Level
 from .store import credentials as credentials_store
 from .store import db, smtp_limits
 from .store import usage as usage_store
@@ -44,10 +47,14 @@ DB_ERRORS: tuple[type[BaseException], ...] = (
 
 class AuthOutcome(enum.Enum):
     OK = "ok"
-    INVALID = "invalid"                # unknown, revoked or malformed token
+    INVALID = "invalid"                # a known token id with the wrong secret
+    UNKNOWN_ID = "unknown_id"          # malformed token, or no live credential with its public id
     TEMPORARY = "temporary"            # database unreachable
     QUOTA = "quota"                    # account at its monthly limit
     TOO_MANY_CONNECTIONS = "too_many_connections"
+    # A valid token whose grant does not cover this front door (its stream, or sending at all):
+    # to the client the same as INVALID (Mailtrap answers 401 / 535 alike), counted apart.
+    NOT_ALLOWED = "not_allowed"
 
 
 @dataclass(frozen=True)
@@ -57,7 +64,7 @@ class Principal:
     credential_id: int
     account_id: int
     account_name: str
-    stream: str
+    stream: str  # the stream this session sends on (`permissions.stream_for`), stored with its messages
     monthly_limit: int
     max_message_size: int
     billing_anchor_day: int
@@ -65,11 +72,21 @@ class Principal:
     # re-checks atomically), saves the per-session look-up the RCPT check would otherwise make.
     quota_remaining_at_auth: int = 0
     # The account's sending domains (lower-case name -> id) that passed the sender-domain policy
-    # when it authenticated, fetched by the AUTH query itself; None when not loaded (no policy given,
-    # or more than `SenderPolicy.preload_limit` domains), and the MAIL / From: check then looks the
-    # domain up. Same freshness as the per-session cache the SMTP session keeps anyway: a change
-    # (approval, suspension, end of a grace period) applies to the next session.
+    # and are in the token's scope when it authenticated, fetched by the AUTH query itself; None
+    # when not loaded (no policy given, or more than `SenderPolicy.preload_limit` such domains),
+    # and the MAIL / From: check then looks the domain up. Same freshness as the per-session cache
+    # the SMTP session keeps anyway: a change (approval, suspension, end of a grace period, the
+    # token's scope) applies to the next session.
     sending_domains: Mapping[str, int] | None = field(default=None, compare=False, repr=False)
+    # The token's grant (see `permissions`; a Principal satisfies `permissions.Scoped`). The
+    # defaults are those of a token from before grants: a send token on `stream`, every domain.
+    streams: frozenset[str] = frozenset()  # empty: {stream}
+    domain_ids: frozenset[int] | None = None  # None: every domain of the account
+    level: Level = Level.SEND
+
+    def __post_init__(self) -> None:
+        if not self.streams:
+            object.__setattr__(self, "streams", frozenset({self.stream}))
 
 
 @dataclass(frozen=True)
@@ -88,36 +105,53 @@ def _token_text(secret: str) -> str | None:
     return secret
 
 
+@dataclass(frozen=True)
+class _Door:
+    """What the front door asked `authenticate` for."""
+
+    stream: str | None
+    sending: bool
+
+
 class Authenticator:
     def __init__(self, pool: Any) -> None:
         self._pool = pool
 
-    async def authenticate(self, secret: str, *, sender_policy: SenderPolicy | None = None,
-                           slots: SessionSlots | None = None,
+    async def authenticate(self, secret: str, *, stream: str | None = None, sending: bool = True,
+                           sender_policy: SenderPolicy | None = None, slots: SessionSlots | None = None,
                            ) -> tuple[AuthOutcome, Principal | None, int | None]:
-        """(outcome, principal, session slot). With `slots`, an OK outcome also holds one of the
-        account's session slots (released with `slots.release`) or the outcome is
-        TOO_MANY_CONNECTIONS; without, the slot is None."""
+        """(outcome, principal, session slot).
+
+        `stream`: the stream the front door serves (an SMTP listener's `stream`, the HTTP host),
+        None for a door serving the token's own (`permissions.stream_for`). With `sending` (a
+        session that submits mail), a token that may not send on that stream is NOT_ALLOWED and
+        an account at its monthly limit is QUOTA; without (management and read requests), neither
+        is checked here and the caller asks `permissions` per request.
+
+        With `slots`, an OK outcome also holds one of the account's session slots (released with
+        `slots.release`) or the outcome is TOO_MANY_CONNECTIONS; without, the slot is None."""
         token = _token_text(secret)
         public_id = tokens.public_id_of(token) if token is not None else None
         if token is None or public_id is None:
-            return AuthOutcome.INVALID, None, None
+            return AuthOutcome.UNKNOWN_ID, None, None
         try:
             if slots is not None:
                 # One round trip in the usual case, on the slots' own connection: pending slot
                 # releases, the credential, account, this period's usage, the sending domains and
                 # a session slot, in one statement.
                 return await slots.run(
-                    lambda conn, held, unlock: self._lookup(conn, token, public_id, sender_policy, slots,
-                                                            held, unlock))
+                    lambda conn, held, unlock: self._lookup(conn, token, public_id, _Door(stream, sending),
+                                                            sender_policy, slots, held, unlock))
             async with self._pool.acquire() as conn:
-                return await self._lookup(conn, token, public_id, sender_policy, None, (), ())
+                return await self._lookup(conn, token, public_id, _Door(stream, sending), sender_policy,
+                                          None, (), ())
         except DB_ERRORS as e:
             HEALTH.unavailable("authentication", e)  # logged once per outage, not once per AUTH
             return AuthOutcome.TEMPORARY, None, None
 
-    async def _lookup(self, conn: Any, token: str, public_id: str, sender_policy: SenderPolicy | None,
-                      slots: SessionSlots | None, held: Sequence[int], unlock: Sequence[int],
+    async def _lookup(self, conn: Any, token: str, public_id: str, door: _Door,
+                      sender_policy: SenderPolicy | None, slots: SessionSlots | None,
+                      held: Sequence[int], unlock: Sequence[int],
                       ) -> tuple[AuthOutcome, Principal | None, int | None]:
         today = dt.datetime.now(dt.UTC).date()
         limit = sender_policy.preload_limit + 1 if sender_policy is not None else 0
@@ -128,7 +162,7 @@ class Authenticator:
             slot_limit=slots.limit if slots is not None else 0, held_slots=held, unlock_slots=unlock,
         )
         if row is None:
-            return AuthOutcome.INVALID, None, None
+            return AuthOutcome.UNKNOWN_ID, None, None
         account_id = int(row["account_id"])
         # Non-NULL only when `slots` asked for one (slot_limit > 0); from here it is held.
         slot = None if row["slot"] is None else int(row["slot"])
@@ -142,6 +176,18 @@ class Authenticator:
         if not tokens.matches(token, bytes(row["digest"])):
             give_back()
             return AuthOutcome.INVALID, None, None
+        grant = permissions.Grant(
+            frozenset(row["streams"]),
+            None if row["all_domains"] else frozenset(int(i) for i in row["scope_ids"] or ()),
+            Level(row["level"]),
+        )
+        stream = permissions.stream_for(grant, door.stream)
+        if door.sending and (stream is None or not permissions.may_send(grant, stream)):
+            give_back()
+            return AuthOutcome.NOT_ALLOWED, None, None
+        if stream is None:  # not sending: the door's stream is only a default
+            stream = permissions.stream_for(grant, None)
+        assert stream is not None
         anchor = int(row["billing_anchor_day"])
         period = quota.period_start(anchor, today)
         usage_period = row["usage_period"]
@@ -158,13 +204,14 @@ class Authenticator:
                 domains = {str(name): int(id_) for name, id_ in zip(names, ids, strict=True)}
         principal = Principal(
             credential_id=row["id"], account_id=account_id, account_name=row["account_name"],
-            stream=row["stream"], monthly_limit=int(row["monthly_limit"]),
+            stream=stream, streams=grant.streams, domain_ids=grant.domain_ids, level=grant.level,
+            monthly_limit=int(row["monthly_limit"]),
             max_message_size=int(row["max_message_size"]),
             billing_anchor_day=anchor,
             quota_remaining_at_auth=int(row["monthly_limit"]) - used,
             sending_domains=domains,
         )
-        if principal.quota_remaining_at_auth <= 0:
+        if door.sending and principal.quota_remaining_at_auth <= 0:
             give_back()
             return AuthOutcome.QUOTA, principal, None
         if slots is not None and slot is None:

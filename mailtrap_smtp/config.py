@@ -31,6 +31,12 @@ class Listener:
     address: str = "127.0.0.1"
     port: int = 2525
     mode: str = "starttls"  # "starttls" | "implicit"
+    # Trusted peers (server.proxy_protocol_from) must open with a PROXY header on this listener.
+    proxy_protocol: bool = False
+    # The stream this listener's sessions send on: "transactional" or "bulk" (a token without
+    # that stream is refused at AUTH), or "" for the token's own stream (transactional when the
+    # token has both).
+    stream: str = ""
 
 
 @dataclass
@@ -40,6 +46,8 @@ class ServerConfig:
     # Addresses of TCP proxies (HAProxy) allowed to send a PROXY protocol header; everyone else
     # is keyed on the real peer address.
     proxy_protocol_from: list[str] = field(default_factory=list)
+    # A PROXY header must be complete this soon after the connection (it is sent at once by a proxy).
+    proxy_header_timeout_seconds: float = 3.0
     shutdown_grace_seconds: float = 10.0
     # "uvloop" (libuv; its TLS layer is compiled, so each handshake and record costs less CPU) or
     # "asyncio" (the standard library's loop).
@@ -60,6 +68,11 @@ class SmtpConfig:
     min_data_rate_bytes_per_second: int = 1024
     session_deadline_seconds: float = 600.0
     max_errors: int = 10
+    # "normalize": command and message lines ending in a bare LF count as ending in CRLF (Postfix 3.9
+    # `smtpd_forbid_bare_newline = normal`); "reject": they are refused. Only CRLF "." CRLF ends DATA.
+    bare_newline: str = "normalize"
+    # NOOP, RSET, VRFY and HELP allowed between two accepted messages (Postfix smtpd_junk_command_limit).
+    junk_command_limit: int = 100
 
 
 @dataclass
@@ -89,6 +102,7 @@ class LimitsConfig:
     recipients_per_message: int = 1000
     connections_per_account: int = 10
     connections_per_ip: int = 10
+    connection_rate_per_ip: int = 600  # new connections per minute per client IP, all processes of a node
     messages_per_connection: int = 100
     auth_failures_per_connection: int = 3
     auth_failures_per_ip: int = 20
@@ -121,6 +135,10 @@ class DeliveryConfig:
     max_queue_lifetime_seconds: int = 3 * 24 * 3600
     mx_port: int = 25  # port of the MX hosts found in DNS (staging networks, tests)
     tls_ca_file: str = ""  # CA bundle for verifying MX certificates when TLS is required; empty: system store
+    # Honour recipients' MTA-STS policies (RFC 8461; fetched over HTTPS, verified with tls_ca_file).
+    mta_sts: bool = True
+    # Honour DANE TLSA records (RFC 7672); needs dns.nameservers to be a DNSSEC-validating resolver.
+    dane: bool = False
 
 
 @dataclass
@@ -139,6 +157,22 @@ class DomainsConfig:
     require_approval: bool = False
     recheck_interval_seconds: int = 3600
     grace_period_seconds: int = 72 * 3600
+    # VERP return path bounces+TAG@<token>.<domain> as MAIL FROM (only with ownership = "cname").
+    verp: bool = True
+    verp_key_file: str = ""  # empty: <data_dir>/verp.key, created with mode 0600
+
+
+@dataclass
+class InboundConfig:
+    # "host:port" listeners of `serve --role inbound` (the MX of the return-path host; 25 in
+    # production). Empty: no inbound listener (`--role all` then starts none).
+    listeners: list[str] = field(default_factory=list)
+    max_message_size: int = 1 * MB  # a report is small; the original message it returns is optional
+    # Fixed addresses that also accept reports (the address registered with providers' complaint
+    # feedback loops); the message and recipient then come from the VERP return path in the report.
+    feedback_addresses: list[str] = field(default_factory=list)
+    max_recipients: int = 10
+    max_connections: int = 100
 
 
 @dataclass
@@ -157,6 +191,7 @@ class Config:
     delivery: DeliveryConfig = field(default_factory=DeliveryConfig)
     dkim: DkimConfig = field(default_factory=DkimConfig)
     domains: DomainsConfig = field(default_factory=DomainsConfig)
+    inbound: InboundConfig = field(default_factory=InboundConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     # Where the file was read from: relative paths in it are relative to its folder.
     base_dir: Path = field(default_factory=Path.cwd, repr=False)
@@ -314,11 +349,17 @@ def validate(cfg: Config) -> None:
         _port(f"{key}.port", lst.port)
         if lst.mode not in ("starttls", "implicit"):
             raise ConfigError(f"{key}.mode: must be 'starttls' or 'implicit', got {lst.mode!r}")
+        if lst.stream not in ("", "transactional", "bulk"):
+            raise ConfigError(f"{key}.stream: must be 'transactional', 'bulk' or '', got {lst.stream!r}")
         if (lst.address, lst.port) in seen:
             raise ConfigError(f"{key}: {lst.address}:{lst.port} is listed twice")
         seen.add((lst.address, lst.port))
     for name in ("command_timeout_seconds", "tls_handshake_timeout_seconds", "session_deadline_seconds"):
         _positive(f"smtp.{name}", getattr(cfg.smtp, name))
+    _positive("server.proxy_header_timeout_seconds", cfg.server.proxy_header_timeout_seconds)
+    _positive("smtp.junk_command_limit", cfg.smtp.junk_command_limit)
+    if cfg.smtp.bare_newline not in ("normalize", "reject"):
+        raise ConfigError(f"smtp.bare_newline: must be 'normalize' or 'reject', got {cfg.smtp.bare_newline!r}")
     for key in ("cert_file", "key_file"):
         value = getattr(cfg.tls, key)
         if not value:
@@ -358,6 +399,15 @@ def validate(cfg: Config) -> None:
     _positive("dns.timeout_seconds", cfg.dns.timeout_seconds)
     if cfg.domains.ownership not in ("cname", "txt"):
         raise ConfigError(f"domains.ownership: must be 'cname' or 'txt', got {cfg.domains.ownership!r}")
+    for i, listen in enumerate(cfg.inbound.listeners):
+        if _host_port(f"inbound.listeners[{i}]", listen) in seen:
+            raise ConfigError(f"inbound.listeners[{i}]: {listen} is also an smtp listener")
+    for name in ("max_message_size", "max_recipients", "max_connections"):
+        _positive(f"inbound.{name}", getattr(cfg.inbound, name))
+    for i, addr in enumerate(cfg.inbound.feedback_addresses):
+        local, at, host = addr.rpartition("@")
+        if not (local and at and host) or any(c.isspace() or c in "<>" for c in addr):
+            raise ConfigError(f"inbound.feedback_addresses[{i}]: not an address: {addr!r}")
     if cfg.metrics.listen:
         _host_port("metrics.listen", cfg.metrics.listen)
     if not cfg.server.hostname or any(c in cfg.server.hostname for c in " \r\n\t"):
@@ -367,6 +417,11 @@ def validate(cfg: Config) -> None:
             ipaddress.ip_network(addr, strict=False)
         except ValueError:
             raise ConfigError(f"server.proxy_protocol_from[{i}]: not an IP address or network: {addr!r}") from None
+    proxied = [lst for lst in cfg.smtp.listeners if lst.proxy_protocol]
+    if proxied and not cfg.server.proxy_protocol_from:
+        raise ConfigError("smtp.listeners: proxy_protocol = true needs server.proxy_protocol_from (trusted proxies)")
+    if cfg.server.proxy_protocol_from and not proxied:
+        raise ConfigError("server.proxy_protocol_from: no listener has proxy_protocol = true")
 
 
 def check_files(cfg: Config) -> None:

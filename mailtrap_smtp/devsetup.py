@@ -1,11 +1,11 @@
 """First-run development setup: a local TLS certificate, the schema, and a demo account to send with.
 
-Run by `make serve` before the service starts; safe to run again (it only creates what is missing).
+Run by `make serve` (through `mailtrap-smtp dev-setup`, `cli/service.py`) before the service starts; safe
+to run again (it only creates what is missing).
 """
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import ipaddress
 import os
@@ -98,45 +98,22 @@ def _instructions(cfg: Config, token: str) -> str:
     return "\n".join(lines)
 
 
-async def _ensure_demo(cfg: Config, pool: Any) -> str | None:
-    """Create the demo account, domain and a transactional token if the account is new."""
-    from . import dkim, domainops, tokens
-    from .store import accounts, credentials
+async def ensure_demo(cfg: Config, pool: Any) -> str | None:
+    """Create the demo account, domain and a transactional token if the account is new; the token, once."""
+    from . import dkim, domainops
+    from .core import accounts, credentials
 
-    if await accounts.get_by_name(pool, DEMO_ACCOUNT) is not None:
+    if await accounts.find(pool, DEMO_ACCOUNT) is not None:
         return None
-    await accounts.create(pool, DEMO_ACCOUNT, monthly_limit=cfg.limits.monthly_messages,
-                          max_message_size=cfg.limits.message_size)
+    await accounts.create(pool, DEMO_ACCOUNT, accounts.plan_for(cfg.limits))
     await domainops.add_domain(pool, cfg, dkim.load_or_create_kek(cfg.kek_path), DEMO_ACCOUNT, DEMO_DOMAIN,
                                skip_dns=True)
-    account = await accounts.get_by_name(pool, DEMO_ACCOUNT)
-    assert account is not None
-    new = tokens.generate()
-    await credentials.create(pool, account["id"], public_id=new.public_id, digest=new.digest,
-                             stream="transactional", name="demo")
-    return new.token
+    return (await credentials.issue(pool, DEMO_ACCOUNT, ["transactional"], name="demo")).token
 
 
-def run(cfg: Config) -> int:
-    from .store.db import Database
-
-    made = ensure_dev_certificate(cfg.path(cfg.tls.cert_file), cfg.path(cfg.tls.key_file), cfg.server.hostname)
-    if made:
-        print(f"created a development TLS certificate: {cfg.path(cfg.tls.cert_file)}")
-
-    async def go() -> str | None:
-        db = Database(cfg.database.dsn, cfg.data_dir / "pg", pool_min_size=1, pool_max_size=2)
-        try:
-            pool = await db.open(migrate_schema=True)
-            return await _ensure_demo(cfg, pool)
-        finally:
-            await db.close()
-            db.stop_server()
-
-    token = asyncio.run(go())
+def report(cfg: Config, token: str | None) -> str:
+    """What `dev-setup` prints: how to send with the new token, or that the demo account exists."""
     if token is not None:
-        print(_instructions(cfg, token))
-    else:
-        print(f"demo account exists (its token was printed on first run; make another with "
-              f"`mailtrap-smtp credential create {DEMO_ACCOUNT} --stream transactional`)")
-    return 0
+        return _instructions(cfg, token)
+    return (f"demo account exists (its token was printed on first run; make another with "
+            f"`mailtrap-smtp credential create {DEMO_ACCOUNT} --stream transactional`)")

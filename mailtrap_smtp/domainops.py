@@ -18,6 +18,8 @@ from typing import Any
 
 from . import dkim, domains, metrics, supervise
 from .config import Config
+from .core import accounts as accounts_uc
+from .core.refusal import Refused
 from .events import Event
 from .signing import key_aad
 from .store import accounts as accounts_store
@@ -38,7 +40,7 @@ def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
-class DomainOpError(Exception):
+class DomainOpError(Refused):
     """A user mistake or a refused operation, one line."""
 
 
@@ -97,6 +99,28 @@ async def _get(conn: Conn, name: str) -> Record:
     if row is None:
         raise DomainOpError(f"no domain named {lookup}")
     return row
+
+
+async def get_domain(conn: Conn, name: str) -> Record:
+    """The domain named `name` (any spelling: IDN, case, trailing dot); DomainOpError if there is none."""
+    return await _get(conn, name)
+
+
+async def list_domains(conn: Conn, account_name: str | None = None) -> list[Record]:
+    account_id = (await accounts_uc.get(conn, account_name))["id"] if account_name else None
+    return await domains_store.list_all(conn, account_id)
+
+
+async def operator_records(conn: Conn, cfg: Config, domain: Record) -> list[dict[str, str]]:
+    """With a key-hosting zone (domains.dkim_cname_zone), the DKIM records the operator publishes
+    there for this domain's keys; none otherwise (the customer publishes the keys themselves)."""
+    if not cfg.domains.dkim_cname_zone:
+        return []
+    out = []
+    for k in await domains_store.keys(conn, domain["id"]):
+        name, rtype, value = dkim_publication(cfg, domain["name"], k)
+        out.append({"selector": k["selector"], "type": rtype, "name": name, "value": value})
+    return out
 
 
 async def expected_for(conn: Conn, cfg: Config, domain: Record) -> list[domains.ExpectedRecord]:
@@ -322,15 +346,26 @@ class DomainRechecker:
     def __init__(self, cfg: Config, pool: Conn, resolver: Any, *, clock: Clock = utcnow) -> None:
         self.cfg, self.pool, self.resolver, self.clock = cfg, pool, resolver, clock
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+        self._checking = False
 
     async def start(self) -> None:
+        self._stopping = False
         self._task = supervise.spawn("domain-rechecker", self._run())
 
     async def stop(self, grace: float) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            # Bounded: cancelled mid-statement on a stalled server, asyncpg waits for the server.
-            await asyncio.wait({self._task}, timeout=2.0)
+        """Stop; a round under way may finish for up to `grace` seconds, the wait between rounds
+        ends at once. Worth waiting for: a round has already claimed its domains (stamped them as
+        checked), so the ones it does not reach wait a whole interval for the next round."""
+        task, self._task = self._task, None
+        if task is None:
+            return
+        self._stopping = True
+        if self._checking and grace > 0:
+            await asyncio.wait({task}, timeout=grace)
+        task.cancel()
+        # Bounded: cancelled mid-statement on a stalled server, asyncpg waits for the server.
+        await asyncio.wait({task}, timeout=2.0)
 
     async def run_once(self) -> int:
         """Check every domain that is due; return how many were checked."""
@@ -358,8 +393,13 @@ class DomainRechecker:
         interval = min(60.0, float(self.cfg.domains.recheck_interval_seconds))
 
         async def round_() -> float:
-            await self.run_once()
+            self._checking = True
+            try:
+                await self.run_once()
+            finally:
+                self._checking = False
             return interval
 
-        # A failed round (the database gone) is retried with backoff and logged once per outage.
+        # A failed round (the database gone) is retried with backoff and logged once per outage;
+        # stop() ends the loop (cancelling it between rounds).
         await supervise.keep_running("domain re-check", round_)

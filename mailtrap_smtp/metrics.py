@@ -33,11 +33,20 @@ QUEUE_CLAIMED = Counter("mts_queue_claimed_total", "Recipients claimed by delive
 DELIVERY_CONNECTIONS = Counter(
     "mts_delivery_connections_total", "Outbound SMTP connections by result (tls, plain, failed)", ["result"]
 )
+DELIVERY_TLS_POLICY = Counter(
+    "mts_delivery_tls_policy_total", "Outbound sessions by the TLS policy that applied (none, opportunistic, "
+    "required, mta-sts, dane)", ["policy"]
+)
 LEASES_LOST = Counter("mts_delivery_leases_lost_total", "Recipients whose lease another worker took over")
 
 # --- sending domains ---
 DOMAIN_CHECKS = Counter("mts_domain_checks_total", "DNS checks of sending domains by result", ["result"])
 DOMAINS_FAILING = Gauge("mts_domains_failing", "Verified domains whose DNS records currently fail")
+
+# --- inbound listener (bounces, complaints) ---
+INBOUND_REPORTS = Counter(
+    "mts_inbound_reports_total", "Reports received at VERP return paths, by what became of them", ["result"]
+)
 
 # --- database and background loops ---
 DB_AVAILABLE = Gauge("mts_database_available", "1 while this process reaches PostgreSQL, 0 during an outage")

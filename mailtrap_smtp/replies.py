@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .outcomes import Outcome
+
 
 @dataclass(frozen=True)
 class Reply:
@@ -41,21 +43,28 @@ _TABLE: list[tuple[str, int, str, str]] = [
     ("GREETING", 220, "", "{hostname} ESMTP mailtrap-smtp"),
     ("BYE", 221, "2.0.0", "Bye"),
     ("TOO_MANY_CONNECTIONS_IP", 421, "4.7.0", "Too many connections from your IP address"),
+    ("CONNECTION_RATE_IP", 421, "4.7.0", "Too many new connections from your IP address: try again later"),
+    ("PROXY_IN_SESSION", 421, "4.7.0", "PROXY header inside the session: closing connection"),
     ("SHUTTING_DOWN", 421, "4.3.2", "Service shutting down"),
     ("IDLE_TIMEOUT", 421, "4.4.2", "Timeout: closing connection"),
     ("SESSION_DEADLINE", 421, "4.4.2", "Session time limit exceeded: closing connection"),
     ("DATA_TOO_SLOW", 421, "4.4.2", "Data transfer too slow: closing connection"),
     ("TOO_MANY_ERRORS", 421, "4.7.0", "Too many errors: closing connection"),
     ("TOO_MANY_MESSAGES", 421, "4.7.0", "Too many messages in this connection"),
+    ("TOO_MANY_JUNK_COMMANDS", 421, "4.7.0", "Too many NOOP, RSET, VRFY or HELP commands: closing connection"),
+    ("NON_SMTP_COMMAND", 221, "2.7.0", "Error: not an SMTP command: closing connection"),
+    ("IMPROPER_PIPELINING", 554, "5.5.0", "Improper use of SMTP command pipelining: closing connection"),
     # --- generic command handling ---
     ("RESET_OK", 250, "2.0.0", "Reset state"),
     ("NOOP_OK", 250, "2.0.0", "Ok"),
     ("HELP", 214, "2.0.0", "See RFC 5321"),
     ("VRFY", 252, "2.5.0", "Cannot VRFY user, but will accept message and attempt delivery"),
     ("LINE_TOO_LONG", 500, "5.5.2", "Line too long"),
-    ("UNKNOWN_COMMAND", 500, "5.5.2", "Command not recognized"),
+    ("UNKNOWN_COMMAND", 500, "5.5.1", "Command not recognized"),
     ("SYNTAX", 501, "5.5.2", "Syntax error"),
+    ("BAD_PARAMETER", 501, "5.5.4", "Syntax error in parameters"),
     ("BAD_CHARACTERS", 501, "5.5.2", "Syntax error: invalid characters in command"),
+    ("BARE_NEWLINE", 500, "5.5.2", "Syntax error: bare LF received, use CRLF line endings"),
     ("NOT_IMPLEMENTED", 502, "5.5.1", "Command not implemented"),
     ("BDAT_NOT_SUPPORTED", 502, "5.5.1", "BDAT not supported: CHUNKING is not offered"),
     ("BAD_SEQUENCE", 503, "5.5.1", "Bad sequence of commands"),
@@ -78,6 +87,7 @@ _TABLE: list[tuple[str, int, str, str]] = [
     ("AUTH_MECHANISM", 504, "5.5.4", "Unrecognized authentication mechanism"),
     ("AUTH_CANCELLED", 501, "5.7.0", "Authentication cancelled"),
     ("AUTH_BAD_BASE64", 501, "5.5.2", "Cannot decode response"),
+    ("AUTH_BAD_IDENTITY", 501, "5.5.2", "Invalid characters in authentication identity"),
     ("AUTH_TOO_MANY_FAILURES", 421, "4.7.0", "Too many authentication failures: closing connection"),
     ("AUTH_IP_BLOCKED", 421, "4.7.0", "Too many authentication failures from your IP address"),
     ("QUOTA_EXCEEDED", 535, "5.7.0", "Monthly messages limit reached"),
@@ -99,9 +109,15 @@ _TABLE: list[tuple[str, int, str, str]] = [
     ("START_DATA", 354, "", "End data with <CR><LF>.<CR><LF>"),
     ("QUEUED", 250, "2.0.0", "Ok: queued as {message_id}"),
     ("FROM_HEADER_MISMATCH", 550, "5.7.1", "From: Header does not match the sender's domain"),
+    ("FROM_HEADER_COUNT", 550, "5.6.0", "Message must have exactly one From: header"),
     ("BARE_LINE_ENDING", 550, "5.6.0", "Message contains bare CR, bare LF or NUL: use CRLF line endings"),
     ("TEXT_LINE_TOO_LONG", 550, "5.5.2", "Line too long: at most 998 characters per line"),
     ("TEMPORARY_FAILURE", 451, "4.3.0", "Temporary failure: please try again later"),
+    # --- inbound listener (bounces and complaints to VERP return paths) ---
+    ("INBOUND_NO_SUCH_USER", 550, "5.1.1", "No such user here"),
+    ("INBOUND_NO_AUTH", 502, "5.5.1", "AUTH not available on this server"),
+    ("INBOUND_ACCEPTED", 250, "2.0.0", "Ok: report received"),
+    ("INBOUND_BUSY", 421, "4.3.2", "Too many connections: try again later"),
 ]
 
 REPLIES: dict[str, Reply] = {name: Reply(name, code, enh, text) for name, code, enh, text in _TABLE}
@@ -109,12 +125,17 @@ REPLIES: dict[str, Reply] = {name: Reply(name, code, enh, text) for name, code, 
 GREETING = REPLIES["GREETING"]
 BYE = REPLIES["BYE"]
 TOO_MANY_CONNECTIONS_IP = REPLIES["TOO_MANY_CONNECTIONS_IP"]
+CONNECTION_RATE_IP = REPLIES["CONNECTION_RATE_IP"]
+PROXY_IN_SESSION = REPLIES["PROXY_IN_SESSION"]
 SHUTTING_DOWN = REPLIES["SHUTTING_DOWN"]
 IDLE_TIMEOUT = REPLIES["IDLE_TIMEOUT"]
 SESSION_DEADLINE = REPLIES["SESSION_DEADLINE"]
 DATA_TOO_SLOW = REPLIES["DATA_TOO_SLOW"]
 TOO_MANY_ERRORS = REPLIES["TOO_MANY_ERRORS"]
 TOO_MANY_MESSAGES = REPLIES["TOO_MANY_MESSAGES"]
+TOO_MANY_JUNK_COMMANDS = REPLIES["TOO_MANY_JUNK_COMMANDS"]
+NON_SMTP_COMMAND = REPLIES["NON_SMTP_COMMAND"]
+IMPROPER_PIPELINING = REPLIES["IMPROPER_PIPELINING"]
 RESET_OK = REPLIES["RESET_OK"]
 NOOP_OK = REPLIES["NOOP_OK"]
 HELP = REPLIES["HELP"]
@@ -122,7 +143,9 @@ VRFY = REPLIES["VRFY"]
 LINE_TOO_LONG = REPLIES["LINE_TOO_LONG"]
 UNKNOWN_COMMAND = REPLIES["UNKNOWN_COMMAND"]
 SYNTAX = REPLIES["SYNTAX"]
+BAD_PARAMETER = REPLIES["BAD_PARAMETER"]
 BAD_CHARACTERS = REPLIES["BAD_CHARACTERS"]
+BARE_NEWLINE = REPLIES["BARE_NEWLINE"]
 NOT_IMPLEMENTED = REPLIES["NOT_IMPLEMENTED"]
 BDAT_NOT_SUPPORTED = REPLIES["BDAT_NOT_SUPPORTED"]
 BAD_SEQUENCE = REPLIES["BAD_SEQUENCE"]
@@ -143,6 +166,7 @@ AUTH_ALREADY = REPLIES["AUTH_ALREADY"]
 AUTH_MECHANISM = REPLIES["AUTH_MECHANISM"]
 AUTH_CANCELLED = REPLIES["AUTH_CANCELLED"]
 AUTH_BAD_BASE64 = REPLIES["AUTH_BAD_BASE64"]
+AUTH_BAD_IDENTITY = REPLIES["AUTH_BAD_IDENTITY"]
 AUTH_TOO_MANY_FAILURES = REPLIES["AUTH_TOO_MANY_FAILURES"]
 AUTH_IP_BLOCKED = REPLIES["AUTH_IP_BLOCKED"]
 QUOTA_EXCEEDED = REPLIES["QUOTA_EXCEEDED"]
@@ -161,6 +185,25 @@ NEED_RCPT = REPLIES["NEED_RCPT"]
 START_DATA = REPLIES["START_DATA"]
 QUEUED = REPLIES["QUEUED"]
 FROM_HEADER_MISMATCH = REPLIES["FROM_HEADER_MISMATCH"]
+FROM_HEADER_COUNT = REPLIES["FROM_HEADER_COUNT"]
 BARE_LINE_ENDING = REPLIES["BARE_LINE_ENDING"]
 TEXT_LINE_TOO_LONG = REPLIES["TEXT_LINE_TOO_LONG"]
 TEMPORARY_FAILURE = REPLIES["TEMPORARY_FAILURE"]
+INBOUND_NO_SUCH_USER = REPLIES["INBOUND_NO_SUCH_USER"]
+INBOUND_NO_AUTH = REPLIES["INBOUND_NO_AUTH"]
+INBOUND_ACCEPTED = REPLIES["INBOUND_ACCEPTED"]
+INBOUND_BUSY = REPLIES["INBOUND_BUSY"]
+
+# How the SMTP adapter answers each use-case outcome (tests/test_outcomes.py checks it is complete).
+OUTCOME_REPLIES: dict[Outcome, Reply] = {
+    Outcome.SIZE_EXCEEDED: SIZE_EXCEEDED,
+    Outcome.BARE_LINE_ENDING: BARE_LINE_ENDING,
+    Outcome.TEXT_LINE_TOO_LONG: TEXT_LINE_TOO_LONG,
+    Outcome.FROM_HEADER_MISMATCH: FROM_HEADER_MISMATCH,
+    Outcome.FROM_HEADER_COUNT: FROM_HEADER_COUNT,
+    Outcome.SENDER_DOMAIN_NOT_ALLOWED: SENDER_DOMAIN_NOT_ALLOWED,
+    Outcome.QUOTA_EXCEEDED: QUOTA_EXCEEDED,
+    Outcome.TEMPORARILY_UNAVAILABLE: TEMPORARY_FAILURE,
+    # What AUTH answers such a token (`AuthOutcome.NOT_ALLOWED`), so SMTP sessions never get here.
+    Outcome.NOT_PERMITTED: AUTH_INVALID,
+}

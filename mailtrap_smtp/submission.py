@@ -15,13 +15,17 @@ Given an authenticated principal, an envelope whose sender domain the caller alr
    (coalesced NOTIFY).
 
 Line-ending policy (DESIGN §3, SMTP smuggling): a message containing a bare CR, a bare LF or a NUL
-anywhere is REJECTED (`BARE_LINE_ENDING`), never normalised. Normalising would turn a smuggled
-`\\n.\\n` into a line break the sender's MTA never meant, and storing it would relay it; rejecting
-is unambiguous, costs three C-level scans, and conforming clients (which must send CRLF, RFC 5321
-§2.3.8) are unaffected. Lines longer than 998 characters (RFC 5322 §2.1.1) are rejected too.
+anywhere is REJECTED (`BARE_LINE_ENDING`), never normalised here. The SMTP DATA reader
+(`smtp/datareader.py`) has already turned bare-LF lines into CRLF lines when configured to
+(`smtp.bare_newline`), after finding the one true terminator; this check is the safety net on what
+any adapter hands in, so stray line endings are never stored nor relayed. Lines longer than 998
+characters (RFC 5322 §2.1.1) are rejected too.
 
-Failures are `Rejected(reply_name)` where the name is a key of `replies.REPLIES`; protocol
-adapters map names to their own wire form. Nothing here knows about SMTP sessions or sockets.
+Failures are `Rejected(Outcome.X)` (`outcomes.py`); each adapter maps outcomes to its own wire
+form. A database that does not answer becomes `Outcome.TEMPORARILY_UNAVAILABLE`, never an asyncpg
+exception in an adapter. An adapter makes one call per message: `receive()` when the bytes are still
+arriving (SMTP DATA: the group commit may wait for them), `submit()` when they are in hand (HTTP).
+Nothing here knows about SMTP sessions or sockets.
 """
 
 from __future__ import annotations
@@ -30,15 +34,18 @@ import datetime as dt
 import email.header
 import email.utils
 import json
+import logging
 import re
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
-from . import quota
-from .auth import Principal, SenderPolicy
+from . import permissions, quota
+from .auth import DB_ERRORS, Principal, SenderPolicy
+from .headers import ParsedHeader, field_value, parse_header
+from .outcomes import Outcome, Rejected
 from .store import domains as domains_store
 from .store import messages as messages_store
 from .store import usage as usage_store
@@ -49,23 +56,9 @@ CATEGORY_MAX = 255
 
 _STRIPPED = {b"x-mt-category", b"x-mt-custom-variables"}
 
+log = logging.getLogger(__name__)
 
-class Rejected(Exception):
-    """The message (or envelope) is refused; `reply` names an entry of `replies.REPLIES`."""
-
-    def __init__(self, reply: str) -> None:
-        super().__init__(reply)
-        self.reply = reply
-
-
-class Signer:
-    """What submission needs from DKIM signing (`signing.KeyStore` satisfies it)."""
-
-    async def sign(self, message: bytes, domain: str) -> bytes:  # pragma: no cover - protocol
-        raise NotImplementedError
-
-
-DomainCheck = Callable[[str], Awaitable[int | None]]
+__all__ = ["Accepted", "Envelope", "Outcome", "Rejected", "Submission"]
 
 
 _date_cache: tuple[int, str] = (-1, "")
@@ -87,10 +80,10 @@ def domain_of(address: str) -> str:
 def check_line_endings(raw: bytes) -> None:
     """Reject bare CR, bare LF and NUL (see the module docstring)."""
     if b"\0" in raw:
-        raise Rejected("BARE_LINE_ENDING")
+        raise Rejected(Outcome.BARE_LINE_ENDING)
     crlf = raw.count(b"\r\n")
     if raw.count(b"\r") != crlf or raw.count(b"\n") != crlf:
-        raise Rejected("BARE_LINE_ENDING")
+        raise Rejected(Outcome.BARE_LINE_ENDING)
 
 
 def check_line_length(raw: bytes) -> None:
@@ -107,46 +100,8 @@ def check_line_length(raw: bytes) -> None:
     while n - pos > MAX_LINE:  # a remainder this short cannot hold a too-long line
         last = rfind(b"\n", pos, pos + window)
         if last < 0:
-            raise Rejected("TEXT_LINE_TOO_LONG")
+            raise Rejected(Outcome.TEXT_LINE_TOO_LONG)
         pos = last + 1
-
-
-@dataclass
-class ParsedHeader:
-    fields: list[tuple[bytes, bytes]]  # (lower-case name, the whole raw field incl. folds and CRLF)
-    rest: bytes  # everything after the header fields: b"" or the blank line and the body
-
-
-def parse_header(raw: bytes) -> ParsedHeader:
-    """Split the header section into raw fields without decoding the body (RFC 5322 §2.2)."""
-    fields: list[tuple[bytes, bytes]] = []
-    pos = 0
-    n = len(raw)
-    while pos < n:
-        end = raw.find(b"\r\n", pos)
-        end = n if end < 0 else end + 2
-        line = raw[pos:end]
-        if line in (b"\r\n", b""):
-            break  # the blank line that ends the header section
-        if line[:1] in (b" ", b"\t") and fields:
-            name, whole = fields[-1]
-            fields[-1] = (name, whole + line)
-        else:
-            colon = line.find(b":")
-            name = line[:colon].rstrip(b" \t") if colon > 0 else b""
-            if not name or any(c < 33 or c > 126 for c in name):
-                break  # not a header field: the body starts here
-            fields.append((name.lower(), line))
-        pos = end
-    rest = raw[pos:]
-    if rest and not rest.startswith(b"\r\n"):
-        rest = b"\r\n" + rest  # a malformed line ended the header: keep it, but in the body
-    return ParsedHeader(fields, rest)
-
-
-def field_value(whole: bytes) -> str:
-    value = whole.partition(b":")[2]
-    return value.replace(b"\r\n", b"").strip().decode("utf-8", "replace")
 
 
 # The usual From: forms, "Name <local@domain>" and "local@domain", with nothing that RFC 5322
@@ -190,6 +145,35 @@ def _custom_variables(value: str) -> dict[str, Any] | None:
     return parsed if isinstance(parsed, dict) else None
 
 
+class Signer(Protocol):
+    """What submission needs from DKIM signing (`signing.KeyStore` satisfies it)."""
+
+    async def sign(self, message: bytes, domain: str) -> bytes: ...
+
+
+@dataclass(frozen=True)
+class Envelope:
+    """Who the message is from and to, as the adapter received it (SMTP MAIL/RCPT, or the JSON)."""
+
+    mail_from: str
+    sender_domain_id: int | None  # from `Submission.sender_domain(principal, domain of mail_from)`
+    recipients: Sequence[str]
+    client_ip: str | None = None
+    trace: bytes = b""  # the adapter's trace header (`Received:`), prepended before signing
+
+
+@dataclass(frozen=True)
+class _Built:
+    """The final (signed) bytes and the facts stored beside them."""
+
+    id: uuid.UUID
+    raw: bytes
+    subject: str | None
+    message_id_header: str | None
+    category: str | None
+    custom_variables: dict[str, Any] | None
+
+
 @dataclass(frozen=True)
 class Accepted:
     message_id: uuid.UUID
@@ -198,7 +182,7 @@ class Accepted:
 
 
 class Submission:
-    def __init__(self, pool: Any, signer: Any, *, hostname: str, require_approval: bool,
+    def __init__(self, pool: Any, signer: Signer, *, hostname: str, require_approval: bool,
                  grace_seconds: float | None = None, statement_timeout: float = 0.0) -> None:
         self._pool = pool
         self._notifier = messages_store.QueueNotifier(pool)
@@ -216,48 +200,47 @@ class Submission:
         await self._notifier.close()
 
     async def sender_domain(self, principal: Principal, domain: str) -> int | None:
-        """The sending-domain id if this account may send from `domain` now (callers cache per session).
+        """The sending-domain id if this token may send from `domain` now, else None: a domain of
+        its account that may send, in the token's scope (`permissions.in_scope`).
 
-        Answered from `principal.sending_domains` when AUTH preloaded them (same rules, evaluated at
-        AUTH for this session), else looked up.
+        The one home of the rule for the envelope sender and the `From:` header alike. Answered
+        from `principal.sending_domains` when AUTH preloaded them (same rules, evaluated at AUTH),
+        else looked up.
         """
+        domain = domain.lower()
         if principal.sending_domains is not None:
-            return principal.sending_domains.get(domain.lower())
-        row = await domains_store.sending_domain(
-            self._pool, principal.account_id, domain.lower(), require_approval=self._require_approval,
-            grace_seconds=self._grace_seconds,
-        )
-        return None if row is None else int(row["id"])
-
-    def expect(self) -> None:
-        """A message is on its way to `submit(expected=True)` (lets the group commit wait for it)."""
-        self._batcher.expect()
-
-    def not_coming(self) -> None:
-        """An expected message will not be submitted after all."""
-        self._batcher.arrived()
+            return principal.sending_domains.get(domain)
+        try:
+            row = await domains_store.sending_domain(
+                self._pool, principal.account_id, domain, require_approval=self._require_approval,
+                grace_seconds=self._grace_seconds,
+            )
+        except DB_ERRORS:
+            log.warning("sender domain check failed", exc_info=True)
+            raise Rejected(Outcome.TEMPORARILY_UNAVAILABLE) from None
+        if row is None or not permissions.in_scope(principal, int(row["id"])):
+            return None
+        return int(row["id"])
 
     async def quota_remaining(self, principal: Principal) -> int:
         """Advisory: recipients the account may still send this period (the commit re-checks)."""
         period = quota.current_period(principal.billing_anchor_day)
-        return principal.monthly_limit - await usage_store.used(self._pool, principal.account_id, period)
+        try:
+            used = await usage_store.used(self._pool, principal.account_id, period)
+        except DB_ERRORS:
+            log.warning("quota check failed", exc_info=True)
+            raise Rejected(Outcome.TEMPORARILY_UNAVAILABLE) from None
+        return principal.monthly_limit - used
 
-    async def submit(
-        self,
-        principal: Principal,
-        *,
-        mail_from: str,
-        sender_domain_id: int | None,
-        recipients: Sequence[str],
-        raw: bytes,
-        domain_check: DomainCheck,
-        trace: bytes = b"",
-        client_ip: str | None = None,
-        expected: bool = False,
-    ) -> Accepted:
-        """Accept one message. With `expected`, the caller announced it with `expect()` and this call
-        settles that announcement, whatever the outcome."""
-        settled = not expected
+    async def receive(self, principal: Principal, envelope: Envelope,
+                      read: Callable[[], Awaitable[bytes]]) -> Accepted:
+        """Accept one message whose bytes are still arriving (`read` returns them or raises).
+
+        Announced to the group commit while it is read, so that a commit about to start waits a
+        moment for it instead of committing without it (store/messages.py `AcceptBatcher`).
+        """
+        self._batcher.expect()
+        settled = False
 
         def settle() -> None:
             nonlocal settled
@@ -266,72 +249,94 @@ class Submission:
                 self._batcher.arrived()
 
         try:
-            if len(raw) > principal.max_message_size:
-                raise Rejected("SIZE_EXCEEDED")
-            check_line_endings(raw)
-            check_line_length(raw)
-            parsed = parse_header(raw)
-
-            froms = [whole for name, whole in parsed.fields if name == b"from"]
-            if len(froms) != 1:
-                raise Rejected("FROM_HEADER_MISMATCH")
-            header_from = _single_address(field_value(froms[0]))
-            if header_from is None:
-                raise Rejected("FROM_HEADER_MISMATCH")
-            from_domain = domain_of(header_from)
-            if await domain_check(from_domain) is None:
-                raise Rejected("FROM_HEADER_MISMATCH")
-
-            category: str | None = None
-            custom_variables: dict[str, Any] | None = None
-            subject: str | None = None
-            message_id_header: str | None = None
-            has_date = False
-            kept: list[bytes] = []
-            for name, whole in parsed.fields:
-                if name in _STRIPPED:
-                    value = field_value(whole)
-                    if name == b"x-mt-category":
-                        category = _decoded(value, CATEGORY_MAX) or None
-                    else:
-                        custom_variables = _custom_variables(value)
-                    continue
-                if name == b"subject" and subject is None:
-                    subject = _decoded(field_value(whole))
-                elif name == b"message-id" and message_id_header is None:
-                    message_id_header = field_value(whole)[:998] or None
-                elif name == b"date":
-                    has_date = True
-                kept.append(whole)
-
-            msg_id = uuid.uuid4()
-            added: list[bytes] = []
-            if not has_date:
-                added.append(f"Date: {rfc5322_now()}\r\n".encode("ascii"))
-            if message_id_header is None:
-                message_id_header = f"<{msg_id}@{self._hostname}>"
-                added.append(f"Message-ID: {message_id_header}\r\n".encode("ascii"))
-            message = b"".join([trace, *kept, *added, parsed.rest])
-
-            # DKIM last: after this line the bytes are final (DESIGN §2 step 6).
-            signed = await self._signer.sign(message, from_domain)
-
-            new = messages_store.NewMessage(
-                id=msg_id, account_id=principal.account_id, credential_id=principal.credential_id,
-                domain_id=sender_domain_id, stream=principal.stream, mail_from=mail_from,
-                header_from=header_from, subject=subject, message_id_header=message_id_header,
-                category=category, custom_variables=custom_variables, client_ip=client_ip,
-                raw=signed, recipients=list(recipients),
-            )
-            period = quota.current_period(principal.billing_anchor_day)
-            settle()  # handed over now: the group commit stops waiting for it as "on its way"
-            try:
-                # Group commit: one statement and one commit for every message waiting; returns once
-                # this message is committed (synchronous_commit=on).
-                await self._batcher.accept(new, period)
-            except messages_store.QuotaExceeded:
-                raise Rejected("QUOTA_EXCEEDED") from None
-            self._notifier.poke()
-            return Accepted(message_id=msg_id, size=len(signed), recipients=len(recipients))
+            raw = await read()
+            return await self._accept(principal, envelope, raw, settle)
         finally:
             settle()
+
+    async def submit(self, principal: Principal, envelope: Envelope, raw: bytes) -> Accepted:
+        """Accept one message whose bytes are all in hand."""
+        return await self._accept(principal, envelope, raw, lambda: None)
+
+    async def _accept(self, principal: Principal, envelope: Envelope, raw: bytes,
+                      handed_over: Callable[[], None]) -> Accepted:
+        # AUTH for sending already refused such a token; this holds for every adapter regardless.
+        if not permissions.may_send(principal, principal.stream):
+            raise Rejected(Outcome.NOT_PERMITTED)
+        if len(raw) > principal.max_message_size:
+            raise Rejected(Outcome.SIZE_EXCEEDED)
+        check_line_endings(raw)
+        check_line_length(raw)
+        parsed = parse_header(raw)
+        header_from, from_domain = await self._header_from(principal, parsed)
+        built = await self._finish(parsed, from_domain, envelope.trace)
+        new = messages_store.NewMessage(
+            id=built.id, account_id=principal.account_id, credential_id=principal.credential_id,
+            domain_id=envelope.sender_domain_id, stream=principal.stream, mail_from=envelope.mail_from,
+            header_from=header_from, subject=built.subject, message_id_header=built.message_id_header,
+            category=built.category, custom_variables=built.custom_variables,
+            client_ip=envelope.client_ip, raw=built.raw, recipients=list(envelope.recipients),
+        )
+        period = quota.current_period(principal.billing_anchor_day)
+        handed_over()  # the group commit stops waiting for it as "on its way"
+        try:
+            # Group commit: one statement and one commit for every message waiting; returns once
+            # this message is committed (synchronous_commit=on).
+            await self._batcher.accept(new, period)
+        except messages_store.QuotaExceeded:
+            raise Rejected(Outcome.QUOTA_EXCEEDED) from None
+        except DB_ERRORS:
+            log.warning("storing a message failed", exc_info=True)
+            raise Rejected(Outcome.TEMPORARILY_UNAVAILABLE) from None
+        self._notifier.poke()
+        return Accepted(message_id=built.id, size=len(built.raw), recipients=len(envelope.recipients))
+
+    async def _header_from(self, principal: Principal, parsed: ParsedHeader) -> tuple[str, str]:
+        """The one `From:` address and its domain, which must be a sending domain of the account."""
+        froms = [whole for name, whole in parsed.fields if name == b"from"]
+        if len(froms) != 1:
+            raise Rejected(Outcome.FROM_HEADER_COUNT)
+        header_from = _single_address(field_value(froms[0]))
+        if header_from is None:
+            raise Rejected(Outcome.FROM_HEADER_MISMATCH)
+        from_domain = domain_of(header_from)
+        if await self.sender_domain(principal, from_domain) is None:
+            raise Rejected(Outcome.FROM_HEADER_MISMATCH)
+        return header_from, from_domain
+
+    async def _finish(self, parsed: ParsedHeader, from_domain: str, trace: bytes) -> _Built:
+        """Strip our X-MT-* headers, add Date/Message-ID when missing, DKIM-sign last."""
+        category: str | None = None
+        custom_variables: dict[str, Any] | None = None
+        subject: str | None = None
+        message_id_header: str | None = None
+        has_date = False
+        kept: list[bytes] = []
+        for name, whole in parsed.fields:
+            if name in _STRIPPED:
+                value = field_value(whole)
+                if name == b"x-mt-category":
+                    category = _decoded(value, CATEGORY_MAX) or None
+                else:
+                    custom_variables = _custom_variables(value)
+                continue
+            if name == b"subject" and subject is None:
+                subject = _decoded(field_value(whole))
+            elif name == b"message-id" and message_id_header is None:
+                message_id_header = field_value(whole)[:998] or None
+            elif name == b"date":
+                has_date = True
+            kept.append(whole)
+
+        msg_id = uuid.uuid4()
+        added: list[bytes] = []
+        if not has_date:
+            added.append(f"Date: {rfc5322_now()}\r\n".encode("ascii"))
+        if message_id_header is None:
+            message_id_header = f"<{msg_id}@{self._hostname}>"
+            added.append(f"Message-ID: {message_id_header}\r\n".encode("ascii"))
+        message = b"".join([trace, *kept, *added, parsed.rest])
+
+        # DKIM last: after this line the bytes are final (DESIGN §2 step 6).
+        signed = await self._signer.sign(message, from_domain)
+        return _Built(msg_id, signed, subject, message_id_header, category, custom_variables)

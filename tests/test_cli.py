@@ -61,7 +61,7 @@ def test_credential_lifecycle(run: Any, db_dsn: str) -> None:
     assert code == 0, err
     data = json.loads(out)
     token, token_id = data["token"], data["token_id"]
-    assert tokens.public_id_of(token) == token_id and data["stream"] == "bulk"
+    assert tokens.public_id_of(token) == token_id and data["streams"] == ["bulk"]
 
     async def stored() -> Any:
         conn = await asyncpg.connect(db_dsn)
@@ -179,3 +179,75 @@ def test_domain_add_with_key_hosting_zone_tells_operator_what_to_publish(
     (op,) = data["operator_records"]
     assert (op["name"], op["type"]) == ("mt1.example.org.keys.service.test", "TXT")
     assert op["value"] == dkim["target_value"] and op["value"].startswith("v=DKIM1; k=rsa; p=")
+
+
+def test_dev_setup_creates_the_demo_once_and_its_token_works(
+        make_config: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str], db_dsn: str) -> None:
+    cert, key = tmp_path / "dev" / "cert.pem", tmp_path / "dev" / "key.pem"
+    make_config(tls={"cert_file": str(cert), "key_file": str(key)})
+    path = str(tmp_path / "config.toml")
+    assert cli.main(["-c", path, "dev-setup"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"created a development TLS certificate: {cert}\n")
+    assert cert.exists() and (key.stat().st_mode & 0o777) == 0o600
+    token = out.split("only its digest is stored):\n\n    ", 1)[1].split("\n", 1)[0]
+    public_id = tokens.public_id_of(token)
+    assert public_id is not None
+
+    async def demo() -> tuple[Any, Any]:
+        conn = await asyncpg.connect(db_dsn)
+        try:
+            cred = await conn.fetchrow("SELECT c.streams, c.level, c.digest, a.name FROM credentials c JOIN accounts a "
+                                       "ON a.id = c.account_id WHERE c.public_id = $1", public_id)
+            domain = await conn.fetchrow("SELECT name, dns_skipped FROM sending_domains")
+            return cred, domain
+        finally:
+            await conn.close()
+
+    cred, domain = asyncio.run(demo())
+    assert (cred["name"], cred["streams"], cred["level"], tokens.matches(token, cred["digest"])) == (
+        "demo", ["transactional"], "send", True)
+    assert (domain["name"], domain["dns_skipped"]) == ("example.com", True)
+    assert cli.main(["-c", path, "dev-setup"]) == 0
+    assert capsys.readouterr().out == (
+        "demo account exists (its token was printed on first run; make another with "
+        "`mailtrap-smtp credential create demo --stream transactional`)\n")
+
+
+def test_migrate_on_an_empty_database_lists_what_it_applied(
+        make_config: Any, tmp_path: Path, pg_server: str, capsys: pytest.CaptureFixture[str]) -> None:
+    from mailtrap_smtp.store import db as store_db
+    from tests.conftest import _with_database
+
+    name = f"m_{uuid.uuid4().hex[:12]}"
+
+    async def admin(sql: str) -> None:
+        conn = await asyncpg.connect(pg_server)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    asyncio.run(admin(f"CREATE DATABASE {name}"))
+    try:
+        make_config(database={"dsn": _with_database(pg_server, name)})
+        assert cli.main(["-c", str(tmp_path / "config.toml"), "migrate"]) == 0
+        names = [n for _, n, _ in store_db.migration_files()]
+        assert capsys.readouterr().out == "".join(
+            [f"applied {len(names)} migration(s); schema has {len(names)}\n"] + [f"  {n}\n" for n in names])
+    finally:
+        asyncio.run(admin(f"DROP DATABASE {name} WITH (FORCE)"))
+
+
+@pytest.mark.parametrize(("flags", "error"), [
+    (["--monthly-limit", "-1"], "--monthly-limit must be 0 or more"),
+    (["--max-message-size", "0"], "--max-message-size must be between 1 and limits.message_size_cap (31457280)"),
+    (["--max-message-size", str(31457280 + 1)],
+     "--max-message-size must be between 1 and limits.message_size_cap (31457280)"),
+    (["--billing-anchor-day", "0"], "--billing-anchor-day must be between 1 and 31"),
+    (["--billing-anchor-day", "32"], "--billing-anchor-day must be between 1 and 31"),
+])
+def test_account_create_refuses_a_plan_out_of_range(run: Any, flags: list[str], error: str) -> None:
+    code, out, err = run("account", "create", "acme", *flags)
+    assert (code, out, err) == (1, "", f"mailtrap-smtp: {error}\n")
+    assert run("account", "list", "--json")[1] == "[]\n"

@@ -7,18 +7,14 @@ import asyncio
 from typing import Any
 
 import asyncpg
-import pytest
 
 from mailtrap_smtp.store import queue
+from tests import delivery_util
+from tests.delivery_util import enqueue, event_list
 from tests.mx_sink import MxSink
 from tests.test_delivery_smtp import service
-from tests.test_delivery_support import enqueue, event_list
 
-
-@pytest.fixture
-def sink() -> Any:
-    with MxSink() as s:
-        yield s
+sink = delivery_util.sink  # fixture
 
 
 async def test_attempt_after_a_lost_lease_is_marked_possible_duplicate(

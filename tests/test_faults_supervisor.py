@@ -13,7 +13,7 @@ import pytest
 
 from tests.faults_support import start_serve, stop_serve, wait_listening, wait_log
 from tests.mx_sink import free_port
-from tests.test_serve import _serving_processes
+from tests.test_serve import _children
 
 
 def _socket_owner(server_port: int, client_port: int, pids: list[int]) -> int:
@@ -39,6 +39,23 @@ async def _greeting(port: int) -> tuple[str, Any]:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     async with asyncio.timeout(10):
         return (await reader.readline()).decode().rstrip("\r\n"), writer
+
+
+async def _serving_processes(proc: Any, n: int) -> list[int]:
+    """The pids of serve's n service processes (not multiprocessing's resource tracker); a process
+    may end while it is looked at (these tests kill them)."""
+    async with asyncio.timeout(30):
+        while True:
+            kids = []
+            for k in _children(proc.pid):
+                try:
+                    if b"spawn_main" in Path(f"/proc/{k}/cmdline").read_bytes():
+                        kids.append(k)
+                except OSError:
+                    continue
+            if len(kids) >= n:
+                return kids
+            await asyncio.sleep(0.1)
 
 
 async def _replaced(proc: Any, gone: int, timeout: float = 30) -> list[int]:

@@ -14,11 +14,7 @@ from mailtrap_smtp.signing import KeyStore
 from mailtrap_smtp.smtp.server import SmtpService
 from mailtrap_smtp.store import credentials, smtp_limits
 from mailtrap_smtp.store import db as store_db
-from tests import smtp_util
 from tests.smtp_util import Env, RawClient, create_account, reply_line, smtp_sections, use_quota
-
-smtp = smtp_util.smtp  # fixture
-smtp_factory = smtp_util.smtp_factory  # fixture
 
 
 def b64(s: str | bytes) -> str:
@@ -34,13 +30,13 @@ async def tls_client(env: Env) -> RawClient:
     return c
 
 
-async def test_auth_plain_any_username(smtp: Env) -> None:
-    for user in ["api", "smtp@mailtrap.io", "anything at all"]:
-        c = await tls_client(smtp)
-        assert await c.cmd("AUTH PLAIN " + b64(f"\0{user}\0{smtp.token}")) == reply_line("AUTH_OK")
-        assert await c.cmd("AUTH PLAIN " + b64(f"\0{user}\0{smtp.token}")) == reply_line("AUTH_ALREADY")
-        await c.cmd("QUIT")
-        await c.closed()
+@pytest.mark.parametrize("user", ["api", "smtp@mailtrap.io", "anything at all"])
+async def test_auth_plain_any_username(smtp: Env, user: str) -> None:
+    c = await tls_client(smtp)
+    assert await c.cmd("AUTH PLAIN " + b64(f"\0{user}\0{smtp.token}")) == reply_line("AUTH_OK")
+    assert await c.cmd("AUTH PLAIN " + b64(f"\0{user}\0{smtp.token}")) == reply_line("AUTH_ALREADY")
+    assert await c.cmd("QUIT") == reply_line("BYE")
+    assert await c.closed()
 
 
 async def test_auth_plain_with_challenge(smtp: Env) -> None:
@@ -79,24 +75,47 @@ async def _revoked_token(env: Env) -> str:
     return tok.token
 
 
-async def test_bad_credentials_never_get_235(smtp: Env) -> None:
-    t = smtp.token
-    payloads = {
-        "wrong_secret": f"\0api\0{t[:-4]}AAAA".encode(),
-        "unknown_id": f"\0api\0mts_00000000_{t[-32:]}".encode(),
-        "revoked": f"\0api\0{await _revoked_token(smtp)}".encode(),
-        "garbage": b"\0api\0password123",
-        "empty": b"\0api\0",
-        "non_ascii": f"\0api\0{t}\u00e9".encode(),
-        "crlf_in_identity": f"\0api\r\nX-Injected: 1\0{t}\r\n".encode(),
-        "nul_in_password": f"\0api\0{t}\0".encode(),
-        "two_fields": f"api\0{t}".encode(),
-    }
-    for kind, payload in payloads.items():
-        c = await tls_client(smtp)  # a new session each time: 3 failures close a session
-        assert await c.cmd("AUTH PLAIN " + b64(payload)) == reply_line("AUTH_INVALID"), kind
-        assert await c.cmd("MAIL FROM:<app@example.com>") == reply_line("AUTH_REQUIRED")
-        c.writer.close()
+BAD_PLAIN = {
+    "wrong_secret": lambda t: f"\0api\0{t[:-4]}AAAA".encode(),
+    "unknown_id": lambda t: f"\0api\0mts_00000000_{t[-32:]}".encode(),
+    "garbage": lambda t: b"\0api\0password123",
+    "empty": lambda t: b"\0api\0",
+    "non_ascii": lambda t: f"\0api\0{t}\u00e9".encode(),
+    "nul_in_password": lambda t: f"\0api\0{t}\0".encode(),
+    "nul_in_authcid": lambda t: f"\0a\0pi\0{t}".encode(),
+    "two_fields": lambda t: f"api\0{t}".encode(),
+    # An identity with CR or LF is refused even with the right token (it can only aim at a log or header).
+    "crlf_in_authcid": lambda t: f"\0api\r\nX-Injected: 1\0{t}".encode(),
+    "lf_in_authzid": lambda t: f"a\nb\0api\0{t}".encode(),
+    "cr_in_authcid": lambda t: f"\0ap\ri\0{t}".encode(),
+}
+BAD_IDENTITY = {"crlf_in_authcid", "lf_in_authzid", "cr_in_authcid"}
+
+
+@pytest.mark.parametrize("kind", list(BAD_PLAIN))
+async def test_bad_plain_credentials_never_get_235(smtp: Env, kind: str) -> None:
+    c = await tls_client(smtp)
+    expected = "AUTH_BAD_IDENTITY" if kind in BAD_IDENTITY else "AUTH_INVALID"
+    assert await c.cmd("AUTH PLAIN " + b64(BAD_PLAIN[kind](smtp.token))) == reply_line(expected)
+    assert reply_line("AUTH_BAD_IDENTITY") == "501 5.5.2 Invalid characters in authentication identity"
+    assert await c.cmd("MAIL FROM:<app@example.com>") == reply_line("AUTH_REQUIRED")
+    c.writer.close()
+
+
+async def test_revoked_token_never_gets_235(smtp: Env) -> None:
+    c = await tls_client(smtp)
+    assert await c.cmd("AUTH PLAIN " + b64(f"\0api\0{await _revoked_token(smtp)}")) == reply_line("AUTH_INVALID")
+    assert await c.cmd("MAIL FROM:<app@example.com>") == reply_line("AUTH_REQUIRED")
+    c.writer.close()
+
+
+@pytest.mark.parametrize("user", [b"api\r\nX: 1", b"a\npi", b"ap\ri", b"a\0pi"], ids=["crlf", "lf", "cr", "nul"])
+async def test_login_user_name_with_control_characters_refused(smtp: Env, user: bytes) -> None:
+    c = await tls_client(smtp)
+    assert await c.cmd("AUTH LOGIN") == "334 VXNlcm5hbWU6"
+    assert await c.cmd(b64(user)) == reply_line("AUTH_BAD_IDENTITY")  # the password is never asked for
+    assert await c.cmd("MAIL FROM:<app@example.com>") == reply_line("AUTH_REQUIRED")
+    c.writer.close()
 
 
 async def test_bad_base64_and_cancel_and_mechanism(smtp: Env) -> None:
@@ -108,10 +127,10 @@ async def test_bad_base64_and_cancel_and_mechanism(smtp: Env) -> None:
     c.writer.close()
 
 
-async def test_mail_before_auth_after_tls(smtp: Env) -> None:
+@pytest.mark.parametrize("command", ["MAIL FROM:<app@example.com>", "RCPT TO:<a@dest.test>", "DATA"])
+async def test_mail_before_auth_after_tls(smtp: Env, command: str) -> None:
     c = await tls_client(smtp)
-    for command in ("MAIL FROM:<app@example.com>", "RCPT TO:<a@dest.test>", "DATA"):
-        assert await c.cmd(command) == reply_line("AUTH_REQUIRED")
+    assert await c.cmd(command) == reply_line("AUTH_REQUIRED")
     c.writer.close()
     await smtp.assert_nothing_stored()
 
@@ -121,7 +140,9 @@ async def test_failures_per_connection_close_with_421(smtp: Env) -> None:
     bad = "AUTH PLAIN " + b64("\0api\0mts_00000000_" + "A" * 32)
     assert await c.cmd(bad) == reply_line("AUTH_INVALID")
     assert await c.cmd(bad) == reply_line("AUTH_INVALID")
-    assert await c.cmd(bad) == reply_line("AUTH_TOO_MANY_FAILURES")
+    # The third failure gets its own 535 first, then the 421: the client sees why.
+    assert await c.cmd(bad) == reply_line("AUTH_INVALID")
+    assert await c.reply() == reply_line("AUTH_TOO_MANY_FAILURES")
     assert await c.closed()
 
 
@@ -136,23 +157,39 @@ async def _proxied_client(env: Env, ip: str) -> RawClient:
     return c
 
 
-async def test_failures_per_ip_block_that_ip_only(smtp_factory) -> None:
-    env = await smtp_factory(server={"proxy_protocol_from": ["127.0.0.1"]},
+async def test_auth_brake_keys_on_token_id_and_ip(smtp_factory) -> None:
+    env = await smtp_factory(proxy=True, server={"proxy_protocol_from": ["127.0.0.1"]},
                              limits={"auth_failures_per_ip": 4, "auth_failures_per_connection": 3})
-    bad = "AUTH PLAIN " + b64("\0api\0mts_00000000_" + "A" * 32)
+    unknown_id = "AUTH PLAIN " + b64("\0api\0mts_00000000_" + "A" * 32)
+    right = "AUTH PLAIN " + b64(f"\0api\0{env.token}")
     for _ in range(2):
         c = await _proxied_client(env, "203.0.113.5")
-        assert await c.cmd(bad) == reply_line("AUTH_INVALID")
-        assert await c.cmd(bad) == reply_line("AUTH_INVALID")
+        assert await c.cmd(unknown_id) == reply_line("AUTH_INVALID")
+        assert await c.cmd(unknown_id) == reply_line("AUTH_INVALID")
+        c.writer.close()
+    # The guesser (unknown ids) is now blocked on its IP...
+    c = await _proxied_client(env, "203.0.113.5")
+    assert await c.cmd(unknown_id) == reply_line("AUTH_IP_BLOCKED")
+    assert await c.closed()
+    # ...while an app behind the same NAT, with a correct token, keeps working.
+    c = await _proxied_client(env, "203.0.113.5")
+    assert await c.cmd(right) == reply_line("AUTH_OK")
+    c.writer.close()
+    # Guessing the secret of a known id from that IP blocks that id from that IP only.
+    wrong_secret = "AUTH PLAIN " + b64(f"\0api\0{env.token[:-4]}AAAA")
+    for _ in range(2):
+        c = await _proxied_client(env, "203.0.113.5")
+        assert await c.cmd(wrong_secret) == reply_line("AUTH_INVALID")
+        assert await c.cmd(wrong_secret) == reply_line("AUTH_INVALID")
         c.writer.close()
     c = await _proxied_client(env, "203.0.113.5")
-    # Even the right token is refused from the attacking IP while the window lasts...
-    assert await c.cmd("AUTH PLAIN " + b64(f"\0api\0{env.token}")) == reply_line("AUTH_IP_BLOCKED")
+    assert await c.cmd(right) == reply_line("AUTH_IP_BLOCKED")
     assert await c.closed()
-    # ...but the real user on another IP is not locked out.
+    # The real user on another IP is not locked out.
     c = await _proxied_client(env, "198.51.100.7")
-    assert await c.cmd("AUTH PLAIN " + b64(f"\0api\0{env.token}")) == reply_line("AUTH_OK")
+    assert await c.cmd(right) == reply_line("AUTH_OK")
     c.writer.close()
+    await env.assert_nothing_stored()
 
 
 async def test_over_quota_account_refused_at_auth(smtp_factory) -> None:
@@ -173,7 +210,7 @@ async def test_too_many_connections_per_account(smtp_factory) -> None:
     assert await c.cmd(ok) == "535 5.7.8 Too many connections per account"
     # Unauthenticated sessions do not count; a closed session frees its slot.
     assert await a.cmd("QUIT") == reply_line("BYE")
-    await a.closed()
+    assert await a.closed()
     for _ in range(50):
         if env.service.slots.held_count(env.account.id) < 2:
             break
@@ -203,7 +240,7 @@ async def test_session_slots_are_released_without_leaks(smtp_factory) -> None:
     assert await _slot_locks(env) == 2
     c = await tls_client(env)
     assert await a.cmd("QUIT") == reply_line("BYE")
-    await a.closed()
+    assert await a.closed()
     assert await c.cmd(ok) == reply_line("AUTH_OK")  # a's slot is free for this process at once
     assert await _slot_locks(env) == 2
     wrong = "AUTH PLAIN " + b64(f"\0api\0{env.token[:-4]}AAAA")
@@ -211,7 +248,7 @@ async def test_session_slots_are_released_without_leaks(smtp_factory) -> None:
     assert await d.cmd(wrong) == reply_line("AUTH_INVALID")
     for client in (b, c):
         assert await client.cmd("QUIT") == reply_line("BYE")
-        await client.closed()
+        assert await client.closed()
     for _ in range(100):  # the flush follows within SessionSlots.FLUSH_DELAY
         if await _slot_locks(env) == 0:
             break

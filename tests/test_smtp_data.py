@@ -11,15 +11,12 @@ import uuid
 
 import aiosmtplib
 import dkim as dkimpy
+import pytest
 
 from mailtrap_smtp import dkim
 from mailtrap_smtp.signing import key_aad
 from mailtrap_smtp.store import domains
-from tests import smtp_util
 from tests.smtp_util import SENDER, Env, RawClient, message, reply_line, use_quota
-
-smtp = smtp_util.smtp  # fixture
-smtp_factory = smtp_util.smtp_factory  # fixture
 
 
 async def send_aiosmtplib(env: Env, raw: bytes, rcpts: list[str], *, sender: str = SENDER) -> str:
@@ -91,26 +88,32 @@ async def test_oversized_custom_variables_are_ignored(smtp: Env) -> None:
     assert b"X-MT-" not in bytes(row["raw"])
 
 
-async def test_from_header_policy(smtp_factory) -> None:
-    env = await smtp_factory(smtp={"max_errors": 100})
-    await domains.create(env.pool, env.account.id, "second.test", verification_token="t", dns_skipped=True)
-    cases = [
-        (b"To: a@dest.test\r\n\r\nno from\r\n", "FROM_HEADER_MISMATCH"),
-        (b"From: a@example.com\r\nFrom: b@example.com\r\n\r\nx\r\n", "FROM_HEADER_MISMATCH"),
-        (b"From: a@other.test\r\n\r\nx\r\n", "FROM_HEADER_MISMATCH"),
-        (b"From: a@sub.example.com\r\n\r\nx\r\n", "FROM_HEADER_MISMATCH"),
-        (b"From: a@example.com, b@example.com\r\n\r\nx\r\n", "FROM_HEADER_MISMATCH"),
-        (b"From: not an address\r\n\r\nx\r\n", "FROM_HEADER_MISMATCH"),
-        (b"", "FROM_HEADER_MISMATCH"),
-    ]
-    c = await open_data(env)
-    for body, expected in cases:
-        await c.send(body + b".\r\n")
-        assert await c.reply() == reply_line(expected), body
-        assert reply_line(expected) == "550 5.7.1 From: Header does not match the sender's domain"
-        for line in (f"MAIL FROM:<{SENDER}>", "RCPT TO:<a@dest.test>", "DATA"):
-            await c.cmd(line)
-    await env.assert_nothing_stored()
+FROM_CASES = [
+    ("no From", b"To: a@dest.test\r\n\r\nno from\r\n", "FROM_HEADER_COUNT"),
+    ("two From", b"From: a@example.com\r\nFrom: b@example.com\r\n\r\nx\r\n", "FROM_HEADER_COUNT"),
+    ("empty message", b"", "FROM_HEADER_COUNT"),
+    ("other domain", b"From: a@other.test\r\n\r\nx\r\n", "FROM_HEADER_MISMATCH"),
+    ("subdomain", b"From: a@sub.example.com\r\n\r\nx\r\n", "FROM_HEADER_MISMATCH"),
+    ("two addresses", b"From: a@example.com, b@example.com\r\n\r\nx\r\n", "FROM_HEADER_MISMATCH"),
+    ("not an address", b"From: not an address\r\n\r\nx\r\n", "FROM_HEADER_MISMATCH"),
+]
+
+
+@pytest.mark.parametrize(("body", "expected"), [c[1:] for c in FROM_CASES], ids=[c[0] for c in FROM_CASES])
+async def test_from_header_policy(smtp: Env, body: bytes, expected: str) -> None:
+    c = await open_data(smtp)
+    await c.send(body + b".\r\n")
+    assert await c.reply() == reply_line(expected)
+    assert reply_line(expected) == {
+        "FROM_HEADER_COUNT": "550 5.6.0 Message must have exactly one From: header",
+        "FROM_HEADER_MISMATCH": "550 5.7.1 From: Header does not match the sender's domain"}[expected]
+    c.writer.close()
+    await smtp.assert_nothing_stored()
+
+
+async def test_from_on_another_sending_domain_of_the_account(smtp: Env) -> None:
+    await domains.create(smtp.pool, smtp.account.id, "second.test", verification_token="t", dns_skipped=True)
+    c = await open_data(smtp)
     # Another sending domain of the same account is fine, case-insensitively.
     await c.send(b"From: \"X\" <a@SECOND.test>\r\n\r\nx\r\n.\r\n")
     assert (await c.reply()).startswith("250 2.0.0 Ok: queued as ")

@@ -6,7 +6,7 @@ import multiprocessing
 from typing import Any
 
 from mailtrap_smtp.smtp import peers
-from mailtrap_smtp.smtp.peers import Admission, FailureTable, PeerTable
+from mailtrap_smtp.smtp.peers import Admission, PeerTable, WindowTable
 
 
 def test_cap_per_address() -> None:
@@ -63,29 +63,29 @@ def test_count_is_shared_between_processes() -> None:
 
 def test_failure_window_opens_at_the_first_failure() -> None:
     now = [1000.0]
-    table = FailureTable(3, 60.0, clock=lambda: now[0])
+    table = WindowTable(3, 60.0, clock=lambda: now[0])
     for _ in range(2):
-        table.record_failure("192.0.2.1")
+        table.record("192.0.2.1")
     assert not table.blocked("192.0.2.1")
     now[0] += 30
-    table.record_failure("192.0.2.1")
+    table.record("192.0.2.1")
     assert table.blocked("192.0.2.1") and not table.blocked("192.0.2.2")
     now[0] += 29.9  # still inside the window that opened at the first failure
     assert table.blocked("192.0.2.1")
     now[0] += 0.2
     assert not table.blocked("192.0.2.1")
-    table.record_failure("192.0.2.1")  # a new window, counted from one
+    table.record("192.0.2.1")  # a new window, counted from one
     assert not table.blocked("192.0.2.1")
 
 
 def _child_fails(shared: Any, n: int) -> None:
-    table = FailureTable(10, 600.0, shared)
+    table = WindowTable(10, 600.0, shared)
     for _ in range(n):
-        table.record_failure("203.0.113.5")
+        table.record("203.0.113.5")
 
 
 def test_failures_are_shared_between_processes() -> None:
-    shared = FailureTable.shared()
+    shared = WindowTable.shared()
     _run_in_two_processes(_child_fails, shared, 5)
-    assert FailureTable(10, 600.0, shared).blocked("203.0.113.5")
-    assert not FailureTable(11, 600.0, shared).blocked("203.0.113.5")
+    assert WindowTable(10, 600.0, shared).blocked("203.0.113.5")
+    assert not WindowTable(11, 600.0, shared).blocked("203.0.113.5")

@@ -27,12 +27,15 @@ import functools
 import logging
 import re
 import ssl
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import aiosmtplib
 import dns.exception
 import dns.name
 
+from ..headers import header_bytes, parse_header
 from . import bounces
 
 log = logging.getLogger(__name__)
@@ -112,6 +115,7 @@ class ConnectFailed(Exception):
         super().__init__(reply)
         self.reply = reply
         self.category = category
+        self.tls_policy: dict[str, Any] = {}  # set by delivery/tlspolicy.py: what was required and why
 
 
 @functools.cache
@@ -148,6 +152,7 @@ class Session:
     tls_version: str | None
     transactions: int = 0
     broken: bool = field(default=False)
+    tls_policy: dict[str, Any] = field(default_factory=dict)  # delivery/tlspolicy.py's outcome
     _dirty: bool = field(default=False)  # a transaction was left open (needs RSET)
 
     @property
@@ -157,8 +162,10 @@ class Session:
     async def send(self, mail_from: str, rcpts: list[str], raw: bytes) -> list[RcptResult]:
         """One transaction: MAIL, RCPT per recipient, DATA once; one result per recipient.
 
-        The server's dot-unstuffing (RFC 5321 §4.5.2) gives back exactly `raw`: aiosmtplib doubles
-        every leading dot and sends CRLF line ends only (bare CR/LF become CRLF).
+        The server's dot-unstuffing (RFC 5321 §4.5.2) gives back exactly `raw`: aiosmtplib's `data()`
+        doubles every leading dot, including that of a lone "." line a bare-LF client left inside a
+        message (smtp/datareader.py), so stored text never ends the remote DATA early; `raw` has CRLF
+        line ends only (submission refuses anything else), so the bytes DKIM signed are the bytes sent.
         """
         smtp = self.smtp
         results: dict[str, RcptResult] = {}
@@ -176,7 +183,7 @@ class Session:
                 return [RcptResult(r, 553, text) for r in rcpts]
             options.append("SMTPUTF8")
             encoding = "utf-8"
-        elif smtp.supports_extension("smtputf8") and not _header_section(raw).isascii():
+        elif smtp.supports_extension("smtputf8") and not header_bytes(parse_header(raw)).isascii():
             options.append("SMTPUTF8")  # RFC 6532 UTF-8 header fields travel under SMTPUTF8 (RFC 6531 §3.4)
         if not raw.isascii() and smtp.supports_extension("8bitmime"):
             options.append("BODY=8BITMIME")  # RFC 6152
@@ -263,11 +270,6 @@ class Session:
             self.smtp.close()
 
 
-def _header_section(raw: bytes) -> bytes:
-    end = raw.find(b"\r\n\r\n")
-    return raw if end < 0 else raw[:end]
-
-
 def _describe(e: BaseException) -> str:
     if isinstance(e, aiosmtplib.SMTPResponseException):
         return _reply_text(e.code, e.message)
@@ -279,9 +281,12 @@ def _describe(e: BaseException) -> str:
 
 async def open_session(targets: list[Target], *, helo: str, require_tls: bool,
                        verify_context: ssl.SSLContext | None, connect_timeout: float,
-                       command_timeout: float) -> Session:
+                       command_timeout: float, tls_context: ssl.SSLContext | None = None,
+                       check_peer: Callable[[Target, Any], str | None] | None = None) -> Session:
     """Connect to the first target that works, in order (RFC 5321 §5.1: MX order, then addresses).
 
+    `tls_context` replaces the context the rules above choose, and `check_peer(target, ssl_object)`
+    judges the handshake (a reason string refuses it): DANE (delivery/dane.py) needs both.
     Raises ConnectFailed with the last reason when none does.
     """
     last = "no address to connect to"
@@ -301,13 +306,16 @@ async def open_session(targets: list[Target], *, helo: str, require_tls: bool,
                     await smtp.helo()  # a pre-ESMTP server (RFC 5321 §3.2)
                 tls_version = None
                 if use_tls and smtp.supports_extension("starttls"):
-                    ctx = verify_context if (require_tls and verify_context is not None) else (
-                        verifying_context() if require_tls else opportunistic)
+                    ctx = tls_context or (verify_context if (require_tls and verify_context is not None) else (
+                        verifying_context() if require_tls else opportunistic))
                     try:
                         await smtp.starttls(server_hostname=t.name, tls_context=ctx)
                     except (ssl.SSLError, ssl.CertificateError, aiosmtplib.SMTPResponseException,
                             aiosmtplib.SMTPServerDisconnected) as e:
                         raise _TlsFailed(_describe(e)) from e
+                    problem = check_peer(t, smtp.get_transport_info("ssl_object")) if check_peer else None
+                    if problem:
+                        raise _TlsFailed(problem)
                     await smtp.ehlo()  # RFC 3207 §4.2: forget what was said before TLS
                     ssl_object = smtp.get_transport_info("ssl_object")
                     tls_version = ssl_object.version() if ssl_object is not None else "unknown"

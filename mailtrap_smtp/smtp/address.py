@@ -78,10 +78,10 @@ def parse_command_path(arg: bytes, prefix: bytes) -> tuple[str, list[tuple[str, 
     if raw_params and not raw_params.startswith(b" "):
         return replies.RECIPIENT_SYNTAX
     if not raw_params.isascii():
-        return replies.SYNTAX
+        return replies.BAD_PARAMETER
     for item in raw_params.decode("ascii").split():
         key, eq, value = item.partition("=")
         if not _KEYWORD.fullmatch(key) or (eq and not _VALUE.fullmatch(value)):
-            return replies.SYNTAX
+            return replies.BAD_PARAMETER  # RFC 3463 X.5.4: invalid command arguments
         params.append((key.upper(), value if eq else None))
     return path, params

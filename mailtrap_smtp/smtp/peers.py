@@ -1,27 +1,31 @@
-"""Per-client-IP state shared by the processes of one `serve`: live connections and AUTH failures.
+"""Per-client state shared by the processes of one `serve`: live connections, new connections per
+minute (Postfix anvil's `smtpd_client_connection_rate_limit`) and AUTH failures.
 
 `serve --processes N` runs N processes on the same ports (SO_REUSEPORT), and the kernel spreads a
 client's connections over them, so per-process counts would let one IP hold N times
-`limits.connections_per_ip` connections and make N times `limits.auth_failures_per_ip` guesses.
-Both tables live in shared memory that the parent creates before it starts the processes
-(`shared()`), each guarded by an inter-process lock; a connect, disconnect or failed AUTH is a few
-microseconds under it. (Across nodes the limits are per node, like Postfix's anvil.)
+`limits.connections_per_ip` connections, open N times `limits.connection_rate_per_ip` a minute and
+make N times `limits.auth_failures_per_ip` guesses. The tables live in shared memory that the
+parent creates before it starts the processes (`shared()`), each guarded by an inter-process lock;
+a connect, disconnect or failed AUTH is a few microseconds under it. (Across nodes the limits are
+per node, like Postfix's anvil.)
 
-Layout: `BUCKETS` buckets of `WAYS` entries, each entry starting with the client address as 16 bytes
-(IPv4 as an IPv4-mapped IPv6 address). The bucket is chosen with CRC-32, which, unlike `hash()`, is
-the same in every process. A bucket whose entries are all in use cannot track one more address:
-that client is let in uncounted rather than refused for a stranger's traffic; with 4096 x 8 entries
-that takes thousands of concurrent clients.
+Layout: `BUCKETS` buckets of `WAYS` entries, each entry starting with the key as 16 bytes (an IPv4
+address as an IPv4-mapped IPv6 address; any other key, e.g. "IP/token id", as a BLAKE2b digest).
+The bucket is chosen with CRC-32, which, unlike `hash()`, is the same in every process. A bucket
+whose entries are all in use cannot track one more key: that client is let in uncounted rather
+than refused for a stranger's traffic; with 4096 x 8 entries that takes thousands of concurrent
+clients.
 
 Each process also keeps, in a ledger of its own in the same shared memory, how many of each
-entry's connections are its own, so that when one dies (kill -9, the OOM killer) the parent takes
-exactly its share out of the counts (`forget_process`) before starting its replacement; the
-connections of the other processes stay counted.
+`PeerTable` entry's connections are its own, so that when one dies (kill -9, the OOM killer) the
+parent takes exactly its share out of the counts (`forget_process`) before starting its
+replacement; the connections of the other processes stay counted.
 """
 
 from __future__ import annotations
 
 import enum
+import hashlib
 import ipaddress
 import multiprocessing
 import struct
@@ -53,26 +57,33 @@ def _bucket(key: bytes, entry_size: int) -> int:
 def _key(ip: str) -> bytes:
     try:
         addr = ipaddress.ip_address(ip)
-    except ValueError:  # not an IP (e.g. a Unix socket peer): a stable 16-byte digest of the text
-        return zlib.crc32(ip.encode()).to_bytes(4, "big") * 4
+    except ValueError:  # not an IP (a Unix socket peer, or "IP/token id"): a stable 16-byte digest
+        return hashlib.blake2b(ip.encode(), digest_size=16).digest()
     if isinstance(addr, ipaddress.IPv4Address):
         return bytes(10) + b"\xff\xff" + addr.packed
     return addr.packed
 
 
-SharedState = tuple[tuple[Any, Any], tuple[Any, Any], Any]
+def brake_key(ip: str, public_id: str | None) -> str:
+    """The AUTH-failure key: the token's public id with the IP, so that an app with a valid token
+    behind the same NAT as a guesser keeps working; the IP alone when the id is unknown."""
+    return ip if public_id is None else f"{ip}/{public_id}"
+
+
+SharedState = tuple[tuple[Any, Any], tuple[Any, Any], tuple[Any, Any], Any]
 
 
 def shared_state(processes: int = 1) -> SharedState:
-    """The memory both tables use, created by the parent of several processes and passed to each;
-    the third part is the per-process ledger of `PeerTable` (one count per entry per process)."""
+    """The memory the tables use (live connections, AUTH failures, connection rate), created by the
+    parent of several processes and passed to each; the fourth part is the per-process ledger of
+    `PeerTable` (one count per entry per process)."""
     ledger = multiprocessing.get_context("spawn").RawArray("i", BUCKETS * WAYS * max(1, processes))
-    return PeerTable.shared(), FailureTable.shared(), ledger
+    return PeerTable.shared(), WindowTable.shared(), WindowTable.shared(), ledger
 
 
 def forget_process(shared: SharedState, index: int) -> None:
     """Take the connections that process `index` counted out of the shared counts (it died)."""
-    (memory, lock), _, ledger = shared
+    (memory, lock), _, _, ledger = shared
     PeerTable((memory, lock), ledger=ledger, index=index).forget_own()
 
 
@@ -158,11 +169,12 @@ class PeerTable:
             return self._live(key)[1]
 
 
-class FailureTable:
-    """AUTH failures per client IP in a window of `window` seconds that opens at the first failure.
+class WindowTable:
+    """Events per key (a client IP, or "IP/token id") in a window of `window` seconds that opens at
+    the key's first event: AUTH failures, new connections.
 
-    A fixed window rather than a sliding one, so that an entry is three numbers: an address blocked
-    after `max_failures` failures stays blocked until `window` seconds after its first failure, and
+    A fixed window rather than a sliding one, so that an entry is three numbers: a key blocked
+    after `max_failures` events stays blocked until `window` seconds after its first one, and
     the count then starts again from zero.
     """
 
@@ -190,7 +202,12 @@ class FailureTable:
                     return bool(count >= self._max)
         return False
 
-    def record_failure(self, ip: str) -> None:
+    def record(self, ip: str) -> None:
+        self.hit(ip, cap=False)
+
+    def hit(self, ip: str, *, cap: bool = True) -> bool:
+        """Count one event; True if the key was already at its limit (with `cap`, then not counted,
+        so a refused flood does not extend its own count)."""
         key = _key(ip)
         base = _bucket(key, _FAILURES.size)
         mem = self._memory
@@ -202,9 +219,12 @@ class FailureTable:
                 addr, count, start = _FAILURES.unpack_from(mem, off)
                 live = count > 0 and now - start < self._window
                 if live and addr == key:
-                    _FAILURES.pack_into(mem, off, key, count + 1, start)
-                    return
+                    over = bool(count >= self._max)
+                    if not (over and cap):
+                        _FAILURES.pack_into(mem, off, key, count + 1, start)
+                    return over
                 if not live and (free < 0 or addr == key):
                     free = off  # an expired entry of this address, or any free one
             if free >= 0:
                 _FAILURES.pack_into(mem, free, key, 1, now)
+            return self._max <= 0

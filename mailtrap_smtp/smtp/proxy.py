@@ -1,8 +1,9 @@
 """PROXY protocol v1 (text) and v2 (binary) headers, from trusted proxies only.
 
 haproxy.org/download/2.9/doc/proxy-protocol.txt. A connection whose real peer is listed in
-`server.proxy_protocol_from` MUST start with a header (else it is closed); every other peer is
-never parsed for one, so a client cannot spoof its address. LOCAL / UNKNOWN headers keep the
+`server.proxy_protocol_from` MUST start with a header on a listener with `proxy_protocol = true`
+(else it is closed), within `server.proxy_header_timeout_seconds`; every other peer is never
+parsed for one, so a client cannot spoof its address. LOCAL / UNKNOWN headers keep the
 real peer address.
 """
 
@@ -16,6 +17,9 @@ from collections.abc import Awaitable, Callable
 
 V2_SIGNATURE = b"\r\n\r\n\x00\r\nQUIT\n"
 V1_MAX = 107
+# Addresses take at most 216 bytes (AF_UNIX); the rest is TLVs, a few dozen bytes from real proxies
+# (AWS, GCP, HAProxy with SSL info). A header announcing more is refused before reading it.
+V2_LENGTH_MAX = 512
 
 
 class ProxyError(Exception):
@@ -77,6 +81,8 @@ async def read_header(read: ReadExactly, peer_ip: str) -> str:
     head = await read(12)
     if head == V2_SIGNATURE:
         ver_cmd, fam, length = struct.unpack("!BBH", await read(4))
+        if length > V2_LENGTH_MAX:
+            raise ProxyError("header too long")
         body = await read(length)
         if ver_cmd >> 4 != 2:
             raise ProxyError("bad version")

@@ -2,14 +2,15 @@
 
 Each configured listener binds with SO_REUSEPORT so `serve --processes N` runs N processes on the
 same ports. `implicit` listeners do TLS from the first byte (port 465 style); `starttls` listeners
-start in plaintext. The per-IP connection cap and AUTH-failure window hold across the processes of
-one `serve` (shared memory, `peers.py`); the per-account session cap is cluster-wide (PostgreSQL
-advisory locks, `auth.py`).
+start in plaintext. The per-IP connection cap, new-connection rate and AUTH-failure windows hold
+across the processes of one `serve` (shared memory, `peers.py`); the per-account session cap is
+cluster-wide (PostgreSQL advisory locks, `auth.py`).
 
-PROXY protocol (`server.proxy_protocol_from`): a trusted peer must open with a v1 or v2 header and
-the session is keyed on the address it announces; anyone else is keyed on the real peer and never
-parsed for a header. On implicit-TLS listeners the header precedes the handshake, so when proxies
-are configured those listeners accept by themselves (`_AcceptLoop`) and read the header with
+PROXY protocol (per listener, `proxy_protocol = true`; trusted proxies in `server.proxy_protocol_from`):
+there a trusted peer must open with a v1 or v2 header within `server.proxy_header_timeout_seconds`
+and the session is keyed on the address it announces; anyone else is keyed on the real peer and
+never parsed for a header. On implicit-TLS listeners the header precedes the handshake, so proxied
+implicit listeners accept by themselves (`_AcceptLoop`) and read the header with
 exact-size reads from the raw socket before any transport exists: the ClientHello behind it (often
 in the same segment) stays in the kernel for the TLS layer. This works the same on both event
 loops (`server.event_loop`).
@@ -36,7 +37,7 @@ from ..auth import Authenticator, SessionSlots
 from ..config import Config
 from ..submission import Submission
 from . import proxy
-from .peers import Admission, FailureTable, PeerTable, SharedState
+from .peers import Admission, PeerTable, SharedState, WindowTable
 from .session import Session
 from .tls import TlsContexts
 
@@ -99,6 +100,8 @@ class Listener:
     address: str
     port: int  # the bound port (differs from the configured one when a test asks for port 0)
     mode: str
+    proxy: bool = False  # trusted peers must send a PROXY header first
+    stream: str = ""  # config.Listener.stream: "" serves each token's own stream
 
     @property
     def label(self) -> str:
@@ -120,9 +123,10 @@ class SmtpService:
         self.authenticator = Authenticator(pool)
         self.slots = SessionSlots(pool, cfg.limits.connections_per_account)
         # Per-IP state shared with the other processes of this `serve` when it runs several (peers.py).
-        self.peers = PeerTable(shared[0], ledger=shared[2], index=process_index) if shared else PeerTable()
-        self.auth_failures = FailureTable(cfg.limits.auth_failures_per_ip, cfg.limits.auth_failure_window_seconds,
-                                          shared[1] if shared else None)
+        self.peers = PeerTable(shared[0], ledger=shared[3], index=process_index) if shared else PeerTable()
+        self.auth_failures = WindowTable(cfg.limits.auth_failures_per_ip, cfg.limits.auth_failure_window_seconds,
+                                         shared[1] if shared else None)
+        self.connection_rate = WindowTable(cfg.limits.connection_rate_per_ip, 60.0, shared[2] if shared else None)
         self._proxies = [ipaddress.ip_network(a, strict=False) for a in cfg.server.proxy_protocol_from]
         self.listeners: list[Listener] = []
         self._servers: list[Any] = []  # asyncio.Server or _AcceptLoop
@@ -139,12 +143,12 @@ class SmtpService:
             port = conf.port if self._port_override is None else self._port_override
             # Implicit TLS is done by asyncio from the first byte unless PROXY headers may come
             # first (they precede the TLS handshake); then the session starts TLS itself.
-            ssl_ctx = self.tls.front if conf.mode == "implicit" and not self._proxies else None
-            lst = Listener(conf.address, port, conf.mode)
+            ssl_ctx = self.tls.front if conf.mode == "implicit" and not conf.proxy_protocol else None
+            lst = Listener(conf.address, port, conf.mode, conf.proxy_protocol, conf.stream)
             on_connect = functools.partial(self._on_connect, lst)
             handshake_timeout = self.cfg.smtp.tls_handshake_timeout_seconds
             server: Any
-            if conf.mode == "implicit" and self._proxies:
+            if conf.mode == "implicit" and conf.proxy_protocol:
                 server = _AcceptLoop(_listening_socket(conf.address, port),
                                      functools.partial(self._on_implicit_socket, lst))
             else:
@@ -181,9 +185,9 @@ class SmtpService:
             tls = writer.get_extra_info("ssl_object") is not None
             if tls:
                 metrics.TLS_HANDSHAKES.labels("success").inc()
-            if self._proxies and proxy.trusted(client_ip, self._proxies):
+            if lst.proxy and proxy.trusted(client_ip, self._proxies):
                 try:
-                    async with asyncio.timeout(self.cfg.smtp.command_timeout_seconds):
+                    async with asyncio.timeout(self.cfg.server.proxy_header_timeout_seconds):
                         client_ip = await proxy.read_header(proxy.stream_reader(reader), client_ip)
                 except (proxy.ProxyError, TimeoutError, OSError):
                     metrics.SMTP_CONNECTIONS_REFUSED.labels("proxy_header").inc()
@@ -200,7 +204,7 @@ class SmtpService:
                 return
             if proxy.trusted(client_ip, self._proxies):
                 try:
-                    async with asyncio.timeout(self.cfg.smtp.command_timeout_seconds):
+                    async with asyncio.timeout(self.cfg.server.proxy_header_timeout_seconds):
                         client_ip = await proxy.read_header(proxy.socket_reader(sock), client_ip)
                 except (proxy.ProxyError, TimeoutError, OSError):
                     metrics.SMTP_CONNECTIONS_REFUSED.labels("proxy_header").inc()
@@ -231,15 +235,12 @@ class SmtpService:
                 writer.transport.abort()
                 return
             metrics.SMTP_CONNECTIONS.labels(lst.label).inc()
+            if self.connection_rate.hit(client_ip):
+                await self._refuse(writer, replies.CONNECTION_RATE_IP, "rate_per_ip")
+                return
             admission = self.peers.enter(client_ip, self.cfg.limits.connections_per_ip)
             if admission is Admission.REFUSED:
-                metrics.SMTP_CONNECTIONS_REFUSED.labels("per_ip").inc()
-                metrics.MESSAGES_REJECTED.labels(replies.TOO_MANY_CONNECTIONS_IP.name).inc()
-                writer.write(replies.TOO_MANY_CONNECTIONS_IP.wire())
-                with contextlib.suppress(Exception):
-                    async with asyncio.timeout(1.0):
-                        await writer.drain()
-                writer.close()
+                await self._refuse(writer, replies.TOO_MANY_CONNECTIONS_IP, "per_ip")
                 return
             counted = admission is Admission.COUNTED
             session = Session(self, lst, reader, writer, client_ip, tls=tls)
@@ -256,6 +257,17 @@ class SmtpService:
         finally:
             if counted:
                 self.peers.leave(client_ip)
+
+    @staticmethod
+    async def _refuse(writer: asyncio.StreamWriter, reply: replies.Reply, reason: str) -> None:
+        """Answer a connection refused at connect time, then close it."""
+        metrics.SMTP_CONNECTIONS_REFUSED.labels(reason).inc()
+        metrics.MESSAGES_REJECTED.labels(reply.name).inc()
+        writer.write(reply.wire())
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(1.0):
+                await writer.drain()
+        writer.close()
 
     async def stop(self, grace_seconds: float) -> None:
         """Stop accepting, tell idle sessions 421, let transactions finish within the grace bound."""

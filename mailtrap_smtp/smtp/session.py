@@ -6,18 +6,14 @@ behind STARTTLS is provably discarded, and DATA is read in large chunks.
 
 Reading. Commands are read from our own buffer filled with 64 KiB reads; a command line is at most
 512 octets (RFC 5321 §4.5.3.1.4), an AUTH line at most 12288 (RFC 4954 §4); longer lines are
-discarded up to their end and answered `LINE_TOO_LONG`. Command lines may end in CRLF or LF; a CR
+discarded up to their end and answered `LINE_TOO_LONG`. Command lines may end in CRLF, or in a bare
+LF when `smtp.bare_newline = "normalize"` (Postfix 3.9's default; `BARE_NEWLINE` otherwise); a CR
 or NUL inside one is refused (`BAD_CHARACTERS`). Every read has a timeout: the command timeout,
 capped by the absolute session deadline, and during DATA by the minimum data rate.
 
-DATA reader. DATA is read in chunks and scanned for the one terminator RFC 5321 §4.1.1.4 defines,
-CRLF "." CRLF (the DATA line's CRLF counts, so "." CRLF right away is an empty message). Only that
-exact sequence ends DATA. Any other would-be terminator (`\\n.\\n`, `\\r.\\r`, `\\n.\\r\\n`,
-`\\r\\n.\\n`, NUL variants: "SMTP smuggling") stays inside the message, which then contains a bare
-CR, bare LF or NUL and is rejected as a whole (`BARE_LINE_ENDING`, see `submission.py`): stray line
-endings are never stored nor relayed. Past the account's size limit the reader stops buffering
-(memory stays bounded: limit + one chunk) but keeps scanning, and answers `SIZE_EXCEEDED` only after
-the final dot, as RFC 5321 §4.5.3.1.10 asks. Dot-unstuffing is one `bytes.replace`.
+DATA reader. DATA is read in chunks and handed to `datareader.DataReader`, which finds the one
+terminator (CRLF "." CRLF), settles line endings per `smtp.bare_newline` and undoes dot-stuffing;
+any other would-be terminator ("SMTP smuggling") stays inside the one message as text.
 
 Writing. Each reply is written then drained under the command timeout with a 64 KiB transport
 high-water mark, so a client that stops reading is cut off instead of growing our buffers.
@@ -26,17 +22,19 @@ high-water mark, so a client that stops reading is cut off instead of growing ou
 from __future__ import annotations
 
 import asyncio
-import binascii
 import logging
 import re
 import time
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from .. import metrics, replies
-from ..auth import DB_ERRORS, AuthOutcome, Principal
+from .. import metrics, replies, tokens
+from ..auth import AuthOutcome, Principal
+from ..outcomes import Outcome, Rejected
 from ..replies import Reply
-from ..submission import Rejected, rfc5322_now
-from . import address
+from ..submission import Envelope, rfc5322_now
+from . import address, sasl
+from .datareader import DataReader
+from .peers import brake_key
 
 if TYPE_CHECKING:
     from .server import Listener, SmtpService
@@ -49,7 +47,6 @@ READ_SIZE = 65536
 DATA_READ_SIZE = 262144
 WRITE_HIGH_WATER = 65536
 DATA_RATE_GRACE_MAX = 5.0  # seconds before the minimum data rate applies (TCP slow start etc.)
-_TERMINATOR = b"\r\n.\r\n"
 _HELO_SAFE = re.compile(r"[^A-Za-z0-9.\-_:\[\]]")
 _CONTROL = re.compile(rb"[\x00-\x08\x0a-\x1f]")  # control characters but HTAB, in a command line
 _PRE_TLS_ALLOWED = {"EHLO", "HELO", "NOOP", "STARTTLS", "QUIT", "RSET"}
@@ -83,13 +80,13 @@ class Session:
         self.idle = False
         self.closing = False
         self.errors = 0
+        self.junk = 0  # NOOP, RSET, VRFY, HELP since the last accepted message
         self.auth_failures = 0
         self.messages = 0
         self.helo: str | None = None
         self.esmtp = False
         self.principal: Principal | None = None
         self.slot: int | None = None
-        self.domain_cache: dict[str, int | None] = {}
         self.quota_left: int | None = None
         self._tls_text: str | None = None
         self._loop = asyncio.get_running_loop()
@@ -100,6 +97,7 @@ class Session:
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = 0.0
         self._timed_out = False
+        self._reject_bare_lf = self.cfg.smtp.bare_newline == "reject"
         self._reset_transaction()
         self._set_write_limits()
 
@@ -158,12 +156,16 @@ class Session:
             self.writer.close()
         raise _Close
 
-    def _read_timeout(self) -> tuple[float, Reply, str]:
+    def _read_timeout(self, line_until: float | None = None) -> tuple[float, Reply, str]:
+        """How long the next read may wait, and what to answer when it is over: the session
+        deadline, or the command timeout counted from `line_until` (the end allowed for the whole
+        command line, so a client dripping a byte at a time cannot hold the session) or from now."""
         now = time.monotonic()
         left = self.deadline - now
-        if left <= self.cfg.smtp.command_timeout_seconds:
+        command = self.cfg.smtp.command_timeout_seconds if line_until is None else line_until - now
+        if left <= command:
             return max(left, 0.0), replies.SESSION_DEADLINE, "session_deadline"
-        return self.cfg.smtp.command_timeout_seconds, replies.IDLE_TIMEOUT, "idle_timeout"
+        return max(command, 0.0), replies.IDLE_TIMEOUT, "idle_timeout"
 
     async def _read(self, size: int, within: float, reply: Reply, reason: str) -> bytes:
         """`reader.read(size)`, but after `within` seconds without data `reply` is sent and the
@@ -206,8 +208,8 @@ class Session:
             self._timer_at = until
             self._timer = self._loop.call_at(until, self._on_timer)
 
-    async def _fill(self, size: int = READ_SIZE) -> None:
-        timeout, reply, reason = self._read_timeout()
+    async def _fill(self, line_until: float | None = None, size: int = READ_SIZE) -> None:
+        timeout, reply, reason = self._read_timeout(line_until)
         data = await self._read(size, timeout, reply, reason)
         if not data:
             raise _Close
@@ -228,7 +230,9 @@ class Session:
         return data
 
     async def read_line(self, limit: int) -> bytes | _TooLong:
-        """One line including its LF, or TOO_LONG (the whole over-long line is consumed)."""
+        """One line including its LF, or TOO_LONG (the whole over-long line is consumed); the whole
+        line must arrive within the command timeout."""
+        line_until = time.monotonic() + self.cfg.smtp.command_timeout_seconds
         while True:
             idx = self.buf.find(b"\n", self.pos)
             if idx >= 0:
@@ -238,7 +242,7 @@ class Session:
             if self.pending() > limit:
                 self.take_pending()
                 while True:  # discard up to the end of the line, without buffering it
-                    await self._fill()
+                    await self._fill(line_until)
                     idx = self.buf.find(b"\n")
                     if idx >= 0:
                         self.pos = idx + 1
@@ -248,7 +252,7 @@ class Session:
             try:
                 if self.closing and self.idle:
                     await self.close_with(replies.SHUTTING_DOWN, "shutdown")
-                await self._fill()
+                await self._fill(line_until)
             finally:
                 self.idle = False
 
@@ -280,44 +284,63 @@ class Session:
             slot, self.slot = self.slot, None
             self.svc.slots.release(self.principal.account_id, slot)
 
+    async def respond(self, reply: Reply | None) -> None:
+        """The one place a verb's reply is written: an error counts toward `smtp.max_errors`."""
+        if reply is None:
+            return  # the verb wrote its own reply (EHLO's lines) or none is due
+        if reply.is_error:
+            await self.error(reply)
+        else:
+            await self.send(reply)
+
     async def _dispatch(self, line: bytes | _TooLong) -> None:
+        try:
+            await self.respond(await self._command(line))
+        except (_Close, ConnectionError, OSError):
+            raise
+        except Exception:
+            # handle_exception: internals go to the log, the client gets one fixed line.
+            log.exception("SMTP command failed")
+            await self.error(replies.TEMPORARY_FAILURE)
+
+    async def _command(self, line: bytes | _TooLong) -> Reply | None:
+        """Parse one command line and run its verb; the reply is the verb's."""
         if isinstance(line, _TooLong):
-            await self.error(replies.LINE_TOO_LONG)
-            return
+            return replies.LINE_TOO_LONG
+        if not line.endswith(b"\r\n") and self._reject_bare_lf:
+            return replies.BARE_NEWLINE
         text = line.rstrip(b"\n")
         if text.endswith(b"\r"):
             text = text[:-1]
         verb_end = text.find(b" ")
         verb = (text if verb_end < 0 else text[:verb_end]).upper()
+        if verb in _NON_SMTP and verb_end > 0:
+            # An HTTP request or proxy CONNECT sent to the SMTP port (Postfix smtpd_forbidden_commands).
+            await self.close_with(replies.NON_SMTP_COMMAND, "non_smtp_command")
+        if verb == b"PROXY" and self.listener.proxy:
+            # The proxy sent its header before the session; one inside it is forged (or a loop).
+            await self.close_with(replies.PROXY_IN_SESSION, "proxy_in_session")
         if verb != b"AUTH" and len(line) > COMMAND_LINE_MAX:
-            await self.error(replies.LINE_TOO_LONG)
-            return
+            return replies.LINE_TOO_LONG
         if _CONTROL.search(text):
-            await self.error(replies.BAD_CHARACTERS)
-            return
+            return replies.BAD_CHARACTERS
         arg = b"" if verb_end < 0 else text[verb_end + 1:]
         name = verb.decode("latin-1")
-        try:
-            if name == "BDAT":
-                await self.cmd_bdat(arg)
-                return
-            if not self.tls and name not in _PRE_TLS_ALLOWED:
-                if name in _ALL_VERBS:
-                    await self.error(replies.STARTTLS_REQUIRED)
-                else:
-                    await self.error(replies.UNKNOWN_COMMAND)
-                return
-            handler = _HANDLERS.get(name)
-            if handler is None:
-                await self.error(replies.UNKNOWN_COMMAND)
-                return
-            await handler(self, arg)
-        except (_Close, ConnectionError, OSError):
-            raise
-        except Exception:
-            # handle_exception: internals go to the log, the client gets one fixed line.
-            log.exception("SMTP command %s failed", name[:16])
-            await self.error(replies.TEMPORARY_FAILURE)
+        if name == "BDAT":
+            # CHUNKING is not offered: the chunk that follows is binary data of a length we cannot
+            # trust to skip, and must never be read as commands (RFC 3030 §2): end the session.
+            await self.close_with(replies.BDAT_NOT_SUPPORTED, "bdat")
+        if name in _JUNK:
+            self.junk += 1
+            if self.junk > self.cfg.smtp.junk_command_limit:
+                await self.close_with(replies.TOO_MANY_JUNK_COMMANDS, "junk_commands")
+        if not self.tls and name not in _PRE_TLS_ALLOWED:
+            return replies.STARTTLS_REQUIRED if name in _HANDLERS else replies.UNKNOWN_COMMAND
+        handler = _HANDLERS.get(name)
+        if handler is None:
+            return replies.UNKNOWN_COMMAND
+        reply: Reply | None = await handler(self, arg)
+        return reply
 
     # ------------------------------------------------------------------ commands
 
@@ -331,11 +354,10 @@ class Session:
         ext += ["ENHANCEDSTATUSCODES", "8BITMIME"]
         return ext
 
-    async def cmd_ehlo(self, arg: bytes, *, esmtp: bool = True) -> None:
+    async def cmd_ehlo(self, arg: bytes, *, esmtp: bool = True) -> Reply | None:
         name = arg.strip().decode("latin-1")
         if not name or " " in name:
-            await self.error(replies.HELO_SYNTAX)
-            return
+            return replies.HELO_SYNTAX
         # Only used in our Received header: keep host-name / address-literal characters (':' only
         # inside an IPv6 literal), so nothing a client says can start or shape a header line.
         safe = _HELO_SAFE.sub("", name)
@@ -345,62 +367,40 @@ class Session:
         self.esmtp = esmtp
         self._reset_transaction()
         host = self.cfg.server.hostname
-        if esmtp:
-            await self._send_lines(250, [host, *self._extensions()])
-        else:
-            await self._send_lines(250, [host])
+        await self._send_lines(250, [host, *self._extensions()] if esmtp else [host])
+        return None
 
-    async def cmd_helo(self, arg: bytes) -> None:
-        await self.cmd_ehlo(arg, esmtp=False)
+    async def cmd_helo(self, arg: bytes) -> Reply | None:
+        return await self.cmd_ehlo(arg, esmtp=False)
 
-    async def cmd_noop(self, _arg: bytes) -> None:
-        await self.send(replies.NOOP_OK)
+    async def cmd_noop(self, _arg: bytes) -> Reply:
+        return replies.NOOP_OK
 
-    async def cmd_rset(self, arg: bytes) -> None:
+    async def cmd_rset(self, arg: bytes) -> Reply:
         if arg.strip():
-            await self.error(replies.SYNTAX)
-            return
+            return replies.SYNTAX
         self._reset_transaction()
-        await self.send(replies.RESET_OK)
+        return replies.RESET_OK
 
-    async def cmd_quit(self, _arg: bytes) -> None:
+    async def cmd_quit(self, _arg: bytes) -> NoReturn:
         await self.send(replies.BYE)
         self.writer.close()
         raise _Close
 
-    async def cmd_help(self, _arg: bytes) -> None:
-        await self.send(replies.HELP)
+    async def cmd_help(self, _arg: bytes) -> Reply:
+        return replies.HELP
 
-    async def cmd_vrfy(self, _arg: bytes) -> None:
-        await self.send(replies.VRFY)
+    async def cmd_vrfy(self, _arg: bytes) -> Reply:
+        return replies.VRFY
 
-    async def cmd_expn(self, _arg: bytes) -> None:
-        await self.error(replies.NOT_IMPLEMENTED)
+    async def cmd_expn(self, _arg: bytes) -> Reply:
+        return replies.NOT_IMPLEMENTED
 
-    async def cmd_bdat(self, arg: bytes) -> None:
-        # CHUNKING is not offered. The chunk that follows is binary data, not commands: discard
-        # exactly its size (never interpret it), then refuse; an unparsable size ends the session.
-        parts = arg.split()
-        if not parts or not parts[0].isdigit() or len(parts) > 2 or len(parts[0]) > 12:
-            await self.close_with(replies.BDAT_NOT_SUPPORTED, "bdat")
-        size = int(parts[0])
-        if size > self.cfg.limits.message_size_cap:
-            await self.close_with(replies.BDAT_NOT_SUPPORTED, "bdat")
-        while size:
-            if not self.pending():
-                await self._fill()
-            take = min(size, self.pending())
-            self.pos += take
-            size -= take
-        await self.error(replies.BDAT_NOT_SUPPORTED)
-
-    async def cmd_starttls(self, arg: bytes) -> None:
+    async def cmd_starttls(self, arg: bytes) -> Reply | None:
         if self.tls:
-            await self.error(replies.TLS_ALREADY_ACTIVE)
-            return
+            return replies.TLS_ALREADY_ACTIVE
         if arg.strip():
-            await self.error(replies.SYNTAX)
-            return
+            return replies.SYNTAX
         transport: Any = self.writer.transport
         transport.pause_reading()
         # RFC 3207 §4.2 / CVE-2011-0411: whatever the client sent after STARTTLS in plaintext
@@ -428,309 +428,267 @@ class Session:
         self.helo = None
         self.esmtp = False
         self._reset_transaction()
+        return None
 
     # --- AUTH
 
-    async def _sasl_line(self, challenge: Reply) -> bytes | None:
-        await self.send(challenge)
-        line = await self.read_line(AUTH_LINE_MAX)
-        if isinstance(line, _TooLong):
-            await self.error(replies.LINE_TOO_LONG)
-            return None
-        return line.rstrip(b"\r\n").strip()
+    async def _sasl_response(self, initial: bytes | None, challenge: Reply) -> bytes | Reply:
+        """One client response, base64-decoded (the step PLAIN and LOGIN share): the initial
+        response, or the answer to `challenge`; or the reply that ends the exchange."""
+        if initial is None:
+            await self.send(challenge)
+            line = await self.read_line(AUTH_LINE_MAX)
+            if isinstance(line, _TooLong):
+                return replies.LINE_TOO_LONG
+            if not line.endswith(b"\r\n") and self._reject_bare_lf:
+                return replies.BARE_NEWLINE
+            initial = line.rstrip(b"\r\n").strip()
+        if initial == b"*":
+            return replies.AUTH_CANCELLED  # RFC 4954 §4
+        decoded = sasl.decode(initial)
+        if decoded is None:
+            return await self._auth_failed(replies.AUTH_BAD_BASE64)
+        return decoded
 
-    @staticmethod
-    def _b64(data: bytes) -> bytes | None:
-        if data == b"=":
-            return b""
-        try:
-            return binascii.a2b_base64(data, strict_mode=True)
-        except (binascii.Error, ValueError):
-            return None
+    async def _credentials(self, mech: bytes, initial: bytes | None) -> bytes | Reply:
+        """The secret the client presents (PLAIN, RFC 4616; LOGIN), or the reply that ends AUTH."""
+        if mech == b"PLAIN":
+            decoded = await self._sasl_response(initial, replies.AUTH_CHALLENGE_EMPTY)
+            if isinstance(decoded, Reply):
+                return decoded
+            plain = sasl.plain(decoded)
+            if plain is sasl.BAD_IDENTITY:
+                return await self._auth_failed(replies.AUTH_BAD_IDENTITY)
+            return plain if isinstance(plain, bytes) else b""
+        user = await self._sasl_response(initial, replies.AUTH_CHALLENGE_USERNAME)
+        if isinstance(user, Reply):
+            return user
+        if not sasl.identity_ok(user):
+            return await self._auth_failed(replies.AUTH_BAD_IDENTITY)
+        return await self._sasl_response(None, replies.AUTH_CHALLENGE_PASSWORD)
 
-    async def _sasl_step(self, initial: bytes | None, challenge: Reply) -> bytes | None:
-        """One client response: the initial response, or the answer to `challenge`.
-
-        None when the exchange is over: the client cancelled with "*" (RFC 4954 §4, answered here)
-        or the line could not be read.
-        """
-        resp = initial if initial is not None else await self._sasl_line(challenge)
-        if resp == b"*":
-            await self.error(replies.AUTH_CANCELLED)
-            return None
-        return resp
-
-    async def cmd_auth(self, arg: bytes) -> None:
+    async def cmd_auth(self, arg: bytes) -> Reply | None:
         if not self.esmtp:
-            await self.error(replies.EHLO_FIRST)
-            return
+            return replies.EHLO_FIRST
         if self.principal is not None:
-            await self.error(replies.AUTH_ALREADY)
-            return
+            return replies.AUTH_ALREADY
         if self.mail_from is not None:
-            await self.error(replies.BAD_SEQUENCE)
-            return
-        if self.svc.auth_failures.blocked(self.client_ip):
-            metrics.AUTH_ATTEMPTS.labels("ip_blocked").inc()
-            await self.close_with(replies.AUTH_IP_BLOCKED, "auth_ip_blocked")
+            return replies.BAD_SEQUENCE
         parts = arg.split()
         if not parts or len(parts) > 2:
-            await self.error(replies.SYNTAX)
-            return
+            return replies.SYNTAX
         mech = parts[0].upper()
-        initial = parts[1] if len(parts) == 2 else None
-        secret: bytes | None
-        if mech == b"PLAIN":
-            resp = await self._sasl_step(initial, replies.AUTH_CHALLENGE_EMPTY)
-            if resp is None:
-                return
-            decoded = self._b64(resp)
-            if decoded is None:
-                await self._auth_failed(replies.AUTH_BAD_BASE64)
-                return
-            fields = decoded.split(b"\0")
-            secret = fields[2] if len(fields) == 3 else None
-        elif mech == b"LOGIN":
-            user = await self._sasl_step(initial, replies.AUTH_CHALLENGE_USERNAME)
-            if user is None:
-                return
-            if self._b64(user) is None:
-                await self._auth_failed(replies.AUTH_BAD_BASE64)
-                return
-            resp = await self._sasl_step(None, replies.AUTH_CHALLENGE_PASSWORD)
-            if resp is None:
-                return
-            secret = self._b64(resp)
-            if secret is None:
-                await self._auth_failed(replies.AUTH_BAD_BASE64)
-                return
-        else:
-            await self.error(replies.AUTH_MECHANISM)
-            return
+        if mech not in (b"PLAIN", b"LOGIN"):
+            return replies.AUTH_MECHANISM
+        secret = await self._credentials(mech, parts[1] if len(parts) == 2 else None)
+        if isinstance(secret, Reply):
+            return secret
         try:
-            token = secret.decode("ascii") if secret is not None else ""
+            token = secret.decode("ascii")
         except UnicodeDecodeError:
             token = ""
+        # The brake (peers.brake_key): the token id with the IP, the IP alone for unknown ids.
+        brake = brake_key(self.client_ip, tokens.public_id_of(token))
+        await self._unless_blocked(brake)
         outcome, principal, slot = await self.svc.authenticator.authenticate(
-            token, sender_policy=self.svc.submission.sender_policy, slots=self.svc.slots)
+            token, stream=self.listener.stream or None, sender_policy=self.svc.submission.sender_policy,
+            slots=self.svc.slots)
         if outcome is AuthOutcome.OK and principal is not None:
             self.principal, self.slot = principal, slot
             self.quota_left = principal.quota_remaining_at_auth
             metrics.AUTH_ATTEMPTS.labels("success").inc()
-            await self.send(replies.AUTH_OK)
-            return
-        metrics.AUTH_ATTEMPTS.labels(outcome.value).inc()
-        if outcome is AuthOutcome.INVALID:
-            await self._auth_failed(replies.AUTH_INVALID)
-        elif outcome is AuthOutcome.QUOTA:
-            await self.error(replies.QUOTA_EXCEEDED)
-        elif outcome is AuthOutcome.TOO_MANY_CONNECTIONS:
-            await self.error(replies.TOO_MANY_CONNECTIONS_ACCOUNT)
-        else:
-            await self.error(replies.AUTH_TEMPORARY_FAILURE)
+            return replies.AUTH_OK
+        if outcome is AuthOutcome.UNKNOWN_ID and brake != self.client_ip:
+            brake = self.client_ip
+            await self._unless_blocked(brake)
+        # One metric label for both kinds of wrong token, as before the brake told them apart.
+        metrics.AUTH_ATTEMPTS.labels("invalid" if outcome is AuthOutcome.UNKNOWN_ID else outcome.value).inc()
+        if outcome in (AuthOutcome.INVALID, AuthOutcome.UNKNOWN_ID):
+            return await self._auth_failed(replies.AUTH_INVALID, brake)
+        if outcome is AuthOutcome.NOT_ALLOWED:
+            # A real token without sending rights here (other stream, or a read-only token): the
+            # same 535 as Mailtrap's, but no guess, so the brute-force brake does not count it.
+            return replies.AUTH_INVALID
+        if outcome is AuthOutcome.QUOTA:
+            return replies.QUOTA_EXCEEDED
+        if outcome is AuthOutcome.TOO_MANY_CONNECTIONS:
+            return replies.TOO_MANY_CONNECTIONS_ACCOUNT
+        return replies.AUTH_TEMPORARY_FAILURE
 
-    async def _auth_failed(self, reply: Reply) -> None:
+    async def _unless_blocked(self, brake: str) -> None:
+        if self.svc.auth_failures.blocked(brake):
+            metrics.AUTH_ATTEMPTS.labels("ip_blocked").inc()
+            await self.close_with(replies.AUTH_IP_BLOCKED, "auth_ip_blocked")
+
+    async def _auth_failed(self, reply: Reply, brake: str | None = None) -> Reply:
+        """Count a failed AUTH (under `brake`, by default the IP); the last one allowed in this
+        session gets its own reply, then the 421 (the client sees why)."""
         self.auth_failures += 1
-        self.svc.auth_failures.record_failure(self.client_ip)
+        self.svc.auth_failures.record(brake or self.client_ip)
         if self.auth_failures >= self.cfg.limits.auth_failures_per_connection:
+            await self.error(reply)
             await self.close_with(replies.AUTH_TOO_MANY_FAILURES, "auth_failures")
-        await self.error(reply)
+        return reply
 
     # --- mail transaction
 
-    async def _ready_for_mail(self) -> bool:
+    def _not_ready_for_mail(self) -> Reply | None:
+        if self.helo is None:
+            return replies.EHLO_FIRST  # RFC 3207 §4.2: after STARTTLS, EHLO again first
         if self.principal is None:
-            await self.error(replies.AUTH_REQUIRED)
-            return False
-        return True
+            return replies.AUTH_REQUIRED
+        return None
 
-    async def _domain_id(self, domain: str) -> int | None:
-        # Cached per session: one look-up per distinct domain, not one per message.
-        domain = domain.lower()
-        if domain not in self.domain_cache:
-            assert self.principal is not None
-            self.domain_cache[domain] = await self.svc.submission.sender_domain(self.principal, domain)
-        return self.domain_cache[domain]
+    def _mail_params(self, params: list[tuple[str, str | None]]) -> Reply | None:
+        """MAIL FROM parameters (RFC 1870 SIZE, RFC 6152 BODY); bad values are X.5.4 (RFC 3463)."""
+        assert self.principal is not None
+        seen: set[str] = set()
+        for key, value in params:
+            if key in seen:
+                return replies.BAD_PARAMETER
+            seen.add(key)
+            if key == "SIZE":
+                if not value or not value.isdigit() or len(value) > 20:
+                    return replies.BAD_PARAMETER
+                if int(value) > self.principal.max_message_size:
+                    return replies.SIZE_EXCEEDED
+            elif key == "BODY":
+                if (value or "").upper() not in ("7BIT", "8BITMIME"):
+                    return replies.BAD_PARAMETER
+            else:
+                return replies.UNSUPPORTED_PARAMETER  # e.g. SMTPUTF8: not offered (555 5.5.4)
+        return None
 
-    async def cmd_mail(self, arg: bytes) -> None:
-        if not await self._ready_for_mail():
-            return
+    async def cmd_mail(self, arg: bytes) -> Reply | None:
+        refused = self._not_ready_for_mail()
+        if refused is not None:
+            return refused
         assert self.principal is not None
         if self.messages >= self.cfg.limits.messages_per_connection:
             await self.close_with(replies.TOO_MANY_MESSAGES, "too_many_messages")
         if self.mail_from is not None:
-            await self.error(replies.NESTED_MAIL)
-            return
+            return replies.NESTED_MAIL
         parsed = address.parse_command_path(arg, b"FROM:")
         if isinstance(parsed, Reply):
-            await self.error(replies.SENDER_SYNTAX if parsed is replies.RECIPIENT_SYNTAX else parsed)
-            return
+            return replies.SENDER_SYNTAX if parsed is replies.RECIPIENT_SYNTAX else parsed
         path, params = parsed
-        seen: set[str] = set()
-        for key, value in params:
-            if key in seen:
-                await self.error(replies.SYNTAX)
-                return
-            seen.add(key)
-            if key == "SIZE":
-                if not value or not value.isdigit() or len(value) > 20:
-                    await self.error(replies.SYNTAX)
-                    return
-                if int(value) > self.principal.max_message_size:
-                    await self.error(replies.SIZE_EXCEEDED)
-                    return
-            elif key == "BODY":
-                if (value or "").upper() not in ("7BIT", "8BITMIME"):
-                    await self.error(replies.SYNTAX)
-                    return
-            else:
-                await self.error(replies.UNSUPPORTED_PARAMETER)
-                return
+        refused = self._mail_params(params)
+        if refused is not None:
+            return refused
         if not path:
-            await self.error(replies.SENDER_DOMAIN_NOT_ALLOWED)  # null sender: no domain to send as
-            return
+            return replies.SENDER_DOMAIN_NOT_ALLOWED  # null sender: no domain to send as
         try:
-            domain_id = await self._domain_id(path.rpartition("@")[2])
-        except DB_ERRORS:
-            log.warning("sender domain check failed", exc_info=True)
-            await self.error(replies.TEMPORARY_FAILURE)
-            return
+            domain_id = await self.svc.submission.sender_domain(self.principal, path.rpartition("@")[2])
+        except Rejected as r:
+            return replies.OUTCOME_REPLIES[r.outcome]
         if domain_id is None:
-            await self.error(replies.SENDER_DOMAIN_NOT_ALLOWED)
-            return
+            return replies.SENDER_DOMAIN_NOT_ALLOWED
         self.mail_from = path
         self.sender_domain_id = domain_id
-        await self.send(replies.SENDER_OK)
+        return replies.SENDER_OK
 
-    async def cmd_rcpt(self, arg: bytes) -> None:
-        if not await self._ready_for_mail():
-            return
+    async def cmd_rcpt(self, arg: bytes) -> Reply:
+        refused = self._not_ready_for_mail()
+        if refused is not None:
+            return refused
         assert self.principal is not None
         if self.mail_from is None:
-            await self.error(replies.NEED_MAIL)
-            return
+            return replies.NEED_MAIL
         parsed = address.parse_command_path(arg, b"TO:")
         if isinstance(parsed, Reply):
-            await self.error(parsed)
-            return
+            return parsed
         path, params = parsed
         if params:
-            await self.error(replies.UNSUPPORTED_PARAMETER)
-            return
+            return replies.UNSUPPORTED_PARAMETER
         if not path:
-            await self.error(replies.RECIPIENT_SYNTAX)
-            return
+            return replies.RECIPIENT_SYNTAX
         local, _, domain = path.rpartition("@")
         key = f"{local}@{domain.lower()}"
         if key in self.rcpt_keys:
-            await self.send(replies.RECIPIENT_OK)  # duplicates are delivered and charged once
-            return
+            return replies.RECIPIENT_OK  # duplicates are delivered and charged once
         if len(self.recipients) >= self.cfg.limits.recipients_per_message:
-            await self.error(replies.TOO_MANY_RECIPIENTS)
-            return
+            return replies.TOO_MANY_RECIPIENTS
         if self.quota_left is None:
             try:
                 self.quota_left = await self.svc.submission.quota_remaining(self.principal)
-            except DB_ERRORS:
-                log.warning("quota check failed", exc_info=True)
-                await self.error(replies.TEMPORARY_FAILURE)
-                return
+            except Rejected as r:
+                return replies.OUTCOME_REPLIES[r.outcome]
         if len(self.recipients) + 1 > self.quota_left:
-            await self.error(replies.QUOTA_EXCEEDED)
-            return
+            return replies.QUOTA_EXCEEDED
         self.recipients.append(path)
         self.rcpt_keys.add(key)
-        await self.send(replies.RECIPIENT_OK)
+        return replies.RECIPIENT_OK
 
-    async def cmd_data(self, arg: bytes) -> None:
-        if not await self._ready_for_mail():
-            return
+    def _pipelined_past_data(self) -> bool:
+        """Bytes already here after DATA were sent before our 354 (RFC 2920 §3.1: DATA ends a group)."""
+        return bool(self.pending() or getattr(self.reader, "_buffer", b""))
+
+    async def cmd_data(self, arg: bytes) -> Reply:
+        if self._pipelined_past_data():
+            await self.close_with(replies.IMPROPER_PIPELINING, "improper_pipelining")
+        refused = self._not_ready_for_mail()
+        if refused is not None:
+            return refused
         assert self.principal is not None
         if arg.strip():
-            await self.error(replies.SYNTAX)
-            return
+            return replies.SYNTAX
         if self.mail_from is None:
-            await self.error(replies.NEED_MAIL)
-            return
+            return replies.NEED_MAIL
         if not self.recipients:
-            await self.error(replies.NEED_RCPT)
-            return
+            return replies.NEED_RCPT
         await self.send(replies.START_DATA)
-        submission = self.svc.submission
-        submission.expect()
+        envelope = Envelope(mail_from=self.mail_from, sender_domain_id=self.sender_domain_id,
+                            recipients=self.recipients, client_ip=self.client_ip, trace=self._received())
+        recipients = self.recipients
+        principal = self.principal
+        started = 0.0
+
+        async def read() -> bytes:
+            nonlocal started
+            raw = await self._read_data(principal.max_message_size)
+            started = time.monotonic()
+            if raw is None:
+                raise Rejected(Outcome.SIZE_EXCEEDED)
+            return raw
+
         try:
-            raw = await self._read_data(self.principal.max_message_size)
-        except BaseException:
-            submission.not_coming()
-            raise
-        started = time.monotonic()
-        mail_from, recipients, domain_id = self.mail_from, self.recipients, self.sender_domain_id
-        self._reset_transaction()
-        if raw is None:
-            submission.not_coming()
-            await self.error(replies.SIZE_EXCEEDED)
-            return
-        try:
-            accepted = await submission.submit(
-                self.principal, mail_from=mail_from, sender_domain_id=domain_id, recipients=recipients,
-                raw=raw, domain_check=self._domain_id, trace=self._received(), client_ip=self.client_ip,
-                expected=True,
-            )
+            accepted = await self.svc.submission.receive(principal, envelope, read)
         except Rejected as r:
-            await self.error(replies.REPLIES[r.reply])
-            return
+            return replies.OUTCOME_REPLIES[r.outcome]
         except Exception:
             log.exception("accepting a message failed")
-            await self.error(replies.TEMPORARY_FAILURE)
-            return
+            return replies.TEMPORARY_FAILURE
+        finally:
+            self._reset_transaction()
         self.messages += 1
+        self.junk = 0  # NOOP/RSET between messages are no junk (Postfix resets per transaction)
         if self.quota_left is not None:
             self.quota_left -= len(recipients)
         metrics.MESSAGES_ACCEPTED.labels(self.principal.stream).inc()
         metrics.RECIPIENTS_ACCEPTED.labels(self.principal.stream).inc(len(recipients))
         metrics.ACCEPT_LATENCY.observe(time.monotonic() - started)
-        await self.send(replies.QUEUED.format(message_id=accepted.message_id))
+        return replies.QUEUED.format(message_id=accepted.message_id)
 
     async def _read_data(self, limit: int) -> bytes | None:
-        """The unstuffed message, or None if it was larger than `limit` (all of it consumed)."""
-        work = bytearray(b"\r\n")  # the DATA command's own CRLF starts the first line
-        work += self.take_pending()
-        dropped = 0  # bytes no longer kept because the message is over the limit
-        scan = 0
+        """The message (see `datareader`), or None if it was larger than `limit` (all of it consumed)."""
+        reader = DataReader(limit, normalize=self.cfg.smtp.bare_newline == "normalize")
         smtp_cfg = self.cfg.smtp
         rate = smtp_cfg.min_data_rate_bytes_per_second
         grace = min(DATA_RATE_GRACE_MAX, smtp_cfg.command_timeout_seconds)
         started = time.monotonic()
-        while True:
-            idx = work.find(_TERMINATOR, scan)
-            if idx >= 0:
-                self.buf += work[idx + 5:]  # pipelined commands after the dot
-                if dropped:
-                    return None
-                content = bytes(work[2: idx + 2])
-                break
-            scan = max(0, len(work) - 4)
-            if dropped or len(work) - 6 > limit:
-                # Over the limit: keep only the tail that could start the terminator.
-                dropped += len(work) - 4
-                del work[:-4]
-                scan = 0
-            now = time.monotonic()
+        done = reader.feed(self.take_pending())
+        while not done:
             timeout, reply, reason = self._read_timeout()
             if rate > 0:
-                received = len(work) + dropped
-                rate_left = started + grace + received / rate - now
+                rate_left = started + grace + reader.received / rate - time.monotonic()
                 if rate_left < timeout:
                     timeout, reply, reason = max(rate_left, 0.0), replies.DATA_TOO_SLOW, "data_too_slow"
             data = await self._read(DATA_READ_SIZE, timeout, reply, reason)
             if not data:
                 raise _Close
-            work += data
-        if len(content) > limit:
-            return None
-        if content.startswith(b"."):
-            content = content[1:]
-        return content.replace(b"\r\n.", b"\r\n")  # RFC 5321 §4.5.2 transparency
+            done = reader.feed(data)
+        self.buf += reader.rest  # pipelined commands after the dot
+        return reader.message()
 
     def _tls_comment(self) -> str:
         # Computed once per session: the cipher does not change after the handshake.
@@ -776,4 +734,5 @@ _HANDLERS: dict[str, Any] = {
     "RCPT": Session.cmd_rcpt,
     "DATA": Session.cmd_data,
 }
-_ALL_VERBS = set(_HANDLERS) | {"BDAT"}
+_JUNK = {"NOOP", "RSET", "VRFY", "HELP"}  # Postfix smtpd_junk_command_limit
+_NON_SMTP = {b"GET", b"POST", b"HEAD", b"PUT", b"CONNECT"}

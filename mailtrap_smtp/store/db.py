@@ -225,6 +225,11 @@ async def migrate(conn: Conn) -> list[str]:
     return applied_now
 
 
+async def migrations_applied(conn: Conn) -> int:
+    """How many migrations the schema has had applied (all of them, after `migrate`)."""
+    return int(await conn.fetchval("SELECT count(*) FROM schema_migrations"))
+
+
 class Database:
     """The service's PostgreSQL: the configured DSN, or the embedded cluster under data_dir."""
 
