@@ -42,6 +42,7 @@ T = TypeVar("T")
 # Errors that mean "the database is not there right now", as opposed to a bug.
 DB_ERRORS: tuple[type[BaseException], ...] = (
     OSError, asyncpg.PostgresError, asyncpg.InterfaceError, asyncio.TimeoutError,
+    db.Unavailable,  # a statement cut off by the statement bound, or never sent (store/messages.py)
 )
 
 
