@@ -348,6 +348,8 @@ class DomainRechecker:
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
         self._checking = False
+        self._idle = asyncio.Event()  # set while no round is under way
+        self._idle.set()
 
     async def start(self) -> None:
         self._stopping = False
@@ -362,7 +364,9 @@ class DomainRechecker:
             return
         self._stopping = True
         if self._checking and grace > 0:
-            await asyncio.wait({task}, timeout=grace)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(grace):
+                    await self._idle.wait()
         task.cancel()
         # Bounded: cancelled mid-statement on a stalled server, asyncpg waits for the server.
         await asyncio.wait({task}, timeout=2.0)
@@ -394,10 +398,12 @@ class DomainRechecker:
 
         async def round_() -> float:
             self._checking = True
+            self._idle.clear()
             try:
                 await self.run_once()
             finally:
                 self._checking = False
+                self._idle.set()
             return interval
 
         # A failed round (the database gone) is retried with backoff and logged once per outage;
