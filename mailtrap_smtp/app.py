@@ -20,7 +20,7 @@ from .store.db import Database
 
 log = logging.getLogger(__name__)
 
-ROLES = ("all", "smtp", "delivery", "inbound")
+ROLES = ("all", "smtp", "http", "delivery", "inbound")
 
 # Exit status of a process that stopped because a part it needs ended (EX_SOFTWARE, sysexits.h).
 EXIT_LOOP_DIED = 70
@@ -40,7 +40,7 @@ class Service:
     """One process of the service: the parts its role asks for, sharing one pool."""
 
     def __init__(self, cfg: Config, *, role: str = "all", dsn: str = "", process_index: int = 0,
-                 shared: Any = None) -> None:
+                 shared: Any = None, rate_memory: Any = None) -> None:
         if role not in ROLES:
             raise ValueError(f"role must be one of {', '.join(ROLES)}")
         if role == "inbound" and not cfg.inbound.listeners:
@@ -49,6 +49,7 @@ class Service:
         self.role = role
         self.process_index = process_index
         self._shared = shared  # per-IP state shared by the processes of one serve (smtp/peers.py)
+        self._rate_memory = rate_memory  # per-token API request counts, likewise (http/ratelimit.py)
         self.db = Database(dsn or cfg.database.dsn, cfg.data_dir / "pg",
                            pool_min_size=cfg.database.pool_min_size, pool_max_size=cfg.database.pool_max_size,
                            statement_timeout=cfg.database.statement_timeout_seconds)
@@ -56,6 +57,7 @@ class Service:
         self._stop = asyncio.Event()
         self._parts: list[Any] = []
         self.smtp: Any = None
+        self.http: Any = None
 
     async def start(self) -> None:
         from .delivery.worker import DeliveryService
@@ -71,6 +73,16 @@ class Service:
             self.smtp = SmtpService(cfg, pool, signer=KeyStore(pool, kek), process_index=self.process_index,
                                     shared=self._shared)
             self._parts.append(self.smtp)
+        if self.role in ("all", "http") and cfg.http.listeners:
+            from .http.server import HttpService
+
+            smtp = self.smtp
+            self.http = HttpService(
+                cfg, pool, signer=KeyStore(pool, kek) if smtp is None else None,
+                submission=smtp.submission if smtp is not None else None,
+                authenticator=smtp.authenticator if smtp is not None else None,
+                rate_memory=self._rate_memory, kek=kek, resolver=resolver, process_index=self.process_index)
+            self._parts.append(self.http)
         if self.role == "inbound" or (self.role == "all" and cfg.inbound.listeners):
             from .inbound.server import InboundService
 
@@ -82,16 +94,16 @@ class Service:
         for part in self._parts:
             await part.start()
         if cfg.metrics.listen:
-            from prometheus_client import start_http_server
+            from . import metrics
 
-            host, _, port = cfg.metrics.listen.rpartition(":")
-            # One port per process: each process keeps its own counters.
-            start_http_server(int(port) + self.process_index, addr=host.strip("[]"))
+            metrics.serve_process_endpoint(cfg.metrics.listen)  # none under `serve --processes N`
 
     async def stop(self) -> None:
         # Listeners stop accepting first (idle SMTP sessions get 421, transactions in flight finish
-        # within the grace bound), then the workers finish what they hold.
-        parts = [p for p in self._parts if p is self.smtp] + [p for p in reversed(self._parts) if p is not self.smtp]
+        # within the grace bound; the API finishes its requests), then the workers finish what they
+        # hold. The API goes before SMTP, whose submission it may share.
+        fronts = [p for p in (self.http, self.smtp) if p is not None]
+        parts = fronts + [p for p in reversed(self._parts) if p not in fronts]
         for part in parts:
             try:
                 await part.stop(self.cfg.server.shutdown_grace_seconds)
@@ -156,11 +168,12 @@ def _die_with_parent(parent_pid: int) -> None:
         sys.exit(1)
 
 
-def _child(cfg: Config, role: str, dsn: str, index: int, shared: Any, parent_pid: int) -> None:
+def _child(cfg: Config, role: str, dsn: str, index: int, shared: Any, rate_memory: Any, parent_pid: int) -> None:
     _die_with_parent(parent_pid)
     logging.basicConfig(level=logging.INFO, format=f"%(asctime)s [{index}] %(levelname)s %(name)s: %(message)s")
     _quiet_libraries()
-    sys.exit(run_service(cfg, Service(cfg, role=role, dsn=dsn, process_index=index, shared=shared)))
+    sys.exit(run_service(cfg, Service(cfg, role=role, dsn=dsn, process_index=index, shared=shared,
+                                      rate_memory=rate_memory)))
 
 
 def serve(cfg: Config, *, role: str = "all", processes: int = 0) -> int:
@@ -177,25 +190,46 @@ def serve(cfg: Config, *, role: str = "all", processes: int = 0) -> int:
         await db.close()
 
     asyncio.run(prepare())
+    from . import metrics
+    from .http.ratelimit import shared as rate_shared
     from .smtp.peers import forget_process, shared_state
 
     shared = shared_state(n)  # inherited by every child: one per-IP count for all of them
-    status = _supervise(cfg, role, dsn, n, shared, forget_process)
+    metrics_dir = cfg.data_dir / "metrics"
+    if cfg.metrics.listen:
+        metrics.prepare_multiprocess(metrics_dir)  # before the children start: they inherit it
+    rate_memory = rate_shared()  # and one per-token API request count
+
+    def started() -> None:
+        if cfg.metrics.listen:
+            metrics.serve_node_endpoint(cfg.metrics.listen, metrics_dir)  # one scrape endpoint for the node
+
+    def ended(pid: int | None, index: int, on_its_own: bool) -> None:
+        if cfg.metrics.listen and pid is not None:
+            metrics.process_ended(pid, metrics_dir)
+        if on_its_own:
+            # Its live connections leave the shared per-IP counts before a new process takes its place.
+            forget_process(shared, index)
+
+    status = _supervise(cfg, n, (role, dsn, shared, rate_memory), started, ended)
     db.stop_server()
     return status
 
 
-def _supervise(cfg: Config, role: str, dsn: str, n: int, shared: Any, forget_process: Any) -> int:
+def _supervise(cfg: Config, n: int, child_args: tuple[Any, ...], started: Any, ended: Any) -> int:
     """Run n processes; restart one that dies (see DEATHS_LIMIT); on SIGTERM stop them all, bounded."""
     ctx = multiprocessing.get_context("spawn")
     parent = os.getpid()
+    role, dsn, shared, rate_memory = child_args
 
     def start(i: int) -> Any:
-        p = ctx.Process(target=_child, args=(cfg, role, dsn, i, shared, parent), daemon=False, name=f"process-{i}")
+        p = ctx.Process(target=_child, args=(cfg, role, dsn, i, shared, rate_memory, parent), daemon=False,
+                        name=f"process-{i}")
         p.start()
         return p
 
     running: dict[int, Any] = {i: start(i) for i in range(n)}
+    started()
     restart_at: dict[int, float] = {}  # index -> monotonic time of its restart
     deaths: collections.deque[float] = collections.deque()
     state = {"stopping": False, "deadline": 0.0}
@@ -231,16 +265,15 @@ def _supervise(cfg: Config, role: str, dsn: str, n: int, shared: Any, forget_pro
         if state["stopping"]:
             waits.append(state["deadline"] - now)
         timeout = max(0.0, min(waits)) if waits else None
-        ended = set(multiprocessing.connection.wait([c.sentinel for c in running.values()], timeout))
-        for i, c in [(i, c) for i, c in running.items() if c.sentinel in ended]:
+        done = set(multiprocessing.connection.wait([c.sentinel for c in running.values()], timeout))
+        for i, c in [(i, c) for i, c in running.items() if c.sentinel in done]:
             c.join()
             del running[i]
+            ended(c.pid, i, not state["stopping"])
             if state["stopping"]:
                 status = status or (1 if c.exitcode else 0)
                 continue
-            # Died on its own (a crash, kill -9, the OOM killer, a loop that ended): its live
-            # connections leave the shared per-IP counts, and a new process takes its place.
-            forget_process(shared, i)
+            # Died on its own (a crash, kill -9, the OOM killer, a loop that ended): restarted.
             now = time.monotonic()
             deaths.append(now)
             while deaths and deaths[0] < now - DEATHS_WINDOW:

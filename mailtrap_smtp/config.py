@@ -76,6 +76,35 @@ class SmtpConfig:
 
 
 @dataclass
+class HttpListener:
+    address: str = "127.0.0.1"
+    port: int = 8443
+    # "transactional" | "bulk" | "host": decide by the Host header (a "bulk." prefix → bulk), as
+    # Mailtrap tells its hosts apart (MAILTRAP_COMPAT.md §1).
+    stream: str = "host"
+
+
+HTTP_STREAMS = ("transactional", "bulk", "host")
+
+
+@dataclass
+class HttpConfig:
+    # The HTTPS Email API (TLS always, with [tls]'s certificates). Empty: no API listener.
+    listeners: list[HttpListener] = field(default_factory=list)
+    # Request bodies over this many bytes get 413 before they are read whole (a batch may carry
+    # 500 messages, up to 50 MB in total: MAILTRAP_COMPAT.md §2.7).
+    max_request_bytes: int = 50 * MB + 64 * 1024
+    # Requests per token per window, counted across the processes of a node (MAILTRAP_COMPAT.md §8).
+    rate_limit_requests: int = 150
+    rate_limit_window_seconds: float = 10.0
+    keepalive_timeout_seconds: float = 30.0
+    # A token's successful look-up is reused this long by the process (0: every request asks the
+    # database). SMTP authenticates once per session; the API would otherwise pay a round trip per
+    # request. A revoked token or a changed domain takes effect within this time.
+    token_cache_seconds: float = 2.0
+
+
+@dataclass
 class TlsConfig:
     cert_file: str = "certs/dev-cert.pem"
     key_file: str = "certs/dev-key.pem"
@@ -181,9 +210,16 @@ class MetricsConfig:
 
 
 @dataclass
+class MaillogConfig:
+    # The operator's log (maillog.py): "text" lines through the service log, or "json" lines on stderr.
+    format: str = "text"
+
+
+@dataclass
 class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
     smtp: SmtpConfig = field(default_factory=SmtpConfig)
+    http: HttpConfig = field(default_factory=HttpConfig)
     tls: TlsConfig = field(default_factory=TlsConfig)
     database: DatabaseConfig = field(default_factory=DatabaseConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
@@ -193,6 +229,7 @@ class Config:
     domains: DomainsConfig = field(default_factory=DomainsConfig)
     inbound: InboundConfig = field(default_factory=InboundConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    maillog: MaillogConfig = field(default_factory=MaillogConfig)
     # Where the file was read from: relative paths in it are relative to its folder.
     base_dir: Path = field(default_factory=Path.cwd, repr=False)
 
@@ -356,6 +393,7 @@ def validate(cfg: Config) -> None:
         seen.add((lst.address, lst.port))
     for name in ("command_timeout_seconds", "tls_handshake_timeout_seconds", "session_deadline_seconds"):
         _positive(f"smtp.{name}", getattr(cfg.smtp, name))
+    _validate_http(cfg, seen)
     _positive("server.proxy_header_timeout_seconds", cfg.server.proxy_header_timeout_seconds)
     _positive("smtp.junk_command_limit", cfg.smtp.junk_command_limit)
     if cfg.smtp.bare_newline not in ("normalize", "reject"):
@@ -410,6 +448,8 @@ def validate(cfg: Config) -> None:
             raise ConfigError(f"inbound.feedback_addresses[{i}]: not an address: {addr!r}")
     if cfg.metrics.listen:
         _host_port("metrics.listen", cfg.metrics.listen)
+    if cfg.maillog.format not in ("text", "json"):
+        raise ConfigError(f"maillog.format: must be 'text' or 'json', got {cfg.maillog.format!r}")
     if not cfg.server.hostname or any(c in cfg.server.hostname for c in " \r\n\t"):
         raise ConfigError(f"server.hostname: invalid host name {cfg.server.hostname!r}")
     for i, addr in enumerate(cfg.server.proxy_protocol_from):
@@ -422,6 +462,22 @@ def validate(cfg: Config) -> None:
         raise ConfigError("smtp.listeners: proxy_protocol = true needs server.proxy_protocol_from (trusted proxies)")
     if cfg.server.proxy_protocol_from and not proxied:
         raise ConfigError("server.proxy_protocol_from: no listener has proxy_protocol = true")
+
+
+def _validate_http(cfg: Config, taken: set[tuple[str, int]]) -> None:
+    for i, lst in enumerate(cfg.http.listeners):
+        key = f"http.listeners[{i}]"
+        _port(f"{key}.port", lst.port)
+        if lst.stream not in HTTP_STREAMS:
+            raise ConfigError(f"{key}.stream: must be one of {', '.join(HTTP_STREAMS)}, got {lst.stream!r}")
+        if (lst.address, lst.port) in taken:
+            raise ConfigError(f"{key}: {lst.address}:{lst.port} is listed twice")
+        taken.add((lst.address, lst.port))
+    for name in ("max_request_bytes", "rate_limit_requests", "rate_limit_window_seconds",
+                 "keepalive_timeout_seconds"):
+        _positive(f"http.{name}", getattr(cfg.http, name))
+    if cfg.http.token_cache_seconds < 0:
+        raise ConfigError(f"http.token_cache_seconds: must not be negative, got {cfg.http.token_cache_seconds}")
 
 
 def check_files(cfg: Config) -> None:

@@ -51,6 +51,36 @@ def ensure_dev_certificate(cert_path: Path, key_path: Path, hostname: str) -> bo
     return True
 
 
+def _api_instructions(cfg: Config, token: str) -> list[str]:
+    """A curl request and a Python SDK call that work as pasted (MAILTRAP_COMPAT.md §2.3)."""
+    import json
+    import shlex
+    import sys
+
+    api = cfg.http.listeners[0]
+    host = f"[{api.address}]" if ":" in api.address else api.address
+    cert = str(cfg.path(cfg.tls.cert_file))
+    body = json.dumps({"from": {"email": DEMO_SENDER, "name": "Demo"}, "to": [{"email": "someone@example.net"}],
+                       "subject": "Hello", "text": "Sent through the mailtrap-smtp Email API."})
+    # Double quotes inside, so the shell's single quotes around it need no escaping.
+    sdk = (f'import mailtrap as mt; client = mt.MailtrapClient(token="{token}", api_host="{host}:{api.port}"); '
+           f'print(client.send(mt.Mail(sender=mt.Address(email="{DEMO_SENDER}"), '
+           'to=[mt.Address(email="someone@example.net")], subject="Hello", text="Sent with the Mailtrap SDK.")))')
+    return [
+        "",
+        f"Send through the HTTPS Email API ({host}:{api.port}) with curl:",
+        "",
+        f"    curl --cacert {shlex.quote(cert)} https://{host}:{api.port}/api/send \\",
+        f"         -H {shlex.quote('Api-Token: ' + token)} -H 'Content-Type: application/json' \\",
+        f"         -d {shlex.quote(body)}",
+        "",
+        "or with Mailtrap's Python SDK (REQUESTS_CA_BUNDLE makes it trust the development certificate):",
+        "",
+        f"    REQUESTS_CA_BUNDLE={shlex.quote(cert)} {shlex.quote(sys.executable)} -c {shlex.quote(sdk)}",
+        "",
+    ]
+
+
 def _instructions(cfg: Config, token: str) -> str:
     starttls = next((x for x in cfg.smtp.listeners if x.mode == "starttls"), None)
     implicit = next((x for x in cfg.smtp.listeners if x.mode == "implicit"), None)
@@ -87,6 +117,8 @@ def _instructions(cfg: Config, token: str) -> str:
         ]
     if implicit is not None:
         lines.append(f"Implicit TLS (like port 465) listens on {implicit.address}:{implicit.port}.")
+    if cfg.http.listeners:
+        lines += _api_instructions(cfg, token)
     lines += [
         f"Delivery mode is '{cfg.delivery.mode}'"
         + (": nothing leaves this machine; accepted mail is written to "

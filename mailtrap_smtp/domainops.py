@@ -106,6 +106,12 @@ async def get_domain(conn: Conn, name: str) -> Record:
     return await _get(conn, name)
 
 
+async def show_domain(conn: Conn, cfg: Config, name: str) -> DomainReport:
+    """The domain and the records it must publish, as `add` reported them, at any time (no DNS query)."""
+    domain = await _get(conn, name)
+    return DomainReport(domain, await expected_for(conn, cfg, domain))
+
+
 async def list_domains(conn: Conn, account_name: str | None = None) -> list[Record]:
     account_id = (await accounts_uc.get(conn, account_name))["id"] if account_name else None
     return await domains_store.list_all(conn, account_id)
@@ -409,3 +415,20 @@ class DomainRechecker:
         # A failed round (the database gone) is retried with backoff and logged once per outage;
         # stop() ends the loop (cancelling it between rounds).
         await supervise.keep_running("domain re-check", round_)
+
+
+async def owned_by(pool: Conn, account_id: int, name: str) -> int | None:
+    """The id of `name` if it is a sending domain of the account, whatever its state (a domain it may
+    not send from yet is refused differently from one that is not its own: MAILTRAP_COMPAT.md §2.6)."""
+    row = await domains_store.get_by_name(pool, name.lower())
+    return int(row["id"]) if row is not None and int(row["account_id"]) == account_id else None
+
+
+async def domain_of_account(pool: Conn, account_id: int, domain_id: int) -> Record | None:
+    return await domains_store.get_for_account(pool, account_id, domain_id)
+
+
+async def delete_domain(pool: Conn, account_id: int, domain_id: int) -> bool:
+    """Remove one of the account's domains (its keys with it); False if it has no such domain."""
+    async with pool.acquire() as conn:
+        return await domains_store.delete(conn, account_id, domain_id)

@@ -42,7 +42,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from . import permissions, quota
+from . import idempotency, permissions, quota
 from .auth import DB_ERRORS, Principal, SenderPolicy
 from .headers import ParsedHeader, field_value, parse_header
 from .outcomes import Outcome, Rejected
@@ -174,11 +174,30 @@ class _Built:
     custom_variables: dict[str, Any] | None
 
 
+def idempotency_key(parsed: ParsedHeader) -> str | None:
+    """The message's `X-Idempotency-Key`, None without one; Rejected if it is not a valid key."""
+    values = [field_value(whole) for name, whole in parsed.fields if name == b"x-idempotency-key"]
+    if not values:
+        return None
+    if len(values) != 1 or not idempotency.valid_key(values[0]):
+        raise Rejected(Outcome.IDEMPOTENCY_KEY_INVALID)
+    return values[0]
+
+
+async def _forget(pool: Any, credential_id: int, key: str) -> None:
+    try:
+        await idempotency.release(pool, credential_id, key)
+    except DB_ERRORS:
+        log.warning("idempotency key not released", exc_info=True)
+
+
 @dataclass(frozen=True)
 class Accepted:
     message_id: uuid.UUID
     size: int
     recipients: int
+    # One public id per envelope recipient, in the order given (the send API's `message_ids`).
+    recipient_ids: tuple[uuid.UUID, ...] = ()
 
 
 class Submission:
@@ -269,6 +288,42 @@ class Submission:
         check_line_length(raw)
         parsed = parse_header(raw)
         header_from, from_domain = await self._header_from(principal, parsed)
+        key = idempotency_key(parsed)
+        if key is None:
+            return await self._store(principal, envelope, parsed, header_from, from_domain, handed_over)
+        # X-Idempotency-Key: the first message with the key is accepted, a repeat within 24 h gets its
+        # answer again and nothing is stored or charged (`idempotency.py`). SMTP keys are apart from
+        # the API's `Idempotency-Key` (whose kept answer is an HTTP response).
+        scoped = "smtp:" + key
+        claimed = await idempotency.claim(self._pool, principal.credential_id, scoped)
+        if claimed.claim is idempotency.Claim.REPLAY:
+            first = claimed.response
+            ids = tuple(uuid.UUID(i) for i in first["recipient_ids"])
+            return Accepted(message_id=uuid.UUID(first["message_id"]), size=int(first["size"]),
+                            recipients=len(ids), recipient_ids=ids)
+        if claimed.claim is idempotency.Claim.IN_FLIGHT:
+            raise Rejected(Outcome.IDEMPOTENCY_IN_FLIGHT)
+        try:
+            accepted = await self._store(principal, envelope, parsed, header_from, from_domain, handed_over)
+        except Rejected as r:
+            # Refusals are not kept: the same message, fixed (or once the quota allows), may be sent
+            # with the same key.
+            await _forget(self._pool, principal.credential_id, scoped)
+            raise r from None
+        except BaseException:
+            await _forget(self._pool, principal.credential_id, scoped)
+            raise
+        try:
+            await idempotency.finish(self._pool, principal.credential_id, scoped, 250, {
+                "message_id": str(accepted.message_id), "size": accepted.size,
+                "recipient_ids": [str(i) for i in accepted.recipient_ids]})
+        except DB_ERRORS:  # the key stays in flight: a repeat is refused (451), never stored twice
+            log.warning("idempotency key not recorded", exc_info=True)
+        return accepted
+
+    async def _store(self, principal: Principal, envelope: Envelope, parsed: ParsedHeader, header_from: str,
+                     from_domain: str, handed_over: Callable[[], None]) -> Accepted:
+        """Sign the message and store it with its recipients, quota charge and event (one statement)."""
         built = await self._finish(parsed, from_domain, envelope.trace)
         new = messages_store.NewMessage(
             id=built.id, account_id=principal.account_id, credential_id=principal.credential_id,
@@ -276,6 +331,7 @@ class Submission:
             header_from=header_from, subject=built.subject, message_id_header=built.message_id_header,
             category=built.category, custom_variables=built.custom_variables,
             client_ip=envelope.client_ip, raw=built.raw, recipients=list(envelope.recipients),
+            recipient_ids=[uuid.uuid4() for _ in envelope.recipients],
         )
         period = quota.current_period(principal.billing_anchor_day)
         handed_over()  # the group commit stops waiting for it as "on its way"
@@ -289,7 +345,8 @@ class Submission:
             log.warning("storing a message failed", exc_info=True)
             raise Rejected(Outcome.TEMPORARILY_UNAVAILABLE) from None
         self._notifier.poke()
-        return Accepted(message_id=built.id, size=len(built.raw), recipients=len(envelope.recipients))
+        return Accepted(message_id=built.id, size=len(built.raw), recipients=len(envelope.recipients),
+                        recipient_ids=tuple(new.recipient_ids))
 
     async def _header_from(self, principal: Principal, parsed: ParsedHeader) -> tuple[str, str]:
         """The one `From:` address and its domain, which must be a sending domain of the account."""

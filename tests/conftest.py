@@ -31,7 +31,8 @@ def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> d
     return {"uvloop": uvloop.new_event_loop}
 
 # tests.inbound_util last: it imports the others, which must be registered (and rewritten) first.
-pytest_plugins = ["tests.cli_util", "tests.delivery_util", "tests.dnsserver", "tests.smtp_util", "tests.inbound_util"]
+pytest_plugins = ["tests.cli_util", "tests.delivery_util", "tests.dnsserver", "tests.smtp_util", "tests.http_util",
+                  "tests.inbound_util"]
 
 TEMPLATE_DB = "mts_template"
 

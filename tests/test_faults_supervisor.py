@@ -13,7 +13,7 @@ import pytest
 
 from tests.faults_support import start_serve, stop_serve, wait_listening, wait_log
 from tests.mx_sink import free_port
-from tests.test_serve import _children
+from tests.serve_util import children
 
 
 def _socket_owner(server_port: int, client_port: int, pids: list[int]) -> int:
@@ -47,7 +47,7 @@ async def _serving_processes(proc: Any, n: int) -> list[int]:
     async with asyncio.timeout(30):
         while True:
             kids = []
-            for k in _children(proc.pid):
+            for k in children(proc.pid):
                 try:
                     if b"spawn_main" in Path(f"/proc/{k}/cmdline").read_bytes():
                         kids.append(k)

@@ -71,7 +71,7 @@ def register(sub: Any, p: Parsers) -> None:
     s = p.add(sub, "serve", cmd_serve, "run the SMTP listeners and delivery workers")
     s.add_argument("--processes", type=int, default=0,
                    help="processes sharing the ports with SO_REUSEPORT (default 0: one per core)")
-    s.add_argument("--role", choices=["all", "smtp", "delivery", "inbound"], default="all",
+    s.add_argument("--role", choices=["all", "smtp", "http", "delivery", "inbound"], default="all",
                    help="what this node runs (default all; inbound: the bounce listener of [inbound] listeners)")
     s.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     p.add(sub, "migrate", cmd_migrate, "apply pending database schema migrations")

@@ -22,11 +22,18 @@ def parse_message_id(value: str) -> uuid.UUID:
         raise Refused(f"not a message id: {value!r}") from None
 
 
+def _pending_only(row: dict[str, Any]) -> dict[str, Any]:
+    """A delivered, bounced or expired recipient has no next attempt, whatever the column still holds."""
+    if row.get("state") != "queued":
+        row["next_attempt_at"] = None
+    return row
+
+
 async def list_recipients(conn: Conn, *, state: str | None = None, domain: str | None = None,
                           account: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
     """One row per recipient, newest message first."""
-    return [dict(r) for r in await messages_store.list_queue(conn, state=state, domain=domain,
-                                                            account=account, limit=limit)]
+    return [_pending_only(dict(r)) for r in await messages_store.list_queue(conn, state=state, domain=domain,
+                                                                           account=account, limit=limit)]
 
 
 @dataclass(frozen=True)
@@ -42,10 +49,15 @@ def _headers_of(raw: bytes) -> list[tuple[str, str]]:
 
 
 async def show(conn: Conn, message_id: uuid.UUID) -> MessageView:
+    """The message with this id, or the one a recipient id (as the send API returns them) is of."""
     msg = await messages_store.get(conn, message_id)
     if msg is None:
+        owner = await messages_store.find_by_recipient(conn, message_id)
+        msg = await messages_store.get(conn, owner) if owner is not None else None
+    if msg is None:
         raise Refused(f"no message {message_id}")
-    rcpts = [dict(r) for r in await messages_store.recipients_of(conn, message_id)]
+    message_id = msg["id"]
+    rcpts = [_pending_only(dict(r)) for r in await messages_store.recipients_of(conn, message_id)]
     evts = [dict(e) | {"details": json.loads(e["details"])}
             for e in await events_store.for_message(conn, message_id)]
     raw = bytes(msg["raw"])
@@ -55,7 +67,7 @@ async def show(conn: Conn, message_id: uuid.UUID) -> MessageView:
         "size": msg["size"], "created_at": msg["created_at"], "client_ip": msg["client_ip"],
         "category": msg["category"],
         "headers": [{"name": k, "value": v} for k, v in _headers_of(raw)],
-        "recipients": [{k: r[k] for k in ("rcpt", "state", "attempts", "next_attempt_at", "last_reply",
+        "recipients": [{k: r[k] for k in ("public_id", "rcpt", "state", "attempts", "next_attempt_at", "last_reply",
                                           "leased_by", "lease_until")} for r in rcpts],
         "events": [{k: e[k] for k in ("type", "created_at", "rcpt", "details")} for e in evts],
     }, raw)

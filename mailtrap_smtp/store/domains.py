@@ -155,3 +155,21 @@ async def claim_due_for_check(conn: Conn, *, now: dt.datetime, checked_before: d
         RETURNING id, name""",
         now, checked_before, failing_since_before, limit,
     ))
+
+
+async def get_for_account(conn: Conn, account_id: int, domain_id: int) -> Record | None:
+    return await conn.fetchrow(
+        """SELECT d.*, a.name AS account, a.alert_email FROM sending_domains d
+             JOIN accounts a ON a.id = d.account_id WHERE d.id = $1 AND d.account_id = $2""",
+        domain_id, account_id,
+    )
+
+
+async def delete(conn: Conn, account_id: int, domain_id: int) -> bool:
+    """Remove the domain and its keys; messages sent from it keep their rows (domain_id NULL)."""
+    async with conn.transaction():
+        await conn.execute("UPDATE messages SET domain_id = NULL WHERE domain_id = $1 AND account_id = $2",
+                           domain_id, account_id)
+        status = await conn.execute("DELETE FROM sending_domains WHERE id = $1 AND account_id = $2",
+                                    domain_id, account_id)
+    return bool(status == "DELETE 1")

@@ -38,6 +38,8 @@ class NewMessage:
     client_ip: str | None
     raw: bytes
     recipients: Sequence[str]
+    # One public id per recipient, in the same order (empty: the database chooses them).
+    recipient_ids: Sequence[uuid.UUID] = ()
 
 
 class QuotaExceeded(Exception):
@@ -88,9 +90,9 @@ WITH x AS (
       FROM ok
     RETURNING id
 ), rcpt AS (
-    INSERT INTO recipients (message_id, rcpt, domain)
-    SELECT r.message_id, r.rcpt, lower(split_part(r.rcpt, '@', -1))
-      FROM unnest($19::uuid[], $20::text[]) WITH ORDINALITY AS r(message_id, rcpt, ord)
+    INSERT INTO recipients (message_id, rcpt, domain, public_id)
+    SELECT r.message_id, r.rcpt, lower(split_part(r.rcpt, '@', -1)), coalesce(r.public_id, gen_random_uuid())
+      FROM unnest($19::uuid[], $20::text[], $22::uuid[]) WITH ORDINALITY AS r(message_id, rcpt, public_id, ord)
      WHERE r.message_id IN (SELECT id FROM ok)
      ORDER BY r.ord
 ), ev AS (
@@ -117,6 +119,7 @@ async def _store(conn: Conn, batch: Sequence[tuple[NewMessage, dt.date]]) -> set
          for m in msgs],
         [m.id for m in msgs for _ in m.recipients], [r for m in msgs for r in m.recipients],
         str(Event.RECEPTION),
+        [m.recipient_ids[i] if i < len(m.recipient_ids) else None for m in msgs for i in range(len(m.recipients))],
     )
     return {row["id"] for row in rows}
 
@@ -371,6 +374,12 @@ async def get(conn: Conn, message_id: uuid.UUID) -> Record | None:
             WHERE m.id = $1""",
         message_id,
     )
+
+
+async def find_by_recipient(conn: Conn, public_id: uuid.UUID) -> uuid.UUID | None:
+    """The message a recipient's public id (as the send API returned it) belongs to."""
+    value = await conn.fetchval("SELECT message_id FROM recipients WHERE public_id = $1", public_id)
+    return value if isinstance(value, uuid.UUID) else None
 
 
 async def recipients_of(conn: Conn, message_id: uuid.UUID) -> list[Record]:

@@ -1,0 +1,124 @@
+"""Every error the API answers with: its shapes, and THE table from use-case outcomes to HTTP.
+
+Two shapes, as Mailtrap has them (MAILTRAP_COMPAT.md §2.6):
+
+* send paths (`/api/send`, `/api/batch`, …): `{"success": false, "errors": ["…", …]}`, always with
+  an `errors` list (Python SDK ≤ 2.1 reads `data["errors"]` unconditionally);
+* management paths (`/api/accounts…`, `/api/domains…`): `{"error": "…"}` for 401/404 and
+  `{"errors": {field: ["…"]}}` for 422.
+
+`OUTCOMES` maps each refusal a use case can end with (`submission.Rejected`) to a status and the
+text clients see; the texts Mailtrap documents are reproduced exactly. Nothing else in this package
+writes error text.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..auth import AuthOutcome
+from ..outcomes import Outcome
+
+
+@dataclass(frozen=True)
+class SendError:
+    """An error on a send path: status + the `errors` list."""
+
+    status: int
+    messages: tuple[str, ...]
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+    def body(self) -> dict[str, Any]:
+        return {"success": False, "errors": list(self.messages)}
+
+
+def send_error(status: int, *messages: str) -> SendError:
+    return SendError(status, messages)
+
+
+# --- send paths: adapter-level refusals (before any use case runs) ---
+UNAUTHORIZED = send_error(401, "Unauthorized")
+FORBIDDEN = send_error(403, "Forbidden")
+DOMAIN_NOT_VERIFIED = send_error(403, "Domain is not verified")
+NOT_FOUND = send_error(404, "Not Found")
+METHOD_NOT_ALLOWED = send_error(405, "Method Not Allowed")
+UNSUPPORTED_MEDIA_TYPE = send_error(415, "Content-Type must be application/json")
+INVALID_JSON = send_error(400, "Invalid JSON in request body")
+BODY_NOT_OBJECT = send_error(400, "Request body must be a JSON object")
+REQUEST_TOO_LARGE = send_error(413, "Request body too large")
+RATE_LIMITED = send_error(429, "Rate limit exceeded")
+IDEMPOTENCY_KEY_INVALID = send_error(400, "Idempotency-Key must be 1 to 256 printable ASCII characters")
+IDEMPOTENCY_IN_FLIGHT = send_error(409, "A request with this Idempotency-Key is still in progress")
+TEMPLATE_NOT_FOUND = send_error(400, "'template_uuid' does not match any template")
+INTERNAL = send_error(500, "Internal server error")
+
+# THE table: use-case outcome (submission.Rejected) → what an API client gets.
+OUTCOMES: dict[Outcome, SendError] = {
+    Outcome.SIZE_EXCEEDED: send_error(413, "Message size exceeds fixed maximum message size"),
+    Outcome.BARE_LINE_ENDING: send_error(400, "Message contains bare CR, bare LF or NUL"),
+    Outcome.TEXT_LINE_TOO_LONG: send_error(400, "Line too long: at most 998 characters per line"),
+    # The builder writes From: itself from `from`, whose domain was checked first: a mismatch here
+    # means the domain stopped being sendable in between, which the client sees as at the check.
+    Outcome.FROM_HEADER_MISMATCH: UNAUTHORIZED,
+    Outcome.FROM_HEADER_COUNT: send_error(400, "Message must have exactly one From: header"),
+    Outcome.SENDER_DOMAIN_NOT_ALLOWED: UNAUTHORIZED,
+    Outcome.NOT_PERMITTED: UNAUTHORIZED,  # the token may not send on this stream (COMPAT §2.6: 401)
+    Outcome.IDEMPOTENCY_KEY_INVALID: send_error(400, "X-Idempotency-Key must be 1 to 256 printable ASCII characters"),
+    Outcome.IDEMPOTENCY_IN_FLIGHT: send_error(409, "A message with this X-Idempotency-Key is still being accepted"),
+    Outcome.QUOTA_EXCEEDED: send_error(403, "Monthly messages limit reached"),
+    Outcome.TEMPORARILY_UNAVAILABLE: send_error(503, "Service temporarily unavailable, please try again later"),
+}
+
+
+# Token look-up outcomes (auth.Authenticator) on send paths; OK has no error. TOO_MANY_CONNECTIONS
+# is SMTP's per-account session cap, which the API does not take slots for.
+AUTH_OUTCOMES: dict[AuthOutcome, SendError | None] = {
+    AuthOutcome.OK: None,
+    AuthOutcome.INVALID: UNAUTHORIZED,
+    AuthOutcome.UNKNOWN_ID: UNAUTHORIZED,
+    AuthOutcome.NOT_ALLOWED: UNAUTHORIZED,  # a valid token without the right to send on this stream
+    AuthOutcome.TEMPORARY: OUTCOMES[Outcome.TEMPORARILY_UNAVAILABLE],
+    AuthOutcome.QUOTA: OUTCOMES[Outcome.QUOTA_EXCEEDED],
+    AuthOutcome.TOO_MANY_CONNECTIONS: send_error(429, "Too many connections per account"),
+}
+
+
+def for_outcome(outcome: Outcome) -> SendError:
+    """The error for a use-case outcome; an unmapped one is a bug, answered as an internal error."""
+    return OUTCOMES.get(outcome, INTERNAL)
+
+
+@dataclass(frozen=True)
+class ManageError:
+    """An error on a management path, in Mailtrap's management shape."""
+
+    status: int
+    payload: Any
+
+    def body(self) -> dict[str, Any]:
+        return dict(self.payload)
+
+
+MANAGE_UNAUTHORIZED = ManageError(401, {"error": "Incorrect API token"})
+MANAGE_FORBIDDEN = ManageError(403, {"errors": "Account access forbidden"})
+MANAGE_NOT_FOUND = ManageError(404, {"error": "Not Found"})
+MANAGE_METHOD_NOT_ALLOWED = ManageError(405, {"error": "Method Not Allowed"})
+MANAGE_BAD_REQUEST = ManageError(400, {"error": "Bad Request"})
+MANAGE_RATE_LIMITED = ManageError(429, {"errors": "Rate limit exceeded"})
+MANAGE_INTERNAL = ManageError(500, {"error": "Internal server error"})
+
+
+def manage_invalid(fields: Mapping[str, list[str]]) -> ManageError:
+    """422 with per-field messages, e.g. {"errors": {"domain_name": ["can't be blank"]}}."""
+    return ManageError(422, {"errors": dict(fields)})
+
+
+class ApiError(Exception):
+    """Raised by routes and dependencies; the app's handler writes `error` as the response."""
+
+    def __init__(self, error: SendError | ManageError, headers: Mapping[str, str] | None = None) -> None:
+        super().__init__(error.status)
+        self.error = error
+        self.headers = dict(headers or {})

@@ -1,0 +1,195 @@
+"""JSON mail → MIME message bytes, with the standard library's `email` package. Pure: no I/O.
+
+Structure (RFC 2045-2049, RFC 2387): text → text/plain; html → text/html; both →
+multipart/alternative; inline attachments → multipart/related around the html part, each with
+`Content-ID: <content_id>`; other attachments → multipart/mixed. `to` and `cc` become header
+fields, `bcc` only envelope recipients. `headers` are written verbatim (RFC 2047 encoded words only
+when a value is not ASCII), folded only at existing spaces, which unfolding restores exactly
+(RFC 5322 §2.2.3). `category` and `custom_variables` travel as the `X-MT-Category` /
+`X-MT-Custom-Variables` fields that submission reads and strips, the same path as SMTP.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import email.header
+import email.utils
+import json
+import uuid
+from collections.abc import Sequence
+from email.message import Message
+from email.mime.base import MIMEBase
+from email.mime.multipart import MIMEMultipart
+from email.mime.nonmultipart import MIMENonMultipart
+from email.mime.text import MIMEText
+from email.policy import compat32
+
+from .models import Address, Attachment, Mail
+
+MAX_LINE = 998  # RFC 5322 §2.1.1
+# The legacy (compat32) classes: they take header values as given instead of parsing each one into
+# a structured header (most of EmailMessage's cost); the fields that need encoding are written by
+# `fold` and `_address`. CRLF line ends (RFC 5322 §2.1), and no ">From " mangling of body lines.
+_POLICY = compat32.clone(linesep="\r\n", mangle_from_=False)
+CUSTOM_VARIABLES_MAX = 1000  # bytes of JSON; larger is ignored, as over SMTP (MAILTRAP_COMPAT.md §2.5)
+# Fields the builder writes itself from the JSON; a `headers` entry may not replace them.
+RESERVED = frozenset({"from", "to", "cc", "bcc", "subject", "reply-to", "mime-version", "content-type",
+                      "content-transfer-encoding", "x-mt-category", "x-mt-custom-variables"})
+
+
+class BuildError(Exception):
+    """The mail cannot be built; `messages` are Mailtrap-style error texts (400)."""
+
+    def __init__(self, messages: Sequence[str]) -> None:
+        super().__init__("; ".join(messages))
+        self.messages = list(messages)
+
+
+def _address(a: Address) -> str:
+    # formataddr encodes a non-ASCII display name as an RFC 2047 encoded word and quotes specials.
+    return email.utils.formataddr((a.name or "", a.email or ""), charset="utf-8")
+
+
+def fold(name: str, value: str) -> bytes | None:
+    """`Name: value` CRLF, folded before spaces so no line passes 998 characters; None if impossible."""
+    if not value.isascii():
+        value = email.header.Header(value, "utf-8", header_name=name).encode(maxlinelen=76)
+        value = value.replace("\n", "")  # encoded words already carry their own folding spaces
+    line = f"{name}: {value}"
+    out: list[str] = []
+    while len(line) > MAX_LINE:
+        cut = line.rfind(" ", 1, MAX_LINE + 1)
+        if cut <= len(name) + 1:
+            return None
+        out.append(line[:cut])
+        line = line[cut:]
+    out.append(line)
+    return ("\r\n".join(out) + "\r\n").encode("ascii")
+
+
+def _decoded_content(a: Attachment) -> bytes:
+    text = "".join((a.content or "").split())  # wrapped base64 (RFC 2045 §6.8) is accepted
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raise BuildError([f"attachment '{a.filename}' content is not valid base64"]) from None
+
+
+def _mime_type(a: Attachment) -> tuple[str, str]:
+    maintype, _, subtype = (a.type or "application/octet-stream").partition(";")[0].strip().partition("/")
+    return maintype, subtype
+
+
+def _base64(data: bytes) -> str:
+    # binascii in C, 76 characters a line (RFC 2045 §6.8), instead of email's line-by-line encoder.
+    return base64.encodebytes(data).decode("ascii")
+
+
+def _text(body: str, subtype: str) -> Message:
+    """7bit when the text is ASCII in short lines (read as is), else UTF-8 in base64 (no line can
+    pass 998 characters then: RFC 5322 §2.1.1)."""
+    if body.isascii() and max(map(len, body.splitlines() or [""])) <= MAX_LINE:
+        return MIMEText(body, subtype, "us-ascii")
+    part = MIMENonMultipart("text", subtype, charset="utf-8")
+    part["Content-Transfer-Encoding"] = "base64"
+    part.set_payload(_base64(body.encode("utf-8")))
+    return part
+
+
+def _multipart(subtype: str, parts: list[Message]) -> Message:
+    # A random boundary (RFC 2046 §5.1.1) spares the generator its search of every part for a
+    # collision; 128 random bits never occur in the parts by chance.
+    return MIMEMultipart(subtype, boundary=f"=_{uuid.uuid4().hex}", _subparts=parts)
+
+
+def _part(a: Attachment, disposition: str) -> Message:
+    maintype, subtype = _mime_type(a)
+    part = MIMEBase(maintype, subtype)
+    part["Content-Transfer-Encoding"] = "base64"
+    part.set_payload(_base64(_decoded_content(a)))
+    filename = a.filename or ""
+    part.add_header("Content-Disposition", disposition,
+                    filename=filename if filename.isascii() else ("utf-8", "", filename))  # RFC 2231
+    if a.content_id:
+        part["Content-ID"] = f"<{a.content_id}>"
+    return part
+
+
+def _tree(mail: Mail) -> Message:
+    attachments = mail.attachments or []
+    inline = [a for a in attachments if a.disposition == "inline"]
+    html: Message | None = _text(mail.html, "html") if mail.html else None
+    if html is not None and inline:
+        html = _multipart("related", [html, *(_part(a, "inline") for a in inline)])
+        inline = []
+    text = _text(mail.text, "plain") if mail.text else None
+    if text is not None and html is not None:
+        body: Message = _multipart("alternative", [text, html])
+    else:
+        body = text or html  # type: ignore[assignment]  # mail_problems() ensured one of them
+    rest = [_part(a, "inline") for a in inline] + [_part(a, "attachment") for a in attachments
+                                                    if a.disposition != "inline"]
+    if rest:
+        body = _multipart("mixed", [body, *rest])
+    return body
+
+
+def _fields(mail: Mail) -> list[bytes]:
+    out: list[bytes] = []
+    problems: list[str] = []
+
+    def add(name: str, value: str, problem: str) -> None:
+        line = fold(name, value)
+        if line is None:
+            problems.append(problem)
+        else:
+            out.append(line)
+
+    for name, value in (mail.headers or {}).items():
+        if name.lower() in RESERVED:
+            problems.append(f"header '{name}' is not allowed: it is set from the mail's fields")
+        else:
+            add(name, value, f"header '{name}' is too long")
+    if mail.category:
+        add("X-MT-Category", mail.category, "'category' is invalid")
+    if mail.custom_variables:
+        encoded = json.dumps(mail.custom_variables, separators=(", ", ": "))
+        if len(encoded) <= CUSTOM_VARIABLES_MAX:  # larger is ignored, as over SMTP
+            add("X-MT-Custom-Variables", encoded, "'custom_variables' is invalid")
+    if problems:
+        raise BuildError(problems)
+    return out
+
+
+def _addressing(mail: Mail) -> list[bytes]:
+    assert mail.sender is not None  # mail_problems() ran first
+    fields = [("From", _address(mail.sender))]
+    if mail.to:
+        fields.append(("To", ", ".join(_address(a) for a in mail.to)))
+    if mail.cc:
+        fields.append(("Cc", ", ".join(_address(a) for a in mail.cc)))
+    if mail.reply_to is not None:
+        fields.append(("Reply-To", _address(mail.reply_to)))
+    if mail.subject:
+        fields.append(("Subject", mail.subject))
+    out = []
+    for name, value in fields:
+        line = fold(name, value)
+        if line is None:
+            raise BuildError([f"'{name.lower()}' is too long"])
+        out.append(line)
+    return out
+
+
+def build(mail: Mail) -> bytes:
+    """The message as CRLF bytes, ready for `Submission.submit` (which adds Date and Message-ID)."""
+    extra = [*_addressing(mail), *_fields(mail)]
+    raw = _tree(mail).as_bytes(policy=_POLICY)
+    head, sep, body = raw.partition(b"\r\n\r\n")
+    return b"".join([head, b"\r\n", *extra, b"\r\n", body]) if sep else raw + b"".join(extra)
+
+
+def envelope_recipients(mail: Mail) -> list[str]:
+    """To, then Cc, then Bcc: the order `message_ids` follow (MAILTRAP_COMPAT.md §2.6)."""
+    return [a.email for a in (*(mail.to or []), *(mail.cc or []), *(mail.bcc or [])) if a.email]

@@ -1,0 +1,267 @@
+"""Pydantic models: the single definition of every request and response shape of the send API.
+
+Field names and shapes are Mailtrap's (MAILTRAP_COMPAT.md §2.5-2.7): `from` is a keyword in Python,
+hence the alias. Types are only as strict as JSON itself (a wrong JSON type is a 400 from the
+app's validation handler); the rules Mailtrap answers with its own texts (required fields, address
+syntax, limits) are `mail_problems()`, so every applicable message is reported at once, in
+Mailtrap's words.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+MAX_RECIPIENTS_PER_FIELD = 1000  # per to / cc / bcc (OAS)
+MAX_BATCH_REQUESTS = 500
+CATEGORY_MAX = 255
+_ADDRESS = re.compile(r"[^\s@<>()\[\]\\,;:\"]+@[^\s@<>()\[\]\\,;:\"]+")
+_HEADER_NAME = re.compile(r"[!-9;-~]+")  # printable ASCII except ':' (RFC 5322 §2.2)
+_MIME_TYPE = re.compile(r"[\w.+-]+/[\w.+-]+\s*(;[^\x00-\x1f\x7f]*)?")  # parameters are dropped
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+class _Shape(BaseModel):
+    model_config = ConfigDict(populate_by_name=True, extra="ignore")
+
+
+class Address(_Shape):
+    email: str | None = None
+    name: str | None = None
+
+
+class Attachment(_Shape):
+    content: str | None = None  # base64
+    filename: str | None = None
+    type: str | None = None
+    disposition: str | None = None  # "attachment" (default) | "inline"
+    content_id: str | None = None
+
+
+class MailFields(_Shape):
+    """What `base` and every batch request may carry, and what a single send carries besides to/cc/bcc."""
+
+    sender: Address | None = Field(default=None, alias="from")
+    reply_to: Address | None = None
+    subject: str | None = None
+    text: str | None = None
+    html: str | None = None
+    attachments: list[Attachment] | None = None
+    headers: dict[str, str] | None = None
+    category: str | None = None
+    custom_variables: dict[str, Any] | None = None
+    template_uuid: str | None = None
+    template_variables: dict[str, Any] | None = None
+
+
+class Mail(MailFields):
+    """The body of POST /api/send, and one merged batch request."""
+
+    to: list[Address] | None = None
+    cc: list[Address] | None = None
+    bcc: list[Address] | None = None
+
+
+class BatchRequest(Mail):
+    pass
+
+
+class BatchBody(_Shape):
+    base: MailFields | None = None
+    requests: list[BatchRequest] | None = None
+
+
+class SendResponse(BaseModel):
+    success: bool = True
+    message_ids: list[str]
+
+
+class BatchItem(BaseModel):
+    success: bool
+    message_ids: list[str] | None = None
+    errors: list[str] | None = None
+
+
+class BatchResponse(BaseModel):
+    success: bool = True
+    responses: list[BatchItem]
+
+
+class ErrorResponse(BaseModel):
+    success: bool = False
+    errors: list[str]
+
+
+def merged(base: MailFields | None, request: BatchRequest) -> Mail:
+    """`request` over `base`, field by field, wholesale (no deep merge of dicts: §2.7)."""
+    if base is None:
+        return Mail.model_validate(request.model_dump(by_alias=True, exclude_unset=True))
+    data = base.model_dump(by_alias=True, exclude_unset=True)
+    data.update(request.model_dump(by_alias=True, exclude_unset=True))
+    return Mail.model_validate(data)
+
+
+def valid_address(address: str | None) -> bool:
+    return (address is not None and len(address) <= 254 and address.isascii()
+            and _ADDRESS.fullmatch(address) is not None)
+
+
+def _address_ok(a: Address) -> bool:
+    return valid_address(a.email) and (a.name is None or _CONTROL.search(a.name) is None)
+
+
+def header_problem(name: str, value: str) -> str | None:
+    if _HEADER_NAME.fullmatch(name) is None or _CONTROL.search(value.replace("\t", " ")) is not None:
+        return f"header '{name[:64]}' is invalid"
+    return None
+
+
+def mail_problems(mail: Mail, *, template_engine: bool = False) -> list[str]:
+    """Every rule `mail` breaks, as Mailtrap words it, in Mailtrap's order; [] when it may be sent."""
+    out: list[str] = []
+    if mail.sender is None:
+        out.append("'from' is required")
+    elif not _address_ok(mail.sender):
+        out.append("'from' address is invalid")
+    recipients = [*(mail.to or []), *(mail.cc or []), *(mail.bcc or [])]
+    if not recipients:
+        out.append("'to', 'cc' or 'bcc' address is required")
+    for name, field in (("to", mail.to), ("cc", mail.cc), ("bcc", mail.bcc)):
+        if field and len(field) > MAX_RECIPIENTS_PER_FIELD:
+            out.append(f"'{name}' must have at most {MAX_RECIPIENTS_PER_FIELD} addresses")
+        if field and not all(_address_ok(a) for a in field):
+            out.append(f"'{name}' address is invalid")
+    if mail.reply_to is not None and not _address_ok(mail.reply_to):
+        out.append("'reply_to' address is invalid")
+    if mail.template_uuid is not None:
+        if any(v is not None for v in (mail.subject, mail.text, mail.html, mail.category)):
+            out.append("'subject', 'text', 'html' and 'category' are not allowed with 'template_uuid'")
+    else:
+        if not mail.subject:
+            out.append("'subject' is required")
+        if not mail.text and not mail.html:
+            out.append("must specify either text or html body")
+    if mail.category is not None and len(mail.category) > CATEGORY_MAX:
+        out.append(f"'category' is too long (maximum is {CATEGORY_MAX} characters)")
+    if mail.subject is not None and _CONTROL.search(mail.subject.replace("\t", " ")):
+        out.append("'subject' is invalid")
+    for a in mail.attachments or []:
+        if not a.filename:
+            out.append("attachment 'filename' is required")
+        if not a.content:
+            out.append("attachment 'content' is required")
+        if a.disposition not in (None, "attachment", "inline"):
+            out.append("attachment 'disposition' must be 'attachment' or 'inline'")
+        if a.type is not None and _MIME_TYPE.fullmatch(a.type) is None:
+            out.append("attachment 'type' is invalid")
+        if a.content_id is not None and re.fullmatch(r"[!-;=?-~]+", a.content_id) is None:
+            out.append("attachment 'content_id' is invalid")
+        if a.filename and _CONTROL.search(a.filename):
+            out.append("attachment 'filename' is invalid")
+    for hname, hvalue in (mail.headers or {}).items():
+        problem = header_problem(hname, hvalue)
+        if problem is not None:
+            out.append(problem)
+    return out
+
+
+# --- management API (mailtrap.io paths, MAILTRAP_COMPAT.md §4.3) ---
+
+
+class AccountOut(BaseModel):
+    id: int
+    name: str
+    access_levels: list[int]
+
+
+class DnsRecordOut(BaseModel):
+    key: str
+    domain: str  # the record's FQDN
+    type: str
+    value: str
+    status: str  # pass | fail | unchecked | missing | softfail | network_error
+    name: str  # relative to the domain ("" for the apex)
+
+
+class DomainPermissions(BaseModel):
+    can_read: bool
+    can_update: bool
+    can_destroy: bool
+
+
+class DomainOut(BaseModel):
+    id: int
+    domain_name: str
+    demo: bool = False
+    compliance_status: str
+    dns_verified: bool
+    dns_verified_at: str | None
+    dns_records: list[DnsRecordOut]
+    open_tracking_enabled: bool = False
+    click_tracking_enabled: bool = False
+    auto_unsubscribe_link_enabled: bool = False
+    custom_domain_tracking_enabled: bool = False
+    health_alerts_enabled: bool = False
+    critical_alerts_enabled: bool = False
+    alert_recipient_email: str | None = None
+    tracking_opt_out_enabled: bool = False
+    inbound_enabled: bool = False
+    inbound_verified: bool = False
+    permissions: DomainPermissions
+
+
+class DomainList(BaseModel):
+    data: list[DomainOut]
+
+
+class NewDomainFields(_Shape):
+    domain_name: str | None = None
+
+
+class NewSendingDomain(_Shape):
+    """Legacy body `{"sending_domain": {...}}` (SDK 2.11) or current `{"domain": {...}}` (OAS)."""
+
+    sending_domain: NewDomainFields | None = None
+    domain: NewDomainFields | None = None
+
+
+class TemplateOut(BaseModel):
+    """Mailtrap's EmailTemplate object (§7.3)."""
+
+    id: int
+    uuid: str
+    name: str
+    subject: str
+    category: str
+    body_text: str | None
+    body_html: str | None
+    created_at: str
+    updated_at: str
+
+
+class TemplateBody(_Shape):
+    """`{"email_template": {name, subject, category, body_text?, body_html?}}`; the values are
+    checked by the templates use case (which answers per field)."""
+
+    email_template: dict[str, Any] | None = None
+
+
+class InboxOut(BaseModel):
+    id: int
+    name: str
+    emails_count: int
+    created_at: str
+
+
+class SandboxMessageOut(BaseModel):
+    id: str
+    inbox_id: int
+    subject: str | None
+    from_email: str
+    to_email: str
+    email_size: int
+    sent_at: str
+    created_at: str
+    download_path: str
