@@ -109,15 +109,20 @@ class Service:
         # Listeners stop accepting first (idle SMTP sessions get 421, transactions in flight finish
         # within the grace bound; the API finishes its requests), then the workers finish what they
         # hold. The API goes before SMTP, whose submission it may share.
+        # The workers stop side by side: each one's waits on the database are bounded, and with a
+        # stalled database one after another would add their bounds up (issue 9).
         fronts = [p for p in (self.http, self.smtp) if p is not None]
-        parts = fronts + [p for p in reversed(self._parts) if p not in fronts]
-        for part in parts:
-            try:
-                await part.stop(self.cfg.server.shutdown_grace_seconds)
-            except Exception:
-                log.exception("error while stopping %s", type(part).__name__)
+        for part in fronts:
+            await self._stop_part(part)
+        await asyncio.gather(*(self._stop_part(p) for p in reversed(self._parts) if p not in fronts))
         self._parts.clear()
         await self.db.close()
+
+    async def _stop_part(self, part: Any) -> None:
+        try:
+            await part.stop(self.cfg.server.shutdown_grace_seconds)
+        except Exception:
+            log.exception("error while stopping %s", type(part).__name__)
 
     def request_stop(self) -> None:
         self._stop.set()

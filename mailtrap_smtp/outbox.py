@@ -58,8 +58,9 @@ from typing import Any, ClassVar, Protocol
 
 import asyncpg
 
-from . import metrics
+from . import metrics, supervise
 from .store import outbox as store
+from .store.health import within
 from .store.outbox import EventFilter, OutboxEvent, Page, Position
 from .store.types import Conn
 
@@ -221,22 +222,21 @@ class OutboxRunner:
         self._main = asyncio.create_task(self._run(), name="outbox")
 
     async def stop(self, grace_seconds: float = 10.0) -> None:
+        # Every wait below is bounded: a shutdown while the database stalls must still end
+        # (issue 9); a lease not given back runs out by itself.
         if self._main is not None:
-            self._main.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._main
+            await supervise.cancel([self._main])
             self._main = None
         tasks = list(self._tasks.values())
         if tasks:
             _, pending = await asyncio.wait(tasks, timeout=grace_seconds)
-            for t in pending:
-                t.cancel()
-            await asyncio.gather(*pending, return_exceptions=True)
-        await self._unlisten()
+            await supervise.cancel(list(pending))
+        with contextlib.suppress(Exception):
+            await within(supervise.STOP_TIMEOUT, self._unlisten())
         try:
-            await store.release_all(self.pool, self.owner)
-        except (OSError, asyncpg.PostgresError) as e:
-            log.warning("could not give back outbox leases (%s); they run out in %.0f s", e, self.lease_seconds)
+            await within(supervise.STOP_TIMEOUT, store.release_all(self.pool, self.owner))
+        except (OSError, asyncpg.PostgresError, TimeoutError) as e:
+            log.warning("could not give back outbox leases (%r); they run out in %.0f s", e, self.lease_seconds)
 
     async def run_once(self) -> int:
         """Claim what is due, run it to idle, and return how many cursors were run (tests, tools)."""

@@ -103,3 +103,19 @@ def watch(task: asyncio.Task[Any], name: str) -> asyncio.Task[Any]:
 def spawn(name: str, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
     """A watched background task (`watch`)."""
     return watch(asyncio.create_task(coro, name=name), name)
+
+
+STOP_TIMEOUT = 2.0  # seconds a stopping loop gets to end once cancelled
+
+
+async def cancel(tasks: list[asyncio.Task[Any]], seconds: float = STOP_TIMEOUT) -> None:
+    """Cancel `tasks` and wait at most `seconds` for them to end.
+
+    Not `gather` after `cancel`: asyncpg, cancelled mid-statement, waits for the server to confirm,
+    and a stalled server never does, so a shutdown would hang. A task still running after the bound
+    is left behind; closing the pool (`store.db.close_pool`, bounded too) terminates its connection.
+    """
+    for t in tasks:
+        t.cancel()
+    if tasks:
+        await asyncio.wait(tasks, timeout=seconds)

@@ -102,9 +102,10 @@ async def test_sigterm_while_the_database_is_frozen_ends_within_grace_plus_a_bou
         frozen = own_pg.freeze()  # a stall: connections stay open, nothing answers
         await asyncio.sleep(1.0)
         proc.terminate()
-        # grace (1 s) + a bound: every wait of the shutdown on the database is bounded, and the
-        # parent kills a child still alive after grace + 20 s; 10 s more for a loaded machine.
-        async with asyncio.timeout(1.0 + 20 + 10):
+        # grace (1 s) + a bound: every wait of the shutdown on the database is bounded (the
+        # outbox runner's and the retention sweeper's too), and the parent kills a child still
+        # alive after grace + 20 s.
+        async with asyncio.timeout(1.0 + 20):
             await proc.wait()
         c.writer.close()
     finally:

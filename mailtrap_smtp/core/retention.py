@@ -8,12 +8,12 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime as dt
 import logging
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from .. import supervise
 from ..config import RetentionConfig
 from ..smtp.address import valid_mailbox
 from ..store import accounts as accounts_store
@@ -70,9 +70,8 @@ class RetentionSweeper:
 
     async def stop(self, grace: float) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await supervise.cancel([self._task])  # bounded: the database may be stalled
+            self._task = None
 
     async def _run(self) -> None:
         while True:
