@@ -75,13 +75,16 @@ class Service:
             self._parts.append(self.smtp)
         if self.role in ("all", "http") and cfg.http.listeners:
             from .http.server import HttpService
+            from .smtp.peers import auth_brake
 
             smtp = self.smtp
             self.http = HttpService(
                 cfg, pool, signer=KeyStore(pool, kek) if smtp is None else None,
                 submission=smtp.submission if smtp is not None else None,
                 authenticator=smtp.authenticator if smtp is not None else None,
-                rate_memory=self._rate_memory, kek=kek, resolver=resolver, process_index=self.process_index)
+                rate_memory=self._rate_memory, kek=kek, resolver=resolver, process_index=self.process_index,
+                # One failed-token brake per node for both doors (smtp/peers.py).
+                auth_failures=smtp.auth_failures if smtp is not None else auth_brake(cfg.limits, self._shared))
             self._parts.append(self.http)
         if self.role == "inbound" or (self.role == "all" and cfg.inbound.listeners):
             from .inbound.server import InboundService

@@ -44,3 +44,40 @@ async def test_serve_role_http(pool: Any, make_config: Any, tmp_path: Path, clie
             _, err = await proc.communicate()
     assert proc.returncode == 0, err.decode(errors="replace")[-2000:]
     assert b"HTTPS API listening on" in err
+
+
+async def test_one_failed_token_brake_for_smtp_and_the_api_across_processes(
+        pool: Any, make_config: Any, tmp_path: Path, client_ssl_context: ssl.SSLContext) -> None:
+    from tests.smtp_util import RawClient
+
+    http_port, smtp_port = _free_port(), _free_port()
+    make_config(http={"listeners": [{"address": "127.0.0.1", "port": http_port, "stream": "transactional"}]},
+                smtp={"listeners": [{"address": "127.0.0.1", "port": smtp_port, "mode": "implicit"}]},
+                limits={"auth_failures_per_ip": 3})
+    acct = await create_account(pool)
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "mailtrap_smtp", "-c", str(tmp_path / "config.toml"), "serve", "--role", "all",
+        "--processes", "2", stderr=asyncio.subprocess.PIPE, cwd=Path(__file__).resolve().parents[1])
+    guess = "mts_00000000_" + "a" * 32  # an unknown token id: counted under the IP alone
+    try:
+        await _wait_port(http_port, proc)
+        await _wait_port(smtp_port, proc)
+        for _ in range(3):  # new connections: spread over both processes
+            c = RawClient("127.0.0.1", smtp_port, client_ssl_context, implicit=True)
+            await c.connect()
+            assert (await c.login(guess)).startswith("535 ")
+            c.close()
+        async with httpx.AsyncClient(verify=client_ssl_context, timeout=30) as c:
+            refused = await c.get(f"https://127.0.0.1:{http_port}/api/accounts",
+                                  headers={"Authorization": "Bearer mts_11111111_" + "a" * 32})
+        async with httpx.AsyncClient(verify=client_ssl_context, timeout=30) as c:
+            ok = await c.get(f"https://127.0.0.1:{http_port}/api/accounts",
+                             headers={"Authorization": f"Bearer {acct.token}"})
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(30):
+            _, err = await proc.communicate()
+    assert (refused.status_code, refused.json()) == (429, {"errors": "Too many authentication failures"})
+    assert int(refused.headers["retry-after"]) >= 1
+    assert ok.status_code == 200  # a real token is braked under IP/its id, which no one guessed
+    assert proc.returncode == 0, err.decode(errors="replace")[-2000:]

@@ -6,22 +6,29 @@ from __future__ import annotations
 import asyncio
 import base64
 import datetime as dt
+import email
+import email.policy
 import logging
+import os
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import asyncpg
+import dkim as dkimpy
 import httpx
 import mailtrap
 import pytest
 
+from mailtrap_smtp import domainops
 from mailtrap_smtp.config import WebhooksConfig
+from mailtrap_smtp.consumers.webhook_alerts import WebhookAlerts
 from mailtrap_smtp.core import webhooks
 from mailtrap_smtp.hooks.delivery import WebhookDelivery, make_client
 from mailtrap_smtp.outbox import OutboxRunner
-from mailtrap_smtp.store import queue
+from mailtrap_smtp.signing import KeyStore
+from mailtrap_smtp.store import accounts, queue
 from tests.webhook_receiver import Receiver, closed_port
 from tests.webhook_world import World
 
@@ -408,3 +415,65 @@ async def test_two_processes_never_post_the_same_webhooks_events_twice(rig: Rig)
         log = await webhooks.delivery_log(rig.world.pool, None, w["id"])
         assert sum(x["events"] for x in log["attempts"]) == len(ids)
     assert sorted(e["event_id"] for e in rig.receiver.events()) == sorted(ids * len(hooks))
+
+
+async def _fail_until_deactivated(rig: Rig, w: dict[str, Any]) -> None:
+    rig.receiver.statuses = [500]
+    await rig.world.delivered(1)
+    for _ in range(41):  # the first attempt and 40 retries, 5 minutes apart
+        await rig.run()
+        rig.clock.advance(300)
+    assert (await webhooks.get(rig.world.pool, None, w["id"]))["active"] is False
+
+
+async def _alerts(pool: asyncpg.Pool[Any]) -> list[Any]:
+    return list(await pool.fetch("""SELECT m.*, r.rcpt, r.state FROM messages m JOIN recipients r ON r.message_id = m.id
+                                      WHERE m.category = 'webhook_alert'"""))
+
+
+async def test_a_deactivation_emails_the_alert_address_once_dkim_signed(rig: Rig, make_config: Any) -> None:
+    cfg = make_config(notifications={"from": "alerts@operator.test"})
+    kek = os.urandom(32)
+    await accounts.create(rig.world.pool, "operator", monthly_limit=1000, max_message_size=1_000_000)
+    report = await domainops.add_domain(rig.world.pool, cfg, kek, "operator", "operator.test", skip_dns=True)
+    txt = {f"{r.name}.".encode(): r.value.encode() for r in report.records if r.type == "TXT"}
+    await rig.world.pool.execute("UPDATE accounts SET alert_email = 'owner@alerts.test' WHERE id = $1",
+                                 rig.world.account_id)
+    w = await rig.webhook(url=rig.receiver.url(userinfo="hookuser:s3cr%40t") + "?token=qsecret")
+    await _fail_until_deactivated(rig, w)
+    alerts = [OutboxRunner(rig.world.pool, [WebhookAlerts(cfg, KeyStore(rig.world.pool, kek))])
+              for _ in range(2)]  # two nodes: the cursor's lease gives the event to one
+    await asyncio.gather(*(a.run_once() for a in alerts))
+    await asyncio.gather(*(a.run_once() for a in alerts))
+    sent = await _alerts(rig.world.pool)
+    assert len(sent) == 1
+    m = sent[0]
+    operator = await accounts.get_by_name(rig.world.pool, "operator")
+    assert (m["rcpt"], m["state"], m["mail_from"], m["account_id"]) == \
+           ("owner@alerts.test", "queued", "alerts@operator.test", operator["id"])
+    raw = bytes(m["raw"])
+    assert raw.startswith(b"DKIM-Signature: ") and b"d=operator.test" in raw.split(b"\r\n\r\n")[0]
+    assert dkimpy.verify(raw, dnsfunc=lambda name, timeout=5: txt.get(name if name.endswith(b".") else name + b"."))
+    parsed = email.message_from_bytes(raw, policy=email.policy.default)
+    assert (parsed["From"], parsed["To"], parsed["Subject"]) == \
+           ("alerts@operator.test", "owner@alerts.test", f"Webhook {w['id']} of account acme was deactivated")
+    text = parsed.get_body().get_content()  # type: ignore[union-attr]
+    assert f"({rig.receiver.url()}) of account acme was deactivated after 41 failed" in text.replace("\n", " ")
+    assert b"hookuser" not in raw and b"s3cr" not in raw and b"qsecret" not in raw
+
+
+async def test_a_deactivation_without_alert_address_is_event_and_log_only(rig: Rig, make_config: Any,
+                                                                           caplog: Any) -> None:
+    cfg = make_config(notifications={"from": "alerts@operator.test"})
+    kek = os.urandom(32)
+    await accounts.create(rig.world.pool, "operator", monthly_limit=1000, max_message_size=1_000_000)
+    await domainops.add_domain(rig.world.pool, cfg, kek, "operator", "operator.test", skip_dns=True)
+    caplog.set_level(logging.INFO, "mailtrap_smtp.hooks.delivery")
+    w = await rig.webhook()
+    await _fail_until_deactivated(rig, w)
+    await OutboxRunner(rig.world.pool, [WebhookAlerts(cfg, KeyStore(rig.world.pool, kek))]).run_once()
+    assert await _alerts(rig.world.pool) == []
+    assert await rig.world.pool.fetchval("SELECT count(*) FROM events WHERE type = 'webhook_deactivated'") == 1
+    assert await rig.world.pool.fetchval("SELECT count(*) FROM messages") == 1  # only the world's own message
+    assert any(f"webhook {w['id']} ({rig.receiver.url()}) deactivated after 41" in r.getMessage()
+               for r in caplog.records)

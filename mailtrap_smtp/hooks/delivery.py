@@ -10,8 +10,9 @@ as the delivery-log row. Anything else (another status, no answer within `timeou
 refused connection, an unsafe target) is a failure: logged, and the cursor is not claimed again
 before `retry_seconds`; the retry reads from the same position (the same events, with the same
 `event_id`s, perhaps a few more). When the batch has failed
-`retry_limit` retries, the webhook is set `active = false` with a `webhook_deactivated` event,
-and only an explicit update resumes it (from where it stopped: nothing is dropped).
+`retry_limit` retries, the webhook is set `active = false` with a `webhook_deactivated` event
+(which `consumers/webhook_alerts.py` turns into an email to the account's alert address), and only
+an explicit update resumes it (from where it stopped: nothing is dropped).
 
 A process killed during a POST leaves its lease to run out; the next holder posts the batch again
 (at least once; receivers deduplicate on `event_id`, MAILTRAP_COMPAT §5.2).

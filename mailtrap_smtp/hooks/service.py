@@ -17,7 +17,7 @@ class HooksService:
     def __init__(self, cfg: Config, pool: asyncpg.Pool[Any], *, verify: Any = True, signer: Any = None) -> None:
         self.cfg = cfg
         self.pool = pool
-        self.signer = signer  # DKIM signing of quota notifications (signing.KeyStore); None: not run
+        self.signer = signer  # DKIM signing of operator emails (signing.KeyStore); None: those are not run
         self.client = make_client(cfg.webhooks, verify)
         self.runner = OutboxRunner(pool, self.consumers(), concurrency=cfg.outbox.concurrency,
                                    lease_seconds=cfg.outbox.lease_seconds, poll_seconds=cfg.outbox.poll_seconds)
@@ -27,13 +27,14 @@ class HooksService:
         from ..consumers.auto_suppressions import AutoSuppressions
         from ..consumers.quota_notices import QuotaNotices
         from ..consumers.stats_rollup import StatsRollup
+        from ..consumers.webhook_alerts import WebhookAlerts
 
         # Any: a TransactionalConsumer declares `kind` as a ClassVar, which mypy does not accept for
         # the Protocol's plain attribute, though the runner only reads it.
         found: list[Any] = [WebhookDelivery(self.cfg.webhooks, self.pool, self.client), AutoSuppressions(),
                                  StatsRollup()]
         if self.signer is not None:
-            found.append(QuotaNotices(self.cfg, self.signer))
+            found += [QuotaNotices(self.cfg, self.signer), WebhookAlerts(self.cfg, self.signer)]
         return found
 
     async def start(self) -> None:

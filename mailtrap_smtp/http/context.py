@@ -8,8 +8,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..auth import Authenticator, Principal
-from ..config import Config
+from ..config import Config, LimitsConfig
 from ..core.templates import Templates
+from ..smtp.peers import WindowTable, auth_brake
 from ..submission import Submission
 from .ratelimit import RateLimiter
 
@@ -57,3 +58,5 @@ class ApiContext:
     resolver: Any = None  # for re-checks on demand (dnsresolve.make_resolver)
     token_cache: TokenCache = field(default_factory=lambda: TokenCache(0.0))
     budgets: dict[int, RateLimiter] = field(default_factory=dict)  # per-account budgets (http/scope.py)
+    # Failed token look-ups per IP (and IP/token id): the node's one brake, shared with SMTP AUTH.
+    auth_failures: WindowTable = field(default_factory=lambda: auth_brake(LimitsConfig()))

@@ -1,5 +1,12 @@
 """Who is calling: the API token (`Authorization: Bearer` or `Api-Token`, MAILTRAP_COMPAT.md §2.4)
-→ `auth.Authenticator` → principal; the request budget (`ratelimit.py`); and THE permission check.
+→ `auth.Authenticator` → principal; the brake on failed look-ups; the request budget
+(`ratelimit.py`); and THE permission check.
+
+The brake is SMTP AUTH's (`smtp/peers.py`, `limits.auth_failures_per_ip`), the same table: a wrong
+token counts under the client IP with the token's public id (`peers.brake_key`: an app with a valid
+token behind the same NAT as a guesser keeps working), under the IP alone when the id is unknown.
+A key at its limit is answered 429 with `Retry-After` before any look-up, also for a token the
+cache knows, so a blocked guesser learns nothing.
 
 A listener's stream is fixed (`transactional`, `bulk`) or read from the Host header (`host`: a
 `bulk.` prefix means bulk, as Mailtrap's `bulk.api.mailtrap.io`).
@@ -13,6 +20,7 @@ from fastapi import Request
 
 from .. import permissions, tokens
 from ..auth import AuthOutcome, Principal
+from ..smtp.peers import brake_key
 from . import errors
 from .context import ApiContext
 from .ratelimit import Decision
@@ -66,6 +74,9 @@ async def authenticate(request: Request, *, sending: bool) -> tuple[AuthOutcome,
     if token is None:
         return AuthOutcome.UNKNOWN_ID, None
     ctx = context(request)
+    ip = request.client.host if request.client is not None else ""
+    brake = brake_key(ip, tokens.public_id_of(token))
+    _unless_blocked(request, brake, sending)
     stream = stream_of(request)
     key = (tokens.digest(token) if token.isascii() else token.encode("utf-8", "replace"), stream, sending)
     cached = ctx.token_cache.get(key)
@@ -75,7 +86,19 @@ async def authenticate(request: Request, *, sending: bool) -> tuple[AuthOutcome,
         token, stream=stream, sending=sending, sender_policy=ctx.submission.sender_policy)
     if outcome is AuthOutcome.OK and principal is not None:
         ctx.token_cache.put(key, principal)
+    if outcome is AuthOutcome.UNKNOWN_ID and brake != ip:
+        brake = ip  # no such token id: a guess at ids, braked by the IP alone (as SMTP does)
+        _unless_blocked(request, brake, sending)
+    if outcome in (AuthOutcome.INVALID, AuthOutcome.UNKNOWN_ID):
+        ctx.auth_failures.record(brake)
     return outcome, principal
+
+
+def _unless_blocked(request: Request, brake: str, sending: bool) -> None:
+    wait = context(request).auth_failures.blocked_for(brake)
+    if wait:
+        raise errors.ApiError(errors.AUTH_BLOCKED if sending else errors.MANAGE_AUTH_BLOCKED,
+                              {"Retry-After": str(wait)})
 
 
 def _counted(request: Request, principal: Principal, too_many: errors.SendError | errors.ManageError) -> Decision:

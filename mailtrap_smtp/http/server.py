@@ -24,6 +24,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from ..auth import Authenticator
 from ..config import Config
 from ..core.templates import Templates
+from ..smtp.peers import WindowTable, auth_brake
 from ..smtp.tls import TlsContexts
 from ..submission import Submission
 from . import errors
@@ -81,7 +82,7 @@ class HttpService:
     def __init__(self, cfg: Config, pool: Any, *, submission: Submission | None = None,
                  authenticator: Authenticator | None = None, signer: Any = None,
                  rate_memory: tuple[Any, Any] | None = None, kek: bytes = b"", resolver: Any = None,
-                 process_index: int = 0,
+                 process_index: int = 0, auth_failures: WindowTable | None = None,
                  port_override: int | None = None) -> None:
         self.cfg = cfg
         self.process_index = process_index
@@ -94,7 +95,8 @@ class HttpService:
         limiter = RateLimiter(cfg.http.rate_limit_requests, cfg.http.rate_limit_window_seconds, rate_memory)
         self.context = ApiContext(cfg, pool, self.submission, authenticator or Authenticator(pool), limiter,
                                   Templates(pool), kek=kek, resolver=resolver,
-                                  token_cache=TokenCache(cfg.http.token_cache_seconds))
+                                  token_cache=TokenCache(cfg.http.token_cache_seconds),
+                                  auth_failures=auth_failures or auth_brake(cfg.limits))
         self.app = create_app(self.context)
         self.listeners: list[HttpListener] = []
         self._servers: list[tuple[uvicorn.Server, asyncio.Task[None]]] = []

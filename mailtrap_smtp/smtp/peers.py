@@ -27,11 +27,14 @@ from __future__ import annotations
 import enum
 import hashlib
 import ipaddress
+import math
 import multiprocessing
 import struct
 import time
 import zlib
 from typing import Any
+
+from ..config import LimitsConfig
 
 BUCKETS = 4096
 WAYS = 8
@@ -71,6 +74,13 @@ def brake_key(ip: str, public_id: str | None) -> str:
 
 
 SharedState = tuple[tuple[Any, Any], tuple[Any, Any], tuple[Any, Any], Any]
+
+
+def auth_brake(limits: LimitsConfig, shared: SharedState | None = None) -> WindowTable:
+    """THE failed-token brake of a node (`limits.auth_failures_per_ip`): one table for SMTP AUTH and
+    the API's token look-ups, so a guesser cannot take one budget on each door."""
+    return WindowTable(limits.auth_failures_per_ip, limits.auth_failure_window_seconds,
+                       shared[1] if shared else None)
 
 
 def shared_state(processes: int = 1) -> SharedState:
@@ -192,6 +202,10 @@ class WindowTable:
         return _shared(_FAILURES.size)
 
     def blocked(self, ip: str) -> bool:
+        return self.blocked_for(ip) > 0
+
+    def blocked_for(self, ip: str) -> int:
+        """Whole seconds (at least 1) until the key's window ends if it is at its limit, else 0."""
         key = _key(ip)
         base = _bucket(key, _FAILURES.size)
         now = self._clock()
@@ -199,8 +213,8 @@ class WindowTable:
             for way in range(WAYS):
                 addr, count, start = _FAILURES.unpack_from(self._memory, base + way * _FAILURES.size)
                 if count > 0 and addr == key and now - start < self._window:
-                    return bool(count >= self._max)
-        return False
+                    return max(1, math.ceil(start + self._window - now)) if count >= self._max else 0
+        return 0
 
     def record(self, ip: str) -> None:
         self.hit(ip, cap=False)

@@ -37,7 +37,7 @@ from ..auth import Authenticator, SessionSlots
 from ..config import Config
 from ..submission import Submission
 from . import halfclose, proxy
-from .peers import Admission, PeerTable, SharedState, WindowTable
+from .peers import Admission, PeerTable, SharedState, WindowTable, auth_brake
 from .session import Session
 from .tls import TlsContexts
 
@@ -125,8 +125,7 @@ class SmtpService:
         self.slots = SessionSlots(pool, cfg.limits.connections_per_account)
         # Per-IP state shared with the other processes of this `serve` when it runs several (peers.py).
         self.peers = PeerTable(shared[0], ledger=shared[3], index=process_index) if shared else PeerTable()
-        self.auth_failures = WindowTable(cfg.limits.auth_failures_per_ip, cfg.limits.auth_failure_window_seconds,
-                                         shared[1] if shared else None)
+        self.auth_failures = auth_brake(cfg.limits, shared)
         self.connection_rate = WindowTable(cfg.limits.connection_rate_per_ip, 60.0, shared[2] if shared else None)
         self._proxies = [ipaddress.ip_network(a, strict=False) for a in cfg.server.proxy_protocol_from]
         self.listeners: list[Listener] = []
