@@ -23,7 +23,18 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .. import metrics
-from . import email_logs, errors, manage, sandbox_api, send, stats, suppressions, templates_api, webhooks_api
+from . import (
+    email_logs,
+    errors,
+    manage,
+    sandbox_api,
+    send,
+    stats,
+    suppressions,
+    templates_api,
+    unsubscribe,
+    webhooks_api,
+)
 from .context import ApiContext
 
 log = logging.getLogger(__name__)
@@ -183,6 +194,7 @@ def create_app(ctx: ApiContext) -> FastAPI:
     for events_router in (suppressions.router, email_logs.router, stats.router):
         app.include_router(events_router)
     app.include_router(webhooks_api.router)
+    app.include_router(unsubscribe.router)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(errors.ApiError, _api_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)

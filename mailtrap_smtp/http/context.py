@@ -10,6 +10,7 @@ from typing import Any
 from ..auth import Authenticator, Principal
 from ..config import Config
 from ..core.templates import Templates
+from ..list_unsubscribe import ListUnsubscribe
 from ..submission import Submission
 from .ratelimit import RateLimiter
 
@@ -57,3 +58,4 @@ class ApiContext:
     resolver: Any = None  # for re-checks on demand (dnsresolve.make_resolver)
     token_cache: TokenCache = field(default_factory=lambda: TokenCache(0.0))
     budgets: dict[int, RateLimiter] = field(default_factory=dict)  # per-account budgets (http/scope.py)
+    list_unsubscribe: ListUnsubscribe | None = None  # checks one-click unsubscribe tokens (None: 404)
