@@ -227,3 +227,18 @@ async def test_the_clients_own_list_unsubscribe_is_kept(world: World) -> None:
     own = "List-Unsubscribe: <mailto:unsub@example.com>\r\n"
     raw = await world.send(RCPT, extra=own)
     assert raw.count(b"List-Unsubscribe") == 1 and own.encode() in raw and world.verify(raw)
+
+
+async def test_the_send_api_adds_the_headers_too(world: World) -> None:
+    # The same Submission use case serves the API: a bulk send (Host "bulk.…") gets them as SMTP does.
+    body = {"from": {"email": SENDER}, "to": [{"email": RCPT}], "subject": "s", "text": "t"}
+    async with world.client() as c:
+        r = await c.post("/api/send", json=body, headers={"Host": "bulk.api.service.test",
+                                                         "Authorization": f"Bearer {world.smtp.token}"})
+    assert r.status_code == 200, r.text
+    raw = bytes(await world.pool.fetchval("SELECT raw FROM messages"))
+    token = token_of(raw)
+    assert POST_HEADER in raw and world.verify(raw)
+    async with world.client() as c:
+        assert (await c.post(f"/unsubscribe/{token}", **ONE_CLICK)).status_code == 200
+    assert (await world.state())["unsubscribe"] == 1

@@ -3,7 +3,8 @@
 No framework page ever reaches a client: malformed JSON, a wrong content type, a body that fails
 the models, an unknown path (404), a wrong method (405) and any unexpected error (500) are all
 answered in the shape of the path's family (`errors.py`): management paths with `{"error": …}`,
-everything else with `{"success": false, "errors": […]}`. Internals go to the log only.
+everything else with `{"success": false, "errors": […]}`. Internals go to the log only. (The one
+HTML is the unsubscribe page a recipient opens, `unsubscribe.py`; its refusals are JSON too.)
 
 `Edge` (pure ASGI, outermost) refuses bodies over `http.max_request_bytes` before they are read
 whole, and records requests by route and status, and their latency.
