@@ -84,6 +84,8 @@ class Principal:
     streams: frozenset[str] = frozenset()  # empty: {stream}
     domain_ids: frozenset[int] | None = None  # None: every domain of the account
     level: Level = Level.SEND
+    # The account adds RFC 8058 one-click List-Unsubscribe headers to its bulk messages.
+    list_unsubscribe: bool = False
 
     def __post_init__(self) -> None:
         if not self.streams:
@@ -210,7 +212,7 @@ class Authenticator:
             max_message_size=int(row["max_message_size"]),
             billing_anchor_day=anchor,
             quota_remaining_at_auth=int(row["monthly_limit"]) - used,
-            sending_domains=domains,
+            sending_domains=domains, list_unsubscribe=bool(row["list_unsubscribe"]),
         )
         if door.sending and principal.quota_remaining_at_auth <= 0:
             give_back()

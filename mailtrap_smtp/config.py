@@ -103,6 +103,9 @@ class HttpConfig:
     # database). SMTP authenticates once per session; the API would otherwise pay a round trip per
     # request. A revoked token or a changed domain takes effect within this time.
     token_cache_seconds: float = 2.0
+    # "host" or "host:port" clients reach the API at, for the one-click unsubscribe URLs of bulk
+    # messages (RFC 8058): https://<public_host>/unsubscribe/<token>. Empty: server.hostname.
+    public_host: str = ""
 
 
 @dataclass
@@ -294,6 +297,10 @@ class Config:
     @property
     def return_path_host(self) -> str:
         return self.domains.return_path_host or f"rp.{self.server.hostname}"
+
+    @property
+    def http_public_host(self) -> str:
+        return self.http.public_host or self.server.hostname
 
     @property
     def spf_include(self) -> str:
@@ -519,6 +526,8 @@ def validate(cfg: Config) -> None:
     _validate_events(cfg)
     if not cfg.server.hostname or any(c in cfg.server.hostname for c in " \r\n\t"):
         raise ConfigError(f"server.hostname: invalid host name {cfg.server.hostname!r}")
+    if any(c in cfg.http.public_host for c in " \r\n\t/<>@?#"):
+        raise ConfigError(f"http.public_host: expected host or host:port, got {cfg.http.public_host!r}")
     for i, addr in enumerate(cfg.server.proxy_protocol_from):
         try:
             ipaddress.ip_network(addr, strict=False)

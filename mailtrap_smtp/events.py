@@ -28,6 +28,8 @@ class Event(StrEnum):
     # (details.source = "inbound"; a hard DSN is a BOUNCE with that source).
     SOFT_BOUNCE = "soft_bounce"              # a DSN reporting a temporary failure (Action: delayed, 4.x.x)
     SPAM = "spam"                            # a spam complaint (RFC 5965 ARF feedback report)
+    # The recipient used the one-click List-Unsubscribe URL (RFC 8058; details.source = "one_click").
+    UNSUBSCRIBE = "unsubscribe"
     # Webhooks (hooks/).
     WEBHOOK_DEACTIVATED = "webhook_deactivated"  # every retry of a batch failed: active = false
 

@@ -8,6 +8,8 @@ Given an authenticated principal, an envelope whose sender domain the caller alr
 3. reads and strips `X-MT-Category` / `X-MT-Custom-Variables` (JSON object of at most 1000 bytes,
    otherwise ignored, as Mailtrap documents);
 4. adds `Date` and `Message-ID` when missing and prepends the caller's trace header (`Received`);
+   adds the one-click `List-Unsubscribe` headers to bulk messages of accounts that enabled them
+   (`list_unsubscribe.py`: why a single recipient only);
 5. DKIM-signs LAST (nothing touches the bytes after the signature is made);
 6. stores it through `store.messages.AcceptBatcher` (group commit: ONE statement, its own
    transaction, for every message waiting): message + recipients + quota charge + Reception event.
@@ -45,6 +47,8 @@ from typing import Any, Protocol
 from . import idempotency, permissions, quota
 from .auth import DB_ERRORS, Principal, SenderPolicy
 from .headers import ParsedHeader, field_value, parse_header
+from .list_unsubscribe import ListUnsubscribe
+from .list_unsubscribe import wanted as unsubscribe_wanted
 from .outcomes import Outcome, Rejected
 from .store import domains as domains_store
 from .store import messages as messages_store
@@ -202,8 +206,10 @@ class Accepted:
 
 class Submission:
     def __init__(self, pool: Any, signer: Signer, *, hostname: str, require_approval: bool,
-                 grace_seconds: float | None = None, statement_timeout: float = 0.0) -> None:
+                 grace_seconds: float | None = None, statement_timeout: float = 0.0,
+                 list_unsubscribe: ListUnsubscribe | None = None) -> None:
         self._pool = pool
+        self.list_unsubscribe = list_unsubscribe  # None: no List-Unsubscribe headers are added
         self._notifier = messages_store.QueueNotifier(pool)
         # A message never waits in the group commit's queue longer than the statement bound.
         self._batcher = messages_store.AcceptBatcher(pool, max_wait=statement_timeout)
@@ -324,14 +330,20 @@ class Submission:
     async def _store(self, principal: Principal, envelope: Envelope, parsed: ParsedHeader, header_from: str,
                      from_domain: str, handed_over: Callable[[], None]) -> Accepted:
         """Sign the message and store it with its recipients, quota charge and event (one statement)."""
-        built = await self._finish(parsed, from_domain, envelope.trace)
+        msg_id = uuid.uuid4()
+        recipient_ids = [uuid.uuid4() for _ in envelope.recipients]
+        extra: list[bytes] = []
+        if self.list_unsubscribe is not None and unsubscribe_wanted(
+                principal.stream, principal.list_unsubscribe, len(recipient_ids)):
+            extra = self.list_unsubscribe.headers(msg_id, recipient_ids[0])
+        built = await self._finish(parsed, from_domain, envelope.trace, msg_id, extra)
         new = messages_store.NewMessage(
             id=built.id, account_id=principal.account_id, credential_id=principal.credential_id,
             domain_id=envelope.sender_domain_id, stream=principal.stream, mail_from=envelope.mail_from,
             header_from=header_from, subject=built.subject, message_id_header=built.message_id_header,
             category=built.category, custom_variables=built.custom_variables,
             client_ip=envelope.client_ip, raw=built.raw, recipients=list(envelope.recipients),
-            recipient_ids=[uuid.uuid4() for _ in envelope.recipients],
+            recipient_ids=recipient_ids,
         )
         period = quota.current_period(principal.billing_anchor_day)
         handed_over()  # the group commit stops waiting for it as "on its way"
@@ -361,8 +373,10 @@ class Submission:
             raise Rejected(Outcome.FROM_HEADER_MISMATCH)
         return header_from, from_domain
 
-    async def _finish(self, parsed: ParsedHeader, from_domain: str, trace: bytes) -> _Built:
-        """Strip our X-MT-* headers, add Date/Message-ID when missing, DKIM-sign last."""
+    async def _finish(self, parsed: ParsedHeader, from_domain: str, trace: bytes, msg_id: uuid.UUID,
+                      unsubscribe: list[bytes]) -> _Built:
+        """Strip our X-MT-* headers, add Date/Message-ID when missing and the `unsubscribe` headers
+        unless the message has its own List-Unsubscribe, DKIM-sign last."""
         category: str | None = None
         custom_variables: dict[str, Any] | None = None
         subject: str | None = None
@@ -383,10 +397,11 @@ class Submission:
                 message_id_header = field_value(whole)[:998] or None
             elif name == b"date":
                 has_date = True
+            elif name in (b"list-unsubscribe", b"list-unsubscribe-post"):
+                unsubscribe = []
             kept.append(whole)
 
-        msg_id = uuid.uuid4()
-        added: list[bytes] = []
+        added: list[bytes] = list(unsubscribe)
         if not has_date:
             added.append(f"Date: {rfc5322_now()}\r\n".encode("ascii"))
         if message_id_header is None:

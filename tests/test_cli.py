@@ -251,3 +251,15 @@ def test_account_create_refuses_a_plan_out_of_range(run: Any, flags: list[str], 
     code, out, err = run("account", "create", "acme", *flags)
     assert (code, out, err) == (1, "", f"mailtrap-smtp: {error}\n")
     assert run("account", "list", "--json")[1] == "[]\n"
+
+
+def test_account_list_unsubscribe(run: Any) -> None:
+    assert run("account", "create", "acme")[0] == 0
+    assert json.loads(run("account", "show", "acme", "--json")[1])["list_unsubscribe"] is False
+    code, out, err = run("account", "list-unsubscribe", "acme", "on")
+    assert (code, out) == (0, "account acme: one-click List-Unsubscribe on bulk messages on\n"), err
+    assert json.loads(run("account", "show", "acme", "--json")[1])["list_unsubscribe"] is True
+    code, out, _ = run("account", "list-unsubscribe", "acme", "off", "--json")
+    assert code == 0 and json.loads(out)["list_unsubscribe"] is False
+    code, _, err = run("account", "list-unsubscribe", "nobody", "on")
+    assert (code, err) == (1, "mailtrap-smtp: no account named 'nobody'\n")

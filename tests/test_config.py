@@ -192,3 +192,20 @@ def test_inbound_config_errors(tmp_path: Path, text: str, message: str) -> None:
     with pytest.raises(config.ConfigError) as e:
         config.load(p, environ={})
     assert str(e.value) == message
+
+
+@pytest.mark.parametrize("value", ["api.example.com/x", "a b", "user@api.example.com", "api?x", "<api>", "api#f"])
+def test_http_public_host_must_be_a_host(tmp_path: Path, value: str) -> None:
+    p = tmp_path / "c.toml"
+    p.write_text(f"[http]\npublic_host = {value!r}\n")
+    with pytest.raises(config.ConfigError) as e:
+        config.load(p, environ={})
+    assert str(e.value) == f"http.public_host: expected host or host:port, got {value!r}"
+
+
+def test_http_public_host_defaults_to_the_server_hostname(tmp_path: Path) -> None:
+    p = tmp_path / "c.toml"
+    p.write_text("[server]\nhostname = 'mx.example.com'\n")
+    assert config.load(p, environ={}).http_public_host == "mx.example.com"
+    p.write_text("[server]\nhostname = 'mx.example.com'\n[http]\npublic_host = 'api.example.com:8443'\n")
+    assert config.load(p, environ={}).http_public_host == "api.example.com:8443"

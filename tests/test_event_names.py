@@ -148,7 +148,8 @@ def test_a_reject_carries_its_reason() -> None:
     (["bounce"], ["bounce", "expiration", "manual_bounce"]),
     (["reject", "delivery"], ["delivery", "suppressed"]),
     (["soft_bounce", "spam_complaint"], ["soft_bounce", "spam", "transient_failure"]),
-    (["open", "click", "unsubscribe"], []),
+    (["open", "click"], []),
+    (["open", "click", "unsubscribe"], ["unsubscribe"]),  # the one-click List-Unsubscribe endpoint's
 ])
 def test_our_types_for_a_webhooks_event_types(config: list[str], ours: list[str]) -> None:
     assert names.our_types(config) == ours
@@ -158,3 +159,9 @@ def test_the_payload_names_the_message_by_the_recipients_public_id_when_known() 
     public = uuid.UUID("17287920-571a-11f0-0040-f13664d022fb")
     assert names.webhook_payload(_event("delivery", {}, recipient_public_id=public))["message_id"] == str(public)
     assert names.webhook_payload(_event("delivery", {}))["message_id"] == str(MID)
+
+
+def test_an_unsubscribe_is_mailtraps_unsubscribe_webhook() -> None:
+    p = names.webhook_payload(_event(Event.UNSUBSCRIBE, {"source": "one_click"}))
+    assert p is not None and p["event"] == "unsubscribe"
+    assert "reason" not in p and "bounce_category" not in p

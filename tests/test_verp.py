@@ -136,3 +136,38 @@ async def test_client_sender_kept_without_a_return_path(make_config: Any, pool: 
     (item,) = sink.received  # one transaction for both, as before
     assert item.mail_from == "app@src.test" and item.rcpts == ["a@dest.test", "b@dest.test"]
     assert not (cfg.data_dir / "verp.key").exists()
+
+
+# --- one-click unsubscribe tokens (list_unsubscribe.py): same key and MAC, their own label ---
+
+RECIPIENT = uuid.UUID("11111111-2222-4333-8444-555555555555")
+UNSUB = verp.unsubscribe_token(KEY, MID, RECIPIENT)
+
+
+def test_unsubscribe_token_round_trip() -> None:
+    assert len(UNSUB) == 64 and UNSUB == UNSUB.lower()
+    assert verp.check_unsubscribe_token(KEY, UNSUB) == (MID, RECIPIENT)
+    assert verp.check_unsubscribe_token(KEY, UNSUB.upper()) == (MID, RECIPIENT)  # base32: either case
+
+
+def _flip_payload(text: str) -> str:
+    raw = bytearray(base64.b32decode(text.upper()))
+    raw[20] ^= 1  # inside the recipient id, MAC kept
+    return base64.b32encode(bytes(raw)).decode().lower()
+
+
+@pytest.mark.parametrize("text", [
+    verp.unsubscribe_token(OTHER_KEY, MID, RECIPIENT),  # another key
+    _flip_payload(UNSUB),                               # payload altered, old MAC
+    UNSUB[:-1] + ("b" if UNSUB[-1] == "a" else "a"),    # MAC altered
+    GOOD_TEXT,                                          # a VERP tag is not an unsubscribe token
+    UNSUB[:-1], UNSUB + "a", "", "é" * 64, "0" * 64,
+])
+def test_unsubscribe_token_refused(text: str) -> None:
+    assert verp.check_unsubscribe_token(KEY, text) is None
+
+
+def test_the_two_labels_never_share_a_mac() -> None:
+    # The same 32 bytes as a VERP payload would need the VERP label's MAC: domain separation.
+    payload = MID.bytes + RECIPIENT.bytes
+    assert verp._mac(KEY, payload) != verp._mac(KEY, payload, verp._UNSUB_DOMAIN)

@@ -1,4 +1,5 @@
-"""`account create|set-plan|erase-recipient|show|list`: accounts, their plans, and erasure."""
+"""`account create|set-plan|list-unsubscribe|erase-recipient|show|list`: accounts, their plans and
+options, and erasure."""
 
 from __future__ import annotations
 
@@ -68,6 +69,16 @@ def cmd_set_plan(cfg: config_mod.Config, args: argparse.Namespace) -> int:
 
 
 @with_database
+async def cmd_list_unsubscribe(pool: Any, cfg: config_mod.Config, args: argparse.Namespace) -> int:
+    row = await accounts.set_list_unsubscribe(pool, args.name, args.state == "on")
+    if args.json:
+        emit_json(dict(row))
+    else:
+        print(f"account {row['name']}: one-click List-Unsubscribe on bulk messages {args.state}")
+    return 0
+
+
+@with_database
 async def cmd_erase_recipient(pool: Any, cfg: config_mod.Config, args: argparse.Namespace) -> int:
     removed = await retention.erase_recipient(pool, args.name, args.email)
     if args.json:
@@ -114,6 +125,11 @@ def register(sub: Any, p: Parsers) -> None:
               listing=True)
     s.add_argument("name")
     s.add_argument("plan")
+    s = p.add(acc, "list-unsubscribe", cmd_list_unsubscribe,
+              "add RFC 8058 one-click List-Unsubscribe headers to the account's bulk messages, or stop",
+              listing=True)
+    s.add_argument("name")
+    s.add_argument("state", choices=("on", "off"))
     s = p.add(acc, "erase-recipient", cmd_erase_recipient,
               "remove an address from every stored message, log and suppression of the account", listing=True)
     s.add_argument("name")

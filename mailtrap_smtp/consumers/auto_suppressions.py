@@ -1,7 +1,7 @@
 """Automatic suppression (MAILTRAP_COMPAT §6, §9 item 23): a hard bounce whose Mailtrap category is
-`badrecipient`, `overquota` or `timeout` suppresses the address as `hard bounce`, and a spam
-complaint (an ARF report at the inbound listener) as `spam complaint`, for the message's domain
-and stream.
+`badrecipient`, `overquota` or `timeout` suppresses the address as `hard bounce`, a spam
+complaint (an ARF report at the inbound listener) as `spam complaint`, and a one-click
+unsubscribe (RFC 8058) as `unsubscription`, for the message's domain and stream.
 
 A transactional outbox consumer: the suppressions of a page of events and the cursor's advance
 commit together, so each event is applied exactly once, also when a process dies mid-page.
@@ -14,7 +14,7 @@ from typing import ClassVar
 
 from .. import metrics
 from ..core import event_names
-from ..core.suppressions import HARD_BOUNCE, SPAM_COMPLAINT
+from ..core.suppressions import HARD_BOUNCE, SPAM_COMPLAINT, UNSUBSCRIPTION
 from ..events import Event
 from ..outbox import EventFilter, OutboxEvent, TransactionalConsumer
 from ..store import suppressions as store
@@ -27,6 +27,7 @@ SUPPRESSING = frozenset({"badrecipient", "overquota", "timeout"})
 # that came back later). An operator's `queue bounce` is not: it says nothing about the address.
 _HARD = (str(Event.BOUNCE), str(Event.EXPIRATION))
 _COMPLAINT = str(Event.SPAM)
+_UNSUBSCRIBE = str(Event.UNSUBSCRIBE)
 
 
 def suppressing(e: OutboxEvent) -> store.AutoEntry | None:
@@ -35,6 +36,8 @@ def suppressing(e: OutboxEvent) -> store.AutoEntry | None:
         return None
     if e.type == _COMPLAINT:
         return store.AutoEntry(e.recipient_id, SPAM_COMPLAINT, None, None, None)
+    if e.type == _UNSUBSCRIBE:
+        return store.AutoEntry(e.recipient_id, UNSUBSCRIPTION, None, None, None)
     if e.type not in _HARD:
         return None
     category = event_names.bounce_category(e.details)
@@ -49,7 +52,7 @@ class AutoSuppressions(TransactionalConsumer):
     kind: ClassVar[str] = "auto_suppressions"
 
     def event_filter(self) -> EventFilter:
-        return EventFilter(types=(*_HARD, _COMPLAINT))
+        return EventFilter(types=(*_HARD, _COMPLAINT, _UNSUBSCRIBE))
 
     async def apply(self, tx: Conn, events: Sequence[OutboxEvent]) -> None:
         wanted = [b for b in map(suppressing, events) if b is not None]

@@ -67,6 +67,15 @@ async def get(conn: Conn, name: str) -> Record:
     return row
 
 
+async def set_list_unsubscribe(conn: Conn, name: str, enabled: bool) -> Record:
+    """Turn the RFC 8058 one-click headers of the account's bulk messages on or off (`list_unsubscribe.py`);
+    sessions that authenticate from now on see it."""
+    row = await accounts_store.set_list_unsubscribe(conn, (await get(conn, name))["id"], enabled)
+    if row is None:
+        raise Refused(f"no account named {name!r}")
+    return row
+
+
 async def summary(conn: Conn, row: Record, today: dt.date) -> dict[str, Any]:
     """The account's plan, its usage in the billing period containing `today`, its domains and live tokens."""
     start = quota.period_start(row["billing_anchor_day"], today)
@@ -76,7 +85,8 @@ async def summary(conn: Conn, row: Record, today: dt.date) -> dict[str, Any]:
         "remaining": max(0, row["monthly_limit"] - used), "period_start": start,
         "period_end": quota.period_end(row["billing_anchor_day"], today),
         "max_message_size": row["max_message_size"], "billing_anchor_day": row["billing_anchor_day"],
-        "alert_email": row["alert_email"], "created_at": row["created_at"],
+        "alert_email": row["alert_email"], "list_unsubscribe": row["list_unsubscribe"],
+        "created_at": row["created_at"],
         "domains": [d["name"] for d in await domains_store.list_all(conn, row["id"])],
         "credentials": [c["public_id"] for c in await credentials_store.list_all(conn, row["id"])
                         if c["revoked_at"] is None],

@@ -42,8 +42,9 @@ BY_CONFIG: dict[str, Spelling] = {s.config: s for s in ALL}
 # soft bounce only when a remote server replied (a refused connection or a DNS timeout is not a
 # bounce of the message); `spelling()` applies that rule. SOFT_BOUNCE and SPAM come from reports
 # received later at the inbound listener (a delayed DSN, an ARF complaint), as does a BOUNCE with
-# details.source = "inbound". Opens, clicks and unsubscribes have no event of ours yet (no
-# tracking), nor has `suspension`: their rows are in ALL so that filters accept them.
+# details.source = "inbound". UNSUBSCRIBE comes from the one-click List-Unsubscribe endpoint.
+# Opens and clicks have no event of ours yet (no tracking), nor has `suspension`: their rows are
+# in ALL so that filters accept them.
 _OURS: dict[str, Spelling] = {
     Event.DELIVERY: DELIVERY,
     Event.TRANSIENT_FAILURE: SOFT_BOUNCE,
@@ -53,6 +54,7 @@ _OURS: dict[str, Spelling] = {
     Event.MANUAL_BOUNCE: BOUNCE,   # an operator's `queue bounce`: the user sees a bounce
     Event.SUPPRESSED: REJECT,      # accepted, never delivered: on the suppression list
     Event.SPAM: SPAM,              # a complaint (feedback loop)
+    Event.UNSUBSCRIBE: UNSUBSCRIBE,  # a one-click List-Unsubscribe POST (RFC 8058)
 }
 
 # Our bounce classification (delivery/bounces.py) → Mailtrap's `bounce_category` (§5.2's list).

@@ -11,6 +11,10 @@ The tag is base32 (RFC 4648 §6): remote MTAs may fold the case of local parts a
 §2.4 says they must not, and base32 decodes the same in either case. Its length keeps the whole
 local part at 60 octets, under the limit of 64 (RFC 5321 §4.5.3.1.1).
 
+The same key and MAC (with its own domain-separation label, so neither kind of token is ever
+valid as the other) also make the one-click unsubscribe tokens of `List-Unsubscribe` URLs
+(RFC 8058; `list_unsubscribe.py`): `unsubscribe_token` / `check_unsubscribe_token`.
+
 Pure: no storage, no clock; the key is passed in.
 """
 
@@ -29,6 +33,9 @@ _MAC_LEN = 8           # 64 bits: a forger must guess online, one SMTP transacti
 _PAYLOAD_LEN = 16 + 8  # message UUID + recipient id
 _TAG_LEN = 52          # base32 of 32 bytes without its "====" padding
 _DOMAIN = b"mailtrap-smtp verp v1\x00"  # separates these MACs from any other use of the key
+_UNSUB_DOMAIN = b"mailtrap-smtp list-unsubscribe v1\x00"
+_UNSUB_PAYLOAD_LEN = 16 + 16  # message UUID + recipient public UUID
+_UNSUB_TOKEN_LEN = 64         # base32 of 40 bytes: no padding
 
 
 @dataclass(frozen=True)
@@ -39,10 +46,27 @@ class Tag:
     recipient_id: int
 
 
-def _mac(key: bytes, payload: bytes) -> bytes:
+def _mac(key: bytes, payload: bytes, domain: bytes = _DOMAIN) -> bytes:
     if len(key) < 16:
         raise ValueError("the VERP key must be at least 16 bytes")
-    return hmac.new(key, _DOMAIN + payload, hashlib.sha256).digest()[:_MAC_LEN]
+    return hmac.new(key, domain + payload, hashlib.sha256).digest()[:_MAC_LEN]
+
+
+def _b32(raw: bytes) -> str:
+    return base64.b32encode(raw).decode("ascii").rstrip("=").lower()
+
+
+def _unb32(text: str, length: int) -> bytes | None:
+    """The bytes of a base32 text of exactly `length` characters in its one spelling, else None."""
+    if len(text) != length or not text.isascii():
+        return None
+    try:
+        raw = base64.b32decode(text + "=" * (-len(text) % 8), casefold=True)
+    except (binascii.Error, ValueError):
+        return None
+    if _b32(raw) != text.lower():
+        return None  # the unused low bits of the last character set: one tag, one spelling
+    return raw
 
 
 def _payload(tag: Tag) -> bytes:
@@ -54,7 +78,7 @@ def _payload(tag: Tag) -> bytes:
 def encode_tag(key: bytes, tag: Tag) -> str:
     """The TAG part alone (lower-case base32)."""
     payload = _payload(tag)
-    return base64.b32encode(payload + _mac(key, payload)).decode("ascii").rstrip("=").lower()
+    return _b32(payload + _mac(key, payload))
 
 
 def make(key: bytes, tag: Tag, host: str) -> str:
@@ -67,14 +91,9 @@ def make(key: bytes, tag: Tag, host: str) -> str:
 
 def decode_tag(key: bytes, text: str) -> Tag | None:
     """The Tag of a TAG string if its MAC is valid, else None (never raises on any input)."""
-    if len(text) != _TAG_LEN or not text.isascii():
+    raw = _unb32(text, _TAG_LEN)
+    if raw is None:
         return None
-    try:
-        raw = base64.b32decode(text + "====", casefold=True)
-    except (binascii.Error, ValueError):
-        return None
-    if base64.b32encode(raw).decode("ascii").rstrip("=") != text.upper():
-        return None  # the unused low bits of the last character set: one tag, one spelling
     payload, mac = raw[:_PAYLOAD_LEN], raw[_PAYLOAD_LEN:]
     if len(mac) != _MAC_LEN or not hmac.compare_digest(mac, _mac(key, payload)):
         return None
@@ -102,3 +121,20 @@ def check(key: bytes, address: str) -> Tag | None:
     if not plus or prefix.lower() != PREFIX:
         return None
     return decode_tag(key, text)
+
+
+def unsubscribe_token(key: bytes, message_id: uuid.UUID, recipient: uuid.UUID) -> str:
+    """The token of a one-click unsubscribe URL: a message and its recipient's public id, with a MAC."""
+    payload = message_id.bytes + recipient.bytes
+    return _b32(payload + _mac(key, payload, _UNSUB_DOMAIN))
+
+
+def check_unsubscribe_token(key: bytes, text: str) -> tuple[uuid.UUID, uuid.UUID] | None:
+    """(message id, recipient public id) of a valid unsubscribe token, else None (never raises)."""
+    raw = _unb32(text, _UNSUB_TOKEN_LEN)
+    if raw is None:
+        return None
+    payload, mac = raw[:_UNSUB_PAYLOAD_LEN], raw[_UNSUB_PAYLOAD_LEN:]
+    if len(mac) != _MAC_LEN or not hmac.compare_digest(mac, _mac(key, payload, _UNSUB_DOMAIN)):
+        return None
+    return uuid.UUID(bytes=payload[:16]), uuid.UUID(bytes=payload[16:])

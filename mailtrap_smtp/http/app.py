@@ -3,7 +3,8 @@
 No framework page ever reaches a client: malformed JSON, a wrong content type, a body that fails
 the models, an unknown path (404), a wrong method (405) and any unexpected error (500) are all
 answered in the shape of the path's family (`errors.py`): management paths with `{"error": …}`,
-everything else with `{"success": false, "errors": […]}`. Internals go to the log only.
+everything else with `{"success": false, "errors": […]}`. Internals go to the log only. (The one
+HTML is the unsubscribe page a recipient opens, `unsubscribe.py`; its refusals are JSON too.)
 
 `Edge` (pure ASGI, outermost) refuses bodies over `http.max_request_bytes` before they are read
 whole, and records requests by route and status, and their latency.
@@ -23,7 +24,18 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .. import metrics
-from . import email_logs, errors, manage, sandbox_api, send, stats, suppressions, templates_api, webhooks_api
+from . import (
+    email_logs,
+    errors,
+    manage,
+    sandbox_api,
+    send,
+    stats,
+    suppressions,
+    templates_api,
+    unsubscribe,
+    webhooks_api,
+)
 from .context import ApiContext
 
 log = logging.getLogger(__name__)
@@ -183,6 +195,7 @@ def create_app(ctx: ApiContext) -> FastAPI:
     for events_router in (suppressions.router, email_logs.router, stats.router):
         app.include_router(events_router)
     app.include_router(webhooks_api.router)
+    app.include_router(unsubscribe.router)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(errors.ApiError, _api_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)

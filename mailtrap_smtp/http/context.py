@@ -10,6 +10,7 @@ from typing import Any
 from ..auth import Authenticator, Principal
 from ..config import Config, LimitsConfig
 from ..core.templates import Templates
+from ..list_unsubscribe import ListUnsubscribe
 from ..smtp.peers import WindowTable, auth_brake
 from ..submission import Submission
 from .ratelimit import RateLimiter
@@ -60,3 +61,4 @@ class ApiContext:
     budgets: dict[int, RateLimiter] = field(default_factory=dict)  # per-account budgets (http/scope.py)
     # Failed token look-ups per IP (and IP/token id): the node's one brake, shared with SMTP AUTH.
     auth_failures: WindowTable = field(default_factory=lambda: auth_brake(LimitsConfig()))
+    list_unsubscribe: ListUnsubscribe | None = None  # checks one-click unsubscribe tokens (None: 404)

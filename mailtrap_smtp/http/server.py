@@ -24,6 +24,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from ..auth import Authenticator
 from ..config import Config
 from ..core.templates import Templates
+from ..list_unsubscribe import ListUnsubscribe
 from ..smtp.peers import WindowTable, auth_brake
 from ..smtp.tls import TlsContexts
 from ..submission import Submission
@@ -91,10 +92,12 @@ class HttpService:
         self._own_submission = submission is None
         self.submission = submission or Submission(pool, signer, hostname=cfg.server.hostname,
                                                    require_approval=cfg.domains.require_approval,
-                                                   grace_seconds=cfg.domains.grace_period_seconds)
+                                                   grace_seconds=cfg.domains.grace_period_seconds,
+                                                   list_unsubscribe=ListUnsubscribe(cfg))
         limiter = RateLimiter(cfg.http.rate_limit_requests, cfg.http.rate_limit_window_seconds, rate_memory)
         self.context = ApiContext(cfg, pool, self.submission, authenticator or Authenticator(pool), limiter,
                                   Templates(pool), kek=kek, resolver=resolver,
+                                  list_unsubscribe=self.submission.list_unsubscribe or ListUnsubscribe(cfg),
                                   token_cache=TokenCache(cfg.http.token_cache_seconds),
                                   auth_failures=auth_failures or auth_brake(cfg.limits))
         self.app = create_app(self.context)

@@ -35,6 +35,7 @@ from typing import Any
 from .. import maillog, metrics, replies, supervise
 from ..auth import Authenticator, SessionSlots
 from ..config import Config
+from ..list_unsubscribe import ListUnsubscribe
 from ..submission import Submission
 from . import halfclose, proxy
 from .peers import Admission, PeerTable, SharedState, WindowTable, auth_brake
@@ -120,7 +121,8 @@ class SmtpService:
         self.submission = Submission(pool, signer, hostname=cfg.server.hostname,
                                      require_approval=cfg.domains.require_approval,
                                      grace_seconds=cfg.domains.grace_period_seconds,
-                                     statement_timeout=cfg.database.statement_timeout_seconds)
+                                     statement_timeout=cfg.database.statement_timeout_seconds,
+                                     list_unsubscribe=ListUnsubscribe(cfg))
         self.authenticator = Authenticator(pool)
         self.slots = SessionSlots(pool, cfg.limits.connections_per_account)
         # Per-IP state shared with the other processes of this `serve` when it runs several (peers.py).

@@ -35,6 +35,11 @@ async def list_all(conn: Conn) -> list[Record]:
     return list(await conn.fetch("SELECT * FROM accounts ORDER BY name"))
 
 
+async def set_list_unsubscribe(conn: Conn, account_id: int, enabled: bool) -> Record | None:
+    return await conn.fetchrow("UPDATE accounts SET list_unsubscribe = $2 WHERE id = $1 RETURNING *",
+                               account_id, enabled)
+
+
 async def set_plan(conn: Conn, account_id: int, *, plan: str, monthly_limit: int, max_message_size: int,
                    alert_thresholds: Sequence[int]) -> Record | None:
     """Apply a plan's values; every node sees them at its next AUTH or API request (nothing is cached)."""

@@ -101,7 +101,7 @@ class AutoEntry:
     """A suppression an event asks for (an outbox consumer's input): a recipient and why."""
 
     recipient_id: int
-    type: str                    # 'hard bounce' or 'spam complaint'
+    type: str                    # 'hard bounce', 'spam complaint' or 'unsubscription'
     bounce_category: str | None  # Mailtrap's (core/event_names.py), for a bounce
     esp_response: str | None
     mx: str | None
