@@ -23,7 +23,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .. import metrics
-from . import email_logs, errors, manage, send, stats, suppressions
+from . import dashboard, email_logs, errors, manage, send, stats, suppressions
 from .context import ApiContext
 
 log = logging.getLogger(__name__)
@@ -179,6 +179,7 @@ def create_app(ctx: ApiContext) -> FastAPI:
     app.include_router(manage.router)
     for events_router in (suppressions.router, email_logs.router, stats.router):
         app.include_router(events_router)
+    dashboard.install(app)  # the web dashboard under /dashboard (issue 15)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(errors.ApiError, _api_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)

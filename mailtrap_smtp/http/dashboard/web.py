@@ -1,0 +1,166 @@
+"""What every dashboard page shares: who is logged in (the `viewer` dependency, else a redirect to
+the login page), the CSRF check of every form (`posted`), rendering a template, the refusals
+(`Missing` → 404, `Forbidden` → 403) and the security headers of every dashboard answer.
+
+Every page reads and writes through the use cases with the logged-in token's account id, so an id
+of another account is simply not found (404), as for the API.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from fastapi import Request
+from starlette.datastructures import FormData, UploadFile
+from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.templating import Jinja2Templates
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from ... import permissions
+from ...auth import AuthOutcome, Principal
+from ..context import ApiContext
+from ..principal import context
+from .session import SESSION_COOKIE, SessionKeys
+
+PREFIX = "/dashboard"
+TEMPLATES = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
+
+# No inline script or style anywhere (script-src/style-src 'self'); frames only from our own
+# message-HTML route, itself sandboxed; forms post only to us; no page may frame the dashboard.
+CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
+       "frame-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
+SECURITY_HEADERS = {
+    "Content-Security-Policy": CSP, "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "DENY", "Cache-Control": "no-store", "Cross-Origin-Opener-Policy": "same-origin",
+}
+
+
+class LoginRequired(Exception):
+    """No valid session: the answer is a redirect to the login page."""
+
+
+class Missing(Exception):
+    """No such thing in this account: 404."""
+
+
+class Forbidden(Exception):
+    """A form without a valid CSRF token: 403, nothing done."""
+
+
+@dataclass(frozen=True)
+class Viewer:
+    principal: Principal
+    csrf: str
+    ctx: ApiContext
+
+    @property
+    def account_id(self) -> int:
+        return self.principal.account_id
+
+
+def keys(request: Request) -> SessionKeys:
+    ctx = context(request)
+    found: SessionKeys | None = getattr(request.app.state, "dashboard_keys", None)
+    if found is None:
+        found = request.app.state.dashboard_keys = SessionKeys(ctx.kek)
+    return found
+
+
+async def admin_of(request: Request, token: str) -> Principal | None:
+    """The principal of `token` if it is an admin of its whole account (`permissions.may_manage`)."""
+    ctx = context(request)
+    outcome, principal, _ = await ctx.authenticator.authenticate(token, stream=None, sending=False)
+    if outcome is not AuthOutcome.OK or principal is None or not permissions.may_manage(principal):
+        return None
+    return principal
+
+
+async def viewer(request: Request) -> Viewer:
+    """Dependency of every page but the login page."""
+    cookie = request.cookies.get(SESSION_COOKIE)
+    token = keys(request).open(cookie)
+    principal = await admin_of(request, token) if token is not None else None
+    if principal is None or cookie is None:
+        raise LoginRequired
+    return Viewer(principal, keys(request).csrf(cookie), context(request))
+
+
+async def posted(request: Request, who: Viewer) -> FormData:
+    """The form of a POST, once its CSRF token is checked (else `Forbidden`)."""
+    form = await request.form()
+    if not keys(request).csrf_ok(request.cookies.get(SESSION_COOKIE), text(form, "csrf")):
+        raise Forbidden
+    return form
+
+
+def text(form: FormData, name: str, default: str = "") -> str:
+    value = form.get(name)
+    return value if isinstance(value, str) else default
+
+
+def upload(form: FormData, name: str) -> UploadFile | None:
+    value = form.get(name)
+    return value if isinstance(value, UploadFile) else None
+
+
+def render(request: Request, who: Viewer | None, page: str, status: int = 200, **values: Any) -> HTMLResponse:
+    values.setdefault("flash", request.query_params.get("flash"))
+    return TEMPLATES.TemplateResponse(request, page, {"who": who, "prefix": PREFIX, **values},
+                                      status_code=status)
+
+
+def back(path: str, flash: str | None = None) -> RedirectResponse:
+    """After a form: see the page (303, RFC 9110 §15.4.4), with a one-line note."""
+    from urllib.parse import quote
+
+    return RedirectResponse(PREFIX + path + (f"?flash={quote(flash)}" if flash else ""), status_code=303)
+
+
+def parse_int(value: str) -> int:
+    """An id from a path: anything but a plain positive integer is not found."""
+    if not value.isdigit() or len(value) > 18:
+        raise Missing
+    return int(value)
+
+
+async def _login_required(request: Request, exc: Exception) -> Response:
+    response = RedirectResponse(PREFIX + "/login", status_code=303)
+    response.delete_cookie(SESSION_COOKIE, path=PREFIX, secure=True, httponly=True, samesite="strict")
+    return response
+
+
+async def _missing(request: Request, exc: Exception) -> Response:
+    return render(request, None, "error.html", 404, title="Not found",
+                  message="There is no such page in this account.")
+
+
+async def _forbidden(request: Request, exc: Exception) -> Response:
+    return render(request, None, "error.html", 403, title="Refused",
+                  message="The form was too old or not sent from this dashboard: reload the page and try again.")
+
+
+HANDLERS = {LoginRequired: _login_required, Missing: _missing, Forbidden: _forbidden}
+
+
+class SecurityHeaders:
+    """Adds SECURITY_HEADERS to every answer under the dashboard's path (pages, redirects, files, errors)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not str(scope.get("path", "")).startswith(PREFIX):
+            await self.app(scope, receive, send)
+            return
+
+        async def with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                present = {k.lower() for k, _ in message.get("headers", [])}
+                extra = [(k.lower().encode(), v.encode()) for k, v in SECURITY_HEADERS.items()
+                         if k.lower().encode() not in present]
+                message["headers"] = [*message.get("headers", []), *extra]
+            await send(message)
+
+        await self.app(scope, receive, with_headers)
