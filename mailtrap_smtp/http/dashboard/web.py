@@ -8,6 +8,7 @@ of another account is simply not found (404), as for the API.
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,17 @@ from .session import SESSION_COOKIE, SessionKeys
 
 PREFIX = "/dashboard"
 TEMPLATES = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
+
+
+def when(value: dt.datetime | str | None, missing: str = "—") -> str:
+    """A time as people read it, in UTC to the second (the pages name no time zone but UTC)."""
+    if value is None or value == "":
+        return missing
+    t = dt.datetime.fromisoformat(value.replace("Z", "+00:00")) if isinstance(value, str) else value
+    return t.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+TEMPLATES.env.filters["when"] = when
 
 # No inline script or style anywhere (script-src/style-src 'self'); frames only from our own
 # message-HTML route, itself sandboxed; forms post only to us; no page may frame the dashboard.
