@@ -17,6 +17,7 @@ from ...core.suppressions import Invalid, NotFound
 from .web import PREFIX, Missing, Viewer, render, viewer
 
 router = APIRouter(prefix=PREFIX)
+PAGE_SIZE = 25  # rows per page: a phone screen or two
 TEXT_FILTERS = ("to", "from", "subject")  # searched with ci_contain, as the logs list allows
 CHOICE_FILTERS = {"status": email_logs.STATUSES, "sending_stream": email_logs.STREAMS,
                   "events": email_logs.LOG_EVENT_TYPES}
@@ -52,7 +53,7 @@ async def logs_page(request: Request, who: Viewer = Depends(viewer)) -> Response
     try:
         req = email_logs.parse_query(params)
         async with who.ctx.pool.acquire() as conn:
-            page = await email_logs.list_logs(conn, who.account_id, req)
+            page = await email_logs.list_logs(conn, who.account_id, req, page_size=PAGE_SIZE)
     except Invalid as e:
         return render(request, who, "logs.html", 422, title="Email logs", found=None, shown=shown,
                       choices=CHOICE_FILTERS, error=str(e), next_query=None)
