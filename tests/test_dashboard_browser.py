@@ -183,6 +183,8 @@ async def test_newcomer_walks_every_flow(walk: tuple[Walk, ApiEnv], dns_server: 
     await step(lambda: w.d.find_element(By.CSS_SELECTOR, "main table tbody a").click())
     await step(w.wait_text, "Delivery log")
     assert "200" in await step(w.main)
+    await step(w.press, "Send a test event")
+    await step(w.wait_text, "Test event sent: failed: ")  # the receiver is gone: the failure is shown and logged
     await step(w.shot, "09-webhook-delivery-log")
     await step(w.press, "Pause")
     await step(w.wait_text, "Paused.")

@@ -4,7 +4,10 @@ webhook pause and resume; the overview's usage marks."""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import html
+import json
 import re
 from collections.abc import AsyncIterator
 from typing import Any
@@ -16,6 +19,7 @@ from mailtrap_smtp.store import domains as domains_store
 from tests.dashboard_util import csrf, login
 from tests.http_util import ApiEnv, minimal
 from tests.smtp_util import create_account
+from tests.webhook_receiver import Receiver
 
 
 @pytest.fixture
@@ -190,3 +194,34 @@ async def test_overview_usage_marks(api_factory: Any, used: int, reached: list[i
     assert f"<strong>{used}</strong> of 100 emails ({used:.1f} %)" in page
     shown = re.search(r"Reached: ([^.]*)\.", page)
     assert (shown.group(1) if shown else "") == ", ".join(f"{m} %" for m in reached)
+
+
+@pytest.mark.parametrize(("status", "flash"), [(200, "Test event sent: acknowledged (HTTP 200)."),
+                                               (500, "Test event sent: failed: HTTP 500.")])
+async def test_webhook_test_event(api_factory: Any, status: int, flash: str) -> None:
+    env: ApiEnv = await api_factory(webhooks={"allow_private_targets": True})
+    receiver = Receiver(statuses=[status])
+    await receiver.start()
+    client = await login(env, await env.new_token(level="admin"))
+    try:
+        token = await csrf(client)
+        created = await client.post("/dashboard/webhooks", data={"csrf": token, "url": receiver.url()})
+        secret = re.search(r'<code id="signing-secret">([0-9a-f]{32})</code>', created.text)
+        assert secret is not None
+        hook_id = await env.pool.fetchval("SELECT id FROM webhooks")
+        r = await client.post(f"/dashboard/webhooks/{hook_id}/test", data={"csrf": token}, follow_redirects=True)
+        assert r.status_code == 200 and flash in r.text
+    finally:
+        await client.aclose()
+        await receiver.stop()
+    (got,) = receiver.requests
+    assert got.headers["mailtrap-signature"] == hmac.new(secret.group(1).encode(), got.body, hashlib.sha256).hexdigest()
+    (event,) = json.loads(got.body)["events"]
+    assert (event["event"], event["email"], event["category"]) == ("delivery", "test@example.com", "webhook test")
+    attempt = await env.pool.fetchrow("SELECT events, status, acknowledged, first_event_id FROM webhook_attempts")
+    assert (attempt["events"], attempt["status"], attempt["acknowledged"]) == (1, status, status == 200)
+    assert str(attempt["first_event_id"]) == event["event_id"]
+    # the outbox is untouched: no stored event, the webhook active, no failure counted on its cursor
+    assert await env.pool.fetchval("SELECT count(*) FROM events WHERE event_id = $1::uuid", event["event_id"]) == 0
+    assert await env.pool.fetchval("SELECT active FROM webhooks") is True
+    assert not await env.pool.fetchval("SELECT coalesce(max(failures), 0) FROM outbox_cursors")

@@ -29,8 +29,8 @@ PAGES = ["/dashboard/", "/dashboard/domains", "/dashboard/domains/1", "/dashboar
          "/dashboard/templates/1"]
 FORMS = ["/dashboard/logout", "/dashboard/domains", "/dashboard/domains/1/verify", "/dashboard/suppressions",
          "/dashboard/suppressions/import", f"/dashboard/suppressions/{uuid.uuid4()}/delete", "/dashboard/webhooks",
-         "/dashboard/webhooks/1/active", "/dashboard/tokens", "/dashboard/tokens/x/revoke", "/dashboard/templates",
-         "/dashboard/templates/1"]
+         "/dashboard/webhooks/1/active", "/dashboard/webhooks/1/test", "/dashboard/tokens",
+         "/dashboard/tokens/x/revoke", "/dashboard/templates", "/dashboard/templates/1"]
 
 
 @pytest.fixture
@@ -145,6 +145,8 @@ FORM_BODIES: list[tuple[str, dict[str, str]]] = [
     ("/dashboard/suppressions", {"email": "x@y.test", "domain_id": "{domain}"}),
     ("/dashboard/suppressions/import", {"domain_id": "{domain}"}),
     ("/dashboard/webhooks", {"url": "https://127.0.0.1/h"}),
+    ("/dashboard/webhooks/{webhook}/test", {}),
+    ("/dashboard/webhooks/{webhook}/active", {"active": "false"}),
     ("/dashboard/tokens", {"streams": "transactional", "level": "admin"}),
     ("/dashboard/tokens/{token}/revoke", {}),
     ("/dashboard/templates", {"name": "n", "subject": "s", "category": "c"}),
@@ -158,18 +160,24 @@ async def test_csrf_refused_nothing_done(api: ApiEnv, admin: str, path: str, bod
                                          csrf_value: str | None) -> None:
     domain = str((await domains_store.get_by_name(api.pool, "example.com"))["id"])
     token_id = admin.split("_")[1]
+    async with api.pool.acquire() as conn:
+        hook = await webhooks.create(conn, api.account.id, webhooks.WebhookSpec(url="https://127.0.0.1/h"),
+                                     allow_private=True)
     client = await login(api, admin)
     before = await _counts(api)
     data = {k: v.format(domain=domain) for k, v in body.items()}
     if csrf_value is not None:
         data["csrf"] = csrf_value
     files = {"file": ("a.csv", b"a@b.test\n", "text/csv")} if path.endswith("import") else None
-    r = await client.post(path.format(domain=domain, token=token_id), data=data, files=files)
+    r = await client.post(path.format(domain=domain, token=token_id, webhook=hook.webhook["id"]), data=data,
+                          files=files)
     assert r.status_code == 403 and "Refused" in r.text
     assert await _counts(api) == before
     async with api.pool.acquire() as conn:
         assert await conn.fetchval("SELECT count(*) FROM credentials WHERE revoked_at IS NOT NULL") == 0
         assert await conn.fetchval("SELECT last_checked_at FROM sending_domains WHERE id = $1", int(domain)) is None
+        assert await conn.fetchval("SELECT count(*) FROM webhook_attempts") == 0
+        assert await conn.fetchval("SELECT active FROM webhooks") is True
     assert (await client.get("/dashboard/")).status_code == 200  # still logged in (no logout happened)
     await client.aclose()
 
@@ -197,6 +205,7 @@ CROSS = [
     ("GET", "/dashboard/logs/{message}"), ("GET", "/dashboard/logs/{message}/raw"),
     ("GET", "/dashboard/logs/{message}/html"), ("POST", "/dashboard/suppressions/{suppression}/delete"),
     ("GET", "/dashboard/webhooks/{webhook}"), ("POST", "/dashboard/webhooks/{webhook}/active"),
+    ("POST", "/dashboard/webhooks/{webhook}/test"),
     ("POST", "/dashboard/tokens/{token}/revoke"), ("GET", "/dashboard/templates/{template}"),
     ("POST", "/dashboard/templates/{template}"),
 ]
@@ -218,6 +227,7 @@ async def test_another_accounts_ids_are_not_found(api: ApiEnv, admin: str, other
         assert await conn.fetchval("SELECT count(*) FROM credentials WHERE revoked_at IS NOT NULL") == 0
         assert await conn.fetchval("SELECT count(*) FROM email_templates WHERE name = 'stolen'") == 0
         assert await conn.fetchval("SELECT count(*) FROM sending_domains WHERE last_checked_at IS NOT NULL") == 0
+        assert await conn.fetchval("SELECT count(*) FROM webhook_attempts") == 0
     await client.aclose()
 
 

@@ -1,5 +1,5 @@
 """Webhooks: the account's webhooks, create one (its signing secret is shown on the answer page
-only), one webhook's delivery log and retry state, pause and resume. Rules: `core.webhooks`."""
+only), one webhook's delivery log and retry state, send a test event, pause and resume. Rules: `core.webhooks`."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from fastapi import APIRouter, Depends, Request
 from starlette.responses import Response
 
 from ... import domainops
-from ...core import webhooks
+from ...core import webhook_test, webhooks
 from .web import PREFIX, Missing, Viewer, back, parse_int, posted, render, text, viewer
 
 router = APIRouter(prefix=PREFIX)
@@ -70,3 +70,15 @@ async def set_active(webhook_id: str, request: Request, who: Viewer = Depends(vi
     except webhooks.WebhookNotFound:
         raise Missing from None
     return back(f"/webhooks/{wid}", "Resumed." if active else "Paused.")
+
+
+@router.post("/webhooks/{webhook_id}/test")
+async def send_test(webhook_id: str, request: Request, who: Viewer = Depends(viewer)) -> Response:
+    wid = parse_int(webhook_id)
+    await posted(request, who)
+    try:
+        attempt = await webhook_test.send_test(who.ctx.pool, who.ctx.cfg.webhooks, who.account_id, wid)
+    except webhooks.WebhookNotFound:
+        raise Missing from None
+    outcome = "acknowledged (HTTP 200)" if attempt.acknowledged else f"failed: {attempt.error}"
+    return back(f"/webhooks/{wid}", f"Test event sent: {outcome}.")
