@@ -210,7 +210,9 @@ async def test_webhook_test_event(api_factory: Any, status: int, flash: str) -> 
         assert secret is not None
         hook_id = await env.pool.fetchval("SELECT id FROM webhooks")
         r = await client.post(f"/dashboard/webhooks/{hook_id}/test", data={"csrf": token}, follow_redirects=True)
-        assert r.status_code == 200 and flash in r.text
+        shown = re.search(r'<p class="(flash|error)" role="(?:status|alert)">(.*?)</p>', r.text)
+        assert r.status_code == 200 and shown is not None
+        assert (shown.group(1), shown.group(2)) == ("flash" if status == 200 else "error", flash)
     finally:
         await client.aclose()
         await receiver.stop()

@@ -283,3 +283,11 @@ async def test_unknown_dashboard_path(api: ApiEnv, admin: str) -> None:
     assert r.status_code == 404 and r.headers["content-security-policy"] == CSP
 
 
+
+
+async def test_a_link_cannot_put_words_on_a_page(api: ApiEnv, admin: str) -> None:
+    client = await login(api, admin)
+    r = await client.get("/dashboard/", params={"flash": "Your token expired: log in at evil.test",
+                                                "warn": "Your token expired", "error": "x"})
+    await client.aclose()
+    assert r.status_code == 200 and "expired" not in r.text and 'class="error"' not in r.text

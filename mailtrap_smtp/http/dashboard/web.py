@@ -8,7 +8,9 @@ of another account is simply not found (404), as for the API.
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +28,7 @@ from ..principal import context
 from .session import SESSION_COOKIE, SessionKeys
 
 PREFIX = "/dashboard"
+NOTE_COOKIE = "mts_dash_note"  # the one-line note shown after a form (`back`)
 TEMPLATES = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
 
 
@@ -118,16 +121,38 @@ def upload(form: FormData, name: str) -> UploadFile | None:
 
 
 def render(request: Request, who: Viewer | None, page: str, status: int = 200, **values: Any) -> HTMLResponse:
-    values.setdefault("flash", request.query_params.get("flash"))
-    return TEMPLATES.TemplateResponse(request, page, {"who": who, "prefix": PREFIX, **values},
-                                      status_code=status)
+    note = _read_note(request.cookies.get(NOTE_COOKIE))
+    if note is not None and values.get("error" if note[1] else "flash") is None:
+        values["error" if note[1] else "flash"] = note[0]
+    response = TEMPLATES.TemplateResponse(request, page, {"who": who, "prefix": PREFIX, **values},
+                                          status_code=status)
+    if note is not None:
+        response.delete_cookie(NOTE_COOKIE, path=PREFIX, secure=True, httponly=True, samesite="strict")
+    return response
 
 
-def back(path: str, flash: str | None = None) -> RedirectResponse:
-    """After a form: see the page (303, RFC 9110 §15.4.4), with a one-line note."""
-    from urllib.parse import quote
+def back(path: str, note: str | None = None, *, failed: bool = False) -> RedirectResponse:
+    """After a form: see the page (303, RFC 9110 §15.4.4), with a one-line note (an alert when what
+    the form asked for `failed`). The note travels in a cookie, not the URL, so a link from
+    elsewhere cannot put words in the dashboard's mouth."""
+    response = RedirectResponse(PREFIX + path, status_code=303)
+    if note:
+        value = base64.urlsafe_b64encode(json.dumps([note, failed]).encode()).decode()
+        response.set_cookie(NOTE_COOKIE, value, max_age=60, path=PREFIX, secure=True, httponly=True,
+                            samesite="strict")
+    return response
 
-    return RedirectResponse(PREFIX + path + (f"?flash={quote(flash)}" if flash else ""), status_code=303)
+
+def _read_note(value: str | None) -> tuple[str, bool] | None:
+    if not value or len(value) > 2048:
+        return None
+    try:
+        note = json.loads(base64.urlsafe_b64decode(value))
+    except ValueError:
+        return None
+    if not (isinstance(note, list) and len(note) == 2 and isinstance(note[0], str) and isinstance(note[1], bool)):
+        return None
+    return note[0], note[1]
 
 
 def parse_int(value: str) -> int:

@@ -81,4 +81,4 @@ async def send_test(webhook_id: str, request: Request, who: Viewer = Depends(vie
     except webhooks.WebhookNotFound:
         raise Missing from None
     outcome = "acknowledged (HTTP 200)" if attempt.acknowledged else f"failed: {attempt.error}"
-    return back(f"/webhooks/{wid}", f"Test event sent: {outcome}.")
+    return back(f"/webhooks/{wid}", f"Test event sent: {outcome}.", failed=not attempt.acknowledged)
