@@ -282,7 +282,8 @@ def admin(cfg: Path, *args: str) -> str:
     return r.stdout
 
 
-def start_service(tmp: Path, certs: dict[str, str], *, profile_env: dict[str, str] | None = None) -> Target:
+def start_service(tmp: Path, certs: dict[str, str], *, profile_env: dict[str, str] | None = None,
+                  role: str = "smtp") -> Target:
     port = free_port()
     data = tmp / "data"
     cfg = tmp / "service.toml"
@@ -298,7 +299,7 @@ def start_service(tmp: Path, certs: dict[str, str], *, profile_env: dict[str, st
     env.update(profile_env or {})
     proc = subprocess.Popen(
         ["taskset", "-c", SERVER_CORE, PY, "-m", "mailtrap_smtp", "-c", str(cfg), "serve",
-         "--role", "smtp", "--processes", "1"],
+         "--role", role, "--processes", "1"],
         cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=open(tmp / "service.log", "ab"),
     )
     try:

@@ -110,7 +110,7 @@ async def service_run(dsn: str, port: int, events: int) -> float:
                           '{"reply": "250 2.0.0 Ok"}'::jsonb
                      FROM recipients r JOIN messages m ON m.id = r.message_id ORDER BY r.id""")
         await pool.execute("ANALYZE")  # the statistics autovacuum keeps in a steady state
-        runner = OutboxRunner(pool, [WebhookDelivery(cfg, pool, client)], full_batch=BATCH)
+        runner = OutboxRunner(pool, [WebhookDelivery(cfg, pool, client)])
         start = time.perf_counter()
         await runner.run_once()
         elapsed = time.perf_counter() - start

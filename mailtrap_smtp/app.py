@@ -18,7 +18,7 @@ from .store.db import Database
 
 log = logging.getLogger(__name__)
 
-ROLES = ("all", "smtp", "http", "delivery", "hooks")
+ROLES = ("all", "smtp", "http", "delivery", "inbound", "hooks")
 
 
 class Service:
@@ -28,6 +28,8 @@ class Service:
                  shared: Any = None, rate_memory: Any = None) -> None:
         if role not in ROLES:
             raise ValueError(f"role must be one of {', '.join(ROLES)}")
+        if role == "inbound" and not cfg.inbound.listeners:
+            raise ValueError("role inbound needs [inbound] listeners")
         self.cfg = cfg
         self.role = role
         self.process_index = process_index
@@ -64,6 +66,10 @@ class Service:
                 authenticator=smtp.authenticator if smtp is not None else None,
                 rate_memory=self._rate_memory, kek=kek, resolver=resolver, process_index=self.process_index)
             self._parts.append(self.http)
+        if self.role == "inbound" or (self.role == "all" and cfg.inbound.listeners):
+            from .inbound.server import InboundService
+
+            self._parts.append(InboundService(cfg, pool))
         if self.role in ("all", "delivery"):
             self._parts.append(DeliveryService(cfg, pool, resolver))
             if self.process_index == 0:
@@ -102,9 +108,9 @@ class Service:
         self._stop.set()
 
     def reload_tls(self) -> None:
-        for front in (self.smtp, self.http):
-            if front is not None:
-                front.reload_tls()
+        for part in self._parts:
+            if hasattr(part, "reload_tls"):  # the SMTP and inbound listeners
+                part.reload_tls()
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()

@@ -99,6 +99,10 @@ class HttpConfig:
     rate_limit_requests: int = 150
     rate_limit_window_seconds: float = 10.0
     keepalive_timeout_seconds: float = 30.0
+    # A token's successful look-up is reused this long by the process (0: every request asks the
+    # database). SMTP authenticates once per session; the API would otherwise pay a round trip per
+    # request. A revoked token or a changed domain takes effect within this time.
+    token_cache_seconds: float = 2.0
 
 
 @dataclass
@@ -158,6 +162,10 @@ class DeliveryConfig:
     max_queue_lifetime_seconds: int = 3 * 24 * 3600
     mx_port: int = 25  # port of the MX hosts found in DNS (staging networks, tests)
     tls_ca_file: str = ""  # CA bundle for verifying MX certificates when TLS is required; empty: system store
+    # Honour recipients' MTA-STS policies (RFC 8461; fetched over HTTPS, verified with tls_ca_file).
+    mta_sts: bool = True
+    # Honour DANE TLSA records (RFC 7672); needs dns.nameservers to be a DNSSEC-validating resolver.
+    dane: bool = False
 
 
 @dataclass
@@ -176,6 +184,22 @@ class DomainsConfig:
     require_approval: bool = False
     recheck_interval_seconds: int = 3600
     grace_period_seconds: int = 72 * 3600
+    # VERP return path bounces+TAG@<token>.<domain> as MAIL FROM (only with ownership = "cname").
+    verp: bool = True
+    verp_key_file: str = ""  # empty: <data_dir>/verp.key, created with mode 0600
+
+
+@dataclass
+class InboundConfig:
+    # "host:port" listeners of `serve --role inbound` (the MX of the return-path host; 25 in
+    # production). Empty: no inbound listener (`--role all` then starts none).
+    listeners: list[str] = field(default_factory=list)
+    max_message_size: int = 1 * MB  # a report is small; the original message it returns is optional
+    # Fixed addresses that also accept reports (the address registered with providers' complaint
+    # feedback loops); the message and recipient then come from the VERP return path in the report.
+    feedback_addresses: list[str] = field(default_factory=list)
+    max_recipients: int = 10
+    max_connections: int = 100
 
 
 @dataclass
@@ -235,6 +259,7 @@ class Config:
     delivery: DeliveryConfig = field(default_factory=DeliveryConfig)
     dkim: DkimConfig = field(default_factory=DkimConfig)
     domains: DomainsConfig = field(default_factory=DomainsConfig)
+    inbound: InboundConfig = field(default_factory=InboundConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     outbox: OutboxConfig = field(default_factory=OutboxConfig)
     webhooks: WebhooksConfig = field(default_factory=WebhooksConfig)
@@ -456,6 +481,15 @@ def validate(cfg: Config) -> None:
     _positive("dns.timeout_seconds", cfg.dns.timeout_seconds)
     if cfg.domains.ownership not in ("cname", "txt"):
         raise ConfigError(f"domains.ownership: must be 'cname' or 'txt', got {cfg.domains.ownership!r}")
+    for i, listen in enumerate(cfg.inbound.listeners):
+        if _host_port(f"inbound.listeners[{i}]", listen) in seen:
+            raise ConfigError(f"inbound.listeners[{i}]: {listen} is also an smtp listener")
+    for name in ("max_message_size", "max_recipients", "max_connections"):
+        _positive(f"inbound.{name}", getattr(cfg.inbound, name))
+    for i, addr in enumerate(cfg.inbound.feedback_addresses):
+        local, at, host = addr.rpartition("@")
+        if not (local and at and host) or any(c.isspace() or c in "<>" for c in addr):
+            raise ConfigError(f"inbound.feedback_addresses[{i}]: not an address: {addr!r}")
     if cfg.metrics.listen:
         _host_port("metrics.listen", cfg.metrics.listen)
     for f in dataclasses.fields(OutboxConfig):
@@ -495,6 +529,8 @@ def _validate_http(cfg: Config, taken: set[tuple[str, int]]) -> None:
     for name in ("max_request_bytes", "rate_limit_requests", "rate_limit_window_seconds",
                  "keepalive_timeout_seconds"):
         _positive(f"http.{name}", getattr(cfg.http, name))
+    if cfg.http.token_cache_seconds < 0:
+        raise ConfigError(f"http.token_cache_seconds: must not be negative, got {cfg.http.token_cache_seconds}")
 
 
 def _validate_events(cfg: Config) -> None:

@@ -346,15 +346,26 @@ class DomainRechecker:
     def __init__(self, cfg: Config, pool: Conn, resolver: Any, *, clock: Clock = utcnow) -> None:
         self.cfg, self.pool, self.resolver, self.clock = cfg, pool, resolver, clock
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+        self._checking = False
 
     async def start(self) -> None:
+        self._stopping = False
         self._task = asyncio.create_task(self._run(), name="domain-rechecker")
 
     async def stop(self, grace: float) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        """Stop; a round under way may finish for up to `grace` seconds, the wait between rounds
+        ends at once. Worth waiting for: a round has already claimed its domains (stamped them as
+        checked), so the ones it does not reach wait a whole interval for the next round."""
+        task, self._task = self._task, None
+        if task is None:
+            return
+        self._stopping = True
+        if self._checking and grace > 0:
+            await asyncio.wait({task}, timeout=grace)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
     async def run_once(self) -> int:
         """Check every domain that is due; return how many were checked."""
@@ -380,12 +391,16 @@ class DomainRechecker:
     async def _run(self) -> None:
         # Wake often enough to notice a grace period ending, rarely enough to be free.
         interval = min(60.0, float(self.cfg.domains.recheck_interval_seconds))
-        while True:
+        while not self._stopping:
+            self._checking = True
             try:
                 await self.run_once()
             except Exception:
                 log.exception("domain re-check round failed")
-            await asyncio.sleep(interval)
+            finally:
+                self._checking = False
+            if not self._stopping:
+                await asyncio.sleep(interval)
 
 
 async def owned_by(pool: Conn, account_id: int, name: str) -> int | None:

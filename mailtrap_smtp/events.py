@@ -8,10 +8,9 @@ from enum import StrEnum
 class Event(StrEnum):
     # A message's life (DESIGN §2).
     RECEPTION = "reception"                  # accepted and queued (one per message)
-    REJECTION = "rejection"                  # refused at submission, nothing stored
     DELIVERY = "delivery"                    # remote 2xx (or captured in sandbox mode)
     TRANSIENT_FAILURE = "transient_failure"  # 4xx / network / DNS temporary: retried later
-    BOUNCE = "bounce"                        # 5xx or permanent DNS failure
+    BOUNCE = "bounce"                        # 5xx or permanent DNS failure; or a later DSN (details.source)
     EXPIRATION = "expiration"                # still undelivered after the maximum queue lifetime
     SUPPRESSED = "suppressed"                # a recipient on the suppression list: accepted, never delivered
     # An account's usage.
@@ -25,6 +24,10 @@ class Event(StrEnum):
     DOMAIN_SUSPENDED = "domain_suspended"    # grace period over; may not send
     DOMAIN_APPROVED = "domain_approved"
     DKIM_ROTATED = "dkim_rotated"
+    # Feedback that arrives later at the inbound listener, for a message already handed over
+    # (details.source = "inbound"; a hard DSN is a BOUNCE with that source).
+    SOFT_BOUNCE = "soft_bounce"              # a DSN reporting a temporary failure (Action: delayed, 4.x.x)
+    SPAM = "spam"                            # a spam complaint (RFC 5965 ARF feedback report)
     # Webhooks (hooks/).
     WEBHOOK_DEACTIVATED = "webhook_deactivated"  # every retry of a batch failed: active = false
 

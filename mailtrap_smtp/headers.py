@@ -17,6 +17,16 @@ class ParsedHeader:
 
 def parse_header(raw: bytes) -> ParsedHeader:
     """Split the header section into raw fields without decoding the body (RFC 5322 §2.2)."""
+    fields, end = split_fields(raw)
+    rest = raw[end:]
+    if rest and not rest.startswith(b"\r\n"):
+        rest = b"\r\n" + rest  # a malformed line ended the header: keep it, but in the body
+    return ParsedHeader(fields, rest)
+
+
+def split_fields(raw: bytes) -> tuple[list[tuple[bytes, bytes]], int]:
+    """The header fields, as in `ParsedHeader.fields`, and the offset where they end in `raw`: at
+    the blank line, at a line that is not a field, or at the end. The body is not copied."""
     fields: list[tuple[bytes, bytes]] = []
     pos = 0
     n = len(raw)
@@ -36,10 +46,7 @@ def parse_header(raw: bytes) -> ParsedHeader:
                 break  # not a header field: the body starts here
             fields.append((name.lower(), line))
         pos = end
-    rest = raw[pos:]
-    if rest and not rest.startswith(b"\r\n"):
-        rest = b"\r\n" + rest  # a malformed line ended the header: keep it, but in the body
-    return ParsedHeader(fields, rest)
+    return fields, pos
 
 
 def field_value(whole: bytes) -> str:

@@ -33,6 +33,10 @@ QUEUE_CLAIMED = Counter("mts_queue_claimed_total", "Recipients claimed by delive
 DELIVERY_CONNECTIONS = Counter(
     "mts_delivery_connections_total", "Outbound SMTP connections by result (tls, plain, failed)", ["result"]
 )
+DELIVERY_TLS_POLICY = Counter(
+    "mts_delivery_tls_policy_total", "Outbound sessions by the TLS policy that applied (none, opportunistic, "
+    "required, mta-sts, dane)", ["policy"]
+)
 LEASES_LOST = Counter("mts_delivery_leases_lost_total", "Recipients whose lease another worker took over")
 
 # --- sending domains ---
@@ -62,4 +66,9 @@ HTTP_REQUESTS = Counter("mts_http_requests_total", "API requests by route, metho
 HTTP_LATENCY = Histogram(
     "mts_http_request_seconds", "API request latency by route (request received to response)", ["route"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0),
+)
+
+# --- inbound listener (bounces, complaints) ---
+INBOUND_REPORTS = Counter(
+    "mts_inbound_reports_total", "Reports received at VERP return paths, by what became of them", ["result"]
 )

@@ -135,13 +135,21 @@ class Cursor:
 
 
 class Consumer(Protocol):
-    """A consumer family: `kind` names its cursors ("kind" or "kind:key")."""
+    """A consumer family: `kind` names its cursors ("kind" or "kind:key").
 
-    kind: str
-    # True: one cursor named `kind`, created by the runner (at the start of the log if
-    # `from_beginning`). False: cursors are created and deleted by the family's own use cases.
-    singleton: bool
-    from_beginning: bool
+    `singleton` True: one cursor named `kind`, created by the runner (at the start of the log if
+    `from_beginning`). False: the family's own use cases create and delete its cursors. (Read-only
+    properties here, so class variables and instance attributes both satisfy the protocol.)
+    """
+
+    @property
+    def kind(self) -> str: ...
+
+    @property
+    def singleton(self) -> bool: ...
+
+    @property
+    def from_beginning(self) -> bool: ...
 
     async def step(self, cursor: Cursor) -> Step: ...
 
@@ -185,14 +193,13 @@ class OutboxRunner:
 
     def __init__(self, pool: asyncpg.Pool[Any], consumers: Sequence[Consumer], *, owner: str | None = None,
                  concurrency: int = 8, lease_seconds: float = 60.0, poll_seconds: float = 1.0,
-                 full_batch: int = 500, clock: Callable[[], dt.datetime] | None = None) -> None:
+                 clock: Callable[[], dt.datetime] | None = None) -> None:
         self.pool = pool
         self.consumers = {c.kind: c for c in consumers}
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.concurrency = concurrency
         self.lease_seconds = lease_seconds
         self.poll_seconds = poll_seconds
-        self.full_batch = full_batch
         self._clock = clock
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._wake = asyncio.Event()
@@ -275,7 +282,7 @@ class OutboxRunner:
         if free <= 0 or not self.consumers:
             return 0
         rows = await store.claim(self.pool, list(self.consumers), self.owner, free, self.lease_seconds,
-                                 self.full_batch, self.clock_now())
+                                 self.clock_now())
         for row in rows:
             task = asyncio.create_task(self._drive(row), name=f"outbox {row.name}")
             self._tasks[row.name] = task

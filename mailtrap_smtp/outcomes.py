@@ -22,6 +22,8 @@ class Outcome(enum.Enum):
     QUOTA_EXCEEDED = "quota_exceeded"                    # the monthly limit would be passed
     TEMPORARILY_UNAVAILABLE = "temporarily_unavailable"  # the database did not answer in time; nothing stored
     NOT_PERMITTED = "not_permitted"                      # the token's grant does not allow sending on this stream
+    IDEMPOTENCY_KEY_INVALID = "idempotency_key_invalid"  # an idempotency key over 256 or non-printable characters
+    IDEMPOTENCY_IN_FLIGHT = "idempotency_in_flight"      # the first message with this key is still being accepted
 
 
 class Rejected(Exception):

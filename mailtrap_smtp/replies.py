@@ -110,9 +110,16 @@ _TABLE: list[tuple[str, int, str, str]] = [
     ("QUEUED", 250, "2.0.0", "Ok: queued as {message_id}"),
     ("FROM_HEADER_MISMATCH", 550, "5.7.1", "From: Header does not match the sender's domain"),
     ("FROM_HEADER_COUNT", 550, "5.6.0", "Message must have exactly one From: header"),
+    ("IDEMPOTENCY_KEY_INVALID", 550, "5.6.0", "X-Idempotency-Key must be 1 to 256 printable ASCII characters"),
+    ("IDEMPOTENCY_IN_FLIGHT", 451, "4.5.0", "A message with this X-Idempotency-Key is still being accepted"),
     ("BARE_LINE_ENDING", 550, "5.6.0", "Message contains bare CR, bare LF or NUL: use CRLF line endings"),
     ("TEXT_LINE_TOO_LONG", 550, "5.5.2", "Line too long: at most 998 characters per line"),
     ("TEMPORARY_FAILURE", 451, "4.3.0", "Temporary failure: please try again later"),
+    # --- inbound listener (bounces and complaints to VERP return paths) ---
+    ("INBOUND_NO_SUCH_USER", 550, "5.1.1", "No such user here"),
+    ("INBOUND_NO_AUTH", 502, "5.5.1", "AUTH not available on this server"),
+    ("INBOUND_ACCEPTED", 250, "2.0.0", "Ok: report received"),
+    ("INBOUND_BUSY", 421, "4.3.2", "Too many connections: try again later"),
 ]
 
 REPLIES: dict[str, Reply] = {name: Reply(name, code, enh, text) for name, code, enh, text in _TABLE}
@@ -181,9 +188,15 @@ START_DATA = REPLIES["START_DATA"]
 QUEUED = REPLIES["QUEUED"]
 FROM_HEADER_MISMATCH = REPLIES["FROM_HEADER_MISMATCH"]
 FROM_HEADER_COUNT = REPLIES["FROM_HEADER_COUNT"]
+IDEMPOTENCY_KEY_INVALID = REPLIES["IDEMPOTENCY_KEY_INVALID"]
+IDEMPOTENCY_IN_FLIGHT = REPLIES["IDEMPOTENCY_IN_FLIGHT"]
 BARE_LINE_ENDING = REPLIES["BARE_LINE_ENDING"]
 TEXT_LINE_TOO_LONG = REPLIES["TEXT_LINE_TOO_LONG"]
 TEMPORARY_FAILURE = REPLIES["TEMPORARY_FAILURE"]
+INBOUND_NO_SUCH_USER = REPLIES["INBOUND_NO_SUCH_USER"]
+INBOUND_NO_AUTH = REPLIES["INBOUND_NO_AUTH"]
+INBOUND_ACCEPTED = REPLIES["INBOUND_ACCEPTED"]
+INBOUND_BUSY = REPLIES["INBOUND_BUSY"]
 
 # How the SMTP adapter answers each use-case outcome (tests/test_outcomes.py checks it is complete).
 OUTCOME_REPLIES: dict[Outcome, Reply] = {
@@ -197,4 +210,6 @@ OUTCOME_REPLIES: dict[Outcome, Reply] = {
     Outcome.TEMPORARILY_UNAVAILABLE: TEMPORARY_FAILURE,
     # What AUTH answers such a token (`AuthOutcome.NOT_ALLOWED`), so SMTP sessions never get here.
     Outcome.NOT_PERMITTED: AUTH_INVALID,
+    Outcome.IDEMPOTENCY_KEY_INVALID: IDEMPOTENCY_KEY_INVALID,
+    Outcome.IDEMPOTENCY_IN_FLIGHT: IDEMPOTENCY_IN_FLIGHT,
 }

@@ -42,7 +42,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from . import permissions, quota
+from . import idempotency, permissions, quota
 from .auth import DB_ERRORS, Principal, SenderPolicy
 from .headers import ParsedHeader, field_value, parse_header
 from .outcomes import Outcome, Rejected
@@ -174,6 +174,23 @@ class _Built:
     custom_variables: dict[str, Any] | None
 
 
+def idempotency_key(parsed: ParsedHeader) -> str | None:
+    """The message's `X-Idempotency-Key`, None without one; Rejected if it is not a valid key."""
+    values = [field_value(whole) for name, whole in parsed.fields if name == b"x-idempotency-key"]
+    if not values:
+        return None
+    if len(values) != 1 or not idempotency.valid_key(values[0]):
+        raise Rejected(Outcome.IDEMPOTENCY_KEY_INVALID)
+    return values[0]
+
+
+async def _forget(pool: Any, credential_id: int, key: str) -> None:
+    try:
+        await idempotency.release(pool, credential_id, key)
+    except DB_ERRORS:
+        log.warning("idempotency key not released", exc_info=True)
+
+
 @dataclass(frozen=True)
 class Accepted:
     message_id: uuid.UUID
@@ -270,6 +287,42 @@ class Submission:
         check_line_length(raw)
         parsed = parse_header(raw)
         header_from, from_domain = await self._header_from(principal, parsed)
+        key = idempotency_key(parsed)
+        if key is None:
+            return await self._store(principal, envelope, parsed, header_from, from_domain, handed_over)
+        # X-Idempotency-Key: the first message with the key is accepted, a repeat within 24 h gets its
+        # answer again and nothing is stored or charged (`idempotency.py`). SMTP keys are apart from
+        # the API's `Idempotency-Key` (whose kept answer is an HTTP response).
+        scoped = "smtp:" + key
+        claimed = await idempotency.claim(self._pool, principal.credential_id, scoped)
+        if claimed.claim is idempotency.Claim.REPLAY:
+            first = claimed.response
+            ids = tuple(uuid.UUID(i) for i in first["recipient_ids"])
+            return Accepted(message_id=uuid.UUID(first["message_id"]), size=int(first["size"]),
+                            recipients=len(ids), recipient_ids=ids)
+        if claimed.claim is idempotency.Claim.IN_FLIGHT:
+            raise Rejected(Outcome.IDEMPOTENCY_IN_FLIGHT)
+        try:
+            accepted = await self._store(principal, envelope, parsed, header_from, from_domain, handed_over)
+        except Rejected as r:
+            # Refusals are not kept: the same message, fixed (or once the quota allows), may be sent
+            # with the same key.
+            await _forget(self._pool, principal.credential_id, scoped)
+            raise r from None
+        except BaseException:
+            await _forget(self._pool, principal.credential_id, scoped)
+            raise
+        try:
+            await idempotency.finish(self._pool, principal.credential_id, scoped, 250, {
+                "message_id": str(accepted.message_id), "size": accepted.size,
+                "recipient_ids": [str(i) for i in accepted.recipient_ids]})
+        except DB_ERRORS:  # the key stays in flight: a repeat is refused (451), never stored twice
+            log.warning("idempotency key not recorded", exc_info=True)
+        return accepted
+
+    async def _store(self, principal: Principal, envelope: Envelope, parsed: ParsedHeader, header_from: str,
+                     from_domain: str, handed_over: Callable[[], None]) -> Accepted:
+        """Sign the message and store it with its recipients, quota charge and event (one statement)."""
         built = await self._finish(parsed, from_domain, envelope.trace)
         new = messages_store.NewMessage(
             id=built.id, account_id=principal.account_id, credential_id=principal.credential_id,

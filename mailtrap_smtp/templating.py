@@ -22,6 +22,7 @@ set costs a bounded amount of CPU and memory.
 
 from __future__ import annotations
 
+import decimal
 import math
 import re
 from collections.abc import Mapping
@@ -31,7 +32,7 @@ from typing import Any
 MAX_SOURCE_CHARS = 2_000_000
 MAX_DEPTH = 32  # blocks nested in one another
 MAX_OUTPUT_CHARS = 10 * 1024 * 1024
-MAX_STEPS = 200_000  # nodes rendered, each iteration of an `each` counting its body again
+MAX_STEPS = 200_000  # nodes rendered and `each` iterations (a body counts again in each iteration)
 
 BLOCK_HELPERS = ("if", "unless", "each", "with")
 _ESCAPES = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#x27;",
@@ -263,9 +264,9 @@ def _parse(tokens: list[str | _Tag]) -> list[_Node]:
         elif tok.kind in ("var", "raw"):
             target().append(_Var(_path(tok.content, tok.line), raw=tok.kind == "raw"))
         elif tok.kind == "open":
-            stack.append(_open(tok, len(stack)))
-            target_list = root if len(stack) == 1 else _outer(stack)
-            target_list.append(stack[-1])
+            block = _open(tok, len(stack))
+            target().append(block)
+            stack.append(block)
         elif tok.kind == "else":
             _else(tok, stack)
         elif tok.kind == "close":
@@ -275,11 +276,6 @@ def _parse(tokens: list[str | _Tag]) -> list[_Node]:
         raise TemplateError(f"line {opener.line}: {{{{#{opener.helper}}}}} is never closed with "
                             f"{{{{/{opener.helper}}}}}")
     return root
-
-
-def _outer(stack: list[_Block]) -> list[_Node]:
-    parent = stack[-2]
-    return parent.inverse if parent.in_inverse else parent.body
 
 
 def _open(tok: _Tag, depth: int) -> _Block:
@@ -343,22 +339,53 @@ def _empty(value: Any) -> bool:
     return not _truthy(value)
 
 
-def _text(value: Any) -> str:
+def _number(x: float) -> str:
+    """ECMAScript's Number::toString (what Handlebars prints): the shortest round-trip digits, which
+    Python's repr also finds, laid out by the JavaScript rules (ECMA-262 §6.1.6.1.20)."""
+    if math.isnan(x):
+        return "NaN"
+    if math.isinf(x):
+        return "Infinity" if x > 0 else "-Infinity"
+    if x == 0:
+        return "0"
+    sign, digit_tuple, exponent = decimal.Decimal(repr(x)).as_tuple()
+    assert isinstance(exponent, int)
+    digits = "".join(map(str, digit_tuple)).rstrip("0")
+    exponent += len("".join(map(str, digit_tuple))) - len(digits)
+    k, n = len(digits), len(digits) + exponent
+    if k <= n <= 21:
+        text = digits + "0" * (n - k)
+    elif 0 < n <= 21:
+        text = digits[:n] + "." + digits[n:]
+    elif -6 < n <= 0:
+        text = "0." + "0" * -n + digits
+    else:
+        e = n - 1
+        text = (digits[0] + ("." + digits[1:] if k > 1 else "") + "e" + ("+" if e > 0 else "-") + str(abs(e)))
+    return ("-" if sign else "") + text
+
+
+def _text(value: Any, depth: int = 0) -> str:
     """JavaScript's string conversion, which is what Handlebars prints."""
     if value is None:
         return ""
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int):
-        return str(value)
+        if value.bit_length() > 1000:  # past JavaScript's range; Python refuses str() of huge ints
+            raise TemplateError("a number in the variables is too large")
+        return str(value) if abs(value) < 10**21 else _number(float(value))
     if isinstance(value, float):
-        if value.is_integer() and abs(value) < 1e21:
-            return str(int(value))
-        return repr(value)
+        return _number(value)
     if isinstance(value, str):
         return value
     if isinstance(value, list | tuple):
-        return ",".join(_text(v) for v in value)
+        # Array.prototype.join, bounded: the commas alone of a longer list exceed the output bound.
+        if depth >= MAX_DEPTH:
+            raise TemplateError(f"a list in the variables is nested more than {MAX_DEPTH} deep")
+        if len(value) > MAX_OUTPUT_CHARS:
+            raise TemplateError(f"the rendered template is larger than {MAX_OUTPUT_CHARS} characters")
+        return ",".join(_text(v, depth + 1) for v in value)
     return "[object Object]"
 
 
@@ -396,11 +423,14 @@ class _Render:
                 return None
         return value
 
+    def step(self) -> None:
+        self.steps += 1
+        if self.steps > MAX_STEPS:
+            raise TemplateError(f"the template takes more than {MAX_STEPS} steps to render")
+
     def nodes(self, nodes: list[_Node]) -> None:
         for node in nodes:
-            self.steps += 1
-            if self.steps > MAX_STEPS:
-                raise TemplateError(f"the template takes more than {MAX_STEPS} steps to render")
+            self.step()
             if isinstance(node, str):
                 self.emit(node)
             elif isinstance(node, _Var):
@@ -430,18 +460,13 @@ class _Render:
 
     def each(self, block: _Block, value: Any) -> None:
         # Iterated in place (never copied): the step bound stops a huge list early.
-        if isinstance(value, Mapping):
-            items: Any = value.items()
-        elif isinstance(value, list | tuple):
-            items = enumerate(value)
-        else:
-            items = ()
-        last = len(value) - 1 if items else -1
-        if last < 0:
-            self.nodes(block.inverse)
-            return
         keyed = isinstance(value, Mapping)
-        for i, (key, item) in enumerate(items):
+        if not (keyed or isinstance(value, list | tuple)) or not value:
+            self.nodes(block.inverse)  # Handlebars iterates objects only: a string renders {{else}}
+            return
+        last = len(value) - 1
+        for i, (key, item) in enumerate(value.items() if keyed else enumerate(value)):
+            self.step()  # an iteration counts even when its body is empty
             data = {"index": i, "first": i == 0, "last": i == last}
             if keyed:
                 data["key"] = key

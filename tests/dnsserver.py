@@ -18,7 +18,11 @@ name it knows (it is what the client sees as its "nameserver"):
 * UDP answers larger than 512 bytes (or the client's EDNS payload size,
   RFC 6891 §6.2.3) are truncated with TC set, so clients retry over TCP;
 * faults can be injected per name: SERVFAIL, or silence (a dropped query, so
-  the client times out).
+  the client times out);
+* names can be marked DNSSEC-"secure": answers about them (records, NODATA or
+  NXDOMAIN) carry the AD bit, as a validating resolver sets it (RFC 4035
+  §3.2.3), which is all a DANE client (RFC 7672) looks at. No signatures are
+  served: the test plays the operator's trusted validating resolver.
 
 Usage::
 
@@ -38,12 +42,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from dnslib import AAAA, CNAME, MX, QTYPE, RCODE, RR, TXT, A, DNSError, DNSLabel, DNSRecord
+from dnslib import AAAA, CNAME, MX, QTYPE, RCODE, RR, TLSA, TXT, A, DNSError, DNSLabel, DNSRecord
 from dnslib.server import BaseResolver, DNSHandler, DNSLogger, DNSServer
 
 __all__ = ["SUPPORTED_TYPES", "TestDNSServer", "dns_server", "running_dns_server"]
 
-SUPPORTED_TYPES = ("A", "AAAA", "MX", "TXT", "CNAME")
+SUPPORTED_TYPES = ("A", "AAAA", "MX", "TXT", "CNAME", "TLSA")
 
 # RFC 1035 §4.2.1: without EDNS a UDP DNS message is limited to 512 bytes.
 _CLASSIC_UDP_LIMIT = 512
@@ -102,6 +106,9 @@ def _make_rdata(rtype: str, value: str | Sequence[str] | Sequence[bytes]) -> Any
         return AAAA(value)
     if rtype == "CNAME":
         return CNAME(_key(value))
+    if rtype == "TLSA":  # "3 1 1 <hex>" (RFC 6698 §2.2)
+        usage, selector, mtype, data = value.split(None, 3)
+        return TLSA(int(usage), int(selector), int(mtype), bytes.fromhex("".join(data.split())))
     if rtype == "MX":
         pref_text, _, exchange = value.strip().partition(" ")
         exchange = exchange.strip()
@@ -121,6 +128,7 @@ class _ZoneResolver(BaseResolver):  # type: ignore[misc]
         self._records: dict[str, list[_Record]] = {}
         self._servfail: set[str] = set()
         self._drop: set[str] = set()
+        self._secure: set[str] = set()
         self.queries: list[tuple[str, str, str]] = []  # (name, type, protocol) seen
 
     # -- zone editing --------------------------------------------------
@@ -147,6 +155,7 @@ class _ZoneResolver(BaseResolver):  # type: ignore[misc]
             self._records.clear()
             self._servfail.clear()
             self._drop.clear()
+            self._secure.clear()
             self.queries.clear()
 
     def servfail(self, name: str) -> None:
@@ -156,6 +165,10 @@ class _ZoneResolver(BaseResolver):  # type: ignore[misc]
     def drop(self, name: str) -> None:
         with self._lock:
             self._drop.add(_key(name))
+
+    def secure(self, name: str) -> None:
+        with self._lock:
+            self._secure.add(_key(name))
 
     def heal(self, name: str) -> None:
         with self._lock:
@@ -184,6 +197,8 @@ class _ZoneResolver(BaseResolver):  # type: ignore[misc]
         key = _key(qname)
         with self._lock:
             self.queries.append((key, str(qtype), getattr(handler, "protocol", "?")))
+            # Validated data only if every name on the chain is in a "signed" zone (checked below).
+            reply.header.ad = 0
             owner = qname  # echo the case the client used for the first owner name
             seen: set[str] = set()
             for _ in range(_MAX_CNAME_HOPS):
@@ -213,6 +228,8 @@ class _ZoneResolver(BaseResolver):  # type: ignore[misc]
                 key = _key(owner)
                 if key in seen:
                     break  # CNAME loop: return what we have, as real servers do
+            seen.add(key)
+            reply.header.ad = int(all(k in self._secure for k in seen))
         return reply
 
 
@@ -371,6 +388,10 @@ class TestDNSServer:
     def drop(self, name: str) -> None:
         """Never answer queries about ``name`` (the client times out)."""
         self._resolver.drop(name)
+
+    def secure(self, name: str) -> None:
+        """Answers about ``name`` carry the AD bit (DNSSEC-validated, as a validating resolver says)."""
+        self._resolver.secure(name)
 
     def heal(self, name: str) -> None:
         """Undo servfail()/drop() for ``name``."""

@@ -1,6 +1,7 @@
 """Shared helpers for the SMTP tests: a running service, an account that may send, raw clients.
 
-Import the fixtures you use into the test module (`from tests.smtp_util import smtp  # noqa: F401`).
+A pytest plugin (tests/conftest.py lists it in `pytest_plugins`): its fixtures (`smtp`,
+`smtp_factory`) are available to every test module without importing them.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ class Env:
     account: Account
     ssl_context: ssl.SSLContext
     others: list[Account] = field(default_factory=list)
+    clients: list[RawClient] = field(default_factory=list)  # closed by smtp_factory at teardown
 
     @property
     def port(self) -> int:
@@ -71,8 +73,10 @@ class Env:
         assert await self.counts() == {"messages": 0, "recipients": 0, "used": 0, "events": 0}
 
     def raw(self, *, implicit: bool = False) -> RawClient:
-        return RawClient("127.0.0.1", self.implicit_port if implicit else self.port, self.ssl_context,
-                         implicit=implicit)
+        client = RawClient("127.0.0.1", self.implicit_port if implicit else self.port, self.ssl_context,
+                           implicit=implicit)
+        self.clients.append(client)
+        return client
 
 
 async def create_account(pool: Any, name: str = "acme", *, monthly_limit: int = 1000,
@@ -103,6 +107,7 @@ def smtp_sections(smtp: dict[str, Any] | None = None, *, proxy: bool = False,
 @pytest.fixture
 async def smtp_factory(pool: Any, make_config: Any, client_ssl_context: ssl.SSLContext) -> Any:
     services: list[SmtpService] = []
+    envs: list[Env] = []
 
     async def start(*, account: dict[str, Any] | None = None, smtp: dict[str, Any] | None = None,
                     signer: Any = None, kek: bytes | None = None, proxy: bool = False,
@@ -113,9 +118,14 @@ async def smtp_factory(pool: Any, make_config: Any, client_ssl_context: ssl.SSLC
         svc = SmtpService(cfg, pool, signer=signer, process_index=0, port_override=0)
         await svc.start()
         services.append(svc)
-        return Env(svc, pool, cfg, acct, client_ssl_context)
+        env = Env(svc, pool, cfg, acct, client_ssl_context)
+        envs.append(env)
+        return env
 
     yield start
+    for env in envs:  # what a test left open (warnings are errors: an unclosed transport fails it)
+        for client in env.clients:
+            client.close()
     for svc in services:
         await svc.stop(1.0)
 
@@ -139,7 +149,11 @@ class RawClient:
         return self
 
     async def __aexit__(self, *exc: Any) -> None:
-        self.writer.close()
+        self.close()
+
+    def close(self) -> None:
+        if getattr(self, "writer", None) is not None:
+            self.writer.close()
 
     async def connect(self, greet: bool = True) -> str | None:
         self.reader, self.writer = await asyncio.open_connection(
@@ -159,6 +173,7 @@ class RawClient:
             while True:
                 line = await self.reader.readline()
                 if not line:
+                    self.close()
                     raise ConnectionResetError("closed by server")
                 lines.append(line.decode().rstrip("\r\n"))
                 if len(line) < 4 or line[3:4] != b"-":
@@ -180,14 +195,26 @@ class RawClient:
         return await self.cmd("AUTH PLAIN " + base64.b64encode(f"\0api\0{token}".encode()).decode())
 
     async def closed(self, timeout: float = 5.0) -> bool:
-        """True once the server closed the connection (EOF or reset) within the timeout."""
+        """Whether the server closes the connection (EOF or reset) within `timeout`, reading and
+        discarding whatever it sends until then; False if the connection is still open after it."""
         try:
             async with asyncio.timeout(timeout):
                 while await self.reader.read(65536):
                     pass
+        except TimeoutError:
+            return False
         except (ConnectionError, ssl.SSLError):
-            return True
+            pass
+        self.close()
         return True
+
+
+async def authed(env: Env) -> RawClient:
+    """A raw client of `env`'s service, connected, past STARTTLS and AUTH."""
+    c = env.raw()
+    await c.connect()
+    assert await c.login(env.token) == reply_line("AUTH_OK")
+    return c
 
 
 def reply_line(name: str, **values: Any) -> str:

@@ -237,3 +237,17 @@ def test_migrate_on_an_empty_database_lists_what_it_applied(
             [f"applied {len(names)} migration(s); schema has {len(names)}\n"] + [f"  {n}\n" for n in names])
     finally:
         asyncio.run(admin(f"DROP DATABASE {name} WITH (FORCE)"))
+
+
+@pytest.mark.parametrize(("flags", "error"), [
+    (["--monthly-limit", "-1"], "--monthly-limit must be 0 or more"),
+    (["--max-message-size", "0"], "--max-message-size must be between 1 and limits.message_size_cap (31457280)"),
+    (["--max-message-size", str(31457280 + 1)],
+     "--max-message-size must be between 1 and limits.message_size_cap (31457280)"),
+    (["--billing-anchor-day", "0"], "--billing-anchor-day must be between 1 and 31"),
+    (["--billing-anchor-day", "32"], "--billing-anchor-day must be between 1 and 31"),
+])
+def test_account_create_refuses_a_plan_out_of_range(run: Any, flags: list[str], error: str) -> None:
+    code, out, err = run("account", "create", "acme", *flags)
+    assert (code, out, err) == (1, "", f"mailtrap-smtp: {error}\n")
+    assert run("account", "list", "--json")[1] == "[]\n"

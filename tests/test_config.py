@@ -168,7 +168,27 @@ def test_cli_help_for_every_command() -> None:
     for cmd in (["serve"], ["migrate"], ["check-config"], ["account", "create"], ["account", "show"],
                 ["domain", "add"], ["domain", "verify"], ["domain", "approve"], ["domain", "list"],
                 ["credential", "create"], ["credential", "revoke"], ["dkim", "rotate"], ["queue", "list"],
-                ["queue", "show"], ["queue", "retry"], ["queue", "bounce"]):
+                ["queue", "show"], ["queue", "retry"], ["queue", "bounce"], ["template", "create"],
+                ["template", "list"], ["template", "show"], ["template", "render"], ["template", "delete"],
+                ["inbox", "create"], ["inbox", "list"], ["inbox", "messages"], ["inbox", "download"]):
         with pytest.raises(SystemExit) as e:
             parser.parse_args([*cmd, "--help"])
         assert e.value.code == 0
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    pytest.param("[inbound]\nlisteners = ['127.0.0.1']", "inbound.listeners[0]: expected host:port, got '127.0.0.1'",
+                 id="no-port"),
+    pytest.param("[smtp]\nlisteners = [{address='127.0.0.1', port=2600, mode='starttls'}]\n"
+                 "[inbound]\nlisteners = ['127.0.0.1:2600']",
+                 "inbound.listeners[0]: 127.0.0.1:2600 is also an smtp listener", id="same-as-smtp"),
+    pytest.param("[inbound]\nmax_message_size = 0", "inbound.max_message_size: must be positive, got 0", id="size"),
+    pytest.param("[inbound]\nfeedback_addresses = ['fbl']", "inbound.feedback_addresses[0]: not an address: 'fbl'",
+                 id="feedback-address"),
+])
+def test_inbound_config_errors(tmp_path: Path, text: str, message: str) -> None:
+    p = tmp_path / "c.toml"
+    p.write_text(text)
+    with pytest.raises(config.ConfigError) as e:
+        config.load(p, environ={})
+    assert str(e.value) == message

@@ -4,30 +4,22 @@ from __future__ import annotations
 
 import asyncio
 import json
-from pathlib import Path
 from typing import Any
 
 import asyncpg
 import pytest
 
-from mailtrap_smtp import cli, tokens
+from mailtrap_smtp import tokens
+from tests.cli_util import CliRun
 
 
 @pytest.fixture
-def run(make_config: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Any:
-    make_config()
-    path = str(tmp_path / "config.toml")
-
-    def go(*args: str) -> tuple[int, str, str]:
-        code = cli.main(["-c", path, *args])
-        out = capsys.readouterr()
-        return code, out.out, out.err
-
-    go("account", "create", "acme")
-    go("account", "create", "other")
+def run(cli_run: CliRun) -> CliRun:
+    cli_run("account", "create", "acme")
+    cli_run("account", "create", "other")
     for account, domain in [("acme", "a.example"), ("acme", "b.example"), ("other", "c.example")]:
-        assert go("domain", "add", account, domain, "--skip-dns-verification")[0] == 0
-    return go
+        assert cli_run("domain", "add", account, domain, "--skip-dns-verification")[0] == 0
+    return cli_run
 
 
 async def _stored(dsn: str, token_id: str) -> tuple[Any, list[str]]:

@@ -15,9 +15,8 @@ from mailtrap_smtp.delivery.retry import next_delay
 from mailtrap_smtp.delivery.worker import DeliveryService
 from mailtrap_smtp.dnsresolve import make_resolver
 from mailtrap_smtp.store import queue
+from tests.delivery_util import FAST, enqueue, event_list, later, rows, states
 from tests.mx_sink import MxSink
-from tests.test_delivery_smtp import FAST
-from tests.test_delivery_support import enqueue, event_list, later, rows, states
 
 
 @pytest.mark.parametrize(("line", "category"), [
@@ -64,9 +63,12 @@ def test_envelope_validation() -> None:
     assert envelope_problem("a@b.test") is None
     assert envelope_problem("", sender=True) is None
     assert envelope_problem("") is not None
-    for bad in ("a\r\n@b.test", "a\x00@b", "a b@c", "<a@b>", "a\t@b", "a@b\x7f", "nodomain"):
-        assert envelope_problem(bad) is not None, bad
     assert envelope_problem("jos\u00e9@exampl\u00e9.test") is None  # UTF-8 is fine (SMTPUTF8)
+
+
+@pytest.mark.parametrize("bad", ["a\r\n@b.test", "a\x00@b", "a b@c", "<a@b>", "a\t@b", "a@b\x7f", "nodomain"])
+def test_envelope_problem_refuses(bad: str) -> None:
+    assert envelope_problem(bad) is not None
 
 
 async def test_smtputf8_negotiated_for_non_ascii_address(make_config: Any, pool: asyncpg.Pool[Any]) -> None:
@@ -128,7 +130,7 @@ async def test_idn_domain_with_ascii_local_part_goes_as_a_label(make_config: Any
 
 
 async def test_utf8_header_fields_travel_under_smtputf8(make_config: Any, pool: asyncpg.Pool[Any]) -> None:
-    from tests.test_delivery_support import make_raw
+    from tests.delivery_util import make_raw
 
     with MxSink() as sink:
         cfg = make_config(delivery={**FAST, "routes": {"dest.test": sink.address}})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import os
 import signal
 import sys
@@ -10,23 +11,16 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
-import pytest
 
 from mailtrap_smtp.delivery.worker import DeliveryService
 from mailtrap_smtp.dnsresolve import make_resolver
 from mailtrap_smtp.store import db as store_db
 from mailtrap_smtp.store import queue
+from tests.delivery_util import FAST, enqueue, event_list, rows, states, wait_for
 from tests.mx_sink import MxSink
-from tests.test_delivery_smtp import FAST
-from tests.test_delivery_support import enqueue, event_list, rows, states, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 
-
-@pytest.fixture
-def sink() -> Any:
-    with MxSink() as s:
-        yield s
 
 
 async def test_two_services_deliver_each_recipient_exactly_once(make_config: Any, db_dsn: str,
@@ -130,7 +124,7 @@ async def test_stop_releases_unfinished_leases(make_config: Any, pool: asyncpg.P
 
 
 async def test_lease_takeover_and_renewal(pool: asyncpg.Pool[Any]) -> None:
-    from tests.test_delivery_support import later
+    from tests.delivery_util import later
 
     mid = await enqueue(pool, ["a@dest.test", "b@dest.test"])
     mine = await queue.claim(pool, "A", 10, 60)
@@ -174,12 +168,16 @@ async def test_worker_that_lost_its_lease_does_not_send_the_rest(make_config: An
     m1 = await enqueue(pool, ["one@dest.test"])
     m2 = await enqueue(pool, ["two@dest.test"])
     a = DeliveryService(cfg, pool, make_resolver(["127.0.0.1:9"], 0.5), worker_id="A")
-    b = DeliveryService(cfg, pool, make_resolver(["127.0.0.1:9"], 0.5), worker_id="B")
-    sink.stall.set()  # A's first DATA hangs past its 1 s lease
+    # B's clock runs 2 s ahead: to B, A's 1 s lease has run out (no sleeping against the lease).
+    b = DeliveryService(cfg, pool, make_resolver(["127.0.0.1:9"], 0.5), worker_id="B",
+                        clock=lambda: dt.datetime.now(dt.UTC) + dt.timedelta(seconds=2))
+    sink.stall.set()  # A's first DATA hangs
     task_a = asyncio.create_task(a.run_once())
     await wait_for(lambda: len(sink.data_started) >= 1, timeout=5)
-    await asyncio.sleep(1.2)
     task_b = asyncio.create_task(b.run_once())  # takes both over
+    # A renews (and so learns it lost the lease) only once half of its lease is used, measured on
+    # time.monotonic in worker.py, not on the injected clock: that half must pass in real time.
+    await asyncio.sleep(0.6)
     await wait_for(lambda: len(sink.data_started) >= 2, timeout=5)
     sink.stall.clear()
     assert await task_a == 2 and await task_b == 2

@@ -5,19 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 import asyncpg
-import pytest
 
 from mailtrap_smtp.delivery.worker import DeliveryService
 from mailtrap_smtp.dnsresolve import make_resolver
+from tests.delivery_util import FAST, enqueue, event_list, later, rows, states
 from tests.mx_sink import MxSink
-from tests.test_delivery_smtp import FAST
-from tests.test_delivery_support import enqueue, event_list, later, rows, states
-
-
-@pytest.fixture
-def sink() -> Any:
-    with MxSink() as s:
-        yield s
 
 
 def service(make_config: Any, pool: asyncpg.Pool[Any], dns_server: Any, sink: MxSink) -> DeliveryService:

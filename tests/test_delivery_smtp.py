@@ -13,24 +13,8 @@ import pytest
 from mailtrap_smtp.delivery.worker import DeliveryService
 from mailtrap_smtp.dnsresolve import make_resolver
 from mailtrap_smtp.store import messages, queue
+from tests.delivery_util import FAST, enqueue, event_list, later, make_raw, rows, states, wait_for
 from tests.mx_sink import MxSink
-from tests.test_delivery_support import enqueue, event_list, later, make_raw, rows, states, wait_for
-
-FAST = {"mode": "mx", "connect_timeout_seconds": 2.0, "command_timeout_seconds": 5.0, "lease_seconds": 30.0,
-        "poll_interval_seconds": 0.5, "retry_schedule_seconds": [1, 2],
-        "retry_interval_min_seconds": 3, "retry_interval_max_seconds": 4}
-
-
-@pytest.fixture
-def sink() -> Any:
-    with MxSink() as s:
-        yield s
-
-
-@pytest.fixture
-def tls_sink(cert_files: tuple[Path, Path]) -> Any:
-    with MxSink(tls_cert=cert_files) as s:
-        yield s
 
 
 def service(make_config: Any, pool: asyncpg.Pool[Any], routes: dict[str, str], **delivery: Any) -> DeliveryService:

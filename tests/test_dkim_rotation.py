@@ -13,7 +13,6 @@ from collections.abc import Callable
 from typing import Any
 
 import dkim as dkimpy
-import dns.resolver
 import pytest
 
 from mailtrap_smtp import domainops
@@ -22,9 +21,10 @@ from mailtrap_smtp.events import Event
 from mailtrap_smtp.signing import KeyStore
 from mailtrap_smtp.store import domains as domains_store
 from tests.dnsserver import TestDNSServer
-from tests.test_domain_verification import (
+from tests.domain_util import (
     KEK,
     T0,
+    dnsfunc_for,
     domain_config,
     event_types,
     make_account,
@@ -34,25 +34,6 @@ from tests.test_domain_verification import (
 )
 
 HOUR = dt.timedelta(hours=1)
-
-
-def dnsfunc_for(dns_server: TestDNSServer) -> Callable[..., bytes | None]:
-    """dkimpy's DNS hook, answered by the loopback server over real DNS (dnspython, blocking)."""
-    resolver = dns.resolver.Resolver(configure=False)
-    resolver.nameservers = [dns_server.host]
-    resolver.port = dns_server.port
-    resolver.lifetime = 2.0
-    resolver.cache = None
-
-    def dnsfunc(name: bytes, timeout: int = 5) -> bytes | None:
-        try:
-            answer = resolver.resolve(name.decode("ascii"), "TXT", search=False)
-        except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):
-            return None
-        # RFC 6376 §3.6.2.2: the strings of one TXT RR are concatenated.
-        return b"".join(answer[0].strings)
-
-    return dnsfunc
 
 
 def message(n: int = 1) -> bytes:

@@ -6,7 +6,8 @@ rcodes, flags and sections can be inspected exactly.
 
 from __future__ import annotations
 
-import time
+import socket
+import threading
 
 import dns.exception
 import dns.flags
@@ -185,22 +186,24 @@ def test_servfail_on_cname_target(dns_server: TestDNSServer) -> None:
 def test_drop_times_out_then_heals(dns_server: TestDNSServer, tcp: bool) -> None:
     dns_server.add("example.test", "A", "192.0.2.1")
     dns_server.drop("example.test")
-    started = time.monotonic()
     with pytest.raises(dns.exception.Timeout):
         ask(dns_server, "example.test", "A", tcp=tcp, timeout=0.3)
-    assert time.monotonic() - started < 2
+    # The query arrived and was met with silence (not refused, not answered).
+    assert ("example.test.", "A", "tcp" if tcp else "udp") in dns_server.queries
     dns_server.heal("example.test")
     assert answers(ask(dns_server, "example.test", "A", tcp=tcp), "A") == ["192.0.2.1"]
 
 
-def test_start_stop_is_fast_and_frees_port() -> None:
-    started = time.monotonic()
+def test_stop_frees_the_port_and_its_threads() -> None:
+    threads = threading.active_count()
     with running_dns_server() as server:
         server.add("example.test", "A", "192.0.2.1")
         assert answers(ask(server, "example.test", "A"), "A") == ["192.0.2.1"]
-    assert time.monotonic() - started < 1.0
-    with pytest.raises(dns.exception.Timeout):
-        ask(server, "example.test", "A", timeout=0.2)
+    assert threading.active_count() == threads
+    # Both sockets are closed: the port can be bound again at once, over UDP and TCP.
+    for kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM):
+        with socket.socket(socket.AF_INET, kind) as s:
+            s.bind((server.host, server.port))
 
 
 def test_two_servers_get_distinct_ports() -> None:

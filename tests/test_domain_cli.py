@@ -21,8 +21,7 @@ import pytest
 from mailtrap_smtp import cli, dkim, domainops
 from mailtrap_smtp.config import Config
 from tests.dnsserver import TestDNSServer
-from tests.test_dkim_rotation import dnsfunc_for
-from tests.test_domain_verification import publish, resolver_for
+from tests.domain_util import dnsfunc_for, publish, resolver_for
 
 Run = Callable[..., tuple[int, str, str]]
 

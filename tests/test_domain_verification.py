@@ -23,45 +23,17 @@ from mailtrap_smtp.store import accounts as accounts_store
 from mailtrap_smtp.store import domains as domains_store
 from mailtrap_smtp.store import events as events_store
 from tests.dnsserver import TestDNSServer
-
-KEK = bytes(range(32))
-T0 = dt.datetime(2026, 11, 26, 8, 0, tzinfo=dt.UTC)
-HOUR = dt.timedelta(hours=1)
-
-
-# ---------------------------------------------------------------- helpers shared with the other domain tests
-
-def domain_config(make_config: Callable[..., Config], dns_server: TestDNSServer, *, timeout: float = 1.0,
-                  **domains: Any) -> Config:
-    return make_config(dns={"nameservers": [dns_server.address], "timeout_seconds": timeout},
-                       domains=domains)
-
-
-def resolver_for(cfg: Config) -> Any:
-    return dnsresolve.make_resolver(cfg.dns.nameservers, cfg.dns.timeout_seconds)
-
-
-def publish(dns_server: TestDNSServer, records: list[ExpectedRecord] | list[dict[str, Any]],
-            *, skip: tuple[str, ...] = ()) -> None:
-    """Put the printed records into the zone, exactly as a customer would paste them."""
-    for r in records:
-        key, rtype, name, value = ((r["key"], r["type"], r["name"], r["value"]) if isinstance(r, dict)
-                                   else (r.key, r.type, r.name, r.value))
-        if key not in skip:
-            dns_server.add(name, rtype, value)
-
-
-async def make_account(pool: Any, name: str = "acme") -> Any:
-    return await accounts_store.create(pool, name, monthly_limit=1000, max_message_size=10_000_000)
-
-
-async def may_send(pool: Any, account: Any, name: str, *, require_approval: bool = False) -> bool:
-    return await domains_store.sending_domain(pool, account["id"], name,
-                                              require_approval=require_approval) is not None
-
-
-async def event_types(pool: Any, domain: Any) -> list[str]:
-    return [e["type"] for e in reversed(await events_store.for_domain(pool, domain["id"]))]
+from tests.domain_util import (
+    HOUR,
+    KEK,
+    T0,
+    domain_config,
+    event_types,
+    make_account,
+    may_send,
+    publish,
+    resolver_for,
+)
 
 
 def statuses(report: domainops.DomainReport) -> dict[str, str]:
@@ -130,11 +102,11 @@ async def test_txt_ownership_mode_requires_spf(
     assert report.domain["state"] == "verified" and await may_send(pool, account, "example.test")
 
 
-async def test_www_is_refused_unless_forced(pool: Any, cfg: Config) -> None:
+@pytest.mark.parametrize("name", ["www.example.test", "WWW.Example.Test."])
+async def test_www_is_refused_unless_forced(pool: Any, cfg: Config, name: str) -> None:
     await make_account(pool)
-    for name in ("www.example.test", "WWW.Example.Test."):
-        with pytest.raises(domainops.DomainOpError, match=r"web host name.*example\.test.*--force"):
-            await domainops.add_domain(pool, cfg, KEK, "acme", name)
+    with pytest.raises(domainops.DomainOpError, match=r"web host name.*example\.test.*--force"):
+        await domainops.add_domain(pool, cfg, KEK, "acme", name)
     assert await domains_store.list_all(pool) == []
     report = await domainops.add_domain(pool, cfg, KEK, "acme", "WWW.Example.Test.", force=True)
     assert report.domain["name"] == "www.example.test"
@@ -461,6 +433,31 @@ async def test_rechecker_start_stop(pool: Any, cfg: Config, dns_server: TestDNSS
     assert (await domainops._get(pool, "example.test"))["state"] == "verified"
 
 
+@pytest.mark.parametrize(("grace", "round_finished"), [(30.0, True), (0.0, False)])
+async def test_rechecker_stop_lets_a_round_under_way_finish_within_grace(
+        pool: Any, make_config: Callable[..., Config], dns_server: TestDNSServer, grace: float,
+        round_finished: bool) -> None:
+    import asyncio
+
+    cfg = domain_config(make_config, dns_server, timeout=0.5)
+    await make_account(pool)
+    report = await domainops.add_domain(pool, cfg, KEK, "acme", "example.test")
+    publish(dns_server, report.records)
+    dns_server.drop("_dmarc.example.test")  # never answered: the round waits for the resolver's timeout
+    rechecker = domainops.DomainRechecker(cfg, pool, resolver_for(cfg))
+    await rechecker.start()
+    for _ in range(500):  # until the round is under way (bounded: 10 s)
+        if any(name == "_dmarc.example.test." for name, _, _ in dns_server.queries):
+            break
+        await asyncio.sleep(0.02)
+    else:
+        pytest.fail("the re-check round never asked for the DMARC record")
+    await rechecker.stop(grace)
+    row = await domainops._get(pool, "example.test")
+    # The round's result is written once all of the domain's checks are in.
+    assert (row["last_check"] is not None) is round_finished
+
+
 async def test_skipped_dns_domain_is_not_rechecked_or_suspended(
         pool: Any, cfg: Config, dns_server: TestDNSServer) -> None:
     account = await make_account(pool)
@@ -560,7 +557,6 @@ def _last_check(row: Any) -> list[dict[str, Any]]:
 
 async def test_failing_domain_past_grace_stops_sending_without_a_recheck(pool: Any) -> None:
     """With no delivery node re-checking, the grace period still ends, by the database's clock."""
-    from mailtrap_smtp.store import accounts as accounts_store
     from mailtrap_smtp.store import domains as domains_store
 
     acct = await accounts_store.create(pool, "graceless", monthly_limit=10, max_message_size=1000)

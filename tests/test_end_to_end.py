@@ -23,16 +23,10 @@ from mailtrap_smtp.dnsresolve import make_resolver
 from mailtrap_smtp.signing import KeyStore
 from mailtrap_smtp.smtp.server import SmtpService
 from mailtrap_smtp.store import accounts, credentials
+from tests.delivery_util import FAST
+from tests.domain_util import dnsfunc_for
 from tests.mx_sink import MxSink
 from tests.smtp_util import smtp_sections
-from tests.test_delivery_smtp import FAST
-from tests.test_dkim_rotation import dnsfunc_for
-
-
-@pytest.fixture
-def sink() -> Any:
-    with MxSink() as s:
-        yield s
 
 
 async def test_accepted_over_smtp_arrives_signed_at_the_mx_from_dns(

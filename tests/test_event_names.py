@@ -58,6 +58,10 @@ def test_the_payload_names_are_exactly_mailtraps_nine() -> None:
     (Event.EXPIRATION, {"reply": "451 4.4.1 No answer"}, "bounce"),
     (Event.MANUAL_BOUNCE, {"reason": "bounced by operator"}, "bounce"),
     (Event.SUPPRESSED, {"reason": "Recipient in suppression list. Reason: hard bounce"}, "reject"),
+    (Event.SOFT_BOUNCE, {"source": "inbound", "reply": "4.2.2", "category": "mailbox_full"}, "soft bounce"),
+    (Event.SOFT_BOUNCE, {"source": "inbound", "reply": ""}, "soft bounce"),
+    (Event.BOUNCE, {"source": "inbound", "reply": "smtp; 550 5.1.1 unknown", "category": "bad_recipient"}, "bounce"),
+    (Event.SPAM, {"source": "inbound", "feedback_type": "abuse"}, "spam"),
     (Event.RECEPTION, {}, None),
     (Event.MANUAL_RETRY, {}, None),
     (Event.DOMAIN_VERIFIED, {}, None),
@@ -120,6 +124,18 @@ def test_category_and_custom_variables_are_echoed_when_set() -> None:
     assert "response" not in p and "reason" not in p
 
 
+@pytest.mark.parametrize(("reply", "response", "code"), [
+    ("smtp; 550 5.1.1 <r@x.test>: user unknown", "5.1.1 <r@x.test>: user unknown", 550),
+    ("X-Postfix; 552 5.2.2 mailbox full", "5.2.2 mailbox full", 552),
+    ("5.1.1", "5.1.1", None),
+])
+def test_a_reported_bounce_keeps_the_remote_words_without_the_diagnostic_type(reply: str, response: str,
+                                                                             code: int | None) -> None:
+    p = names.webhook_payload(_event(Event.BOUNCE, {"source": "inbound", "reply": reply}))
+    assert p is not None
+    assert (p["response"], p.get("response_code")) == (response, code)
+
+
 def test_a_reject_carries_its_reason() -> None:
     reason = "Recipient in suppression list. Reason: manual import"
     p = names.webhook_payload(_event(Event.SUPPRESSED, {"reason": reason}))
@@ -128,10 +144,11 @@ def test_a_reject_carries_its_reason() -> None:
 
 @pytest.mark.parametrize(("config", "ours"), [
     (["delivery"], ["delivery"]),
-    (["soft_bounce"], ["transient_failure"]),
+    (["soft_bounce"], ["soft_bounce", "transient_failure"]),
     (["bounce"], ["bounce", "expiration", "manual_bounce"]),
     (["reject", "delivery"], ["delivery", "suppressed"]),
-    (["open", "click", "spam_complaint"], []),
+    (["soft_bounce", "spam_complaint"], ["soft_bounce", "spam", "transient_failure"]),
+    (["open", "click", "unsubscribe"], []),
 ])
 def test_our_types_for_a_webhooks_event_types(config: list[str], ours: list[str]) -> None:
     assert names.our_types(config) == ours

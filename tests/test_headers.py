@@ -49,3 +49,13 @@ def test_queue_show_lists_fields_as_written() -> None:
     raw = b"From: A <a@b>\r\nSubject: one\r\n two\r\nX-Utf: caf\xc3\xa9\r\nX-Empty:\r\n\r\nbody\r\n"
     assert queue_admin._headers_of(raw) == [("From", "A <a@b>"), ("Subject", "one\r\n two"),
                                             ("X-Utf", "caf\u00e9"), ("X-Empty", "")]
+
+
+@pytest.mark.parametrize(("raw", "end"), [
+    (b"From: a@b\r\n\r\nbody", 11),
+    (b"From: a@b\r\nnot a field\r\n\r\n", 11),
+    (b"From: a@b", 9),
+    (b"\r\nbody", 0),
+])
+def test_split_fields_says_where_the_fields_end(raw: bytes, end: int) -> None:
+    assert headers.split_fields(raw)[1] == end

@@ -50,3 +50,13 @@ async def test_api_answers_429_with_retry_after(api_factory: Any) -> None:
     assert refused.json() == {"success": False, "errors": ["Rate limit exceeded"]}
     assert 1 <= int(refused.headers["Retry-After"]) <= 10
     assert await env.counts() == {"messages": 2, "recipients": 2, "used": 2}
+
+
+async def test_management_paths_answer_429_in_their_shape(api_factory: Any) -> None:  # §9 item 9
+    env: ApiEnv = await api_factory(http={"rate_limit_requests": 1})
+    async with env.client() as c:
+        first = await c.get("/api/accounts", headers=env.auth())
+        refused = await c.get("/api/accounts", headers=env.auth())
+    assert first.status_code == 200
+    assert (refused.status_code, refused.json()) == (429, {"errors": "Rate limit exceeded"})
+    assert int(refused.headers["Retry-After"]) >= 1

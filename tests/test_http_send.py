@@ -280,3 +280,54 @@ async def test_queue_show_finds_each_returned_id(api: ApiEnv, tmp_path: Any,
         data = json.loads(capsys.readouterr().out)
         assert code == 0
         assert {r["rcpt"]: str(r["public_id"]) for r in data["recipients"]}[rcpt] == rid
+
+
+@pytest.mark.parametrize("raw", [
+    b"POST /api/send HTTP/1.1\r\nHost: x\r\nX-Bad: a\x01b\r\nContent-Length: 0\r\n\r\n",
+    b"GARBAGE\r\n\r\n",
+    b"POST /api/send HTTP/1.1\r\nContent-Length: abc\r\n\r\n",
+])
+async def test_unparseable_http_gets_a_json_400(api: ApiEnv, raw: bytes) -> None:
+    import asyncio
+
+    reader, writer = await asyncio.open_connection("127.0.0.1", api.port, ssl=api.ssl_context,
+                                                   server_hostname="localhost")
+    writer.write(raw)
+    await writer.drain()
+    response = await asyncio.wait_for(reader.read(), 10)
+    writer.close()
+    head, _, body = response.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400 ")
+    assert b"content-type: application/json" in head.lower()
+    import json
+
+    assert json.loads(body) == {"success": False, "errors": ["Malformed HTTP request"]}
+    await api.assert_nothing_stored()
+
+
+@pytest.mark.parametrize(("ttl", "after_revoke"), [(0.0, 401), (60.0, 200)])
+async def test_token_cache_bounds_revocation_delay(api_factory: Any, ttl: float, after_revoke: int) -> None:
+    env = await api_factory(http={"token_cache_seconds": ttl})
+    async with env.client() as c:
+        assert (await c.post("/api/send", json=minimal(), headers=env.auth())).status_code == 200
+        async with env.pool.acquire() as conn:
+            await conn.execute("UPDATE credentials SET revoked_at = now() WHERE id = $1", env.account.credential_id)
+        r = await c.post("/api/send", json=minimal(), headers=env.auth())
+    # Within http.token_cache_seconds a revoked token still works (documented); with 0, never.
+    assert r.status_code == after_revoke
+
+
+async def test_requests_are_counted_by_route_and_status(api: ApiEnv) -> None:
+    from mailtrap_smtp import metrics
+
+    def count(route: str, status: str) -> float:
+        return float(metrics.HTTP_REQUESTS.labels(route, "POST", status)._value.get())
+
+    before = (count("/api/send", "200"), count("/api/send", "401"), count("unmatched", "404"))
+    async with api.client() as c:
+        await c.post("/api/send", json=minimal(), headers=api.auth())
+        await c.post("/api/send", json=minimal())
+        await c.post("/api/nowhere", json=minimal())
+    after = (count("/api/send", "200"), count("/api/send", "401"), count("unmatched", "404"))
+    assert [a - b for a, b in zip(after, before, strict=True)] == [1, 1, 1]
+    assert metrics.HTTP_LATENCY.labels("/api/send")._sum.get() > 0

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import dns.asyncresolver
 import dns.resolver
 import pytest
@@ -173,10 +171,10 @@ async def test_servfail_is_temporary(dns_server: TestDNSServer) -> None:
 async def test_timeout_is_temporary(dns_server: TestDNSServer) -> None:
     dns_server.add("example.test", "MX", "10 mx.example.test")
     dns_server.drop("example.test")
-    started = time.monotonic()
+    # How long a lookup may take is the resolver's lifetime (test_make_resolver_* above).
     with pytest.raises(DnsTemporaryError, match="timeout"):
         await resolve_mx("example.test", resolver_for(dns_server, timeout=0.5))
-    assert time.monotonic() - started < 2
+    assert ("example.test.", "MX", "udp") in dns_server.queries  # asked, and met with silence
 
 
 @pytest.mark.asyncio

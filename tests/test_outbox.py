@@ -123,7 +123,7 @@ async def test_a_killed_holder_loses_nothing_and_cannot_move_the_cursor_after_ta
     ids = await _record(pool, 5)
     await store.ensure(pool, "recorder", "recorder", from_beginning=True)
     # A process claimed the cursor and read a page, then died (no release, no advance).
-    dead = await store.claim(pool, ["recorder"], "dead", 1, 30, 500, now=T0)
+    dead = await store.claim(pool, ["recorder"], "dead", 1, 30, now=T0)
     assert [c.name for c in dead] == ["recorder"]
     page = await store.read(pool, store.BEGINNING, 100)
     # While its lease lasts nobody else takes the cursor.

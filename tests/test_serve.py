@@ -57,6 +57,15 @@ def _children(pid: int) -> list[int]:
     return found
 
 
+def _running(pid: int) -> bool:
+    """Whether the process exists and has not exited (a zombie waiting to be reaped has exited)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return "(zombie)" not in status
+
+
 async def _serving_processes(proc: asyncio.subprocess.Process, n: int) -> list[int]:
     """The pids of serve's n service processes (not multiprocessing's resource tracker)."""
     async with asyncio.timeout(30):
@@ -87,11 +96,13 @@ async def test_serve_runs_on_the_configured_loop(event_loop: str, make_config, t
         plain = RawClient("127.0.0.1", starttls, client_ssl_context)
         await plain.connect()
         assert await plain.cmd("NOOP") == reply_line("NOOP_OK")
-        await plain.cmd("QUIT")
+        assert await plain.cmd("QUIT") == reply_line("BYE")
+        assert await plain.closed()
         tls = RawClient("127.0.0.1", implicit, client_ssl_context, implicit=True)
         await tls.connect()
         assert await tls.cmd("NOOP") == reply_line("NOOP_OK")
-        await tls.cmd("QUIT")
+        assert await tls.cmd("QUIT") == reply_line("BYE")
+        assert await tls.closed()
     finally:
         proc.send_signal(signal.SIGTERM)
         async with asyncio.timeout(20):
@@ -149,8 +160,7 @@ async def test_a_crashed_process_stops_the_service(make_config, tmp_path: Path) 
             proc.kill()
     assert proc.returncode == 1
     assert b"stopping the service" in err
-    assert all(not Path(f"/proc/{k}").exists() or "zombie" in Path(f"/proc/{k}/status").read_text().lower()
-               for k in kids)
+    assert not any(_running(k) for k in kids)
 
 
 async def test_processes_do_not_outlive_a_killed_parent(make_config, tmp_path: Path) -> None:
@@ -164,6 +174,11 @@ async def test_processes_do_not_outlive_a_killed_parent(make_config, tmp_path: P
     finally:
         proc.kill()  # SIGKILL: the parent gets no chance to stop them itself
         await proc.wait()
-    async with asyncio.timeout(30):
-        while any(Path(f"/proc/{k}").exists() for k in kids):
-            await asyncio.sleep(0.1)
+    assert len(kids) == 2
+    alive = kids
+    for _ in range(300):  # bounded: 30 s for the kernel to deliver PR_SET_PDEATHSIG and them to exit
+        alive = [k for k in kids if _running(k)]
+        if not alive:
+            break
+        await asyncio.sleep(0.1)
+    assert alive == []

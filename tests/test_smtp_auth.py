@@ -14,11 +14,7 @@ from mailtrap_smtp.signing import KeyStore
 from mailtrap_smtp.smtp.server import SmtpService
 from mailtrap_smtp.store import credentials, smtp_limits
 from mailtrap_smtp.store import db as store_db
-from tests import smtp_util
 from tests.smtp_util import Env, RawClient, create_account, reply_line, smtp_sections, use_quota
-
-smtp = smtp_util.smtp  # fixture
-smtp_factory = smtp_util.smtp_factory  # fixture
 
 
 def b64(s: str | bytes) -> str:
@@ -34,13 +30,13 @@ async def tls_client(env: Env) -> RawClient:
     return c
 
 
-async def test_auth_plain_any_username(smtp: Env) -> None:
-    for user in ["api", "smtp@mailtrap.io", "anything at all"]:
-        c = await tls_client(smtp)
-        assert await c.cmd("AUTH PLAIN " + b64(f"\0{user}\0{smtp.token}")) == reply_line("AUTH_OK")
-        assert await c.cmd("AUTH PLAIN " + b64(f"\0{user}\0{smtp.token}")) == reply_line("AUTH_ALREADY")
-        await c.cmd("QUIT")
-        await c.closed()
+@pytest.mark.parametrize("user", ["api", "smtp@mailtrap.io", "anything at all"])
+async def test_auth_plain_any_username(smtp: Env, user: str) -> None:
+    c = await tls_client(smtp)
+    assert await c.cmd("AUTH PLAIN " + b64(f"\0{user}\0{smtp.token}")) == reply_line("AUTH_OK")
+    assert await c.cmd("AUTH PLAIN " + b64(f"\0{user}\0{smtp.token}")) == reply_line("AUTH_ALREADY")
+    assert await c.cmd("QUIT") == reply_line("BYE")
+    assert await c.closed()
 
 
 async def test_auth_plain_with_challenge(smtp: Env) -> None:
@@ -131,10 +127,10 @@ async def test_bad_base64_and_cancel_and_mechanism(smtp: Env) -> None:
     c.writer.close()
 
 
-async def test_mail_before_auth_after_tls(smtp: Env) -> None:
+@pytest.mark.parametrize("command", ["MAIL FROM:<app@example.com>", "RCPT TO:<a@dest.test>", "DATA"])
+async def test_mail_before_auth_after_tls(smtp: Env, command: str) -> None:
     c = await tls_client(smtp)
-    for command in ("MAIL FROM:<app@example.com>", "RCPT TO:<a@dest.test>", "DATA"):
-        assert await c.cmd(command) == reply_line("AUTH_REQUIRED")
+    assert await c.cmd(command) == reply_line("AUTH_REQUIRED")
     c.writer.close()
     await smtp.assert_nothing_stored()
 
@@ -214,7 +210,7 @@ async def test_too_many_connections_per_account(smtp_factory) -> None:
     assert await c.cmd(ok) == "535 5.7.8 Too many connections per account"
     # Unauthenticated sessions do not count; a closed session frees its slot.
     assert await a.cmd("QUIT") == reply_line("BYE")
-    await a.closed()
+    assert await a.closed()
     for _ in range(50):
         if env.service.slots.held_count(env.account.id) < 2:
             break
@@ -244,7 +240,7 @@ async def test_session_slots_are_released_without_leaks(smtp_factory) -> None:
     assert await _slot_locks(env) == 2
     c = await tls_client(env)
     assert await a.cmd("QUIT") == reply_line("BYE")
-    await a.closed()
+    assert await a.closed()
     assert await c.cmd(ok) == reply_line("AUTH_OK")  # a's slot is free for this process at once
     assert await _slot_locks(env) == 2
     wrong = "AUTH PLAIN " + b64(f"\0api\0{env.token[:-4]}AAAA")
@@ -252,7 +248,7 @@ async def test_session_slots_are_released_without_leaks(smtp_factory) -> None:
     assert await d.cmd(wrong) == reply_line("AUTH_INVALID")
     for client in (b, c):
         assert await client.cmd("QUIT") == reply_line("BYE")
-        await client.closed()
+        assert await client.closed()
     for _ in range(100):  # the flush follows within SessionSlots.FLUSH_DELAY
         if await _slot_locks(env) == 0:
             break

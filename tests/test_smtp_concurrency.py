@@ -21,7 +21,8 @@ async def _stop(procs) -> None:
         proc.send_signal(signal.SIGTERM)
     for proc, _ in procs:
         async with asyncio.timeout(10):
-            assert await proc.wait() == 0
+            await proc.communicate()  # reads its stdout to the end, which closes the pipe
+        assert proc.returncode == 0
 
 
 async def _session(port: int, ctx, token: str) -> tuple[RawClient, str]:
@@ -50,7 +51,8 @@ async def test_quota_holds_across_two_processes(pool, make_config, tmp_path: Pat
             assert await c.cmd("DATA") == reply_line("START_DATA")
             await c.send(message() + b".\r\n")
             outcomes.append(await c.reply())
-        await c.cmd("QUIT")
+        assert await c.cmd("QUIT") == reply_line("BYE")
+        assert await c.closed()
 
     try:
         await asyncio.gather(*(sender(i) for i in range(20)))  # 80 recipients wanted, 30 allowed
@@ -77,7 +79,7 @@ async def test_session_cap_holds_across_two_processes(pool, make_config, tmp_pat
         # Closing a session in one process frees a slot for the other process.
         c0 = sessions[0][0]
         await c0.cmd("QUIT")
-        await c0.closed()
+        assert await c0.closed()
         ok = "AUTH PLAIN " + base64.b64encode(f"\0api\0{acct.token}".encode()).decode()
         for _ in range(50):
             r = await sessions[3][0].cmd(ok)

@@ -16,11 +16,7 @@ import pytest
 from mailtrap_smtp import dkim
 from mailtrap_smtp.signing import key_aad
 from mailtrap_smtp.store import domains
-from tests import smtp_util
 from tests.smtp_util import SENDER, Env, RawClient, message, reply_line, use_quota
-
-smtp = smtp_util.smtp  # fixture
-smtp_factory = smtp_util.smtp_factory  # fixture
 
 
 async def send_aiosmtplib(env: Env, raw: bytes, rcpts: list[str], *, sender: str = SENDER) -> str:

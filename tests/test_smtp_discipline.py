@@ -5,20 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from tests import smtp_util
-from tests.smtp_util import SENDER, Env, RawClient, message, reply_line
-
-smtp = smtp_util.smtp  # fixture
-smtp_factory = smtp_util.smtp_factory  # fixture
+from tests.smtp_util import SENDER, Env, authed, message, reply_line
 
 ENVELOPE = f"MAIL FROM:<{SENDER}>\r\nRCPT TO:<a@dest.test>\r\n"
-
-
-async def authed(env: Env) -> RawClient:
-    c = env.raw()
-    await c.connect()
-    assert await c.login(env.token) == reply_line("AUTH_OK")
-    return c
 
 
 @pytest.mark.parametrize("command", [f"MAIL FROM:<{SENDER}>", "RCPT TO:<a@dest.test>", "DATA", "AUTH PLAIN AGFwaQB4"])

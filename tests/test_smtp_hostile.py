@@ -9,17 +9,7 @@ import struct
 
 import pytest
 
-from tests import smtp_util
-from tests.smtp_util import SENDER, Env, RawClient, reply_line
-
-smtp = smtp_util.smtp  # fixture
-smtp_factory = smtp_util.smtp_factory  # fixture
-
-async def authed(env: Env) -> RawClient:
-    c = env.raw()
-    await c.connect()
-    assert await c.login(env.token) == reply_line("AUTH_OK")
-    return c
+from tests.smtp_util import SENDER, Env, authed, reply_line
 
 
 async def test_commands_pipelined_behind_starttls_are_discarded(smtp: Env) -> None:
@@ -150,7 +140,7 @@ async def test_connection_flood_per_ip(smtp_factory) -> None:
     assert await extra.connect() == reply_line("TOO_MANY_CONNECTIONS_IP")
     assert await extra.closed()
     await clients[0].cmd("QUIT")
-    await clients[0].closed()
+    assert await clients[0].closed()
     await asyncio.sleep(0.1)
     again = env.raw()
     assert (await again.connect()).startswith("220 ")

@@ -8,11 +8,7 @@ import shutil
 import pytest
 from prometheus_client import REGISTRY
 
-from tests import smtp_util
 from tests.smtp_util import SENDER, Env, message, reply_line
-
-smtp = smtp_util.smtp  # fixture
-smtp_factory = smtp_util.smtp_factory  # fixture
 
 
 async def test_stop_tells_idle_sessions_and_lets_transactions_finish(smtp: Env) -> None:

@@ -18,13 +18,9 @@ import pytest
 
 from mailtrap_smtp.delivery.worker import DeliveryService
 from mailtrap_smtp.dnsresolve import make_resolver
-from tests import smtp_util
 from tests.mx_sink import MxSink
-from tests.smtp_util import SENDER, Env, RawClient, message, reply_line
+from tests.smtp_util import SENDER, Env, authed, message, reply_line
 from tests.test_delivery_smtp import FAST
-
-smtp = smtp_util.smtp  # fixture
-smtp_factory = smtp_util.smtp_factory  # fixture
 
 SMUGGLED = (b"MAIL FROM:<" + SENDER.encode() + b">\r\nRCPT TO:<victim@dest.test>\r\nDATA\r\n"
             b"From: <" + SENDER.encode() + b">\r\nSubject: smuggled\r\n\r\nsmuggled\r\n")
@@ -49,13 +45,6 @@ VARIANTS = [
 def sink() -> Any:
     with MxSink() as s:
         yield s
-
-
-async def authed(env: Env) -> RawClient:
-    c = env.raw()
-    await c.connect()
-    assert await c.login(env.token) == reply_line("AUTH_OK")
-    return c
 
 
 async def deliver_all(env: Env) -> None:

@@ -5,19 +5,7 @@ from __future__ import annotations
 import pytest
 
 from mailtrap_smtp.store import domains
-from tests import smtp_util
-from tests.smtp_util import Env, RawClient, create_account, reply_line
-
-smtp = smtp_util.smtp  # fixture
-smtp_factory = smtp_util.smtp_factory  # fixture
-
-
-async def authed(env: Env) -> RawClient:
-    c = env.raw()
-    await c.connect()
-    assert await c.login(env.token) == reply_line("AUTH_OK")
-    return c
-
+from tests.smtp_util import Env, authed, create_account, reply_line
 
 SENDER_CASES = [
     ("app@example.com", "SENDER_OK"),

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from tests import smtp_util
-from tests.smtp_util import Env, RawClient, reply_line, use_quota
+import pytest
 
-smtp = smtp_util.smtp  # fixture
-smtp_factory = smtp_util.smtp_factory  # fixture
+from tests.smtp_util import Env, RawClient, reply_line, use_quota
 
 
 async def in_transaction(env: Env) -> RawClient:
@@ -38,12 +36,10 @@ RCPT_CASES = [
 ]
 
 
-async def test_rcpt_syntax(smtp_factory) -> None:
-    smtp = await smtp_factory(smtp={"max_errors": 1000})
-    # One session for all cases: each test database costs half a second to clone.
+@pytest.mark.parametrize(("rcpt", "expected"), RCPT_CASES, ids=[repr(c[0])[:40] for c in RCPT_CASES])
+async def test_rcpt_syntax(smtp: Env, rcpt: str, expected: str) -> None:
     c = await in_transaction(smtp)
-    for rcpt, expected in RCPT_CASES:
-        assert await c.cmd(f"RCPT TO:<{rcpt}>") == reply_line(expected), rcpt
+    assert await c.cmd(f"RCPT TO:<{rcpt}>") == reply_line(expected)
     c.writer.close()
 
 

@@ -17,10 +17,7 @@ from mailtrap_smtp.core import credentials as credentials_uc
 from mailtrap_smtp.store import credentials as credentials_store
 from mailtrap_smtp.store import db as store_db
 from mailtrap_smtp.store import domains, smtp_limits
-from tests import smtp_util
 from tests.smtp_util import DOMAIN, Env, RawClient, message, reply_line
-
-smtp_factory = smtp_util.smtp_factory  # fixture
 
 OTHER = "other.test"  # the account's second sending domain
 T, B = "transactional", "bulk"

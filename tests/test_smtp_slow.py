@@ -11,11 +11,7 @@ import struct
 import pytest
 
 from mailtrap_smtp.config import ConfigError
-from tests import smtp_util
 from tests.smtp_util import Env, RawClient, reply_line
-
-smtp = smtp_util.smtp  # fixture
-smtp_factory = smtp_util.smtp_factory  # fixture
 
 PROXIED = {"proxy": True, "server": {"proxy_protocol_from": ["127.0.0.1"], "proxy_header_timeout_seconds": 1.0}}
 
@@ -120,7 +116,7 @@ async def test_new_connection_rate_per_ip(smtp_factory) -> None:
         c = env.raw()
         assert (await c.connect() or "").startswith("220 ")
         await c.cmd("QUIT")
-        await c.closed()
+        assert await c.closed()
     over = env.raw()
     assert await over.connect() == reply_line("CONNECTION_RATE_IP") == (
         "421 4.7.0 Too many new connections from your IP address: try again later")

@@ -11,11 +11,7 @@ from pathlib import Path
 import pytest
 import trustme
 
-from tests import smtp_util
 from tests.smtp_util import Env, RawClient, reply_line
-
-smtp = smtp_util.smtp  # fixture
-smtp_factory = smtp_util.smtp_factory  # fixture
 
 
 async def test_ehlo_before_tls_offers_starttls_not_auth(smtp: Env) -> None:

@@ -7,6 +7,7 @@ import asyncio
 import datetime as dt
 import json
 import smtplib
+import uuid
 from typing import Any
 
 import pytest
@@ -157,3 +158,21 @@ def test_invalid_parameters(query: dict[str, list[str]], errors: dict[str, list[
 ])
 async def test_mailbox_provider_of_an_mx_host(pool: Any, mx: str | None, provider: str | None) -> None:
     assert await pool.fetchval("SELECT mts_mail_provider($1)", mx) == provider
+
+
+@pytest.mark.parametrize(("type_", "details", "kind"), [
+    ("delivery", {"reply": "250 ok", "mx": "mx.a.test"}, "delivery"),
+    ("bounce", {"reply": "550 5.1.1 no"}, "bounce"),
+    ("expiration", {"reply": "451 4.4.1 timeout"}, "bounce"),
+    ("spam", {"source": "inbound", "feedback_type": "abuse"}, "spam"),
+    ("transient_failure", {"reply": "451 later"}, None),   # a soft bounce is not counted
+    ("suppressed", {"reason": "x"}, None),
+    ("reception", {}, None),
+])
+def test_what_the_rollup_counts(type_: str, details: dict[str, Any], kind: str | None) -> None:
+    from mailtrap_smtp.consumers.stats_rollup import counted
+
+    e = outbox.OutboxEvent(outbox.Position(1, 1), uuid.uuid4(), type_, 1, 1, uuid.uuid4(), 2, details,
+                           dt.datetime.now(dt.UTC), "r@x.test", "transactional", None, None, DOMAIN)
+    got = counted(e)
+    assert (got.kind if got else None) == kind

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from mailtrap_smtp import outbox
-from mailtrap_smtp.consumers.suppress_bounces import SuppressBounces, suppressing
+from mailtrap_smtp.consumers.auto_suppressions import AutoSuppressions, suppressing
 from mailtrap_smtp.core import suppressions as sup
 from mailtrap_smtp.delivery.worker import DeliveryService
 from mailtrap_smtp.dnsresolve import make_resolver
@@ -279,7 +279,7 @@ async def test_hard_bounce_suppresses_by_category(smtp: Env, make_config: Any, s
     mid = uuid.UUID(text.rsplit(" ", 1)[1])
     cfg = make_config(delivery={**FAST, "routes": {"dest.test": sink.address}})
     await DeliveryService(cfg, smtp.pool, make_resolver(["127.0.0.1:9"], 0.5)).run_once()
-    runner = outbox.OutboxRunner(smtp.pool, [SuppressBounces()])
+    runner = outbox.OutboxRunner(smtp.pool, [AutoSuppressions()])
     await runner.run_once()
     await runner.run_once()  # exactly once: a second pass adds nothing
     found = await sup.search(smtp.pool, smtp.account.id, email="r@dest.test")

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
+from mailtrap_smtp.core.templates import TemplateInvalid, TemplateNotFound, Templates
 from mailtrap_smtp.store import accounts
-from mailtrap_smtp.templates import TemplateInvalid, TemplateNotFound, Templates
 from mailtrap_smtp.templating import TemplateError
 
 WELCOME = {

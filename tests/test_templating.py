@@ -108,6 +108,21 @@ def test_truthiness(value: Any, truthy: bool) -> None:
     assert render("{{#unless v}}F{{else}}T{{/unless}}", {"v": value}, html=False) == ("T" if truthy else "F")
 
 
+# Number formatting as JavaScript's String(n) (checked with node for each value).
+NUMBERS: list[tuple[float | int, str]] = [
+    (0.1, "0.1"), (19.99, "19.99"), (1e21, "1e+21"), (1e20, "100000000000000000000"), (1.5e-7, "1.5e-7"),
+    (0.000001, "0.000001"), (0.0000001, "1e-7"), (123456789012345680000.0, "123456789012345680000"),
+    (-2.5, "-2.5"), (1e300, "1e+300"), (5e-324, "5e-324"), (2.0**53, "9007199254740992"), (10**22, "1e+22"),
+    (3, "3"), (-0.0, "0"), (1 / 3, "0.3333333333333333"), (100.0, "100"), (1.2345e-5, "0.000012345"),
+    (float("nan"), "NaN"), (float("inf"), "Infinity"), (float("-inf"), "-Infinity"),
+]
+
+
+@pytest.mark.parametrize(("value", "text"), NUMBERS, ids=[t for _, t in NUMBERS])
+def test_numbers_print_as_javascript_does(value: float | int, text: str) -> None:
+    assert render("{{n}}", {"n": value}, html=False) == text
+
+
 def test_missing_variable_is_falsy() -> None:
     assert render("{{#if v}}T{{else}}F{{/if}}", {}, html=False) == "F"
 
@@ -174,13 +189,27 @@ def test_compile_errors(template: str, message: str) -> None:
     assert str(e.value) == message
 
 
+def _nested_list(depth: int) -> list[Any]:
+    value: list[Any] = []
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
 HOSTILE_RENDERS: list[tuple[str, str, dict[str, Any], str]] = [
     ("huge_each", "{{#each l}}{{this}}{{/each}}", {"l": ["x"] * 300_000},
+     "the template takes more than 200000 steps to render"),
+    ("huge_each_empty_body", "{{#each l}}{{/each}}", {"l": ["x"] * 300_000},
      "the template takes more than 200000 steps to render"),
     ("multiplying_eaches", "{{#each a}}{{#each ../a}}{{#each ../../a}}x{{/each}}{{/each}}{{/each}}",
      {"a": list(range(100))}, "the template takes more than 200000 steps to render"),
     ("huge_output", "{{{x}}}" * 11, {"x": "y" * (1024 * 1024)},
      "the rendered template is larger than 10485760 characters"),
+    ("huge_list_as_text", "{{x}}", {"x": [None] * (10 * 1024 * 1024 + 1)},
+     "the rendered template is larger than 10485760 characters"),
+    ("deeply_nested_list_as_text", "{{x}}", {"x": _nested_list(1000)},
+     "a list in the variables is nested more than 32 deep"),
+    ("huge_integer", "{{x}}", {"x": 10**400}, "a number in the variables is too large"),
 ]
 
 

@@ -68,6 +68,12 @@ async def test_anymail_turns_our_events_into_the_right_tracking_events(pool: asy
         await events_store.record(pool, Event.SUPPRESSED, account_id=world.account_id, domain_id=world.domain_id,
                                   message_id=mid, recipient_id=suppressed,
                                   details={"reason": "Recipient in suppression list. Reason: hard bounce"})
+        complained = (await world.send(1))[0]
+        await world.finish([complained])
+        cmid = await pool.fetchval("SELECT message_id FROM recipients WHERE id = $1", complained)
+        await events_store.record(pool, Event.SPAM, account_id=world.account_id, domain_id=world.domain_id,
+                                  message_id=cmid, recipient_id=complained,
+                                  details={"source": "inbound", "feedback_type": "abuse"})
         runner = OutboxRunner(pool, [WebhookDelivery(cfg, pool, client)])
         await runner.run_once()
     finally:
@@ -77,12 +83,14 @@ async def test_anymail_turns_our_events_into_the_right_tracking_events(pool: asy
     got: list[AnymailTrackingEvent] = []
     assert _view_events(receiver.requests[0], secret, got) == 200
     mids = {r: str(await pool.fetchval("SELECT message_id FROM recipients WHERE id = $1", r))
-            for r in (delivered, deferred, bounced, suppressed)}
+            for r in (delivered, deferred, bounced, suppressed, complained)}
     assert [(e.event_type, e.message_id, e.recipient, e.reject_reason, e.mta_response) for e in got] == [
         (EventType.DELIVERED, mids[delivered], "r0@dest.test", None, None),
         (EventType.DEFERRED, mids[deferred], "r0@dest.test", RejectReason.OTHER, "4.7.1 Greylisted, try again later"),
         (EventType.BOUNCED, mids[bounced], "r0@dest.test", RejectReason.BOUNCED, "5.1.1 No such user"),
         (EventType.REJECTED, mids[suppressed], "r0@dest.test", RejectReason.BLOCKED, None),
+        (EventType.DELIVERED, mids[complained], "r0@dest.test", None, None),
+        (EventType.COMPLAINED, mids[complained], "r0@dest.test", RejectReason.SPAM, None),
     ]
     assert (got[0].tags, got[0].metadata) == (["welcome"], {"user_id": "42"})
     assert [e.event_id for e in got] == [e["event_id"] for e in receiver.requests[0].events()]

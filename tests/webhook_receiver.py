@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import json
 import socket
+import ssl
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,21 +31,23 @@ class Receiver:
 
     statuses: list[int | str] = field(default_factory=lambda: [200])
     delay: float = 0.0
+    tls: ssl.SSLContext | None = None
     requests: list[Received] = field(default_factory=list)
     arrived: asyncio.Event = field(default_factory=asyncio.Event)
     _server: asyncio.Server | None = None
     _writers: set[asyncio.StreamWriter] = field(default_factory=set)
 
     async def start(self) -> None:
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0, ssl=self.tls)
 
     @property
     def port(self) -> int:
         assert self._server is not None
         return int(self._server.sockets[0].getsockname()[1])
 
-    def url(self, path: str = "/hook", userinfo: str = "") -> str:
-        return f"http://{userinfo + '@' if userinfo else ''}127.0.0.1:{self.port}{path}"
+    def url(self, path: str = "/hook", userinfo: str = "", host: str = "127.0.0.1") -> str:
+        scheme = "https" if self.tls else "http"
+        return f"{scheme}://{userinfo + '@' if userinfo else ''}{host}:{self.port}{path}"
 
     def events(self) -> list[dict[str, Any]]:
         return [e for r in self.requests for e in r.events()]

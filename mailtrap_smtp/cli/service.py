@@ -17,6 +17,8 @@ def cmd_serve(cfg: config_mod.Config, args: argparse.Namespace) -> int:
     if args.processes < 0:
         raise CliError("--processes must be 0 (one per core) or more")
     config_mod.check_files(cfg)
+    if args.role == "inbound" and not cfg.inbound.listeners:
+        raise CliError("--role inbound needs [inbound] listeners in the configuration")
     app.configure_logging(args.verbose)
     return app.serve(cfg, role=args.role, processes=args.processes)
 
@@ -71,8 +73,9 @@ def register(sub: Any, p: Parsers) -> None:
     s = p.add(sub, "serve", cmd_serve, "run the SMTP listeners and delivery workers")
     s.add_argument("--processes", type=int, default=0,
                    help="processes sharing the ports with SO_REUSEPORT (default 0: one per core)")
-    s.add_argument("--role", choices=["all", "smtp", "http", "delivery", "hooks"], default="all",
-                   help="what this node runs (default all; hooks: the event consumers such as webhook delivery)")
+    s.add_argument("--role", choices=["all", "smtp", "http", "delivery", "inbound", "hooks"], default="all",
+                   help="what this node runs (default all; inbound: the bounce listener of [inbound] listeners; "
+                        "hooks: the event consumers such as webhook delivery)")
     s.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     p.add(sub, "migrate", cmd_migrate, "apply pending database schema migrations")
     p.add(sub, "check-config", cmd_check_config, "validate the configuration and print it (secrets redacted)",

@@ -1,4 +1,4 @@
-"""The stats rollup: every delivery and bounce, counted into `stats_daily` by account, day (UTC),
+"""The stats rollup: every delivery, bounce and spam complaint, counted into `stats_daily` by account, day (UTC),
 domain, stream, category and mailbox provider. A transactional outbox consumer: the counts of a
 page of events and the cursor's advance commit together, so each event is counted exactly once."""
 
@@ -14,19 +14,19 @@ from ..outbox import EventFilter, OutboxEvent, TransactionalConsumer
 from ..store import stats as store
 from ..store.types import Conn
 
-# Our events that Mailtrap counts as a delivery or a bounce (the one mapping decides which).
-_COUNTED = tuple(str(t) for t in Event if event_names.spelling(str(t), {}) in (event_names.DELIVERY,
-                                                                               event_names.BOUNCE))
+# What Mailtrap counts, by its spelling of our events (the one mapping decides which are which).
+_KINDS = {event_names.DELIVERY: store.DELIVERY, event_names.BOUNCE: store.BOUNCE, event_names.SPAM: store.SPAM}
+_COUNTED = tuple(str(t) for t in Event if event_names.spelling(str(t), {}) in _KINDS)
 
 
 def counted(e: OutboxEvent) -> store.Outcome | None:
     s = event_names.spelling(e.type, e.details)
-    if e.account_id is None or s not in (event_names.DELIVERY, event_names.BOUNCE):
+    kind = _KINDS.get(s) if s is not None else None
+    if e.account_id is None or kind is None:
         return None
     mx = e.details.get("mx")
     return store.Outcome(e.account_id, e.created_at.astimezone(dt.UTC).date(), e.domain_id,
-                         e.stream or "transactional", e.category, mx if isinstance(mx, str) else None,
-                         s is event_names.DELIVERY)
+                         e.stream or "transactional", e.category, mx if isinstance(mx, str) else None, kind)
 
 
 class StatsRollup(TransactionalConsumer):

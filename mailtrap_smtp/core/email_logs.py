@@ -21,11 +21,11 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..core import event_names
 from ..delivery import bounces
 from ..events import Event
 from ..store import email_logs as store
 from ..store.types import Conn, Record
+from . import event_names
 from .suppressions import Invalid, NotFound, parse_time
 
 PAGE_SIZE = 50

@@ -8,6 +8,7 @@ its own place, from the table below; nothing else spells them.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,17 +38,21 @@ ALL: tuple[Spelling, ...] = (DELIVERY, OPEN, CLICK, UNSUBSCRIBE, SPAM, SOFT_BOUN
 CONFIG_NAMES: frozenset[str] = frozenset(s.config for s in ALL)
 BY_CONFIG: dict[str, Spelling] = {s.config: s for s in ALL}
 
-# Our events that Mailtrap's users see, and as what. TRANSIENT_FAILURE is a soft bounce only when
-# a remote server replied (a refused connection or a DNS timeout is not a bounce of the message);
-# `spelling()` applies that rule. Opens, clicks, unsubscribes and complaints have no event of ours
-# yet (no tracking), nor does `suspension`: their rows are in ALL so filters accept them.
+# Our events that Mailtrap's users see, and as what. A TRANSIENT_FAILURE of our own delivery is a
+# soft bounce only when a remote server replied (a refused connection or a DNS timeout is not a
+# bounce of the message); `spelling()` applies that rule. SOFT_BOUNCE and SPAM come from reports
+# received later at the inbound listener (a delayed DSN, an ARF complaint), as does a BOUNCE with
+# details.source = "inbound". Opens, clicks and unsubscribes have no event of ours yet (no
+# tracking), nor has `suspension`: their rows are in ALL so that filters accept them.
 _OURS: dict[str, Spelling] = {
     Event.DELIVERY: DELIVERY,
     Event.TRANSIENT_FAILURE: SOFT_BOUNCE,
+    Event.SOFT_BOUNCE: SOFT_BOUNCE,
     Event.BOUNCE: BOUNCE,
     Event.EXPIRATION: BOUNCE,      # given up after the queue lifetime: permanently undelivered
     Event.MANUAL_BOUNCE: BOUNCE,   # an operator's `queue bounce`: the user sees a bounce
     Event.SUPPRESSED: REJECT,      # accepted, never delivered: on the suppression list
+    Event.SPAM: SPAM,              # a complaint (feedback loop)
 }
 
 # Our bounce classification (delivery/bounces.py) → Mailtrap's `bounce_category` (§5.2's list).
@@ -79,17 +84,20 @@ MAILTRAP_BOUNCE_CATEGORIES = frozenset({
     "spam_gmail"})
 
 
+# RFC 3464 §2.3.6: a DSN's Diagnostic-Code starts with its type ("smtp; 550 5.1.1 ...").
+_DIAGNOSTIC_TYPE = re.compile(r"^\s*[A-Za-z][A-Za-z0-9-]*\s*;\s*")
+
+
 def _reply(details: dict[str, Any]) -> bounces.Reply:
     text = str(details.get("reply") or details.get("reason") or "")
-    return bounces.parse_line(text)
+    return bounces.parse_line(_DIAGNOSTIC_TYPE.sub("", text, count=1))
 
 
 def spelling(type_: str, details: dict[str, Any]) -> Spelling | None:
     """How Mailtrap names our event `type_`, or None if Mailtrap's users never see it."""
-    s = _OURS.get(type_)
-    if s is SOFT_BOUNCE and _reply(details).code == 0:
+    if type_ == Event.TRANSIENT_FAILURE and _reply(details).code == 0:
         return None
-    return s
+    return _OURS.get(type_)
 
 
 def bounce_category(details: dict[str, Any]) -> str:

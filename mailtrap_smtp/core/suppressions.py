@@ -25,6 +25,7 @@ STREAMS = ("transactional", "bulk", "any")
 TYPES = ("hard bounce", "unsubscription", "spam complaint", "manual import")
 MANUAL_IMPORT = "manual import"
 HARD_BOUNCE = "hard bounce"
+SPAM_COMPLAINT = "spam complaint"
 MAX_PER_DOMAIN = 1000  # per call (§6 "up to 1,000 per domain")
 MAX_EMAIL = 254  # RFC 5321 §4.5.3.1.3 path limit less the angle brackets
 MAX_LIST = 1000  # items per search answer (§6)

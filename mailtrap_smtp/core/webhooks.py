@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from ..hooks.targets import UnsafeTarget, check_resolved
 from ..outbox import notify
 from ..store import domains as domains_store
 from ..store import outbox as outbox_store
@@ -80,8 +81,6 @@ def as_object(row: Record) -> dict[str, Any]:
 
 
 async def _check_url(url: str, allow_private: bool) -> None:
-    from ..hooks.targets import UnsafeTarget, check_resolved
-
     try:
         await check_resolved(url, allow_private=allow_private)
     except UnsafeTarget as e:

@@ -42,7 +42,7 @@ _AUTH_WORDS = re.compile(r"\bspf\b|\bdkim\b|\bdmarc\b|authenticat|unauthenticate
 _UNKNOWN_USER = re.compile(
     r"user unknown|unknown user|no such user|does not exist|doesn't exist|not exist|invalid recipient|"
     r"recipient rejected|address rejected|unknown recipient|no mailbox|mailbox not found|"
-    r"mailbox unavailable|undeliverable address|unrouteable", re.IGNORECASE)
+    r"mailbox unavailable|undeliverable address|unrouteable|doesn't have an? \S+ account", re.IGNORECASE)
 _FULL = re.compile(r"quota|mailbox full|over ?quota|insufficient storage|mailbox is full", re.IGNORECASE)
 _DISABLED = re.compile(r"disabled|inactive|deactivated|suspended|no longer", re.IGNORECASE)
 _GREYLIST = re.compile(r"greylist|graylist|try again later|deferred", re.IGNORECASE)

@@ -27,7 +27,9 @@ import functools
 import logging
 import re
 import ssl
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import aiosmtplib
 import dns.exception
@@ -113,6 +115,7 @@ class ConnectFailed(Exception):
         super().__init__(reply)
         self.reply = reply
         self.category = category
+        self.tls_policy: dict[str, Any] = {}  # set by delivery/tlspolicy.py: what was required and why
 
 
 @functools.cache
@@ -149,6 +152,7 @@ class Session:
     tls_version: str | None
     transactions: int = 0
     broken: bool = field(default=False)
+    tls_policy: dict[str, Any] = field(default_factory=dict)  # delivery/tlspolicy.py's outcome
     _dirty: bool = field(default=False)  # a transaction was left open (needs RSET)
 
     @property
@@ -277,9 +281,12 @@ def _describe(e: BaseException) -> str:
 
 async def open_session(targets: list[Target], *, helo: str, require_tls: bool,
                        verify_context: ssl.SSLContext | None, connect_timeout: float,
-                       command_timeout: float) -> Session:
+                       command_timeout: float, tls_context: ssl.SSLContext | None = None,
+                       check_peer: Callable[[Target, Any], str | None] | None = None) -> Session:
     """Connect to the first target that works, in order (RFC 5321 §5.1: MX order, then addresses).
 
+    `tls_context` replaces the context the rules above choose, and `check_peer(target, ssl_object)`
+    judges the handshake (a reason string refuses it): DANE (delivery/dane.py) needs both.
     Raises ConnectFailed with the last reason when none does.
     """
     last = "no address to connect to"
@@ -299,13 +306,16 @@ async def open_session(targets: list[Target], *, helo: str, require_tls: bool,
                     await smtp.helo()  # a pre-ESMTP server (RFC 5321 §3.2)
                 tls_version = None
                 if use_tls and smtp.supports_extension("starttls"):
-                    ctx = verify_context if (require_tls and verify_context is not None) else (
-                        verifying_context() if require_tls else opportunistic)
+                    ctx = tls_context or (verify_context if (require_tls and verify_context is not None) else (
+                        verifying_context() if require_tls else opportunistic))
                     try:
                         await smtp.starttls(server_hostname=t.name, tls_context=ctx)
                     except (ssl.SSLError, ssl.CertificateError, aiosmtplib.SMTPResponseException,
                             aiosmtplib.SMTPServerDisconnected) as e:
                         raise _TlsFailed(_describe(e)) from e
+                    problem = check_peer(t, smtp.get_transport_info("ssl_object")) if check_peer else None
+                    if problem:
+                        raise _TlsFailed(problem)
                     await smtp.ehlo()  # RFC 3207 §4.2: forget what was said before TLS
                     ssl_object = smtp.get_transport_info("ssl_object")
                     tls_version = ssl_object.version() if ssl_object is not None else "unknown"

@@ -21,7 +21,10 @@ import dns.rdtypes.ANY.MX
 
 from mailtrap_smtp.dnsresolve import Lookup, lookup
 
-__all__ = ["DnsPermanentError", "DnsTemporaryError", "MxHost", "resolve_mx"]
+__all__ = ["DnsPermanentError", "DnsTemporaryError", "MxHost", "resolve_mx", "resolve_mx_ttl"]
+
+# The TTL of an answer whose records carry none we could read (never: every RRset has one).
+_NO_TTL = 2**31 - 1
 
 
 @dataclass(frozen=True)
@@ -57,15 +60,17 @@ class DnsTemporaryError(_DnsError):
     """DNS could not be consulted (SERVFAIL, timeout, ...); retry later."""
 
 
-async def _addresses(resolver: dns.asyncresolver.Resolver, host: dns.name.Name) -> tuple[list[str], bool]:
-    """A and AAAA of ``host`` through ``resolver``: (addresses, any lookup was temporary)."""
+async def _addresses(resolver: dns.asyncresolver.Resolver, host: dns.name.Name) -> tuple[list[str], bool, int]:
+    """A and AAAA of ``host`` through ``resolver``: (addresses, any lookup was temporary, least TTL)."""
     v4, v6 = await asyncio.gather(lookup(resolver, host, "A"), lookup(resolver, host, "AAAA"))
     addresses: list[str] = []
+    ttl = _NO_TTL
     for result in (v4, v6):
         if result.status == "ok" and result.rrset is not None:
             addresses.extend(rdata.address for rdata in result.rrset)
+            ttl = min(ttl, result.rrset.ttl)
     temporary = any(r.status == "error" for r in (v4, v6))
-    return addresses, temporary
+    return addresses, temporary, ttl
 
 
 def _qname(domain: str) -> dns.name.Name:
@@ -100,7 +105,13 @@ def _temporary_or_permanent(result: Lookup, domain: str) -> None:
 
 
 async def resolve_mx(domain: str, resolver: dns.asyncresolver.Resolver) -> list[MxHost]:
-    """Return the SMTP servers for ``domain``, most preferred first.
+    """Return the SMTP servers for ``domain``, most preferred first (see `resolve_mx_ttl`)."""
+    return (await resolve_mx_ttl(domain, resolver))[0]
+
+
+async def resolve_mx_ttl(domain: str, resolver: dns.asyncresolver.Resolver) -> tuple[list[MxHost], int]:
+    """Return the SMTP servers for ``domain``, most preferred first, and for how many seconds the
+    answer may be reused: the least TTL of the MX and address records it came from (RFC 1035 §3.2.1).
 
     * MX records sorted by preference; equal preferences are shuffled so load
       spreads across them (RFC 5321 §5.1).
@@ -122,9 +133,9 @@ async def resolve_mx(domain: str, resolver: dns.asyncresolver.Resolver) -> list[
 
     if mx.status == "nodata" or mx.rrset is None:
         # RFC 5321 §5.1: no MX at all → treat the domain as its own MX.
-        addresses, temporary = await _addresses(resolver, qname)
+        addresses, temporary, ttl = await _addresses(resolver, qname)
         if addresses:
-            return [MxHost(label, 0, tuple(addresses))]
+            return [MxHost(label, 0, tuple(addresses))], ttl
         if temporary:
             raise DnsTemporaryError("no MX and address lookup failed", domain)
         raise DnsPermanentError("no MX and no address records", domain)
@@ -157,12 +168,14 @@ async def resolve_mx(domain: str, resolver: dns.asyncresolver.Resolver) -> list[
     resolved = await asyncio.gather(*(_addresses(resolver, name) for _, name in ordered))
     hosts: list[MxHost] = []
     any_temporary = False
-    for (pref, name), (addresses, temporary) in zip(ordered, resolved, strict=True):
+    ttl = mx.rrset.ttl
+    for (pref, name), (addresses, temporary, address_ttl) in zip(ordered, resolved, strict=True):
         any_temporary = any_temporary or temporary
         if addresses:
             hosts.append(MxHost(name.to_text(omit_final_dot=True).lower(), pref, tuple(addresses)))
+            ttl = min(ttl, address_ttl)
     if hosts:
-        return hosts
+        return hosts, ttl
     if any_temporary:
         raise DnsTemporaryError("no address for MX host (lookup failed)", domain)
     raise DnsPermanentError("no address for MX host", domain)

@@ -40,7 +40,9 @@ from ..config import Config
 from ..store import queue
 from ..store.messages import NOTIFY_CHANNEL
 from . import bounces, client, retry
-from .mx import DnsPermanentError, DnsTemporaryError, resolve_mx
+from .mx import DnsPermanentError, DnsTemporaryError, resolve_mx_ttl
+from .return_path import ReturnPaths
+from .tlspolicy import Plan, TlsPolicy
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +51,7 @@ Clock = Callable[[], dt.datetime]
 # Messages fetched per query while a connection works through its chunk.
 _RAW_BATCH = 32
 _RAW_BATCH_BYTES = 8 * 1024 * 1024
-_MX_CACHE_SECONDS = 30.0
+_MX_CACHE_MAX_SECONDS = 3600.0  # an MX answer is reused for its TTL, at most this long
 
 
 @dataclass
@@ -95,6 +97,8 @@ class DeliveryService:
             tls_verify_context = client.verifying_context(str(cfg.path(ca_file)))
         self.tls_verify_context = tls_verify_context
         self.rng = rng or random.Random()
+        self.return_paths = ReturnPaths(cfg)
+        self.tls_policy = TlsPolicy(cfg, resolver, verify_context=tls_verify_context, pool=pool)
         self._routes = {k.lower().rstrip("."): v for k, v in self.dcfg.routes.items()}
         self._require_tls_domains = [d.lower().rstrip(".") for d in self.dcfg.require_tls_domains]
         self._global = asyncio.Semaphore(self.dcfg.concurrency)
@@ -216,14 +220,17 @@ class DeliveryService:
             await self._record([queue.Outcome(c.id, queue.EXPIRED, "",
                                               {"reason": "maximum queue lifetime reached"})
                                 for c in too_old])
-        by_domain: dict[str, dict[uuid.UUID, _MessageJob]] = {}
+        # A VERP return path names one recipient, so its recipients go in transactions of their own.
+        senders = await self.return_paths.senders(self.pool, claimed)
+        by_domain: dict[str, dict[tuple[uuid.UUID, str], _MessageJob]] = {}
         for c in claimed:
             if c.age_seconds >= lifetime:
                 continue
             jobs = by_domain.setdefault(c.domain, {})
-            job = jobs.get(c.message_id)
+            sender = senders.get(c.id, c.mail_from)
+            job = jobs.get((c.message_id, sender))
             if job is None:
-                job = jobs[c.message_id] = _MessageJob(c.message_id, c.mail_from, [])
+                job = jobs[(c.message_id, sender)] = _MessageJob(c.message_id, sender, [])
             job.recipients.append(c)
         for domain, jobs in by_domain.items():
             job_list = list(jobs.values())
@@ -317,13 +324,13 @@ class DeliveryService:
         cached = self._mx_cache.get(domain)
         if cached is not None and cached[0] > time.monotonic():
             return cached[1]
-        hosts = await resolve_mx(domain, self.resolver)
+        hosts, ttl = await resolve_mx_ttl(domain, self.resolver)
         targets = [client.Target(h.name, a, self.mx_port) for h in hosts for a in h.addresses]
-        # A short memory of answers only (never of failures): the connections of one batch to a
-        # big provider share one lookup, and DNS changes are still seen within the minute.
+        # Answers (never failures) are remembered for their TTL (RFC 1035 §3.2.1), capped: the
+        # connections of one batch to a big provider share one lookup.
         if len(self._mx_cache) > 10_000:
             self._mx_cache.clear()
-        self._mx_cache[domain] = (time.monotonic() + _MX_CACHE_SECONDS, targets)
+        self._mx_cache[domain] = (time.monotonic() + min(float(ttl), _MX_CACHE_MAX_SECONDS), targets)
         return targets
 
     async def _deliver_mx(self, chunk: _Chunk) -> None:
@@ -357,6 +364,7 @@ class DeliveryService:
             await self._record([self._deferral(r, reply, bounces.DNS_FAILURE, None, None)
                                 for j in jobs for r in j.recipients], chunk)
             return
+        plan = await self.tls_policy.plan(domain, targets, require_tls=require_tls, routed=domain in self._routes)
         session: client.Session | None = None
         connect_error: client.ConnectFailed | None = None
         raws: dict[uuid.UUID, bytes] = {}
@@ -380,7 +388,7 @@ class DeliveryService:
                     await session.close()
                     session = None
                 if session is None and connect_error is None:
-                    session, connect_error = await self._open(targets, require_tls)
+                    session, connect_error = await self._open(plan)
                 if session is None:
                     assert connect_error is not None
                     await self._record(self._not_connected(job, connect_error), chunk)
@@ -391,7 +399,7 @@ class DeliveryService:
                 except client.StaleConnection:
                     # The idle connection was gone (nothing sent): once more on a fresh one.
                     await session.close()
-                    session, connect_error = await self._open(targets, require_tls)
+                    session, connect_error = await self._open(plan)
                     if session is None:
                         assert connect_error is not None
                         await self._record(self._not_connected(job, connect_error), chunk)
@@ -420,14 +428,15 @@ class DeliveryService:
     def _not_connected(self, job: _MessageJob, err: client.ConnectFailed) -> list[queue.Outcome]:
         # X.7.10 "encryption needed" (RFC 5248) / X.4.1 "no answer from host" (RFC 3463).
         code = "4.7.10" if err.category == bounces.TLS_REQUIRED else "4.4.1"
-        return [self._deferral(r, f"451 {code} {err.reply}", err.category, None, None) for r in job.recipients]
+        outcomes = [self._deferral(r, f"451 {code} {err.reply}", err.category, None, None) for r in job.recipients]
+        for o in outcomes:
+            o.details["tls_policy"] = err.tls_policy
+        return outcomes
 
-    async def _open(self, targets: list[client.Target],
-                    require_tls: bool) -> tuple[client.Session | None, client.ConnectFailed | None]:
+    async def _open(self, plan: Plan) -> tuple[client.Session | None, client.ConnectFailed | None]:
         try:
-            session = await client.open_session(
-                targets, helo=self.cfg.server.hostname, require_tls=require_tls,
-                verify_context=self.tls_verify_context,
+            session = await self.tls_policy.open(  # DANE, MTA-STS or the require_tls rules (tlspolicy.py)
+                plan, helo=self.cfg.server.hostname,
                 connect_timeout=self.dcfg.connect_timeout_seconds,
                 command_timeout=self.dcfg.command_timeout_seconds)
         except client.ConnectFailed as e:
@@ -470,7 +479,7 @@ class DeliveryService:
         return await queue.message_raws(self.pool, ids)
 
     def _outcome(self, r: queue.Claimed, res: client.RcptResult, session: client.Session) -> queue.Outcome:
-        details: dict[str, Any] = {"mx": session.mx, "tls": session.tls_version}
+        details: dict[str, Any] = {"mx": session.mx, "tls": session.tls_version, "tls_policy": session.tls_policy}
         if res.ok:
             return queue.Outcome(r.id, queue.DELIVERED, res.reply, details)
         reply = bounces.parse_line(res.reply) if res.code else bounces.Reply(0, None, res.reply)

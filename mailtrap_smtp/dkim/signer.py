@@ -26,7 +26,7 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, padding, rsa
 
-from ..headers import parse_header
+from ..headers import split_fields
 from .keys import RSA_SHA256, DkimError, PrivateKey, check_algorithm, public_b64
 
 #: Header fields we sign when present (lower case).  Based on the RFC 6376
@@ -186,19 +186,16 @@ def split_message(message: bytes) -> tuple[list[tuple[bytes, bytes]], bytes]:
     CRLF.  The body is everything after the first empty line (RFC 5322 §2.1).  A line that is not a
     header field before that empty line is refused: a verifier could read it differently from us.
     """
-    parsed = parse_header(message)
+    raw_fields, end = split_fields(message)
     fields = []
-    end = 0
-    for name, whole in parsed.fields:
-        end += len(whole)
+    for name, whole in raw_fields:
         # WSP before the colon is obsolete syntax (RFC 5322 §4.5) that relaxed
         # canonicalisation deletes (RFC 6376 §3.4.2): the name comes without it.
         value = whole[whole.find(b":") + 1:]
         fields.append((name, value[:-2] if value.endswith(b"\r\n") else value))
-    rest = message[end:]
-    if rest and not rest.startswith(b"\r\n"):
+    if end < len(message) and not message.startswith(b"\r\n", end):
         raise DkimError("malformed header field line in message")
-    return fields, rest[2:]
+    return fields, message[end + 2:]
 
 
 # ---------------------------------------------------------------------------

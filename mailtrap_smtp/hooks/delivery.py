@@ -2,12 +2,14 @@
 
 Every webhook has its own cursor (`webhook:<id>`), so one that fails or is slow never delays
 another, and its events go out in log order, one batch at a time. A batch is at most
-`webhooks.batch_size` (500) events; one that is not full waits until `flush_seconds` after its
-first event (a full one goes at once). Only HTTP 200 acknowledges: then the cursor moves past the
-batch, in the same transaction as the delivery-log row. Anything else (another status, no answer
-within `timeout_seconds`, a refused connection, an unsafe target) is a failure: logged, and the
-cursor is not claimed again before `retry_seconds`; the retry reads from the same position (the
-same events, with the same `event_id`s, perhaps a few more). When the batch has failed
+`webhooks.batch_size` (500) events. A full one goes at once; one that is not full when read waits
+until `flush_seconds` after its first event (the cursor is not claimed before; events arriving
+meanwhile join it, up to the limit), so a batch is posted within `flush_seconds` of its first
+event. Only HTTP 200 acknowledges: then the cursor moves past the batch, in the same transaction
+as the delivery-log row. Anything else (another status, no answer within `timeout_seconds`, a
+refused connection, an unsafe target) is a failure: logged, and the cursor is not claimed again
+before `retry_seconds`; the retry reads from the same position (the same events, with the same
+`event_id`s, perhaps a few more). When the batch has failed
 `retry_limit` retries, the webhook is set `active = false` with a `webhook_deactivated` event,
 and only an explicit update resumes it (from where it stopped: nothing is dropped).
 
@@ -144,6 +146,9 @@ class WebhookDelivery:
     async def step(self, cursor: Cursor) -> Step:
         webhook = await store.get(self.pool, int(cursor.key))
         if webhook is None or not webhook["active"]:
+            # A cursor left by a webhook that is gone (its account was deleted) or off: never claim it
+            # again, or every poll would find its events waiting.
+            await store.orphaned(self.pool, int(cursor.key), gone=webhook is None)
             return Step.IDLE
         page = await cursor.read(self.cfg.batch_size, event_filter(webhook))
         batch = [(e, p) for e in page.events if (p := event_names.webhook_payload(e)) is not None]

@@ -20,18 +20,17 @@ class HooksService:
         self.signer = signer  # DKIM signing of quota notifications (signing.KeyStore); None: not run
         self.client = make_client(cfg.webhooks, verify)
         self.runner = OutboxRunner(pool, self.consumers(), concurrency=cfg.outbox.concurrency,
-                                   lease_seconds=cfg.outbox.lease_seconds, poll_seconds=cfg.outbox.poll_seconds,
-                                   full_batch=cfg.webhooks.batch_size)
+                                   lease_seconds=cfg.outbox.lease_seconds, poll_seconds=cfg.outbox.poll_seconds)
 
     def consumers(self) -> list[Consumer]:
         """Every consumer family; new ones (suppressions, stats, notifications) are added here."""
+        from ..consumers.auto_suppressions import AutoSuppressions
         from ..consumers.quota_notices import QuotaNotices
         from ..consumers.stats_rollup import StatsRollup
-        from ..consumers.suppress_bounces import SuppressBounces
 
         # Any: a TransactionalConsumer declares `kind` as a ClassVar, which mypy does not accept for
         # the Protocol's plain attribute, though the runner only reads it.
-        found: list[Any] = [WebhookDelivery(self.cfg.webhooks, self.pool, self.client), SuppressBounces(),
+        found: list[Any] = [WebhookDelivery(self.cfg.webhooks, self.pool, self.client), AutoSuppressions(),
                                  StatsRollup()]
         if self.signer is not None:
             found.append(QuotaNotices(self.cfg, self.signer))

@@ -71,7 +71,8 @@ async def resolve(host: str, port: int) -> list[str]:
 async def check_resolved(url: str, *, allow_private: bool) -> None:
     """Everything `check_url` checks, and every address the host resolves to now."""
     parts = check_url(url, allow_private=allow_private)
-    assert parts.hostname is not None
+    if allow_private or parts.hostname is None:
+        return  # any address is allowed: nothing to resolve for
     for address in await resolve(parts.hostname, parts.port or 443):
         check_address(address, allow_private=allow_private)
 

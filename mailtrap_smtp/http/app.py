@@ -23,7 +23,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .. import metrics
-from . import dashboard, email_logs, errors, manage, send, stats, suppressions
+from . import dashboard, email_logs, errors, manage, sandbox_api, send, stats, suppressions, templates_api
 from .context import ApiContext
 
 log = logging.getLogger(__name__)
@@ -177,6 +177,8 @@ def create_app(ctx: ApiContext) -> FastAPI:
     app.state.ctx = ctx
     app.include_router(send.router)
     app.include_router(manage.router)
+    app.include_router(templates_api.router)
+    app.include_router(sandbox_api.router)
     for events_router in (suppressions.router, email_logs.router, stats.router):
         app.include_router(events_router)
     dashboard.install(app)  # the web dashboard under /dashboard (issue 15)

@@ -49,6 +49,9 @@ INVALID_JSON = send_error(400, "Invalid JSON in request body")
 BODY_NOT_OBJECT = send_error(400, "Request body must be a JSON object")
 REQUEST_TOO_LARGE = send_error(413, "Request body too large")
 RATE_LIMITED = send_error(429, "Rate limit exceeded")
+IDEMPOTENCY_KEY_INVALID = send_error(400, "Idempotency-Key must be 1 to 256 printable ASCII characters")
+IDEMPOTENCY_IN_FLIGHT = send_error(409, "A request with this Idempotency-Key is still in progress")
+TEMPLATE_NOT_FOUND = send_error(400, "'template_uuid' does not match any template")
 INTERNAL = send_error(500, "Internal server error")
 
 # THE table: use-case outcome (submission.Rejected) → what an API client gets.
@@ -62,6 +65,8 @@ OUTCOMES: dict[Outcome, SendError] = {
     Outcome.FROM_HEADER_COUNT: send_error(400, "Message must have exactly one From: header"),
     Outcome.SENDER_DOMAIN_NOT_ALLOWED: UNAUTHORIZED,
     Outcome.NOT_PERMITTED: UNAUTHORIZED,  # the token may not send on this stream (COMPAT §2.6: 401)
+    Outcome.IDEMPOTENCY_KEY_INVALID: send_error(400, "X-Idempotency-Key must be 1 to 256 printable ASCII characters"),
+    Outcome.IDEMPOTENCY_IN_FLIGHT: send_error(409, "A message with this X-Idempotency-Key is still being accepted"),
     Outcome.QUOTA_EXCEEDED: send_error(403, "Monthly messages limit reached"),
     Outcome.TEMPORARILY_UNAVAILABLE: send_error(503, "Service temporarily unavailable, please try again later"),
 }

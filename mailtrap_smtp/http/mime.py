@@ -14,15 +14,24 @@ from __future__ import annotations
 import base64
 import binascii
 import email.header
+import email.utils
 import json
+import uuid
 from collections.abc import Sequence
-from email.headerregistry import Address as HeaderAddress
-from email.message import EmailMessage
-from email.policy import SMTP
+from email.message import Message
+from email.mime.base import MIMEBase
+from email.mime.multipart import MIMEMultipart
+from email.mime.nonmultipart import MIMENonMultipart
+from email.mime.text import MIMEText
+from email.policy import compat32
 
 from .models import Address, Attachment, Mail
 
 MAX_LINE = 998  # RFC 5322 §2.1.1
+# The legacy (compat32) classes: they take header values as given instead of parsing each one into
+# a structured header (most of EmailMessage's cost); the fields that need encoding are written by
+# `fold` and `_address`. CRLF line ends (RFC 5322 §2.1), and no ">From " mangling of body lines.
+_POLICY = compat32.clone(linesep="\r\n", mangle_from_=False)
 CUSTOM_VARIABLES_MAX = 1000  # bytes of JSON; larger is ignored, as over SMTP (MAILTRAP_COMPAT.md §2.5)
 # Fields the builder writes itself from the JSON; a `headers` entry may not replace them.
 RESERVED = frozenset({"from", "to", "cc", "bcc", "subject", "reply-to", "mime-version", "content-type",
@@ -37,9 +46,9 @@ class BuildError(Exception):
         self.messages = list(messages)
 
 
-def _header_address(a: Address) -> HeaderAddress:
-    local, _, domain = (a.email or "").rpartition("@")
-    return HeaderAddress(display_name=a.name or "", username=local, domain=domain)
+def _address(a: Address) -> str:
+    # formataddr encodes a non-ASCII display name as an RFC 2047 encoded word and quotes specials.
+    return email.utils.formataddr((a.name or "", a.email or ""), charset="utf-8")
 
 
 def fold(name: str, value: str) -> bytes | None:
@@ -72,38 +81,58 @@ def _mime_type(a: Attachment) -> tuple[str, str]:
     return maintype, subtype
 
 
-def _body(mail: Mail) -> EmailMessage:
-    msg = EmailMessage(policy=SMTP)
-    if mail.text:
-        msg.set_content(mail.text)
-        if mail.html:
-            msg.add_alternative(mail.html, subtype="html")
-    elif mail.html:
-        msg.set_content(mail.html, subtype="html")
-    return msg
+def _base64(data: bytes) -> str:
+    # binascii in C, 76 characters a line (RFC 2045 §6.8), instead of email's line-by-line encoder.
+    return base64.encodebytes(data).decode("ascii")
 
 
-def _attach(msg: EmailMessage, attachments: Sequence[Attachment]) -> None:
+def _text(body: str, subtype: str) -> Message:
+    """7bit when the text is ASCII in short lines (read as is), else UTF-8 in base64 (no line can
+    pass 998 characters then: RFC 5322 §2.1.1)."""
+    if body.isascii() and max(map(len, body.splitlines() or [""])) <= MAX_LINE:
+        return MIMEText(body, subtype, "us-ascii")
+    part = MIMENonMultipart("text", subtype, charset="utf-8")
+    part["Content-Transfer-Encoding"] = "base64"
+    part.set_payload(_base64(body.encode("utf-8")))
+    return part
+
+
+def _multipart(subtype: str, parts: list[Message]) -> Message:
+    # A random boundary (RFC 2046 §5.1.1) spares the generator its search of every part for a
+    # collision; 128 random bits never occur in the parts by chance.
+    return MIMEMultipart(subtype, boundary=f"=_{uuid.uuid4().hex}", _subparts=parts)
+
+
+def _part(a: Attachment, disposition: str) -> Message:
+    maintype, subtype = _mime_type(a)
+    part = MIMEBase(maintype, subtype)
+    part["Content-Transfer-Encoding"] = "base64"
+    part.set_payload(_base64(_decoded_content(a)))
+    filename = a.filename or ""
+    part.add_header("Content-Disposition", disposition,
+                    filename=filename if filename.isascii() else ("utf-8", "", filename))  # RFC 2231
+    if a.content_id:
+        part["Content-ID"] = f"<{a.content_id}>"
+    return part
+
+
+def _tree(mail: Mail) -> Message:
+    attachments = mail.attachments or []
     inline = [a for a in attachments if a.disposition == "inline"]
-    html = msg.get_body(("html",)) if mail_has_html(msg) else None
-    for a in inline:
-        maintype, subtype = _mime_type(a)
-        cid = f"<{a.content_id}>" if a.content_id else None
-        if html is not None:
-            html.add_related(_decoded_content(a), maintype, subtype, cid=cid, filename=a.filename,
-                             disposition="inline")
-        else:
-            msg.add_attachment(_decoded_content(a), maintype, subtype, cid=cid, filename=a.filename,
-                               disposition="inline")
-    for a in attachments:
-        if a.disposition != "inline":
-            maintype, subtype = _mime_type(a)
-            cid = f"<{a.content_id}>" if a.content_id else None
-            msg.add_attachment(_decoded_content(a), maintype, subtype, cid=cid, filename=a.filename)
-
-
-def mail_has_html(msg: EmailMessage) -> bool:
-    return msg.get_body(("html",)) is not None
+    html: Message | None = _text(mail.html, "html") if mail.html else None
+    if html is not None and inline:
+        html = _multipart("related", [html, *(_part(a, "inline") for a in inline)])
+        inline = []
+    text = _text(mail.text, "plain") if mail.text else None
+    if text is not None and html is not None:
+        body: Message = _multipart("alternative", [text, html])
+    else:
+        body = text or html  # type: ignore[assignment]  # mail_problems() ensured one of them
+    rest = [_part(a, "inline") for a in inline] + [_part(a, "attachment") for a in attachments
+                                                    if a.disposition != "inline"]
+    if rest:
+        body = _multipart("mixed", [body, *rest])
+    return body
 
 
 def _fields(mail: Mail) -> list[bytes]:
@@ -133,23 +162,30 @@ def _fields(mail: Mail) -> list[bytes]:
     return out
 
 
+def _addressing(mail: Mail) -> list[bytes]:
+    assert mail.sender is not None  # mail_problems() ran first
+    fields = [("From", _address(mail.sender))]
+    if mail.to:
+        fields.append(("To", ", ".join(_address(a) for a in mail.to)))
+    if mail.cc:
+        fields.append(("Cc", ", ".join(_address(a) for a in mail.cc)))
+    if mail.reply_to is not None:
+        fields.append(("Reply-To", _address(mail.reply_to)))
+    if mail.subject:
+        fields.append(("Subject", mail.subject))
+    out = []
+    for name, value in fields:
+        line = fold(name, value)
+        if line is None:
+            raise BuildError([f"'{name.lower()}' is too long"])
+        out.append(line)
+    return out
+
+
 def build(mail: Mail) -> bytes:
     """The message as CRLF bytes, ready for `Submission.submit` (which adds Date and Message-ID)."""
-    msg = _body(mail)
-    if mail.attachments:
-        _attach(msg, mail.attachments)
-    assert mail.sender is not None  # mail_problems() ran first
-    msg["From"] = _header_address(mail.sender)
-    if mail.to:
-        msg["To"] = [_header_address(a) for a in mail.to]
-    if mail.cc:
-        msg["Cc"] = [_header_address(a) for a in mail.cc]
-    if mail.reply_to is not None:
-        msg["Reply-To"] = _header_address(mail.reply_to)
-    if mail.subject:
-        msg["Subject"] = mail.subject
-    extra = _fields(mail)
-    raw = msg.as_bytes(policy=SMTP)
+    extra = [*_addressing(mail), *_fields(mail)]
+    raw = _tree(mail).as_bytes(policy=_POLICY)
     head, sep, body = raw.partition(b"\r\n\r\n")
     return b"".join([head, b"\r\n", *extra, b"\r\n", body]) if sep else raw + b"".join(extra)
 

@@ -225,3 +225,43 @@ class NewSendingDomain(_Shape):
 
     sending_domain: NewDomainFields | None = None
     domain: NewDomainFields | None = None
+
+
+class TemplateOut(BaseModel):
+    """Mailtrap's EmailTemplate object (§7.3)."""
+
+    id: int
+    uuid: str
+    name: str
+    subject: str
+    category: str
+    body_text: str | None
+    body_html: str | None
+    created_at: str
+    updated_at: str
+
+
+class TemplateBody(_Shape):
+    """`{"email_template": {name, subject, category, body_text?, body_html?}}`; the values are
+    checked by the templates use case (which answers per field)."""
+
+    email_template: dict[str, Any] | None = None
+
+
+class InboxOut(BaseModel):
+    id: int
+    name: str
+    emails_count: int
+    created_at: str
+
+
+class SandboxMessageOut(BaseModel):
+    id: str
+    inbox_id: int
+    subject: str | None
+    from_email: str
+    to_email: str
+    email_size: int
+    sent_at: str
+    created_at: str
+    download_path: str

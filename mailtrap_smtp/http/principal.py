@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from fastapi import Request
 
-from .. import permissions
+from .. import permissions, tokens
 from ..auth import AuthOutcome, Principal
 from . import errors
 from .context import ApiContext
@@ -66,8 +66,15 @@ async def authenticate(request: Request, *, sending: bool) -> tuple[AuthOutcome,
     if token is None:
         return AuthOutcome.UNKNOWN_ID, None
     ctx = context(request)
+    stream = stream_of(request)
+    key = (tokens.digest(token) if token.isascii() else token.encode("utf-8", "replace"), stream, sending)
+    cached = ctx.token_cache.get(key)
+    if cached is not None:
+        return AuthOutcome.OK, cached
     outcome, principal, _ = await ctx.authenticator.authenticate(
-        token, stream=stream_of(request), sending=sending, sender_policy=ctx.submission.sender_policy)
+        token, stream=stream, sending=sending, sender_policy=ctx.submission.sender_policy)
+    if outcome is AuthOutcome.OK and principal is not None:
+        ctx.token_cache.put(key, principal)
     return outcome, principal
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import socket
 from dataclasses import dataclass
@@ -18,13 +19,16 @@ from typing import Any
 
 import uvicorn
 from starlette.types import ASGIApp, Receive, Scope, Send
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from ..auth import Authenticator
 from ..config import Config
+from ..core.templates import Templates
 from ..smtp.tls import TlsContexts
 from ..submission import Submission
+from . import errors
 from .app import create_app
-from .context import ApiContext
+from .context import ApiContext, TokenCache
 from .principal import STREAM_SCOPE_KEY
 from .ratelimit import RateLimiter
 
@@ -36,6 +40,21 @@ def _listening_socket(address: str, port: int) -> socket.socket:
     sock = socket.create_server((address, port), family=family, backlog=1024, reuse_port=True)
     sock.setblocking(False)
     return sock
+
+
+class _Protocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol, answering a request it cannot parse with Mailtrap's JSON error
+    shape instead of its plain-text page (every answer is JSON, `app.py`)."""
+
+    def send_400_response(self, msg: str) -> None:
+        body = json.dumps(errors.send_error(400, "Malformed HTTP request").body()).encode("ascii")
+        head = [b"HTTP/1.1 400 Bad Request\r\n"]
+        for name, value in self.server_state.default_headers:
+            head.extend([name, b": ", value, b"\r\n"])
+        head.append(b"content-type: application/json; charset=utf-8\r\ncontent-length: %d\r\n"
+                    b"connection: close\r\n\r\n" % len(body))
+        self.transport.write(b"".join([*head, body]))
+        self.transport.close()
 
 
 class _WithStream:
@@ -74,7 +93,8 @@ class HttpService:
                                                    grace_seconds=cfg.domains.grace_period_seconds)
         limiter = RateLimiter(cfg.http.rate_limit_requests, cfg.http.rate_limit_window_seconds, rate_memory)
         self.context = ApiContext(cfg, pool, self.submission, authenticator or Authenticator(pool), limiter,
-                                  kek=kek, resolver=resolver)
+                                  Templates(pool), kek=kek, resolver=resolver,
+                                  token_cache=TokenCache(cfg.http.token_cache_seconds))
         self.app = create_app(self.context)
         self.listeners: list[HttpListener] = []
         self._servers: list[tuple[uvicorn.Server, asyncio.Task[None]]] = []
@@ -88,7 +108,7 @@ class HttpService:
             port = conf.port if self._port_override is None else self._port_override
             sock = _listening_socket(conf.address, port)
             config = uvicorn.Config(
-                _WithStream(self.app, conf.stream), lifespan="off", http="httptools", ws="none", loop="none",
+                _WithStream(self.app, conf.stream), lifespan="off", http=_Protocol, ws="none", loop="none",
                 log_config=None, access_log=False, server_header=False, proxy_headers=False,
                 timeout_keep_alive=int(self.cfg.http.keepalive_timeout_seconds),
                 timeout_graceful_shutdown=int(self.cfg.server.shutdown_grace_seconds),

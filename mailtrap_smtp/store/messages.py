@@ -186,7 +186,8 @@ async def accept(conn: Conn, msg: NewMessage, period_start: dt.date) -> None:
     A single statement (a batch of one): atomic on its own (durable when it returns, outside a
     transaction) or part of the caller's transaction. Raises QuotaExceeded, having written nothing,
     when the account's monthly limit would be passed. Workers are woken separately
-    (`QueueNotifier`), after commit. The SMTP front end goes through `AcceptBatcher` instead.
+    (`QueueNotifier`), after commit. The SMTP front end goes through `AcceptBatcher`, which uses
+    this for the messages of a batch it has to retry one at a time.
     """
     if msg.id not in await _store(conn, [(msg, period_start)]):
         raise QuotaExceeded
@@ -326,7 +327,10 @@ class AcceptBatcher:
                 _settle(w, QuotaExceeded())
                 continue
             try:
-                ok = w.msg.id in await _store(self._pool, [(w.msg, w.period_start)])
+                await accept(self._pool, w.msg, w.period_start)
+                ok = True
+            except QuotaExceeded:
+                ok = False
             except BaseException as e:
                 _fail([w], e)
                 if not isinstance(e, Exception):

@@ -109,12 +109,9 @@ async def get(conn: Conn, name: str) -> CursorRow | None:
 
 
 async def claim(conn: Conn, kinds: Sequence[str], owner: str, limit: int, lease_seconds: float,
-                full_batch: int, now: dt.datetime | None = None) -> list[CursorRow]:
-    """Lease up to `limit` cursors of `kinds` that have events to read (SKIP LOCKED: nodes split them).
-
-    A cursor waiting for its `not_before` is still claimed early when `full_batch` events are
-    waiting and it is not backing off from failures (a flush that need not wait for the timer).
-    """
+                now: dt.datetime | None = None) -> list[CursorRow]:
+    """Lease up to `limit` cursors of `kinds` that have events to read and are due (`not_before`);
+    SKIP LOCKED, so processes and nodes split them."""
     rows = await conn.fetch(
         f"""WITH h AS (SELECT {_XMIN} AS xmin, COALESCE($1::timestamptz, now()) AS now),
             c AS (
@@ -123,10 +120,7 @@ async def claim(conn: Conn, kinds: Sequence[str], owner: str, limit: int, lease_
                    AND (c.lease_until IS NULL OR c.lease_until <= h.now)
                    AND EXISTS (SELECT 1 FROM events e
                                 WHERE (e.xid, e.id) > (c.pos_xid, c.pos_id) AND e.xid < h.xmin)
-                   AND (c.not_before IS NULL OR c.not_before <= h.now
-                        OR (c.failures = 0 AND (SELECT count(*) FROM (
-                                SELECT 1 FROM events e WHERE (e.xid, e.id) > (c.pos_xid, c.pos_id)
-                                   AND e.xid < h.xmin LIMIT $6) s) >= $6))
+                   AND (c.not_before IS NULL OR c.not_before <= h.now)
                  ORDER BY c.not_before NULLS FIRST, c.name
                  LIMIT $4
                  FOR UPDATE OF c SKIP LOCKED)
@@ -134,7 +128,7 @@ async def claim(conn: Conn, kinds: Sequence[str], owner: str, limit: int, lease_
                SET lease_owner = $3, lease_until = h.now + make_interval(secs => $5)
               FROM c, h WHERE u.name = c.name
             RETURNING u.name, u.kind, u.pos_xid::text::bigint AS pos_xid, u.pos_id, u.failures, u.lease_owner""",
-        now, list(kinds), owner, limit, float(lease_seconds), full_batch,
+        now, list(kinds), owner, limit, float(lease_seconds),
     )
     return [_row(r) for r in rows]
 
@@ -197,6 +191,11 @@ async def set_paused(conn: Conn, name: str, paused: bool) -> None:
         name, paused)
 
 
+async def clear_retry(conn: Conn, name: str) -> None:
+    """Forget the failures and the retry time: the cursor is due now."""
+    await conn.execute("UPDATE outbox_cursors SET failures = 0, not_before = NULL WHERE name = $1", name)
+
+
 async def reposition(conn: Conn, name: str, *, event_id: uuid.UUID | None = None,
                      since: dt.datetime | None = None, account_id: int | None = None) -> Position | None:
     """Move the cursor back so the next read starts at `event_id`, or at the first event since `since`
@@ -227,21 +226,26 @@ async def reposition(conn: Conn, name: str, *, event_id: uuid.UUID | None = None
 
 _READ_SQL = f"""
 WITH h AS (SELECT {_XMIN} AS xmin),
+-- The page is chosen on events alone (the stream through an EXISTS); the joins for the payload run
+-- on the page's rows only, after the LIMIT, whatever plan the statistics of the moment suggest.
+ids AS (
+    SELECT e.id FROM h, events e
+     WHERE (e.xid, e.id) > ($1::text::xid8, $2) AND e.xid < h.xmin
+       AND ($4::bigint IS NULL OR e.account_id = $4)
+       AND ($5::text[] IS NULL OR e.type = ANY($5))
+       AND ($6::text IS NULL OR EXISTS (SELECT 1 FROM messages sm WHERE sm.id = e.message_id AND sm.stream = $6))
+       AND ($7::bigint IS NULL OR e.domain_id = $7)
+     ORDER BY e.xid, e.id
+     LIMIT $3
+),
 page AS (
     SELECT e.xid::text::bigint AS pxid, e.id, e.event_id, e.type, e.account_id, e.domain_id, e.message_id,
            e.recipient_id, e.details, e.created_at, r.rcpt, m.stream, m.category, m.custom_variables,
            d.name AS domain_name
-      FROM h, events e
+      FROM ids JOIN events e ON e.id = ids.id
       LEFT JOIN messages m ON m.id = e.message_id
       LEFT JOIN recipients r ON r.id = e.recipient_id
       LEFT JOIN sending_domains d ON d.id = e.domain_id
-     WHERE (e.xid, e.id) > ($1::text::xid8, $2) AND e.xid < h.xmin
-       AND ($4::bigint IS NULL OR e.account_id = $4)
-       AND ($5::text[] IS NULL OR e.type = ANY($5))
-       AND ($6::text IS NULL OR m.stream = $6)
-       AND ($7::bigint IS NULL OR e.domain_id = $7)
-     ORDER BY e.xid, e.id
-     LIMIT $3
 )
 SELECT p.*, NULL::bigint AS hxid, NULL::bigint AS hid FROM page p
 UNION ALL
@@ -274,6 +278,7 @@ async def read(conn: Conn, after: Position, limit: int, flt: EventFilter = Event
             r["stream"], r["category"],
             json.loads(r["custom_variables"]) if r["custom_variables"] is not None else None, r["domain_name"],
         ))
+    events.sort(key=lambda e: e.position)  # the joins after the LIMIT keep no order
     full = len(events) >= limit
     end = events[-1].position if full else max(horizon, events[-1].position if events else after)
     return Page(events, end, full)

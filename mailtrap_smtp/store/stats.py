@@ -15,7 +15,7 @@ from .types import Conn, Record
 
 @dataclass(frozen=True)
 class Outcome:
-    """One delivery or bounce, as the rollup counts it."""
+    """One delivery, bounce or spam complaint, as the rollup counts it."""
 
     account_id: int
     day: dt.date
@@ -23,7 +23,10 @@ class Outcome:
     stream: str
     category: str | None
     mx: str | None
-    delivered: bool
+    kind: str  # DELIVERY, BOUNCE or SPAM
+
+
+DELIVERY, BOUNCE, SPAM = "delivery", "bounce", "spam"
 
 
 async def add(conn: Conn, outcomes: Sequence[Outcome]) -> None:
@@ -31,20 +34,21 @@ async def add(conn: Conn, outcomes: Sequence[Outcome]) -> None:
     touch a row twice). The mailbox provider comes from the MX host (`mts_mail_provider`)."""
     await conn.execute(
         """INSERT INTO stats_daily AS s (account_id, day, domain_id, stream, category, provider,
-                                         delivery_count, bounce_count)
+                                         delivery_count, bounce_count, spam_count)
            SELECT account_id, day, coalesce(domain_id, 0), stream, coalesce(category, ''),
-                  coalesce(mts_mail_provider(mx), ''), count(*) FILTER (WHERE delivered),
-                  count(*) FILTER (WHERE NOT delivered)
-             FROM unnest($1::bigint[], $2::date[], $3::bigint[], $4::text[], $5::text[], $6::text[], $7::bool[])
-                  AS o(account_id, day, domain_id, stream, category, mx, delivered)
+                  coalesce(mts_mail_provider(mx), ''), count(*) FILTER (WHERE kind = 'delivery'),
+                  count(*) FILTER (WHERE kind = 'bounce'), count(*) FILTER (WHERE kind = 'spam')
+             FROM unnest($1::bigint[], $2::date[], $3::bigint[], $4::text[], $5::text[], $6::text[], $7::text[])
+                  AS o(account_id, day, domain_id, stream, category, mx, kind)
             GROUP BY 1, 2, 3, 4, 5, 6
             ORDER BY 1, 2, 3, 4, 5, 6
            ON CONFLICT (account_id, day, domain_id, stream, category, provider) DO UPDATE
               SET delivery_count = s.delivery_count + EXCLUDED.delivery_count,
-                  bounce_count = s.bounce_count + EXCLUDED.bounce_count""",
+                  bounce_count = s.bounce_count + EXCLUDED.bounce_count,
+                  spam_count = s.spam_count + EXCLUDED.spam_count""",
         [o.account_id for o in outcomes], [o.day for o in outcomes], [o.domain_id for o in outcomes],
         [o.stream for o in outcomes], [o.category for o in outcomes], [o.mx for o in outcomes],
-        [o.delivered for o in outcomes],
+        [o.kind for o in outcomes],
     )
 
 

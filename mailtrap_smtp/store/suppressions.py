@@ -97,18 +97,19 @@ async def delete(conn: Conn, account_id: int, suppression_id: uuid.UUID) -> Reco
 
 
 @dataclass(frozen=True)
-class FromBounce:
-    """A hard bounce of one recipient that suppresses its address (an outbox consumer's input)."""
+class AutoEntry:
+    """A suppression an event asks for (an outbox consumer's input): a recipient and why."""
 
     recipient_id: int
-    bounce_category: str  # Mailtrap's (core/event_names.py)
-    esp_response: str
+    type: str                    # 'hard bounce' or 'spam complaint'
+    bounce_category: str | None  # Mailtrap's (core/event_names.py), for a bounce
+    esp_response: str | None
     mx: str | None
 
 
-async def add_from_bounces(conn: Conn, bounces: Sequence[FromBounce]) -> int:
-    """A 'hard bounce' suppression per bounced recipient, for its message's domain and stream, with
-    the copy of the message's facts that the Suppression object shows; existing entries are kept.
+async def add_automatic(conn: Conn, entries: Sequence[AutoEntry]) -> int:
+    """A suppression per entry, for its message's domain and stream, with the copy of the message's
+    facts that the Suppression object shows; existing entries are kept.
 
     Returns the number of suppressions created. A message without a sending domain has none.
     """
@@ -117,17 +118,17 @@ async def add_from_bounces(conn: Conn, bounces: Sequence[FromBounce]) -> int:
                                      message_bounce_category, message_category, message_client_ip,
                                      message_created_at, message_esp_response, message_recipient_mx_name,
                                      message_sender_email, message_subject)
-           SELECT gen_random_uuid(), m.account_id, m.domain_id, r.rcpt, m.stream, 'hard bounce', m.id,
+           SELECT gen_random_uuid(), m.account_id, m.domain_id, r.rcpt, m.stream, b.type, m.id,
                   b.category, m.category, host(m.client_ip), m.created_at, b.response, b.mx,
                   coalesce(m.header_from, m.mail_from), m.subject
-             FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[]) WITH ORDINALITY
-                  AS b(recipient_id, category, response, mx, ord)
+             FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[]) WITH ORDINALITY
+                  AS b(recipient_id, type, category, response, mx, ord)
              JOIN recipients r ON r.id = b.recipient_id
              JOIN messages m ON m.id = r.message_id
             WHERE m.domain_id IS NOT NULL
             ORDER BY b.ord
            ON CONFLICT (domain_id, lower(email), sending_stream) DO NOTHING""",
-        [b.recipient_id for b in bounces], [b.bounce_category for b in bounces],
-        [b.esp_response[:1000] for b in bounces], [b.mx for b in bounces],
+        [e.recipient_id for e in entries], [e.type for e in entries], [e.bounce_category for e in entries],
+        [None if e.esp_response is None else e.esp_response[:1000] for e in entries], [e.mx for e in entries],
     )
     return int(status.rsplit(" ", 1)[1])

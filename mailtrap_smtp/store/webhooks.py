@@ -81,6 +81,8 @@ async def update(conn: Conn, webhook_id: int, account_id: int | None, changes: d
             webhook_id, account_id, *changes.values())
         if row is not None and "active" in changes:
             await outbox.set_paused(tx, cursor_name(webhook_id), not changes["active"])
+        if row is not None and "url" in changes:
+            await outbox.clear_retry(tx, cursor_name(webhook_id))  # a fixed URL is tried at once
     return row
 
 
@@ -92,6 +94,14 @@ async def delete(conn: Conn, webhook_id: int, account_id: int | None) -> Record 
         if row is not None:
             await outbox.delete(tx, cursor_name(webhook_id))
     return row
+
+
+async def orphaned(conn: Conn, webhook_id: int, *, gone: bool) -> None:
+    """Delete the cursor of a webhook that is `gone`, or pause the cursor of an inactive one."""
+    if gone:
+        await outbox.delete(conn, cursor_name(webhook_id))
+    else:
+        await outbox.set_paused(conn, cursor_name(webhook_id), True)
 
 
 async def deactivate(conn: Conn, webhook_id: int, now: dt.datetime | None = None) -> bool:

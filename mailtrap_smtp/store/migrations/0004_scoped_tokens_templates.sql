@@ -1,4 +1,4 @@
--- Scoped tokens and email templates (issue 11; MAILTRAP_COMPAT §7.3).
+-- Scoped tokens, email templates and sandbox inboxes (issue 11; MAILTRAP_COMPAT §7.3, §9 item 16).
 --
 -- A credential now carries its streams (one or both), its level and its domain scope (rules in
 -- permissions.py). Existing tokens keep working unchanged: each becomes a send token on the stream
@@ -39,3 +39,28 @@ CREATE TABLE email_templates (
     updated_at          timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX email_templates_account ON email_templates (account_id, id);
+
+-- Sandbox inboxes (Mailtrap's sandbox host, POST /api/send/{inbox_id}): the messages sent to an
+-- inbox are kept for people to look at and never delivered, charged or signed.
+CREATE TABLE sandbox_inboxes (
+    id                  bigserial PRIMARY KEY,
+    account_id          bigint NOT NULL REFERENCES accounts (id) ON DELETE CASCADE,
+    name                text NOT NULL CHECK (name <> ''),
+    created_at          timestamptz NOT NULL DEFAULT now(),
+    UNIQUE (account_id, name)
+);
+
+CREATE TABLE sandbox_messages (
+    id                  uuid PRIMARY KEY,
+    inbox_id            bigint NOT NULL REFERENCES sandbox_inboxes (id) ON DELETE CASCADE,
+    credential_id       bigint REFERENCES credentials (id) ON DELETE SET NULL,
+    mail_from           text NOT NULL,
+    recipients          text[] NOT NULL,
+    header_from         text,
+    subject             text,
+    size                integer NOT NULL,
+    raw                 bytea NOT NULL,                 -- the message exactly as it was sent
+    created_at          timestamptz NOT NULL DEFAULT now()
+);
+ALTER TABLE sandbox_messages ALTER COLUMN raw SET STORAGE EXTERNAL;  -- as messages.raw (0002)
+CREATE INDEX sandbox_messages_inbox ON sandbox_messages (inbox_id, created_at DESC);

@@ -1,4 +1,6 @@
-"""Shared helpers for the delivery tests (no tests here): enqueue through the real acceptance path."""
+"""Shared helpers for the delivery tests: enqueue through the real acceptance path, read back rows
+and events, and the MX sink fixtures. A pytest plugin (tests/conftest.py `pytest_plugins`): its
+fixtures (`sink`, `tls_sink`) need no import."""
 
 from __future__ import annotations
 
@@ -6,13 +8,34 @@ import asyncio
 import datetime as dt
 import uuid
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import asyncpg
+import pytest
 
 from mailtrap_smtp.store import accounts, events, messages
+from tests.mx_sink import MxSink
 
 PERIOD = dt.date(2026, 11, 1)
+# Delivery settings that keep tests quick: short timeouts and retries.
+FAST = {"mode": "mx", "connect_timeout_seconds": 2.0, "command_timeout_seconds": 5.0, "lease_seconds": 30.0,
+        "poll_interval_seconds": 0.5, "retry_schedule_seconds": [1, 2],
+        "retry_interval_min_seconds": 3, "retry_interval_max_seconds": 4}
+
+
+@pytest.fixture
+def sink() -> Any:
+    """A real SMTP server (aiosmtpd, its own thread) standing in for the recipient's MX."""
+    with MxSink() as s:
+        yield s
+
+
+@pytest.fixture
+def tls_sink(cert_files: tuple[Path, Path]) -> Any:
+    """The same, offering STARTTLS with the test CA's certificate."""
+    with MxSink(tls_cert=cert_files) as s:
+        yield s
 
 
 def make_raw(subject: str = "hello", body: bytes = b"Hello there.\r\n", extra: bytes = b"") -> bytes:

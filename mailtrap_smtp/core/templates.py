@@ -17,10 +17,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from . import templating
-from .store import templates as templates_store
-from .submission import CATEGORY_MAX
-from .templating import Template, TemplateError
+from .. import templating
+from ..store import templates as templates_store
+from ..submission import CATEGORY_MAX
+from ..templating import Template, TemplateError
+from .refusal import Refused
 
 NAME_MAX = 255
 SUBJECT_MAX = 998  # one header line (RFC 5322 §2.1.1)
@@ -31,11 +32,14 @@ _MAX_LENGTH = {"name": NAME_MAX, "subject": SUBJECT_MAX, "category": CATEGORY_MA
 CACHE_SIZE = 256
 
 
-class TemplateNotFound(Exception):
+class TemplateNotFound(Refused):
     """No template with that id or uuid in the account."""
 
+    def __init__(self, key: object) -> None:
+        super().__init__(f"no template {str(key)!r} in this account")
 
-class TemplateInvalid(Exception):
+
+class TemplateInvalid(Refused):
     """Refused values: `errors` maps each field to its messages (the shape of a 422 body)."""
 
     def __init__(self, errors: dict[str, list[str]]) -> None:
@@ -128,6 +132,12 @@ class Templates:
     async def get_by_uuid(self, account_id: int, template_uuid: uuid.UUID | str) -> EmailTemplate:
         row = await self._row_by_uuid(account_id, template_uuid)
         return _template(row)
+
+    async def find(self, account_id: int, key: str) -> EmailTemplate:
+        """By id (all digits) or uuid, as people name a template on the command line."""
+        if key.isdigit():
+            return await self.get(account_id, int(key))
+        return await self.get_by_uuid(account_id, key)
 
     async def update(self, account_id: int, template_id: int, values: Mapping[str, Any]) -> EmailTemplate:
         """Change the fields given in `values` (a PATCH). Raises TemplateInvalid, TemplateNotFound."""

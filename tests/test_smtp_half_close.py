@@ -1,0 +1,44 @@
+"""A client that half-closes (TCP FIN) right after the final dot: the message it sent whole is
+stored exactly once (docs/decisions/0001-own-smtp-state-machine.md, point 4)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+
+from tests.smtp_util import SENDER, Env, RawClient, authed, message, reply_line
+
+
+def half_close(c: RawClient) -> None:
+    """Shut down the client's sending side at the TCP level (a FIN, no TLS close_notify).
+
+    Through a duplicate of the descriptor: uvloop's transport sockets refuse shutdown()."""
+    with socket.socket(fileno=os.dup(c.writer.transport.get_extra_info("socket").fileno())) as dup:
+        dup.shutdown(socket.SHUT_WR)
+
+
+async def test_half_close_after_the_final_dot_stores_the_message_once(smtp: Env) -> None:
+    c = await authed(smtp)
+    assert await c.cmd(f"MAIL FROM:<{SENDER}>") == reply_line("SENDER_OK")
+    assert await c.cmd("RCPT TO:<user@dest.test>") == reply_line("RECIPIENT_OK")
+    assert (await c.cmd("DATA")).startswith("354 ")
+    await c.send(message() + b".\r\n")
+    # Shut down our sending side at the TCP level (no TLS close_notify): the server reads EOF.
+    half_close(c)
+    try:
+        reply: str | None = await c.reply()
+    except ConnectionResetError:
+        # A bare FIN (no TLS close_notify) ends the TLS session in the server's TLS layer before the
+        # commit returns, so the 250 cannot be written: the client may send again (a duplicate,
+        # never a loss). Where the reply does get out, it is the success reply.
+        reply = None
+    assert reply is None or reply.startswith("250 2.0.0 Ok: queued as ")
+    assert await c.closed()
+    # The commit may end after the connection did: wait for it (bounded), then check it is whole.
+    for _ in range(250):
+        counts = await smtp.counts()
+        if counts["messages"]:
+            break
+        await asyncio.sleep(0.02)
+    assert (counts["messages"], counts["recipients"], counts["used"], counts["events"]) == (1, 1, 1, 1)
