@@ -249,3 +249,20 @@ async def test_newcomer_walks_every_flow(walk: tuple[Walk, ApiEnv], dns_server: 
     await step(w.press, "Save and preview")
     await step(w.wait_text, "Subject: Hi Ada")
     await step(w.shot, "12-template-preview")
+
+    # a sandbox inbox: a message kept there, its HTML in a sandboxed frame, its header fields
+    await step(w.open, "/inboxes")
+    await step(w.fill, "i-name", "QA")
+    await step(w.press, "Create inbox")
+    await step(w.wait_text, "Inbox 'QA' created")
+    inbox_id = (await step(lambda: w.d.current_url)).rstrip("/").rsplit("/", 1)[1]
+    async with env.client() as c:
+        kept = await c.post(f"/api/send/{inbox_id}", headers=env.auth(admin), json=minimal(
+            subject="Kept for QA", text="plain part", html="<h2>Order shipped</h2><p>Thanks for waiting.</p>"))
+    assert kept.status_code == 200, kept.text
+    await step(w.d.refresh)
+    await step(lambda: w.d.find_element(By.LINK_TEXT, "Kept for QA").click())
+    await step(w.wait_text, "Header fields")
+    frame = await step(lambda: w.d.find_element(By.CSS_SELECTOR, "iframe.message-html"))
+    assert await step(frame.get_attribute, "sandbox") == ""
+    await step(w.shot, "13-sandbox-message")

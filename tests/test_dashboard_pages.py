@@ -15,6 +15,8 @@ from typing import Any
 import httpx
 import pytest
 
+from mailtrap_smtp.core import sandbox
+from mailtrap_smtp.http.dashboard.message_view import MESSAGE_CSP
 from mailtrap_smtp.store import domains as domains_store
 from tests.dashboard_util import csrf, login
 from tests.http_util import ApiEnv, minimal
@@ -31,7 +33,7 @@ async def session(api: ApiEnv) -> AsyncIterator[tuple[httpx.AsyncClient, str]]:
 
 
 async def _counts(api: ApiEnv) -> dict[str, int]:
-    tables = ("sending_domains", "suppressions", "webhooks", "credentials", "email_templates")
+    tables = ("sending_domains", "suppressions", "webhooks", "credentials", "email_templates", "sandbox_inboxes")
     async with api.pool.acquire() as conn:
         return {t: await conn.fetchval(f"SELECT count(*) FROM {t}") for t in tables}
 
@@ -227,3 +229,41 @@ async def test_webhook_test_event(api_factory: Any, status: int, flash: str) -> 
     assert await env.pool.fetchval("SELECT count(*) FROM events WHERE event_id = $1::uuid", event["event_id"]) == 0
     assert await env.pool.fetchval("SELECT active FROM webhooks") is True
     assert not await env.pool.fetchval("SELECT coalesce(max(failures), 0) FROM outbox_cursors")
+
+
+@pytest.mark.parametrize(("name", "message"), [
+    ("", "an inbox name is 1 to 255 printable characters"),
+    ("x" * 256, "an inbox name is 1 to 255 printable characters"),
+    ("taken", "the account already has an inbox named 'taken'"),
+])
+async def test_inbox_bad_name(api: ApiEnv, session: tuple[httpx.AsyncClient, str], name: str, message: str) -> None:
+    client, token = session
+    await sandbox.create_inbox(api.pool, api.account.id, "taken")
+    r = await client.post("/dashboard/inboxes", data={"csrf": token, "name": name})
+    assert (r.status_code, _error(r.text)) == (422, message)
+    assert await api.pool.fetchval("SELECT count(*) FROM sandbox_inboxes") == 1
+
+
+async def test_inbox_message_headers_html_and_raw(api: ApiEnv, session: tuple[httpx.AsyncClient, str]) -> None:
+    client, token = session
+    made = await client.post("/dashboard/inboxes", data={"csrf": token, "name": "QA"}, follow_redirects=True)
+    inbox_id = int(made.url.path.rsplit("/", 1)[1])
+    assert "Inbox &#39;QA&#39; created" in made.text
+    body = '<p>Hi</p><script>parent.document.title="owned"</script><img src="https://tracker.test/p.gif">'
+    async with api.client() as c:
+        kept = await c.post(f"/api/send/{inbox_id}", json=minimal(subject="Kept one", html=body, text="plain hi"),
+                            headers=api.auth())
+    assert kept.status_code == 200, kept.text
+    (message_id,) = kept.json()["message_ids"]
+    listed = await client.get(f"/dashboard/inboxes/{inbox_id}")
+    assert "Kept one" in listed.text and message_id in listed.text
+    page = await client.get(f"/dashboard/inboxes/{inbox_id}/messages/{message_id}")
+    assert page.status_code == 200 and "<th scope=\"row\">Subject</th><td><code>Kept one</code>" in page.text
+    assert "plain hi" in page.text and '<iframe class="message-html" sandbox=""' in page.text
+    assert "<script>parent" not in page.text  # the HTML reaches the page only through the frame
+    html_part = await client.get(f"/dashboard/inboxes/{inbox_id}/messages/{message_id}/html")
+    assert html_part.headers["content-security-policy"] == MESSAGE_CSP and "<script>" in html_part.text
+    raw = await client.get(f"/dashboard/inboxes/{inbox_id}/messages/{message_id}/raw")
+    async with api.pool.acquire() as conn:
+        assert raw.content == await sandbox.message_eml(conn, api.account.id, message_id)
+    assert raw.headers["content-type"] == "message/rfc822"

@@ -13,12 +13,12 @@ import httpx
 import pytest
 
 from mailtrap_smtp import dnsresolve
-from mailtrap_smtp.core import credentials, suppressions, webhooks
+from mailtrap_smtp.core import credentials, sandbox, suppressions, webhooks
+from mailtrap_smtp.core.templates import Templates
 from mailtrap_smtp.http.dashboard.web import CSP
 from mailtrap_smtp.http.server import HttpService
 from mailtrap_smtp.signing import KeyStore
 from mailtrap_smtp.store import domains as domains_store
-from mailtrap_smtp.templates import Templates
 from tests.dashboard_util import csrf, csrf_of, login
 from tests.http_util import ApiEnv, minimal
 from tests.smtp_util import create_account
@@ -26,11 +26,12 @@ from tests.smtp_util import create_account
 PAGES = ["/dashboard/", "/dashboard/domains", "/dashboard/domains/1", "/dashboard/logs",
          f"/dashboard/logs/{uuid.uuid4()}", f"/dashboard/logs/{uuid.uuid4()}/raw", "/dashboard/suppressions",
          "/dashboard/webhooks", "/dashboard/webhooks/1", "/dashboard/tokens", "/dashboard/templates",
-         "/dashboard/templates/1"]
+         "/dashboard/templates/1", "/dashboard/inboxes", "/dashboard/inboxes/1",
+         f"/dashboard/inboxes/1/messages/{uuid.uuid4()}"]
 FORMS = ["/dashboard/logout", "/dashboard/domains", "/dashboard/domains/1/verify", "/dashboard/suppressions",
          "/dashboard/suppressions/import", f"/dashboard/suppressions/{uuid.uuid4()}/delete", "/dashboard/webhooks",
          "/dashboard/webhooks/1/active", "/dashboard/webhooks/1/test", "/dashboard/tokens",
-         "/dashboard/tokens/x/revoke", "/dashboard/templates", "/dashboard/templates/1"]
+         "/dashboard/tokens/x/revoke", "/dashboard/templates", "/dashboard/templates/1", "/dashboard/inboxes"]
 
 
 @pytest.fixture
@@ -39,7 +40,7 @@ async def admin(api: ApiEnv) -> str:
 
 
 async def _counts(api: ApiEnv) -> dict[str, int]:
-    tables = ("sending_domains", "suppressions", "webhooks", "credentials", "email_templates")
+    tables = ("sending_domains", "suppressions", "webhooks", "credentials", "email_templates", "sandbox_inboxes")
     async with api.pool.acquire() as conn:
         return {t: await conn.fetchval(f"SELECT count(*) FROM {t}") for t in tables}
 
@@ -150,6 +151,7 @@ FORM_BODIES: list[tuple[str, dict[str, str]]] = [
     ("/dashboard/tokens", {"streams": "transactional", "level": "admin"}),
     ("/dashboard/tokens/{token}/revoke", {}),
     ("/dashboard/templates", {"name": "n", "subject": "s", "category": "c"}),
+    ("/dashboard/inboxes", {"name": "x"}),
     ("/dashboard/logout", {}),
 ]
 
@@ -191,13 +193,17 @@ async def other(api: ApiEnv) -> dict[str, str]:
         supp = await suppressions.add_one(conn, b.id, suppressions.Entry("s@x.test", domain_id))
         hook = await webhooks.create(conn, b.id, webhooks.WebhookSpec(url="https://127.0.0.1/h"), allow_private=True)
         token = await credentials.issue_for(conn, b.id, streams=["transactional"])
+        inbox = await sandbox.create_inbox(conn, b.id, "theirs")
     template = await Templates(api.pool).create(b.id, {"name": "t", "subject": "s", "category": "c"})
     async with api.client() as c:
         sent = await c.post("/api/send", json=minimal(**{"from": {"email": "app@other.test"}}),
                             headers=api.auth(b.token))
-    assert sent.status_code == 200, sent.text
+        kept = await c.post(f"/api/send/{inbox.id}", json=minimal(html="<p>x</p>"), headers=api.auth(b.token))
+    assert sent.status_code == kept.status_code == 200, (sent.text, kept.text)
+    mine = await sandbox.create_inbox(api.pool, api.account.id, "mine")
     return {"domain": str(domain_id), "suppression": supp["id"], "webhook": str(hook.webhook["id"]),
-            "token": token.token_id, "template": str(template.id), "message": sent.json()["message_ids"][0]}
+            "token": token.token_id, "template": str(template.id), "message": sent.json()["message_ids"][0],
+            "inbox": str(inbox.id), "kept": kept.json()["message_ids"][0], "mine": str(mine.id)}
 
 
 CROSS = [
@@ -207,7 +213,9 @@ CROSS = [
     ("GET", "/dashboard/webhooks/{webhook}"), ("POST", "/dashboard/webhooks/{webhook}/active"),
     ("POST", "/dashboard/webhooks/{webhook}/test"),
     ("POST", "/dashboard/tokens/{token}/revoke"), ("GET", "/dashboard/templates/{template}"),
-    ("POST", "/dashboard/templates/{template}"),
+    ("POST", "/dashboard/templates/{template}"), ("GET", "/dashboard/inboxes/{inbox}"),
+    ("GET", "/dashboard/inboxes/{inbox}/messages/{kept}"), ("GET", "/dashboard/inboxes/{mine}/messages/{kept}"),
+    ("GET", "/dashboard/inboxes/{mine}/messages/{kept}/html"), ("GET", "/dashboard/inboxes/{mine}/messages/{kept}/raw"),
 ]
 
 
@@ -234,10 +242,11 @@ async def test_another_accounts_ids_are_not_found(api: ApiEnv, admin: str, other
 async def test_lists_show_only_the_own_account(api: ApiEnv, admin: str, other: dict[str, str]) -> None:
     client = await login(api, admin)
     for path in ("/dashboard/domains", "/dashboard/logs", "/dashboard/suppressions", "/dashboard/webhooks",
-                 "/dashboard/tokens", "/dashboard/templates"):
+                 "/dashboard/tokens", "/dashboard/templates", "/dashboard/inboxes"):
         r = await client.get(path)
         assert r.status_code == 200
         assert "other.test" not in r.text and other["token"] not in r.text and other["message"] not in r.text
+        assert "theirs" not in r.text
     await client.aclose()
 
 

@@ -4,16 +4,14 @@ message's page with its timeline and raw message; its HTML part shown only in a 
 
 from __future__ import annotations
 
-import email
-import email.policy
 import uuid
-from email.message import EmailMessage
 
 from fastapi import APIRouter, Depends, Request
 from starlette.responses import Response
 
 from ...core import email_logs
 from ...core.suppressions import Invalid, NotFound
+from . import message_view
 from .web import PREFIX, Missing, Viewer, render, viewer
 
 router = APIRouter(prefix=PREFIX)
@@ -21,9 +19,6 @@ PAGE_SIZE = 25  # rows per page: a phone screen or two
 TEXT_FILTERS = ("to", "from", "subject")  # searched with ci_contain, as the logs list allows
 CHOICE_FILTERS = {"status": email_logs.STATUSES, "sending_stream": email_logs.STREAMS,
                   "events": email_logs.LOG_EVENT_TYPES}
-# The message's own HTML: no script, no network (images only inline), in a sandbox of its own
-# (CSP `sandbox`, and the frame's `sandbox` attribute), so nothing in a message reaches the dashboard.
-MESSAGE_CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; sandbox"
 
 
 def _params(request: Request) -> tuple[dict[str, list[str]], dict[str, str]]:
@@ -80,13 +75,6 @@ async def _raw(who: Viewer, entry: uuid.UUID) -> bytes | None:
             return None
 
 
-def _html_part(raw: bytes) -> str | None:
-    msg = email.message_from_bytes(raw, policy=email.policy.default)
-    assert isinstance(msg, EmailMessage)
-    part = msg.get_body(preferencelist=("html",))
-    return None if part is None else str(part.get_content())
-
-
 @router.get("/logs/{entry_id}")
 async def message_page(entry_id: str, request: Request, who: Viewer = Depends(viewer)) -> Response:
     entry = _entry(entry_id)
@@ -97,24 +85,23 @@ async def message_page(entry_id: str, request: Request, who: Viewer = Depends(vi
             raise Missing from None
     raw = await _raw(who, entry)
     return render(request, who, "message.html", title=str(msg["subject"] or "(no subject)"), msg=msg,
-                  raw=None if raw is None else raw.decode("utf-8", "replace"),
-                  has_html=raw is not None and _html_part(raw) is not None)
+                  raw=None if raw is None else message_view.as_text(raw),
+                  has_html=raw is not None and message_view.html_part(raw) is not None)
 
 
 @router.get("/logs/{entry_id}/raw")
 async def raw_page(entry_id: str, who: Viewer = Depends(viewer)) -> Response:
-    raw = await _raw(who, _entry(entry_id))
+    entry = _entry(entry_id)
+    raw = await _raw(who, entry)
     if raw is None:
         raise Missing
-    return Response(raw, media_type="message/rfc822",
-                    headers={"Content-Disposition": f'attachment; filename="{entry_id}.eml"'})
+    return message_view.eml_answer(raw, str(entry))
 
 
 @router.get("/logs/{entry_id}/html")
 async def html_part(entry_id: str, who: Viewer = Depends(viewer)) -> Response:
     raw = await _raw(who, _entry(entry_id))
-    html = None if raw is None else _html_part(raw)
+    html = None if raw is None else message_view.html_part(raw)
     if html is None:
         raise Missing
-    return Response(html, media_type="text/html; charset=utf-8",
-                    headers={"Content-Security-Policy": MESSAGE_CSP, "X-Frame-Options": "SAMEORIGIN"})
+    return message_view.html_answer(html)

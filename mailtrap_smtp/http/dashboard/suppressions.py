@@ -56,7 +56,10 @@ async def add(request: Request, who: Viewer = Depends(viewer)) -> Response:
 async def import_csv(request: Request, who: Viewer = Depends(viewer)) -> Response:
     form = await posted(request, who)
     file = upload(form, "file")
-    data = await file.read(MAX_CSV_BYTES + 1) if file is not None else b""
+    try:
+        data = await file.read(MAX_CSV_BYTES + 1) if file is not None else b""
+    finally:
+        await form.close()
     domain = _domain_id(text(form, "domain_id"))
     try:
         if len(data) > MAX_CSV_BYTES:

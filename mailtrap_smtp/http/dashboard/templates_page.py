@@ -10,8 +10,9 @@ from fastapi import APIRouter, Depends, Request
 from starlette.datastructures import FormData
 from starlette.responses import Response
 
-from ...templates import Rendered, TemplateInvalid, TemplateNotFound, Templates
+from ...core.templates import Rendered, TemplateInvalid, TemplateNotFound, Templates
 from ...templating import TemplateError
+from ..principal import context
 from .web import PREFIX, Missing, Viewer, back, parse_int, posted, render, text, viewer
 
 router = APIRouter(prefix=PREFIX)
@@ -19,10 +20,7 @@ FIELDS = ("name", "subject", "category", "body_text", "body_html")
 
 
 def _templates(request: Request) -> Templates:
-    found: Templates | None = getattr(request.app.state, "dashboard_templates", None)
-    if found is None:
-        found = request.app.state.dashboard_templates = Templates(request.app.state.ctx.pool)
-    return found
+    return context(request).templates  # the process's one (it caches compiled templates)
 
 
 def _values(form: FormData) -> dict[str, Any]:

@@ -106,6 +106,7 @@ async def posted(request: Request, who: Viewer) -> FormData:
     """The form of a POST, once its CSRF token is checked (else `Forbidden`)."""
     form = await request.form()
     if not keys(request).csrf_ok(request.cookies.get(SESSION_COOKIE), text(form, "csrf")):
+        await form.close()  # an uploaded file's spool
         raise Forbidden
     return form
 
