@@ -9,12 +9,13 @@ from pathlib import Path
 from fastapi import FastAPI
 from starlette.staticfiles import StaticFiles
 
-from . import domains, inboxes, login, logs, overview, suppressions, templates_page, tokens, webhooks
+from . import domains, inboxes, login, logs, operator, overview, suppressions, templates_page, tokens, webhooks
 from .web import HANDLERS, PREFIX, SecurityHeaders
 
 
 def install(app: FastAPI) -> None:
-    for module in (login, overview, domains, logs, suppressions, webhooks, tokens, templates_page, inboxes):
+    for module in (login, overview, domains, logs, suppressions, webhooks, tokens, templates_page, inboxes,
+                   operator):
         app.include_router(module.router)
     app.mount(PREFIX + "/static", StaticFiles(directory=str(Path(__file__).parent / "static")), name="dashboard-static")
     for exc, handler in HANDLERS.items():

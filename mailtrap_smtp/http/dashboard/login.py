@@ -1,4 +1,5 @@
-"""Login (an admin token of the account, `permissions.may_manage`) and logout.
+"""Login (an admin token of the account, `permissions.may_manage`, or the operator password set
+with `mailtrap-smtp dashboard set-password`) and logout.
 
 The login form carries a CSRF token bound to a random pre-login cookie (login CSRF: another site
 must not log a victim into the attacker's account). The session cookie is `HttpOnly; Secure;
@@ -7,14 +8,20 @@ SameSite=Strict`, limited to the dashboard's path.
 
 from __future__ import annotations
 
+import asyncio
+
 from fastapi import APIRouter, Depends, Request
 from starlette.responses import RedirectResponse, Response
 
+from ... import tokens
+from ...core import operator_password
+from ..principal import context
 from .session import LOGIN_COOKIE, SESSION_COOKIE, SESSION_SECONDS, new_login_nonce
-from .web import PREFIX, Forbidden, Viewer, admin_of, keys, posted, render, text, viewer
+from .web import OPERATOR, PREFIX, TOKEN, Forbidden, Operator, Viewer, admin_of, keys, posted, render, session_of, text
 
 router = APIRouter(prefix=PREFIX)
 _COOKIE = {"path": PREFIX, "secure": True, "httponly": True, "samesite": "strict"}
+REFUSED = "That is not an admin token of an account (level admin, every domain), nor the operator password."
 
 
 @router.get("/login")
@@ -30,24 +37,36 @@ def _form(request: Request, error: str | None, status: int) -> Response:
     return response
 
 
+async def _subject(request: Request, secret: str) -> str | None:
+    """What the session will hold for `secret`, or None if it opens nothing. A token is taken
+    without the blanks a paste may add; a password exactly as typed."""
+    token = secret.strip()
+    if tokens.public_id_of(token) is not None:
+        return TOKEN + token if await admin_of(request, token) is not None else None
+    path = operator_password.path_for(context(request).cfg)
+    # scrypt takes tens of milliseconds of CPU: off the event loop.
+    fingerprint = await asyncio.to_thread(operator_password.check, path, secret) if secret else None
+    return None if fingerprint is None else OPERATOR + fingerprint
+
+
 @router.post("/login")
 async def login(request: Request) -> Response:
     form = await request.form()
     nonce = request.cookies.get(LOGIN_COOKIE)
     if not keys(request).csrf_ok(f"login:{nonce}" if nonce else None, text(form, "csrf")):
         raise Forbidden
-    token = text(form, "token").strip()
-    if not token or await admin_of(request, token) is None:
-        return _form(request, "That is not an admin token of an account (level admin, every domain).", 401)
-    response = RedirectResponse(PREFIX + "/", status_code=303)
-    response.set_cookie(SESSION_COOKIE, keys(request).seal(token), max_age=SESSION_SECONDS,
+    subject = await _subject(request, text(form, "token"))
+    if subject is None:
+        return _form(request, REFUSED, 401)
+    response = RedirectResponse(PREFIX + ("/operator" if subject.startswith(OPERATOR) else "/"), status_code=303)
+    response.set_cookie(SESSION_COOKIE, keys(request).seal(subject), max_age=SESSION_SECONDS,
                         **_COOKIE)  # type: ignore[arg-type]
     response.delete_cookie(LOGIN_COOKIE, **_COOKIE)  # type: ignore[arg-type]
     return response
 
 
 @router.post("/logout")
-async def logout(request: Request, who: Viewer = Depends(viewer)) -> Response:
+async def logout(request: Request, who: Viewer | Operator = Depends(session_of)) -> Response:
     await posted(request, who)
     response = RedirectResponse(PREFIX + "/login", status_code=303)
     response.delete_cookie(SESSION_COOKIE, **_COOKIE)  # type: ignore[arg-type]

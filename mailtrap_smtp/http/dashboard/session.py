@@ -2,9 +2,11 @@
 key-encryption key, so every process of every node opens what another sealed, and nothing is kept
 in memory or in a table.
 
-The cookie holds the admin token the user logged in with, AES-256-GCM-encrypted with its expiry
-time. Each request opens it and authenticates the token again (`auth.Authenticator`), so a revoked
-or downgraded token ends its sessions at once: the state is verified by the server on every page.
+The cookie holds who logged in (the admin token, or the fingerprint of the operator password),
+AES-256-GCM-encrypted with its expiry time. Each request opens it and checks it again (the token
+with `auth.Authenticator`, the fingerprint against the password now set), so a revoked or
+downgraded token, or a new operator password, ends its sessions at once: the state is verified by
+the server on every page.
 A CSRF token is an HMAC of the session cookie (or, before login, of a random pre-login cookie):
 a forged form from another site can read neither (OWASP "signed double-submit cookie").
 """
@@ -39,14 +41,14 @@ class SessionKeys:
         self._aead = AESGCM(_derive(base, b"mailtrap-smtp dashboard session key v1"))
         self._csrf = _derive(base, b"mailtrap-smtp dashboard csrf key v1")
 
-    def seal(self, token: str, now: float | None = None) -> str:
+    def seal(self, subject: str, now: float | None = None) -> str:
         expires = int((time.time() if now is None else now) + SESSION_SECONDS)
         nonce = os.urandom(12)
-        body = json.dumps({"t": token, "e": expires}).encode()
+        body = json.dumps({"t": subject, "e": expires}).encode()
         return base64.urlsafe_b64encode(nonce + self._aead.encrypt(nonce, body, _AAD)).decode().rstrip("=")
 
     def open(self, cookie: str | None, now: float | None = None) -> str | None:
-        """The token in a cookie sealed here and not expired, else None."""
+        """The subject of a cookie sealed here and not expired, else None."""
         if not cookie or len(cookie) > 1024:
             return None
         try:

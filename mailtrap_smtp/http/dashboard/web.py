@@ -1,6 +1,7 @@
-"""What every dashboard page shares: who is logged in (the `viewer` dependency, else a redirect to
-the login page), the CSRF check of every form (`posted`), rendering a template, the refusals
-(`Missing` → 404, `Forbidden` → 403) and the security headers of every dashboard answer.
+"""What every dashboard page shares: who is logged in (the `viewer` dependency for an account's
+admin, `operator` for the operator; else a redirect to the login page), the CSRF check of every
+form (`posted`), rendering a template, the refusals (`Missing` → 404, `Forbidden` → 403) and the
+security headers of every dashboard answer.
 
 Every page reads and writes through the use cases with the logged-in token's account id, so an id
 of another account is simply not found (404), as for the API.
@@ -8,8 +9,10 @@ of another account is simply not found (404), as for the API.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import datetime as dt
+import hmac
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +26,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ... import permissions
 from ...auth import AuthOutcome, Principal
+from ...core import operator_password
 from ..context import ApiContext
 from ..principal import context
 from .session import SESSION_COOKIE, SessionKeys
@@ -66,13 +70,33 @@ class Forbidden(Exception):
 
 @dataclass(frozen=True)
 class Viewer:
+    """An admin of one account: every page is of that account."""
+
     principal: Principal
     csrf: str
     ctx: ApiContext
+    operator = False
 
     @property
     def account_id(self) -> int:
         return self.principal.account_id
+
+
+@dataclass(frozen=True)
+class Operator:
+    """The operator (logged in with the operator password): the view of every account."""
+
+    csrf: str
+    ctx: ApiContext
+    operator = True
+
+
+class OperatorOnly(Exception):
+    """An account's page asked by the operator, who has no account: the answer is the operator view."""
+
+
+# What a session holds: an admin token, or the fingerprint of the operator password.
+TOKEN, OPERATOR = "t:", "o:"
 
 
 def keys(request: Request) -> SessionKeys:
@@ -92,17 +116,40 @@ async def admin_of(request: Request, token: str) -> Principal | None:
     return principal
 
 
-async def viewer(request: Request) -> Viewer:
-    """Dependency of every page but the login page."""
+async def session_of(request: Request) -> Viewer | Operator:
     cookie = request.cookies.get(SESSION_COOKIE)
-    token = keys(request).open(cookie)
-    principal = await admin_of(request, token) if token is not None else None
-    if principal is None or cookie is None:
+    subject = keys(request).open(cookie)
+    if cookie is None or subject is None:
         raise LoginRequired
-    return Viewer(principal, keys(request).csrf(cookie), context(request))
+    ctx = context(request)
+    if subject.startswith(OPERATOR):
+        current = await asyncio.to_thread(operator_password.fingerprint, operator_password.path_for(ctx.cfg))
+        if current is None or not hmac.compare_digest(current, subject.removeprefix(OPERATOR)):
+            raise LoginRequired
+        return Operator(keys(request).csrf(cookie), ctx)
+    principal = await admin_of(request, subject.removeprefix(TOKEN))
+    if principal is None:
+        raise LoginRequired
+    return Viewer(principal, keys(request).csrf(cookie), ctx)
 
 
-async def posted(request: Request, who: Viewer) -> FormData:
+async def viewer(request: Request) -> Viewer:
+    """Dependency of every account page."""
+    who = await session_of(request)
+    if isinstance(who, Operator):
+        raise OperatorOnly
+    return who
+
+
+async def operator(request: Request) -> Operator:
+    """Dependency of the operator's pages: not there for an account's admin (404)."""
+    who = await session_of(request)
+    if not isinstance(who, Operator):
+        raise Missing
+    return who
+
+
+async def posted(request: Request, who: Viewer | Operator) -> FormData:
     """The form of a POST, once its CSRF token is checked (else `Forbidden`)."""
     form = await request.form()
     if not keys(request).csrf_ok(request.cookies.get(SESSION_COOKIE), text(form, "csrf")):
@@ -121,7 +168,8 @@ def upload(form: FormData, name: str) -> UploadFile | None:
     return value if isinstance(value, UploadFile) else None
 
 
-def render(request: Request, who: Viewer | None, page: str, status: int = 200, **values: Any) -> HTMLResponse:
+def render(request: Request, who: Viewer | Operator | None, page: str, status: int = 200,
+           **values: Any) -> HTMLResponse:
     note = _read_note(request.cookies.get(NOTE_COOKIE))
     if note is not None and values.get("error" if note[1] else "flash") is None:
         values["error" if note[1] else "flash"] = note[0]
@@ -179,7 +227,11 @@ async def _forbidden(request: Request, exc: Exception) -> Response:
                   message="The form was too old or not sent from this dashboard: reload the page and try again.")
 
 
-HANDLERS = {LoginRequired: _login_required, Missing: _missing, Forbidden: _forbidden}
+async def _operator_only(request: Request, exc: Exception) -> Response:
+    return RedirectResponse(PREFIX + "/operator", status_code=303)
+
+
+HANDLERS = {LoginRequired: _login_required, Missing: _missing, Forbidden: _forbidden, OperatorOnly: _operator_only}
 
 
 class SecurityHeaders:
