@@ -84,11 +84,9 @@ class Service:
         for part in self._parts:
             await part.start()
         if cfg.metrics.listen:
-            from prometheus_client import start_http_server
+            from . import metrics
 
-            host, _, port = cfg.metrics.listen.rpartition(":")
-            # One port per process: each process keeps its own counters.
-            start_http_server(int(port) + self.process_index, addr=host.strip("[]"))
+            metrics.serve_process_endpoint(cfg.metrics.listen)  # none under `serve --processes N`
 
     async def stop(self) -> None:
         # Listeners stop accepting first (idle SMTP sessions get 421, transactions in flight finish
@@ -178,12 +176,19 @@ def serve(cfg: Config, *, role: str = "all", processes: int = 0) -> int:
     from .smtp.peers import shared_state
 
     shared = shared_state()  # inherited by every child: one per-IP count for all of them
+    from . import metrics
+
+    metrics_dir = cfg.data_dir / "metrics"
+    if cfg.metrics.listen:
+        metrics.prepare_multiprocess(metrics_dir)  # before the children start: they inherit it
     rate_memory = rate_shared()  # and one per-token API request count
     children = [ctx.Process(target=_child, args=(cfg, role, dsn, i, shared, rate_memory, os.getpid()),
                             daemon=False)
                 for i in range(n)]
     for c in children:
         c.start()
+    if cfg.metrics.listen:
+        metrics.serve_node_endpoint(cfg.metrics.listen, metrics_dir)  # one scrape endpoint for the node
 
     def forward(signum: int, _frame: Any) -> None:
         for c in children:
@@ -200,6 +205,8 @@ def serve(cfg: Config, *, role: str = "all", processes: int = 0) -> int:
         for c in [c for c in alive if c.sentinel in ended]:
             c.join()
             alive.remove(c)
+            if cfg.metrics.listen and c.pid is not None:
+                metrics.process_ended(c.pid, metrics_dir)
             if c.exitcode != 0 and alive and not status:
                 # A process that died on its own (a crash, the OOM killer) leaves its connections in
                 # the shared per-IP counts and its share of the ports unserved: stop the others and

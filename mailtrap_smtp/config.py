@@ -208,6 +208,12 @@ class MetricsConfig:
 
 
 @dataclass
+class MaillogConfig:
+    # The operator's log (maillog.py): "text" lines through the service log, or "json" lines on stderr.
+    format: str = "text"
+
+
+@dataclass
 class OutboxConfig:
     concurrency: int = 16          # cursors (e.g. webhooks) one process works on at once
     lease_seconds: float = 120.0   # a claimed cursor is free again after this if its process died
@@ -261,6 +267,7 @@ class Config:
     domains: DomainsConfig = field(default_factory=DomainsConfig)
     inbound: InboundConfig = field(default_factory=InboundConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    maillog: MaillogConfig = field(default_factory=MaillogConfig)
     outbox: OutboxConfig = field(default_factory=OutboxConfig)
     webhooks: WebhooksConfig = field(default_factory=WebhooksConfig)
     plans: dict[str, PlanConfig] = field(default_factory=dict)
@@ -502,6 +509,8 @@ def validate(cfg: Config) -> None:
         raise ConfigError("webhooks.flush_seconds and webhooks.retry_limit: must not be negative")
     if cfg.outbox.lease_seconds <= cfg.webhooks.timeout_seconds:
         raise ConfigError("outbox.lease_seconds: must be longer than webhooks.timeout_seconds")
+    if cfg.maillog.format not in ("text", "json"):
+        raise ConfigError(f"maillog.format: must be 'text' or 'json', got {cfg.maillog.format!r}")
     _validate_events(cfg)
     if not cfg.server.hostname or any(c in cfg.server.hostname for c in " \r\n\t"):
         raise ConfigError(f"server.hostname: invalid host name {cfg.server.hostname!r}")

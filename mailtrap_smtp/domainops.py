@@ -106,6 +106,12 @@ async def get_domain(conn: Conn, name: str) -> Record:
     return await _get(conn, name)
 
 
+async def show_domain(conn: Conn, cfg: Config, name: str) -> DomainReport:
+    """The domain and the records it must publish, as `add` reported them, at any time (no DNS query)."""
+    domain = await _get(conn, name)
+    return DomainReport(domain, await expected_for(conn, cfg, domain))
+
+
 async def list_domains(conn: Conn, account_name: str | None = None) -> list[Record]:
     account_id = (await accounts_uc.get(conn, account_name))["id"] if account_name else None
     return await domains_store.list_all(conn, account_id)

@@ -1,15 +1,28 @@
-"""Every Prometheus metric the service exports, defined once."""
+"""Every Prometheus metric the service exports, defined once, and the endpoint that exports them.
+
+One process: its own registry on `metrics.listen`. `serve --processes N`: prometheus_client's
+multiprocess mode, so the node has ONE scrape endpoint: before the processes start, the parent
+points `PROMETHEUS_MULTIPROC_DIR` at an emptied folder (each process then keeps its values in
+memory-mapped files there) and serves them summed on `metrics.listen`; the processes serve none.
+Gauges say how their values combine (`multiprocess_mode`); a process that ends is marked dead.
+"""
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram
+import os
+from pathlib import Path
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, multiprocess, start_http_server
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 # --- SMTP front end ---
 SMTP_CONNECTIONS = Counter("mts_smtp_connections_total", "SMTP connections accepted", ["listener"])
 SMTP_CONNECTIONS_REFUSED = Counter(
     "mts_smtp_connections_refused_total", "SMTP connections refused at connect", ["reason"]
 )
-SMTP_SESSIONS_ACTIVE = Gauge("mts_smtp_sessions_active", "SMTP sessions currently open")
+SMTP_SESSIONS_ACTIVE = Gauge("mts_smtp_sessions_active", "SMTP sessions currently open",
+                             multiprocess_mode="livesum")
 TLS_HANDSHAKES = Counter("mts_tls_handshakes_total", "TLS handshakes by outcome", ["outcome"])
 AUTH_ATTEMPTS = Counter("mts_auth_attempts_total", "AUTH attempts by outcome", ["outcome"])
 MESSAGES_ACCEPTED = Counter("mts_messages_accepted_total", "Messages accepted and queued", ["stream"])
@@ -41,7 +54,8 @@ LEASES_LOST = Counter("mts_delivery_leases_lost_total", "Recipients whose lease 
 
 # --- sending domains ---
 DOMAIN_CHECKS = Counter("mts_domain_checks_total", "DNS checks of sending domains by result", ["result"])
-DOMAINS_FAILING = Gauge("mts_domains_failing", "Verified domains whose DNS records currently fail")
+DOMAINS_FAILING = Gauge("mts_domains_failing", "Verified domains whose DNS records currently fail",
+                        multiprocess_mode="livemax")  # set by one process (the rechecker of process 0)
 
 # --- outbox and webhooks ---
 OUTBOX_EVENTS = Counter("mts_outbox_events_total", "Events a consumer family finished (cursor moved past)", ["kind"])
@@ -72,3 +86,37 @@ HTTP_LATENCY = Histogram(
 INBOUND_REPORTS = Counter(
     "mts_inbound_reports_total", "Reports received at VERP return paths, by what became of them", ["result"]
 )
+
+
+def _host_port(listen: str) -> tuple[str, int]:
+    host, _, port = listen.rpartition(":")
+    return host.strip("[]"), int(port)
+
+
+def serve_process_endpoint(listen: str) -> None:
+    """This process's own endpoint, unless a node endpoint serves all processes (multiprocess mode)."""
+    if os.environ.get(MULTIPROC_ENV):
+        return
+    host, port = _host_port(listen)
+    start_http_server(port, addr=host)
+
+
+def prepare_multiprocess(directory: Path) -> None:
+    """Before the processes start (they inherit the environment): an empty folder for their values."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for stale in directory.glob("*.db"):  # a previous run's values would be summed in
+        stale.unlink()
+    os.environ[MULTIPROC_ENV] = str(directory)
+
+
+def serve_node_endpoint(listen: str, directory: Path) -> None:
+    """In the parent: one endpoint with the values of every process of the node."""
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry, path=str(directory))  # type: ignore[no-untyped-call]
+    host, port = _host_port(listen)
+    start_http_server(port, addr=host, registry=registry)
+
+
+def process_ended(pid: int, directory: Path) -> None:
+    """Drop a finished process's live gauges (counters keep counting what it did)."""
+    multiprocess.mark_process_dead(pid, str(directory))  # type: ignore[no-untyped-call]

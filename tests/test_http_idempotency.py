@@ -15,8 +15,9 @@ import httpx
 import pytest
 
 from tests.http_util import SENDER, ApiEnv, minimal
+from tests.serve_util import free_port as _free_port
+from tests.serve_util import wait_port as _wait_port
 from tests.smtp_util import create_account
-from tests.test_serve import _free_port, _wait_port
 
 
 async def test_repeat_gets_the_first_answer_and_charges_nothing(api: ApiEnv) -> None:

@@ -89,8 +89,7 @@ def _django_send(env: ApiEnv, action: str) -> Any:
     if not settings.configured:
         settings.configure(EMAIL_BACKEND="anymail.backends.mailtrap.EmailBackend", ANYMAIL={})
         django.setup()
-    # Settings may already be configured by another module (test_webhook_anymail.py, at import time,
-    # without a backend): name the backend here too.
+    # Another test module (the webhook tests' Django view) may have configured Django first.
     settings.EMAIL_BACKEND = "anymail.backends.mailtrap.EmailBackend"
     settings.ANYMAIL = {"MAILTRAP_API_TOKEN": env.token, "MAILTRAP_API_URL": f"{env.base}/api/"}
     from django.core.mail import EmailMultiAlternatives, send_mail

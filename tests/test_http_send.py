@@ -331,3 +331,14 @@ async def test_requests_are_counted_by_route_and_status(api: ApiEnv) -> None:
     after = (count("/api/send", "200"), count("/api/send", "401"), count("unmatched", "404"))
     assert [a - b for a, b in zip(after, before, strict=True)] == [1, 1, 1]
     assert metrics.HTTP_LATENCY.labels("/api/send")._sum.get() > 0
+
+
+async def test_openapi_is_generated_from_the_models(api: ApiEnv) -> None:
+    async with api.client() as c:
+        r = await c.get("/openapi.json")
+    assert r.status_code == 200
+    spec = r.json()
+    assert {"/api/send", "/api/batch", "/api/send/{inbox_id}", "/api/domains",
+            "/api/accounts/{account_id}/sending_domains",
+            "/api/accounts/{account_id}/email_templates"} <= set(spec["paths"])
+    assert "from" in spec["components"]["schemas"]["Mail"]["properties"]

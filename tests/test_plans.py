@@ -128,7 +128,8 @@ async def _stop(procs: list[Any]) -> None:
         proc.send_signal(signal.SIGTERM)
     for proc, _ in procs:
         async with asyncio.timeout(10):
-            await proc.wait()
+            await proc.communicate()  # reads its stdout to the end, which closes the pipe
+        assert proc.returncode == 0
 
 
 async def test_raising_the_plan_sends_again_at_once_on_every_process(

@@ -107,7 +107,7 @@ async def test_two_processes_many_sessions_three_notifications(pool: Any, make_c
             proc.send_signal(signal.SIGTERM)
         for proc, _ in procs:
             async with asyncio.timeout(10):
-                await proc.wait()
+                await proc.communicate()  # reads its stdout to the end, which closes the pipe
     accepted = [r for rs in results for r in rs if r.startswith("250 2.0.0 Ok: queued as ")]
     assert len(accepted) == 100
     assert sorted(await _crossings(pool)) == [80, 90, 100]

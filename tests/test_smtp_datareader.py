@@ -29,6 +29,7 @@ CASES: list[tuple[str, list[bytes], bool, bytes | None, bytes]] = [
     ("NUL", [b"a\r\n\x00.\r\nMAIL\r\n.\r\n"], True, b"a\r\n\x00.\r\nMAIL\r\n", b""),
     ("dot NUL", [b"a\r\n.\x00\r\nMAIL\r\n.\r\n"], True, b"a\r\n\x00\r\nMAIL\r\n", b""),
     ("\\r\\n.\\r\\r\\n", [b"a\r\n.\r\r\nM\r\n.\r\n"], True, b"a\r\n\r\r\nM\r\n", b""),
+    ("bare LF with a bare CR: left for the refusal", [b"a\nb\rc\r\n.\r\n"], True, b"a\nb\rc\r\n", b""),
     # reject mode: bare LFs stay, for the submission check to refuse the message.
     ("reject: LF kept", [b"a\nb\r\n.\r\n"], False, b"a\nb\r\n", b""),
     ("reject: \\n.\\n kept", [b"a\n.\nM\r\n.\r\n"], False, b"a\n.\nM\r\n", b""),

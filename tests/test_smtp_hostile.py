@@ -244,3 +244,68 @@ async def test_proxy_header_then_client_hello_in_one_segment_on_implicit_listene
 
     greeting, noop = await asyncio.to_thread(client)
     assert greeting.startswith("220 ") and noop == reply_line("NOOP_OK")
+
+
+def _send_then_half_close(port: int, ctx, token: str, *, implicit: bool, tail: bytes,
+                          proxy_header: bytes = b"") -> list[str]:
+    """A blocking client: the whole transaction, then a TCP FIN right after the final dot (and
+    `tail`); returns every reply line it then reads until the server closes."""
+    import base64
+    import ssl
+
+    from tests.smtp_util import message
+
+    raw = socket.create_connection(("127.0.0.1", port), timeout=10)
+    raw.sendall(proxy_header)
+    if implicit:
+        tls = ctx.wrap_socket(raw, server_hostname="localhost")
+    else:
+        f = raw.makefile("rb")
+        f.readline()
+        raw.sendall(b"EHLO client.test\r\n")
+        while f.readline()[3:4] == b"-":
+            pass
+        raw.sendall(b"STARTTLS\r\n")
+        f.readline()
+        tls = ctx.wrap_socket(raw, server_hostname="localhost")
+    g = tls.makefile("rb")
+    if implicit:
+        g.readline()
+    lines = []
+    for cmd in (b"EHLO client.test", b"AUTH PLAIN " + base64.b64encode(f"\0api\0{token}".encode()),
+                f"MAIL FROM:<{SENDER}>".encode(), b"RCPT TO:<a@dest.test>", b"DATA"):
+        tls.sendall(cmd + b"\r\n")
+        while (line := g.readline())[3:4] == b"-":
+            pass
+        lines.append(line.decode().strip())
+    assert lines[-1].startswith("354 "), lines
+    tls.sendall(message() + b".\r\n" + tail)
+    socket.socket.shutdown(tls, socket.SHUT_WR)  # TCP half-close under TLS: no close_notify, just FIN
+    got = []
+    try:
+        while line := g.readline():
+            got.append(line.decode().strip())
+    except (ssl.SSLError, OSError):
+        pass
+    tls.close()
+    return got
+
+
+@pytest.mark.parametrize("implicit", [False, True], ids=["starttls", "implicit"])
+@pytest.mark.parametrize("tail", [b"", b"QUIT\r\n"], ids=["fin-after-dot", "fin-after-quit"])
+async def test_client_half_closing_after_the_final_dot_gets_its_250(smtp: Env, implicit: bool, tail: bytes) -> None:
+    port = smtp.implicit_port if implicit else smtp.port
+    got = await asyncio.to_thread(_send_then_half_close, port, smtp.ssl_context, smtp.token, implicit=implicit,
+                                  tail=tail)
+    assert len(got) == (2 if tail else 1) and got[0].startswith("250 2.0.0 Ok: queued as "), got
+    if tail:
+        assert got[1] == reply_line("BYE")
+    assert await smtp.counts() == {"messages": 1, "recipients": 1, "used": 1, "events": 1}
+
+
+async def test_half_close_on_a_proxied_implicit_listener(smtp_factory) -> None:
+    env = await smtp_factory(proxy=True, server={"proxy_protocol_from": ["127.0.0.1"]})
+    got = await asyncio.to_thread(_send_then_half_close, env.implicit_port, env.ssl_context, env.token,
+                                  implicit=True, tail=b"", proxy_header=b"PROXY TCP4 192.0.2.8 127.0.0.1 4000 465\r\n")
+    assert len(got) == 1 and got[0].startswith("250 2.0.0 Ok: queued as "), got
+    assert str(await env.pool.fetchval("SELECT client_ip FROM messages")) == "192.0.2.8"

@@ -18,9 +18,9 @@ import pytest
 
 from mailtrap_smtp.delivery.worker import DeliveryService
 from mailtrap_smtp.dnsresolve import make_resolver
+from tests.delivery_util import FAST
 from tests.mx_sink import MxSink
 from tests.smtp_util import SENDER, Env, authed, message, reply_line
-from tests.test_delivery_smtp import FAST
 
 SMUGGLED = (b"MAIL FROM:<" + SENDER.encode() + b">\r\nRCPT TO:<victim@dest.test>\r\nDATA\r\n"
             b"From: <" + SENDER.encode() + b">\r\nSubject: smuggled\r\n\r\nsmuggled\r\n")
@@ -39,12 +39,6 @@ VARIANTS = [
     (b"\r\r\n.\r\r\n", reply_line("BARE_LINE_ENDING")),
     (b"\n\x00.\n", reply_line("BARE_LINE_ENDING")),
 ]
-
-
-@pytest.fixture
-def sink() -> Any:
-    with MxSink() as s:
-        yield s
 
 
 async def deliver_all(env: Env) -> None:

@@ -11,6 +11,7 @@ import struct
 import pytest
 
 from mailtrap_smtp.config import ConfigError
+from tests.serve_util import free_port, one_listener, serve, wait_listening, wait_port
 from tests.smtp_util import Env, RawClient, reply_line
 
 PROXIED = {"proxy": True, "server": {"proxy_protocol_from": ["127.0.0.1"], "proxy_header_timeout_seconds": 1.0}}
@@ -127,19 +128,13 @@ async def test_new_connection_rate_per_ip(smtp_factory) -> None:
 async def test_new_connection_rate_is_shared_by_the_processes_of_a_node(make_config, tmp_path) -> None:
     # `serve --processes 2` on one port: the kernel spreads a client's connections over both
     # processes, and the rate still counts them together (per-process counts would let all in).
-    from tests.test_serve import _free_port, _one_listener, _serve, _wait_port
-
-    port = _free_port()
-    _one_listener(make_config, port, limits={"connection_rate_per_ip": 7})
-    proc = await _serve(tmp_path, 2)
+    port = free_port()
+    one_listener(make_config, port, limits={"connection_rate_per_ip": 7})
+    proc = await serve(tmp_path, 2)
     greetings = []
     try:
-        await _wait_port(port, proc)  # one connection of the 7
-        async with asyncio.timeout(30):  # both processes listening (each logs its listener)
-            seen = b""
-            while seen.count(b"SMTP listening on") < 2:
-                assert proc.stderr is not None
-                seen += await proc.stderr.readline()
+        await wait_port(port, proc)  # one connection of the 7
+        await wait_listening(proc, 2)
         for _ in range(12):
             reader, writer = await asyncio.open_connection("127.0.0.1", port)
             async with asyncio.timeout(10):

@@ -1,4 +1,4 @@
-"""`domain add|verify|approve|list`: sending domains, the DNS records they publish and their state."""
+"""`domain add|show|verify|approve|list`: sending domains, the DNS records they publish and their state."""
 
 from __future__ import annotations
 
@@ -66,6 +66,29 @@ async def cmd_add(pool: Any, cfg: config_mod.Config, args: argparse.Namespace) -
     return 0
 
 
+@with_database
+async def cmd_show(pool: Any, cfg: config_mod.Config, args: argparse.Namespace) -> int:
+    report = await domainops.show_domain(pool, cfg, args.domain)
+    operator = await domainops.operator_records(pool, cfg, report.domain)
+    # The status of each record at the last check (`domain verify` or the periodic re-check), if any.
+    last = {c["key"]: c["status"] for c in json.loads(report.domain["last_check"] or "[]")}
+    records = [{**r, "last_status": last.get(r["key"])} for r in records_json(report)]
+    if args.json:
+        out: dict[str, Any] = {"domain": domain_json(report.domain), "records": records}
+        if operator:
+            out["operator_records"] = operator
+        emit_json(out)
+        return 0
+    print(f"{report.domain['name']} (account {report.domain['account']}): {state_label(dict(report.domain))}")
+    print("Records to publish:\n")
+    emit_table([{**r, "required": "yes" if r["required"] else "no", "last_status": r["last_status"] or "unchecked"}
+                for r in records], ["key", "type", "name", "value", "required", "last_status"])
+    if operator:
+        print(f"\nOperator: publish in the key-hosting zone {cfg.domains.dkim_cname_zone}:\n")
+        emit_table(operator, ["selector", "type", "name", "value"])
+    return 0
+
+
 def _with_found(r: dict[str, Any]) -> str:
     # A mismatch says what was found, in full: the customer compares it with what to publish.
     found = f" (found: {' | '.join(r['found'])})" if r.get("status") == "mismatch" and r.get("found") else ""
@@ -112,6 +135,9 @@ def register(sub: Any, p: Parsers) -> None:
     s.add_argument("--skip-dns-verification", action="store_true",
                    help="development only: allow sending without DNS verification (shown in every listing)")
     s.add_argument("--force", action="store_true", help="accept a www. name")
+    s = p.add(dom, "show", cmd_show, "the DNS records to publish, with their values, and the domain's state",
+              listing=True)
+    s.add_argument("domain")
     s = p.add(dom, "verify", cmd_verify, "check the domain's DNS records now and print each status", listing=True)
     s.add_argument("domain")
     s = p.add(dom, "approve", cmd_approve, "operator approval (when domains.require_approval is on)")

@@ -46,7 +46,10 @@ def _print_message(data: dict[str, Any]) -> None:
                                        "subject", "size", "created_at", "client_ip")])
     print("\nheaders:")
     for h in data["headers"]:
-        print(f"  {h['name']}: {h['value'][:200]}")
+        # Whole values, folds kept as continuation lines (RFC 5322 §2.2.3): a DKIM signature or a
+        # long Subject is what the operator came to read.
+        value = "\n    ".join(part.strip() for part in h["value"].split("\r\n"))
+        print(f"  {h['name']}: {value}")
     print("\nrecipients:")
     emit_table(data["recipients"], ["rcpt", "state", "attempts", "next_attempt_at", "last_reply"])
     print("\nevents:")

@@ -22,11 +22,18 @@ def parse_message_id(value: str) -> uuid.UUID:
         raise Refused(f"not a message id: {value!r}") from None
 
 
+def _pending_only(row: dict[str, Any]) -> dict[str, Any]:
+    """A delivered, bounced or expired recipient has no next attempt, whatever the column still holds."""
+    if row.get("state") != "queued":
+        row["next_attempt_at"] = None
+    return row
+
+
 async def list_recipients(conn: Conn, *, state: str | None = None, domain: str | None = None,
                           account: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
     """One row per recipient, newest message first."""
-    return [dict(r) for r in await messages_store.list_queue(conn, state=state, domain=domain,
-                                                            account=account, limit=limit)]
+    return [_pending_only(dict(r)) for r in await messages_store.list_queue(conn, state=state, domain=domain,
+                                                                           account=account, limit=limit)]
 
 
 @dataclass(frozen=True)
@@ -50,7 +57,7 @@ async def show(conn: Conn, message_id: uuid.UUID) -> MessageView:
     if msg is None:
         raise Refused(f"no message {message_id}")
     message_id = msg["id"]
-    rcpts = [dict(r) for r in await messages_store.recipients_of(conn, message_id)]
+    rcpts = [_pending_only(dict(r)) for r in await messages_store.recipients_of(conn, message_id)]
     evts = [dict(e) | {"details": json.loads(e["details"])}
             for e in await events_store.for_message(conn, message_id)]
     raw = bytes(msg["raw"])

@@ -109,12 +109,13 @@ class StaleConnection(Exception):
 
 
 class ConnectFailed(Exception):
-    """No target could be used; `reply` is the last reason, `permanent` only for local refusals."""
+    """No target could be used; `reply` is the last reason, `mx` the last host tried (None: none was)."""
 
-    def __init__(self, reply: str, category: str) -> None:
+    def __init__(self, reply: str, category: str, mx: str | None = None) -> None:
         super().__init__(reply)
         self.reply = reply
         self.category = category
+        self.mx = mx
         self.tls_policy: dict[str, Any] = {}  # set by delivery/tlspolicy.py: what was required and why
 
 
@@ -290,9 +291,11 @@ async def open_session(targets: list[Target], *, helo: str, require_tls: bool,
     Raises ConnectFailed with the last reason when none does.
     """
     last = "no address to connect to"
+    tried: str | None = None
     category = bounces.CONNECTION_FAILURE
     opportunistic = opportunistic_context()
     for t in targets:
+        tried = t.name
         for use_tls in (True, False):
             if not use_tls and require_tls:
                 break
@@ -340,7 +343,7 @@ async def open_session(targets: list[Target], *, helo: str, require_tls: bool,
                 last = f"cannot connect to {t.name} [{t.address}]:{t.port}: {_describe(e)}"
                 category = bounces.CONNECTION_FAILURE
                 break
-    raise ConnectFailed(last, category)
+    raise ConnectFailed(last, category, tried)
 
 
 class _TlsFailed(Exception):

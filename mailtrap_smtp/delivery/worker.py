@@ -27,14 +27,14 @@ import socket
 import ssl
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import asyncpg
 import dns.asyncresolver
 
-from .. import metrics
+from .. import maillog, metrics
 from ..atomicfile import write_atomically
 from ..config import Config
 from ..store import queue
@@ -85,6 +85,7 @@ class DeliveryService:
                  tls_verify_context: ssl.SSLContext | None = None,
                  rng: random.Random | None = None) -> None:
         self.cfg = cfg
+        maillog.configure(cfg.maillog.format)
         self.dcfg = cfg.delivery
         self.pool = pool
         self.resolver = resolver
@@ -219,7 +220,7 @@ class DeliveryService:
         if too_old:
             await self._record([queue.Outcome(c.id, queue.EXPIRED, "",
                                               {"reason": "maximum queue lifetime reached"})
-                                for c in too_old])
+                                for c in too_old], claimed=too_old)
         # A VERP return path names one recipient, so its recipients go in transactions of their own.
         senders = await self.return_paths.senders(self.pool, claimed)
         by_domain: dict[str, dict[tuple[uuid.UUID, str], _MessageJob]] = {}
@@ -277,11 +278,13 @@ class DeliveryService:
                 await self._record([self._deferral(r, f"internal error: {type(e).__name__}",
                                                    bounces.OTHER, None, None) for r in left], chunk)
 
-    async def _record(self, outcomes: list[queue.Outcome], chunk: _Chunk | None = None) -> None:
+    async def _record(self, outcomes: list[queue.Outcome], chunk: _Chunk | None = None,
+                      claimed: Sequence[queue.Claimed] = ()) -> None:
         if not outcomes:
             return
         result = await queue.record_outcomes(self.pool, self.worker_id, outcomes,
                                              self.dcfg.max_queue_lifetime_seconds, now=self._now())
+        who = {r.id: r for r in claimed} | ({r.id: r for j in chunk.jobs for r in j.recipients} if chunk else {})
         for o in outcomes:
             if chunk is not None:
                 chunk.done.add(o.recipient_id)
@@ -289,6 +292,11 @@ class DeliveryService:
             if state is not None:
                 metrics.DELIVERY_ATTEMPTS.labels(
                     outcome="transient" if state == "queued" else state).inc()
+                r = who.get(o.recipient_id)
+                maillog.delivery(queue_id=r.message_id if r else None, recipient=r.rcpt if r else None,
+                                 status="deferred" if state == "queued" else state, reply=o.reply,
+                                 mx=o.details.get("mx"), tls=o.details.get("tls"),
+                                 delay=r.age_seconds if r else None)
 
     def _deferral(self, r: queue.Claimed, reply: str, category: str, mx: str | None,
                   tls: str | None) -> queue.Outcome:
@@ -428,7 +436,7 @@ class DeliveryService:
     def _not_connected(self, job: _MessageJob, err: client.ConnectFailed) -> list[queue.Outcome]:
         # X.7.10 "encryption needed" (RFC 5248) / X.4.1 "no answer from host" (RFC 3463).
         code = "4.7.10" if err.category == bounces.TLS_REQUIRED else "4.4.1"
-        outcomes = [self._deferral(r, f"451 {code} {err.reply}", err.category, None, None) for r in job.recipients]
+        outcomes = [self._deferral(r, f"451 {code} {err.reply}", err.category, err.mx, None) for r in job.recipients]
         for o in outcomes:
             o.details["tls_policy"] = err.tls_policy
         return outcomes

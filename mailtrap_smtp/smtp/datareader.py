@@ -16,8 +16,8 @@ but keeps scanning, so the refusal comes after the final dot, as RFC 5321 §4.5.
 * `reject`: bare LFs are left in place, and the submission check refuses the message.
 
 Bare CR and NUL are never touched here: they stay in and the submission check refuses the whole
-message (`BARE_LINE_ENDING`), in both modes. The common case, CRLF only, costs one `count` pair and
-one `bytes.replace`.
+message (`BARE_LINE_ENDING`), in both modes. The common case, CRLF only, costs two single-byte
+counts and a search for stuffed dots.
 """
 
 from __future__ import annotations
@@ -78,13 +78,20 @@ class DataReader:
 
 
 def settle(content: bytes, *, normalize: bool) -> bytes:
-    """Line ends settled (see the module docstring) and dot-stuffing undone exactly once."""
-    if normalize and content.count(b"\n") != content.count(b"\r\n"):
+    """Line ends settled (see the module docstring) and dot-stuffing undone exactly once.
+
+    Bare LFs are looked for with two single-byte counts: more LFs than CRs means at least one bare
+    LF. With as many CRs or more, a bare LF could only come with a bare CR, and such a message is
+    refused whole by the submission check anyway, so it is not worth normalising.
+    """
+    if normalize and content.count(b"\n") > content.count(b"\r"):
         content = _BARE_LF.sub(b"\r\n", content)
         if content.startswith(b".") and not content.startswith(b".\r\n"):
             content = content[1:]
         return _STUFFED_DOT.sub(b"\r\n", content)
-    # CRLF only: no lone "." line can be inside (it would have been the terminator).
+    # No bare LF (or a refusal coming): no lone "." line can be inside, it would have ended DATA.
     if content.startswith(b"."):
         content = content[1:]
-    return content.replace(b"\r\n.", b"\r\n")
+    if b"\r\n." in content:  # most messages have no dot-stuffed line: skip the copy
+        content = content.replace(b"\r\n.", b"\r\n")
+    return content

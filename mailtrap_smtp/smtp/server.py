@@ -32,11 +32,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from .. import metrics, replies
+from .. import maillog, metrics, replies
 from ..auth import Authenticator, SessionSlots
 from ..config import Config
 from ..submission import Submission
-from . import proxy
+from . import halfclose, proxy
 from .peers import Admission, PeerTable, SharedState, WindowTable
 from .session import Session
 from .tls import TlsContexts
@@ -112,6 +112,7 @@ class SmtpService:
                  port_override: int | None = None, shared: SharedState | None = None) -> None:
         self.cfg = cfg
         self.pool = pool
+        maillog.configure(cfg.maillog.format)
         self.process_index = process_index
         self._port_override = port_override
         self.tls = TlsContexts(cfg)
@@ -141,7 +142,6 @@ class SmtpService:
             port = conf.port if self._port_override is None else self._port_override
             # Implicit TLS is done by asyncio from the first byte unless PROXY headers may come
             # first (they precede the TLS handshake); then the session starts TLS itself.
-            ssl_ctx = self.tls.front if conf.mode == "implicit" and not conf.proxy_protocol else None
             lst = Listener(conf.address, port, conf.mode, conf.proxy_protocol, conf.stream)
             on_connect = functools.partial(self._on_connect, lst)
             handshake_timeout = self.cfg.smtp.tls_handshake_timeout_seconds
@@ -149,11 +149,15 @@ class SmtpService:
             if conf.mode == "implicit" and conf.proxy_protocol:
                 server = _AcceptLoop(_listening_socket(conf.address, port),
                                      functools.partial(self._on_implicit_socket, lst))
+            elif conf.mode == "implicit":
+                # TLS from the first byte, in the layer that lets a client half-close (halfclose.py).
+                factory = halfclose.server_factory(on_connect, self.tls.front, handshake_timeout=handshake_timeout,
+                                                   limit=STREAM_LIMIT)
+                server = await asyncio.get_running_loop().create_server(
+                    factory, conf.address, port, reuse_port=True, backlog=1024)
             else:
                 server = await asyncio.start_server(
-                    on_connect, conf.address, port, ssl=ssl_ctx,
-                    ssl_handshake_timeout=handshake_timeout if ssl_ctx else None,
-                    reuse_port=True, limit=STREAM_LIMIT, backlog=1024,
+                    on_connect, conf.address, port, reuse_port=True, limit=STREAM_LIMIT, backlog=1024,
                 )
             lst.port = server.sockets[0].getsockname()[1]
             self.listeners.append(lst)
@@ -208,20 +212,15 @@ class SmtpService:
                     metrics.SMTP_CONNECTIONS_REFUSED.labels("proxy_header").inc()
                     sock.close()
                     return
-            loop = asyncio.get_running_loop()
-            reader = asyncio.StreamReader(limit=STREAM_LIMIT)
-            protocol = asyncio.StreamReaderProtocol(reader)
             try:
-                transport, _ = await loop.connect_accepted_socket(
-                    lambda: protocol, sock, ssl=self.tls.current,
-                    ssl_handshake_timeout=self.cfg.smtp.tls_handshake_timeout_seconds,
-                )
+                reader, writer = await halfclose.accepted(
+                    sock, self.tls.current, handshake_timeout=self.cfg.smtp.tls_handshake_timeout_seconds,
+                    limit=STREAM_LIMIT)
             except (TimeoutError, ConnectionError, OSError) as e:
                 metrics.TLS_HANDSHAKES.labels("timeout" if isinstance(e, TimeoutError) else "failure").inc()
                 sock.close()
                 return
             metrics.TLS_HANDSHAKES.labels("success").inc()
-            writer = asyncio.StreamWriter(transport, protocol, reader, loop)
             await self._serve(lst, reader, writer, client_ip, tls=True)
 
     async def _serve(self, lst: Listener, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
@@ -234,11 +233,11 @@ class SmtpService:
                 return
             metrics.SMTP_CONNECTIONS.labels(lst.label).inc()
             if self.connection_rate.hit(client_ip):
-                await self._refuse(writer, replies.CONNECTION_RATE_IP, "rate_per_ip")
+                await self._refuse(writer, replies.CONNECTION_RATE_IP, "rate_per_ip", client_ip)
                 return
             admission = self.peers.enter(client_ip, self.cfg.limits.connections_per_ip)
             if admission is Admission.REFUSED:
-                await self._refuse(writer, replies.TOO_MANY_CONNECTIONS_IP, "per_ip")
+                await self._refuse(writer, replies.TOO_MANY_CONNECTIONS_IP, "per_ip", client_ip)
                 return
             counted = admission is Admission.COUNTED
             session = Session(self, lst, reader, writer, client_ip, tls=tls)
@@ -257,9 +256,10 @@ class SmtpService:
                 self.peers.leave(client_ip)
 
     @staticmethod
-    async def _refuse(writer: asyncio.StreamWriter, reply: replies.Reply, reason: str) -> None:
+    async def _refuse(writer: asyncio.StreamWriter, reply: replies.Reply, reason: str, client_ip: str) -> None:
         """Answer a connection refused at connect time, then close it."""
         metrics.SMTP_CONNECTIONS_REFUSED.labels(reason).inc()
+        maillog.blocked(peer=client_ip, why=reason)
         metrics.MESSAGES_REJECTED.labels(reply.name).inc()
         writer.write(reply.wire())
         with contextlib.suppress(Exception):

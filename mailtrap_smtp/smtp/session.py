@@ -27,12 +27,12 @@ import re
 import time
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from .. import metrics, replies, tokens
+from .. import maillog, metrics, replies, tokens
 from ..auth import AuthOutcome, Principal
 from ..outcomes import Outcome, Rejected
 from ..replies import Reply
 from ..submission import Envelope, rfc5322_now
-from . import address, sasl
+from . import address, halfclose, sasl
 from .datareader import DataReader
 from .peers import brake_key
 
@@ -81,6 +81,7 @@ class Session:
         self.closing = False
         self.errors = 0
         self.junk = 0  # NOOP, RSET, VRFY, HELP since the last accepted message
+        self.close_reason = "client_closed"  # for the operator's log (maillog.connection_end)
         self.auth_failures = 0
         self.messages = 0
         self.helo: str | None = None
@@ -100,8 +101,33 @@ class Session:
         self._reject_bare_lf = self.cfg.smtp.bare_newline == "reject"
         self._reset_transaction()
         self._set_write_limits()
+        self._watch_half_close()
 
     # ------------------------------------------------------------------ plumbing
+
+    def _watch_half_close(self) -> None:
+        """A client's TCP half-close is held back by the TLS layer until we have answered (halfclose.py)."""
+        layer = halfclose.layer_of(self.writer)
+        if layer is not None:
+            layer.wrapped = True
+            layer.on_eof = self._on_peer_eof
+
+    def _on_peer_eof(self) -> None:
+        # Already waiting for input with nothing unread: the client is done, let the EOF through.
+        if self._read_until is not None and not getattr(self.reader, "_buffer", b""):
+            self._release_eof()
+
+    def _stop_holding_eof(self) -> None:
+        # The session is over: an EOF arriving from now on ends the TLS shutdown as usual.
+        layer = halfclose.layer_of(self.writer)
+        if layer is not None:
+            layer.wrapped = False
+            layer.on_eof = None
+
+    def _release_eof(self) -> None:
+        layer = halfclose.layer_of(self.writer)
+        if layer is not None and layer.eof_pending:
+            layer.release_eof()
 
     def _set_write_limits(self) -> None:
         transport = self.writer.transport
@@ -138,11 +164,13 @@ class Session:
         except TimeoutError:
             # The client stopped reading: never buffer without bound (issue 3, hostile clients).
             metrics.SMTP_SESSIONS_CLOSED.labels("write_timeout").inc()
+            self.close_reason = "write_timeout"
             self.writer.transport.abort()
             raise _Close from None
 
     async def error(self, reply: Reply) -> None:
         """Send an error reply; past `smtp.max_errors` errors, send 421 instead and close."""
+        maillog.refused(reply=reply.name, code=reply.code, account=self._account(), peer=self.client_ip)
         self.errors += 1
         if self.errors > self.cfg.smtp.max_errors:
             await self.close_with(replies.TOO_MANY_ERRORS, "too_many_errors")
@@ -150,6 +178,7 @@ class Session:
 
     async def close_with(self, reply: Reply, reason: str) -> NoReturn:
         metrics.SMTP_SESSIONS_CLOSED.labels(reason).inc()
+        self.close_reason = reason
         try:
             await self.send(reply)
         finally:
@@ -177,6 +206,8 @@ class Session:
         past its deadline and otherwise moves itself to the current one. It is re-armed earlier
         only when a read has a nearer deadline than the timer (the DATA rate floor).
         """
+        if not getattr(self.reader, "_buffer", b""):
+            self._release_eof()  # everything read was answered: a held-back EOF may come through now
         until = self._loop.time() + within
         self._read_until = until
         if self._timer is None or self._timer_at > until:
@@ -270,14 +301,26 @@ class Session:
         except _Close:
             pass
         except (ConnectionError, asyncio.IncompleteReadError, OSError):
-            pass
+            self.close_reason = "connection_lost"
         finally:
             if self._timer is not None:
                 self._timer.cancel()
                 self._timer = None
             self._release()
+            self._release_eof()  # so the TLS shutdown does not wait for a close_notify that cannot come
+            self._stop_holding_eof()
             if not self.writer.is_closing():
                 self.writer.close()
+            maillog.connection_end(peer=self.client_ip, tls=self._tls_version(), account=self._account(),
+                                   messages=self.messages, duration=time.monotonic() - self.started,
+                                   reason=self.close_reason)
+
+    def _account(self) -> str | None:
+        return self.principal.account_name if self.principal is not None else None
+
+    def _tls_version(self) -> str | None:
+        ssl_object = self.writer.get_extra_info("ssl_object") if self.tls else None
+        return ssl_object.version() if ssl_object is not None else None
 
     def _release(self) -> None:
         if self.principal is not None and self.slot is not None:
@@ -383,6 +426,7 @@ class Session:
         return replies.RESET_OK
 
     async def cmd_quit(self, _arg: bytes) -> NoReturn:
+        self.close_reason = "quit"
         await self.send(replies.BYE)
         self.writer.close()
         raise _Close
@@ -414,15 +458,16 @@ class Session:
             metrics.SMTP_PIPELINED_DISCARDED.inc(pending)
         await self.send(replies.STARTTLS_READY)
         try:
-            await self.writer.start_tls(
-                self.svc.tls.current, ssl_handshake_timeout=self.cfg.smtp.tls_handshake_timeout_seconds
-            )
+            await halfclose.start_tls(self.writer, self.svc.tls.current,
+                                      handshake_timeout=self.cfg.smtp.tls_handshake_timeout_seconds)
         except (TimeoutError, ConnectionError, OSError) as e:
             metrics.TLS_HANDSHAKES.labels("timeout" if isinstance(e, TimeoutError) else "failure").inc()
+            self.close_reason = "tls_failed"
             self.writer.transport.abort()
             raise _Close from None
         metrics.TLS_HANDSHAKES.labels("success").inc()
         self.tls = True
+        self._watch_half_close()
         self._set_write_limits()
         # RFC 3207 §4.2: forget everything learned before TLS; the client must EHLO again.
         self.helo = None
@@ -518,6 +563,7 @@ class Session:
     async def _unless_blocked(self, brake: str) -> None:
         if self.svc.auth_failures.blocked(brake):
             metrics.AUTH_ATTEMPTS.labels("ip_blocked").inc()
+            maillog.blocked(peer=self.client_ip, why="auth_failures")
             await self.close_with(replies.AUTH_IP_BLOCKED, "auth_ip_blocked")
 
     async def _auth_failed(self, reply: Reply, brake: str | None = None) -> Reply:
@@ -525,6 +571,7 @@ class Session:
         session gets its own reply, then the 421 (the client sees why)."""
         self.auth_failures += 1
         self.svc.auth_failures.record(brake or self.client_ip)
+        maillog.auth_failed(reply=reply.name, peer=self.client_ip)
         if self.auth_failures >= self.cfg.limits.auth_failures_per_connection:
             await self.error(reply)
             await self.close_with(replies.AUTH_TOO_MANY_FAILURES, "auth_failures")
@@ -661,6 +708,9 @@ class Session:
         finally:
             self._reset_transaction()
         self.messages += 1
+        maillog.accepted(queue_id=accepted.message_id, account=principal.account_name, stream=principal.stream,
+                         sender=envelope.mail_from, recipients=accepted.recipients, size=accepted.size,
+                         peer=self.client_ip)
         self.junk = 0  # NOOP/RSET between messages are no junk (Postfix resets per transaction)
         if self.quota_left is not None:
             self.quota_left -= len(recipients)
