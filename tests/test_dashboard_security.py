@@ -300,3 +300,18 @@ async def test_a_link_cannot_put_words_on_a_page(api: ApiEnv, admin: str) -> Non
                                                 "warn": "Your token expired", "error": "x"})
     await client.aclose()
     assert r.status_code == 200 and "expired" not in r.text and 'class="error"' not in r.text
+
+
+async def test_login_attempts_braked_per_address(api: ApiEnv, admin: str) -> None:
+    from mailtrap_smtp.http.dashboard.login import LOGIN_ATTEMPTS
+
+    async with api.client() as c:
+        for _ in range(LOGIN_ATTEMPTS):
+            page = await c.get("/dashboard/login")
+            r = await c.post("/dashboard/login", data={"csrf": csrf_of(page.text), "token": "guess number n"})
+            assert r.status_code == 401
+        page = await c.get("/dashboard/login")
+        r = await c.post("/dashboard/login", data={"csrf": csrf_of(page.text), "token": admin})
+        assert r.status_code == 429 and "Too many login attempts from this address" in r.text
+        assert 0 < int(r.headers["retry-after"]) <= 60
+        assert "mts_dash" not in c.cookies and (await c.get("/dashboard/")).status_code == 303
