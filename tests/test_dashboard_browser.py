@@ -4,8 +4,9 @@ webhook receiver. One walk through the flows a newcomer does after `make serve`:
 
 log in; add a domain; see its records; publish them in the loopback DNS; verify; see it verified;
 send through the API; find the message in the logs with its delivered event; add and remove a
-suppression; create a webhook and see a delivery in its log; create and revoke a token; edit a
-template with its preview. A screenshot of each page goes to SCREENSHOTS (look at them).
+suppression; create a webhook, see a delivery and a test event in its log; create and revoke a
+token; edit a template with its preview; keep and view a sandbox message; log out, and in as the
+operator. A screenshot of each page goes to SCREENSHOTS (look at them).
 
 The browser trusts exactly the test server's key (`--ignore-certificate-errors-spki-list`), not
 any certificate. Selenium blocks, so each browser step runs in a thread while the service keeps
@@ -30,6 +31,7 @@ from cryptography.hazmat.primitives import serialization
 from mailtrap_smtp import outbox
 from mailtrap_smtp.config import WebhooksConfig
 from mailtrap_smtp.consumers.stats_rollup import StatsRollup
+from mailtrap_smtp.core import operator_password
 from mailtrap_smtp.delivery.worker import DeliveryService
 from mailtrap_smtp.dnsresolve import make_resolver
 from mailtrap_smtp.hooks.delivery import WebhookDelivery, make_client
@@ -266,3 +268,13 @@ async def test_newcomer_walks_every_flow(walk: tuple[Walk, ApiEnv], dns_server: 
     frame = await step(lambda: w.d.find_element(By.CSS_SELECTOR, "iframe.message-html"))
     assert await step(frame.get_attribute, "sandbox") == ""
     await step(w.shot, "13-sandbox-message")
+
+    # log out; the operator logs in with the password set by the CLI's use case and sees every account
+    operator_password.set_password(operator_password.path_for(env.cfg), "operator password for the walk")
+    await step(w.press, "Log out")
+    await step(w.wait_text, "Log in")
+    await step(w.fill, "token", "operator password for the walk")
+    await step(w.press, "Log in")
+    await step(w.wait_text, "Every account")
+    assert "shop.test" in await step(w.main)
+    await step(w.shot, "14-operator")
