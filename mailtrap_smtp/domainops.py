@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from . import dkim, domains, metrics
+from . import dkim, domains, metrics, supervise
 from .config import Config
 from .core import accounts as accounts_uc
 from .core.refusal import Refused
@@ -354,10 +354,12 @@ class DomainRechecker:
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
         self._checking = False
+        self._idle = asyncio.Event()  # set while no round is under way
+        self._idle.set()
 
     async def start(self) -> None:
         self._stopping = False
-        self._task = asyncio.create_task(self._run(), name="domain-rechecker")
+        self._task = supervise.spawn("domain-rechecker", self._run())
 
     async def stop(self, grace: float) -> None:
         """Stop; a round under way may finish for up to `grace` seconds, the wait between rounds
@@ -368,10 +370,12 @@ class DomainRechecker:
             return
         self._stopping = True
         if self._checking and grace > 0:
-            await asyncio.wait({task}, timeout=grace)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(grace):
+                    await self._idle.wait()
         task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        # Bounded: cancelled mid-statement on a stalled server, asyncpg waits for the server.
+        await asyncio.wait({task}, timeout=2.0)
 
     async def run_once(self) -> int:
         """Check every domain that is due; return how many were checked."""
@@ -397,16 +401,20 @@ class DomainRechecker:
     async def _run(self) -> None:
         # Wake often enough to notice a grace period ending, rarely enough to be free.
         interval = min(60.0, float(self.cfg.domains.recheck_interval_seconds))
-        while not self._stopping:
+
+        async def round_() -> float:
             self._checking = True
+            self._idle.clear()
             try:
                 await self.run_once()
-            except Exception:
-                log.exception("domain re-check round failed")
             finally:
                 self._checking = False
-            if not self._stopping:
-                await asyncio.sleep(interval)
+                self._idle.set()
+            return interval
+
+        # A failed round (the database gone) is retried with backoff and logged once per outage;
+        # stop() ends the loop (cancelling it between rounds).
+        await supervise.keep_running("domain re-check", round_)
 
 
 async def owned_by(pool: Conn, account_id: int, name: str) -> int | None:

@@ -87,6 +87,16 @@ INBOUND_REPORTS = Counter(
     "mts_inbound_reports_total", "Reports received at VERP return paths, by what became of them", ["result"]
 )
 
+# --- database and background loops ---
+DB_AVAILABLE = Gauge("mts_database_available", "1 while the processes reach PostgreSQL, 0 during an outage",
+                     multiprocess_mode="livemin")  # a node is down if any of its processes is
+DB_OUTAGES = Counter("mts_database_outages_total", "Outages of PostgreSQL seen by this process")
+DB_OUTAGE_SECONDS = Counter("mts_database_outage_seconds_total", "Time spent without PostgreSQL")
+DB_RETRIED = Counter(
+    "mts_database_retried_total", "Statements retried once on a fresh connection after a dead one", ["reason"]
+)
+LOOP_ERRORS = Counter("mts_loop_errors_total", "Rounds of a background loop that failed (retried)", ["loop"])
+
 
 def _host_port(listen: str) -> tuple[str, int]:
     host, _, port = listen.rpartition(":")

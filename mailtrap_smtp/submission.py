@@ -202,10 +202,11 @@ class Accepted:
 
 class Submission:
     def __init__(self, pool: Any, signer: Signer, *, hostname: str, require_approval: bool,
-                 grace_seconds: float | None = None) -> None:
+                 grace_seconds: float | None = None, statement_timeout: float = 0.0) -> None:
         self._pool = pool
         self._notifier = messages_store.QueueNotifier(pool)
-        self._batcher = messages_store.AcceptBatcher(pool)
+        # A message never waits in the group commit's queue longer than the statement bound.
+        self._batcher = messages_store.AcceptBatcher(pool, max_wait=statement_timeout)
         self._signer = signer
         self._hostname = hostname
         self._require_approval = require_approval

@@ -152,3 +152,9 @@ def test_a_reject_carries_its_reason() -> None:
 ])
 def test_our_types_for_a_webhooks_event_types(config: list[str], ours: list[str]) -> None:
     assert names.our_types(config) == ours
+
+
+def test_the_payload_names_the_message_by_the_recipients_public_id_when_known() -> None:
+    public = uuid.UUID("17287920-571a-11f0-0040-f13664d022fb")
+    assert names.webhook_payload(_event("delivery", {}, recipient_public_id=public))["message_id"] == str(public)
+    assert names.webhook_payload(_event("delivery", {}))["message_id"] == str(MID)

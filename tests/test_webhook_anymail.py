@@ -21,8 +21,9 @@ from tests.webhook_receiver import Received, Receiver
 from tests.webhook_world import World
 
 if not settings.configured:
-    settings.configure(SECRET_KEY="test", ALLOWED_HOSTS=["*"], USE_TZ=True, ANYMAIL={},
-                       INSTALLED_APPS=["anymail"])
+    # One Django configuration per test process: the same as tests/test_http_sdk.py's (its anymail
+    # sending backend), whichever module configures it first.
+    settings.configure(EMAIL_BACKEND="anymail.backends.mailtrap.EmailBackend", ANYMAIL={}, USE_TZ=True)
     django.setup()
 
 from anymail.exceptions import AnymailWebhookValidationFailure
@@ -82,7 +83,7 @@ async def test_anymail_turns_our_events_into_the_right_tracking_events(pool: asy
     assert len(receiver.requests) == 1
     got: list[AnymailTrackingEvent] = []
     assert _view_events(receiver.requests[0], secret, got) == 200
-    mids = {r: str(await pool.fetchval("SELECT message_id FROM recipients WHERE id = $1", r))
+    mids = {r: str(await pool.fetchval("SELECT public_id FROM recipients WHERE id = $1", r))
             for r in (delivered, deferred, bounced, suppressed, complained)}
     assert [(e.event_type, e.message_id, e.recipient, e.reject_reason, e.mta_response) for e in got] == [
         (EventType.DELIVERED, mids[delivered], "r0@dest.test", None, None),

@@ -90,6 +90,10 @@ async def test_delivery_is_a_signed_json_batch_in_order(rig: Rig) -> None:
     assert not mailtrap.verify_signature(req.body + b" ", req.headers["mailtrap-signature"], w["signing_secret"])
     events = req.events()
     assert [e["event_id"] for e in events] == await rig.world.event_ids()
+    # message_id is what the send API returned for that recipient (its public id), as in email logs
+    public = {str(r["event_id"]): str(r["public_id"]) for r in await rig.world.pool.fetch(
+        "SELECT e.event_id, r.public_id FROM events e JOIN recipients r ON r.id = e.recipient_id")}
+    assert [e["message_id"] for e in events] == [public[e["event_id"]] for e in events]
     for e in events:
         assert set(e) == {"event", "message_id", "event_id", "email", "timestamp", "sending_stream",
                           "sending_domain_name", "category", "custom_variables"}

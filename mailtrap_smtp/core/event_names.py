@@ -117,7 +117,7 @@ def webhook_payload(e: OutboxEvent) -> dict[str, Any] | None:
         return None
     out: dict[str, Any] = {
         "event": s.webhook,
-        "message_id": str(e.message_id),
+        "message_id": str(e.recipient_public_id or e.message_id),
         "event_id": str(e.event_id),
         "email": e.rcpt or "",
         "timestamp": int(e.created_at.timestamp()),

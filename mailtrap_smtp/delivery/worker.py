@@ -12,7 +12,13 @@ messages in turn (RSET between transactions). `concurrency` bounds the connectio
 
 Every path ends in a recorded state change or a future `next_attempt_at`: an unexpected error in a
 delivery task defers its unfinished recipients (a transient failure with the normal schedule), and
-if even that cannot be written the lease runs out and the recipients are due again (at-least-once).
+if even that cannot be written the lease runs out and the recipients are due again (at-least-once);
+the event of that next attempt carries `possible_duplicate: true`, since the lost attempt may have
+delivered.
+
+The claim loop is supervised (`supervise.keep_running`): a round that fails (the database gone, the
+LISTEN connection dead after a PostgreSQL restart) is retried with backoff, a new LISTEN connection
+is taken when the old one is found dead, and the outage is logged once (`store.health`).
 """
 
 from __future__ import annotations
@@ -34,10 +40,11 @@ from typing import Any
 import asyncpg
 import dns.asyncresolver
 
-from .. import maillog, metrics
+from .. import maillog, metrics, supervise
 from ..atomicfile import write_atomically
 from ..config import Config
-from ..store import queue
+from ..store import db, queue
+from ..store.health import HEALTH, is_unavailable, within
 from ..store.messages import NOTIFY_CHANNEL
 from . import bounces, client, retry
 from .mx import DnsPermanentError, DnsTemporaryError, resolve_mx_ttl
@@ -52,6 +59,8 @@ Clock = Callable[[], dt.datetime]
 _RAW_BATCH = 32
 _RAW_BATCH_BYTES = 8 * 1024 * 1024
 _MX_CACHE_MAX_SECONDS = 3600.0  # an MX answer is reused for its TTL, at most this long
+# Bound on each database wait of the LISTEN connection and of stop(): a shutdown during an outage ends.
+_STOP_DB_TIMEOUT = 2.0
 
 
 @dataclass
@@ -111,13 +120,16 @@ class DeliveryService:
         self._stopping = False
         self._loop_task: asyncio.Task[None] | None = None
         self._listen_conn: Any = None
+        # Claimed recipients whose previous lease ended without an outcome (see the module docstring).
+        self._possible_duplicates: set[int] = set()
 
     # --- lifecycle ---
 
     async def start(self) -> None:
         self._stopping = False
-        await self._listen()
-        self._loop_task = asyncio.create_task(self._run(), name=f"delivery-{self.worker_id}")
+        with contextlib.suppress(Exception):
+            await self._listen()  # else the first round of the loop tries again
+        self._loop_task = supervise.spawn(f"delivery-{self.worker_id}", self._run())
         log.info("delivery worker %s started (mode %s)", self.worker_id, self.dcfg.mode)
 
     async def stop(self, grace_seconds: float = 10.0) -> None:
@@ -125,10 +137,10 @@ class DeliveryService:
         self._stopping = True
         self._wake.set()
         if self._loop_task is not None:
-            self._loop_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._loop_task
-            self._loop_task = None
+            task, self._loop_task = self._loop_task, None
+            task.cancel()
+            # Bounded: cancelled mid-statement on a stalled server, asyncpg waits for the server.
+            await asyncio.wait({task}, timeout=_STOP_DB_TIMEOUT)
         if self._tasks:
             _, pending = await asyncio.wait(set(self._tasks), timeout=max(grace_seconds, 0))
             for t in pending:
@@ -137,31 +149,32 @@ class DeliveryService:
                 await asyncio.wait(pending, timeout=5)
         try:
             # Whatever is still leased to us (cancelled mid-delivery) is due again now, for any node.
-            released = await queue.release(self.pool, self.worker_id, now=self._now())
+            # Bounded: a shutdown during a database outage must end (the leases expire instead).
+            released = await within(_STOP_DB_TIMEOUT, queue.release(self.pool, self.worker_id, now=self._now()))
             if released:
                 log.info("released %d unfinished recipients", released)
-        except Exception:
-            log.exception("cannot release leases; they expire in %ss", self.dcfg.lease_seconds)
+        except Exception as e:
+            log.warning("cannot release leases (%s); they expire in %ss", type(e).__name__,
+                        self.dcfg.lease_seconds)
         await self._release_listen_conn()
 
     async def _listen(self) -> None:
         """LISTEN on a connection of our own (held from the pool for the service's lifetime)."""
         try:
-            self._listen_conn = await self.pool.acquire(timeout=5)
+            self._listen_conn = await self.pool.acquire(timeout=_STOP_DB_TIMEOUT)
             await self._listen_conn.add_listener(NOTIFY_CHANNEL, self._on_notify)
-        except Exception as e:
-            # The poll is the safety net: delivery works without LISTEN, only later.
-            log.warning("cannot LISTEN on %s (%s); relying on polling", NOTIFY_CHANNEL, e)
+        except BaseException:
             await self._release_listen_conn()
+            raise
 
     async def _release_listen_conn(self) -> None:
         conn, self._listen_conn = self._listen_conn, None
         if conn is None:
             return
         with contextlib.suppress(Exception):
-            await conn.remove_listener(NOTIFY_CHANNEL, self._on_notify)
+            await within(_STOP_DB_TIMEOUT, conn.remove_listener(NOTIFY_CHANNEL, self._on_notify))
         with contextlib.suppress(Exception):
-            await self.pool.release(conn)
+            await within(_STOP_DB_TIMEOUT, self.pool.release(conn))
 
     def _on_notify(self, *_: Any) -> None:
         self._wake.set()
@@ -172,35 +185,36 @@ class DeliveryService:
     # --- the claim loop ---
 
     async def _run(self) -> None:
-        while not self._stopping:
-            if self._listen_conn is None or self._listen_conn.is_closed():
-                await self._release_listen_conn()
-                await self._listen()  # the database restarted or the connection broke
-            self._wake.clear()
-            claimed = 0
-            try:
-                if len(self._tasks) < self.dcfg.concurrency:
-                    claimed = await self._claim_and_dispatch()
-            except Exception:
-                log.exception("claiming failed; retrying shortly")
-                await self._sleep(min(1.0, self.dcfg.poll_interval_seconds))
-                continue
-            if claimed >= self.dcfg.batch_size and len(self._tasks) < self.dcfg.concurrency:
-                continue  # more may be waiting
-            timeout = self.dcfg.poll_interval_seconds
-            if len(self._tasks) < self.dcfg.concurrency:
-                try:
-                    due_in = await queue.seconds_until_next_due(self.pool, now=self._now())
-                except Exception:
-                    due_in = None
-                if due_in is not None:
-                    # Overdue rows we could not claim are locked by another worker's claim right now.
-                    timeout = min(timeout, max(due_in, 0.05))
-            await self._sleep(timeout)
+        await supervise.keep_running("delivery", self._round, pause=self._sleep,
+                                     max_delay=min(supervise.MAX_DELAY, self.dcfg.poll_interval_seconds))
+
+    async def _round(self) -> float | None:
+        """Claim once; return how long to wait for a wake-up before the next round."""
+        if self._listen_conn is None or not db.is_alive(self._listen_conn):
+            # First round, or the connection died (a PostgreSQL restart): LISTEN anew. A failure
+            # fails the round, which the supervisor retries with backoff.
+            await self._release_listen_conn()
+            await self._listen()
+        self._wake.clear()
+        claimed = 0
+        if len(self._tasks) < self.dcfg.concurrency:
+            claimed = await self._claim_and_dispatch()
+        if claimed >= self.dcfg.batch_size and len(self._tasks) < self.dcfg.concurrency:
+            return None  # more may be waiting
+        timeout = self.dcfg.poll_interval_seconds
+        if len(self._tasks) < self.dcfg.concurrency:
+            due_in = await queue.seconds_until_next_due(self.pool, now=self._now())
+            if due_in is not None:
+                # Overdue rows we could not claim are locked by another worker's claim right now.
+                timeout = min(timeout, max(due_in, 0.05))
+        return timeout
 
     async def _sleep(self, seconds: float) -> None:
+        # asyncio.timeout, not wait_for: on 3.11 wait_for swallows a cancellation that arrives as
+        # the wake-up does (stop() does both), and the loop would sleep on instead of ending.
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), seconds)
+            async with asyncio.timeout(seconds):
+                await self._wake.wait()
 
     async def run_once(self) -> int:
         """Claim one batch and deliver it completely; return how many recipients were claimed."""
@@ -215,6 +229,7 @@ class DeliveryService:
         if not claimed:
             return 0
         metrics.QUEUE_CLAIMED.inc(len(claimed))
+        self._possible_duplicates.update(c.id for c in claimed if c.possible_duplicate)
         lifetime = self.dcfg.max_queue_lifetime_seconds
         too_old = [c for c in claimed if c.age_seconds >= lifetime]
         if too_old:
@@ -271,7 +286,10 @@ class DeliveryService:
         except asyncio.CancelledError:
             raise  # stop(): the leases are released there
         except Exception as e:
-            log.exception("delivery to %s failed unexpectedly", chunk.domain)
+            if is_unavailable(e):
+                HEALTH.unavailable(f"delivery to {chunk.domain}", e)
+            else:
+                log.exception("delivery to %s failed unexpectedly", chunk.domain)
             left = [r for j in chunk.jobs for r in j.recipients if r.id not in chunk.done]
             with contextlib.suppress(Exception):
                 # Never lose one: defer with the normal schedule (or the lease expires if this fails).
@@ -282,10 +300,15 @@ class DeliveryService:
                       claimed: Sequence[queue.Claimed] = ()) -> None:
         if not outcomes:
             return
+        for o in outcomes:
+            if o.recipient_id in self._possible_duplicates:
+                # The previous attempt's lease ended without an outcome: it may have delivered.
+                o.details["possible_duplicate"] = True
         result = await queue.record_outcomes(self.pool, self.worker_id, outcomes,
                                              self.dcfg.max_queue_lifetime_seconds, now=self._now())
         who = {r.id: r for r in claimed} | ({r.id: r for j in chunk.jobs for r in j.recipients} if chunk else {})
         for o in outcomes:
+            self._possible_duplicates.discard(o.recipient_id)
             if chunk is not None:
                 chunk.done.add(o.recipient_id)
             state = result.get(o.recipient_id)

@@ -23,12 +23,13 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .. import metrics
-from . import dashboard, email_logs, errors, manage, sandbox_api, send, stats, suppressions, templates_api
+from . import dashboard, email_logs, errors, manage, sandbox_api, send, stats, suppressions, templates_api, webhooks_api
 from .context import ApiContext
 
 log = logging.getLogger(__name__)
 
-MANAGE_PREFIXES = ("/api/accounts", "/api/domains", "/api/suppressions", "/api/email_logs", "/api/stats")
+MANAGE_PREFIXES = ("/api/accounts", "/api/domains", "/api/suppressions", "/api/email_logs", "/api/stats",
+                   "/api/webhooks")
 
 
 def is_management(path: str) -> bool:
@@ -181,6 +182,7 @@ def create_app(ctx: ApiContext) -> FastAPI:
     app.include_router(sandbox_api.router)
     for events_router in (suppressions.router, email_logs.router, stats.router):
         app.include_router(events_router)
+    app.include_router(webhooks_api.router)
     dashboard.install(app)  # the web dashboard under /dashboard (issue 15)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(errors.ApiError, _api_error)

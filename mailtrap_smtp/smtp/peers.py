@@ -15,6 +15,11 @@ The bucket is chosen with CRC-32, which, unlike `hash()`, is the same in every p
 whose entries are all in use cannot track one more key: that client is let in uncounted rather
 than refused for a stranger's traffic; with 4096 x 8 entries that takes thousands of concurrent
 clients.
+
+Each process also keeps, in a ledger of its own in the same shared memory, how many of each
+`PeerTable` entry's connections are its own, so that when one dies (kill -9, the OOM killer) the
+parent takes exactly its share out of the counts (`forget_process`) before starting its
+replacement; the connections of the other processes stay counted.
 """
 
 from __future__ import annotations
@@ -65,22 +70,50 @@ def brake_key(ip: str, public_id: str | None) -> str:
     return ip if public_id is None else f"{ip}/{public_id}"
 
 
-SharedState = tuple[tuple[Any, Any], tuple[Any, Any], tuple[Any, Any]]
+SharedState = tuple[tuple[Any, Any], tuple[Any, Any], tuple[Any, Any], Any]
 
 
-def shared_state() -> SharedState:
+def shared_state(processes: int = 1) -> SharedState:
     """The memory the tables use (live connections, AUTH failures, connection rate), created by the
-    parent of several processes and passed to each."""
-    return PeerTable.shared(), WindowTable.shared(), WindowTable.shared()
+    parent of several processes and passed to each; the fourth part is the per-process ledger of
+    `PeerTable` (one count per entry per process)."""
+    ledger = multiprocessing.get_context("spawn").RawArray("i", BUCKETS * WAYS * max(1, processes))
+    return PeerTable.shared(), WindowTable.shared(), WindowTable.shared(), ledger
+
+
+def forget_process(shared: SharedState, index: int) -> None:
+    """Take the connections that process `index` counted out of the shared counts (it died)."""
+    (memory, lock), _, _, ledger = shared
+    PeerTable((memory, lock), ledger=ledger, index=index).forget_own()
 
 
 class PeerTable:
     """Live connections per client IP."""
 
-    def __init__(self, shared: tuple[Any, Any] | None = None) -> None:
+    def __init__(self, shared: tuple[Any, Any] | None = None, *, ledger: Any = None, index: int = 0) -> None:
         memory, lock = shared if shared is not None else _shared(_ENTRY.size)
         self._memory = memoryview(memory).cast("B")
         self._lock = lock
+        # This process's share of each entry's count (see the module docstring), or None.
+        entries = BUCKETS * WAYS
+        self._own = memoryview(ledger).cast("B").cast("i")[index * entries:(index + 1) * entries] \
+            if ledger is not None else None
+
+    def _mine(self, off: int, delta: int) -> None:
+        if self._own is not None:
+            self._own[off // _ENTRY.size] += delta
+
+    def forget_own(self) -> None:
+        """Subtract this process's share from every entry and zero the share."""
+        if self._own is None:
+            return
+        with self._lock:
+            for entry, mine in enumerate(self._own):
+                if mine:
+                    off = entry * _ENTRY.size
+                    addr, count = _ENTRY.unpack_from(self._memory, off)
+                    _ENTRY.pack_into(self._memory, off, addr, max(0, count - mine))
+                    self._own[entry] = 0
 
     @staticmethod
     def shared() -> tuple[Any, Any]:
@@ -100,6 +133,7 @@ class PeerTable:
                     if count >= cap:
                         return Admission.REFUSED
                     _ENTRY.pack_into(mem, off, key, count + 1)
+                    self._mine(off, 1)
                     return Admission.COUNTED
                 if count <= 0 and free < 0:
                     free = off
@@ -108,6 +142,7 @@ class PeerTable:
             if free < 0:
                 return Admission.UNTRACKED
             _ENTRY.pack_into(mem, free, key, 1)
+            self._mine(free, 1)
             return Admission.COUNTED
 
     def _live(self, key: bytes) -> tuple[int, int]:
@@ -126,6 +161,7 @@ class PeerTable:
             off, count = self._live(key)
             if off >= 0:
                 _ENTRY.pack_into(self._memory, off, key, count - 1)
+                self._mine(off, -1)
 
     def count(self, ip: str) -> int:
         key = _key(ip)

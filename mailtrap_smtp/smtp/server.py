@@ -32,7 +32,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from .. import maillog, metrics, replies
+from .. import maillog, metrics, replies, supervise
 from ..auth import Authenticator, SessionSlots
 from ..config import Config
 from ..submission import Submission
@@ -65,7 +65,8 @@ class _AcceptLoop:
         self.sockets = [sock]
         self._on_socket = on_socket
         self._connections: set[asyncio.Task[None]] = set()  # the loop keeps only weak references
-        self._task = asyncio.get_running_loop().create_task(self._run())
+        # Watched: an accept loop that ended would leave the port silently unserved.
+        self._task = supervise.spawn("smtp accept loop", self._run())
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -118,11 +119,12 @@ class SmtpService:
         self.tls = TlsContexts(cfg)
         self.submission = Submission(pool, signer, hostname=cfg.server.hostname,
                                      require_approval=cfg.domains.require_approval,
-                                     grace_seconds=cfg.domains.grace_period_seconds)
+                                     grace_seconds=cfg.domains.grace_period_seconds,
+                                     statement_timeout=cfg.database.statement_timeout_seconds)
         self.authenticator = Authenticator(pool)
         self.slots = SessionSlots(pool, cfg.limits.connections_per_account)
         # Per-IP state shared with the other processes of this `serve` when it runs several (peers.py).
-        self.peers = PeerTable(shared[0] if shared else None)
+        self.peers = PeerTable(shared[0], ledger=shared[3], index=process_index) if shared else PeerTable()
         self.auth_failures = WindowTable(cfg.limits.auth_failures_per_ip, cfg.limits.auth_failure_window_seconds,
                                          shared[1] if shared else None)
         self.connection_rate = WindowTable(cfg.limits.connection_rate_per_ip, 60.0, shared[2] if shared else None)

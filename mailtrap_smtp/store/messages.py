@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
 import datetime as dt
 import json
 import logging
@@ -13,7 +12,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import asyncpg
+
 from ..events import SUPPRESSED_REASON, Event
+from .db import Unavailable
 from .types import Conn, Record
 
 NOTIFY_CHANNEL = "mailtrap_smtp_queue"
@@ -198,6 +200,7 @@ class _Waiting:
     msg: NewMessage
     period_start: dt.date
     future: asyncio.Future[None]
+    since: float = 0.0  # loop time of arrival
 
 
 class AcceptBatcher:
@@ -218,16 +221,22 @@ class AcceptBatcher:
     its batch write nothing. When an (account, period) group of a batch does not fit as a whole,
     its messages are retried one at a time in arrival order, so a refused large message never
     causes the refusal of a later one that fits (first come, first served).
+
+    Bounded waits (issue 9): each statement is bounded by the pool's server-side statement_timeout
+    (PostgreSQL aborts it: nothing is written); its callers get `Unavailable`. A message still
+    queued `max_wait` seconds after it arrived (behind a batch stuck on a lock) gets `Unavailable`
+    without being sent, so no caller waits longer than about twice the bound.
     """
 
     def __init__(self, pool: Conn, max_batch: int = 64, max_bytes: int = 32 * 1024 * 1024,
-                 gather_seconds: float = 0.002) -> None:
+                 gather_seconds: float = 0.002, max_wait: float = 0.0) -> None:
         if max_batch < 1 or max_bytes < 1:
             raise ValueError("max_batch and max_bytes must be at least 1")
         self._pool = pool
         self._max = max_batch
         self._max_bytes = max_bytes
         self._gather = gather_seconds
+        self._max_wait = max_wait
         self._expected = 0
         self._arrival = asyncio.Event()
         self._waiting: collections.deque[_Waiting] = collections.deque()
@@ -247,7 +256,7 @@ class AcceptBatcher:
         if self._closed:
             raise RuntimeError("AcceptBatcher is closed")
         loop = asyncio.get_running_loop()
-        waiting = _Waiting(msg, period_start, loop.create_future())
+        waiting = _Waiting(msg, period_start, loop.create_future(), loop.time())
         self._waiting.append(waiting)
         self._arrival.set()
         if self._task is None or self._task.done():
@@ -256,12 +265,17 @@ class AcceptBatcher:
         # once its batch is running, the outcome is decided by the database, as for a direct call.
         await waiting.future
 
-    async def close(self) -> None:
-        """Refuse new messages; wait for everything already queued to be decided."""
+    async def close(self, bound: float = 10.0) -> None:
+        """Refuse new messages; wait for everything already queued to be decided, at most `bound`
+        seconds (a database that stalls must not stall the shutdown: the callers left get "outcome
+        unknown", never a success)."""
         self._closed = True
         if self._task is not None:
-            with contextlib.suppress(Exception):
-                await self._task
+            task = self._task
+            await asyncio.wait({task}, timeout=bound)
+            if not task.done():
+                task.cancel()  # its callers are told "outcome unknown" (see _run)
+                await asyncio.wait({task}, timeout=1.0)
 
     async def _run(self) -> None:
         # No await between the emptiness check and returning: an `accept()` either sees this task
@@ -271,8 +285,12 @@ class AcceptBatcher:
                 await self._gather_expected()
                 batch: list[_Waiting] = []
                 size = 0
+                now = asyncio.get_running_loop().time()
                 while self._waiting and len(batch) < self._max:
                     waiting = self._waiting[0]
+                    if self._max_wait and now - waiting.since > self._max_wait:
+                        # Never sent, so certainly not stored: safe to answer with a temporary failure.
+                        _settle(waiting, Unavailable("the database did not take the message in time"))
                     if not waiting.future.done():
                         if batch and size + len(waiting.msg.raw) > self._max_bytes:
                             break
@@ -304,7 +322,7 @@ class AcceptBatcher:
         try:
             stored = await _store(self._pool, [(w.msg, w.period_start) for w in batch])
         except BaseException as e:
-            _fail(batch, e)
+            _fail(batch, _outcome_of(e))
             if not isinstance(e, Exception):
                 raise
             return
@@ -332,7 +350,7 @@ class AcceptBatcher:
             except QuotaExceeded:
                 ok = False
             except BaseException as e:
-                _fail([w], e)
+                _fail([w], _outcome_of(e))
                 if not isinstance(e, Exception):
                     _fail(retry, e)
                     raise
@@ -340,6 +358,13 @@ class AcceptBatcher:
             if not ok:
                 refused[group] = n
             _settle(w, None if ok else QuotaExceeded())
+
+
+def _outcome_of(e: BaseException) -> BaseException:
+    """statement_timeout: PostgreSQL aborted the statement, so it wrote nothing (a clear outcome)."""
+    if isinstance(e, asyncpg.QueryCanceledError):
+        return Unavailable(f"the database did not answer within the statement timeout ({e})")
+    return e
 
 
 def _settle(w: _Waiting, error: Exception | None) -> None:
@@ -396,10 +421,9 @@ class QueueNotifier:
                 return
             await asyncio.sleep(self._min_interval)
 
-    async def close(self) -> None:
+    async def close(self, bound: float = 5.0) -> None:
         if self._task is not None:
-            with contextlib.suppress(Exception):
-                await self._task
+            await asyncio.wait({self._task}, timeout=bound)
 
 
 async def get(conn: Conn, message_id: uuid.UUID) -> Record | None:

@@ -67,6 +67,9 @@ class OutboxEvent:
     category: str | None
     custom_variables: dict[str, Any] | None
     domain_name: str | None
+    # The id the send API returned for this recipient (email logs use it too); webhooks name the
+    # message by it so that an app can match an event to its send (COMPAT §5.2).
+    recipient_public_id: uuid.UUID | None = None
 
 
 @dataclass(frozen=True)
@@ -240,7 +243,7 @@ ids AS (
 ),
 page AS (
     SELECT e.xid::text::bigint AS pxid, e.id, e.event_id, e.type, e.account_id, e.domain_id, e.message_id,
-           e.recipient_id, e.details, e.created_at, r.rcpt, m.stream, m.category, m.custom_variables,
+           e.recipient_id, e.details, e.created_at, r.rcpt, r.public_id, m.stream, m.category, m.custom_variables,
            d.name AS domain_name
       FROM ids JOIN events e ON e.id = ids.id
       LEFT JOIN messages m ON m.id = e.message_id
@@ -249,7 +252,7 @@ page AS (
 )
 SELECT p.*, NULL::bigint AS hxid, NULL::bigint AS hid FROM page p
 UNION ALL
-SELECT NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+SELECT NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
        x.xid::text::bigint, x.id
   FROM (SELECT e.xid, e.id FROM h, events e WHERE e.xid < h.xmin ORDER BY e.xid DESC, e.id DESC LIMIT 1) x
 """
@@ -277,6 +280,7 @@ async def read(conn: Conn, after: Position, limit: int, flt: EventFilter = Event
             r["message_id"], r["recipient_id"], json.loads(r["details"]), r["created_at"], r["rcpt"],
             r["stream"], r["category"],
             json.loads(r["custom_variables"]) if r["custom_variables"] is not None else None, r["domain_name"],
+            r["public_id"],
         ))
     events.sort(key=lambda e: e.position)  # the joins after the LIMIT keep no order
     full = len(events) >= limit

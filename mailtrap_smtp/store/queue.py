@@ -56,6 +56,9 @@ class Claimed:
     domain_id: int | None
     age_seconds: float  # since acceptance or the last manual retry, by the clock used to claim
     size: int = 0       # of the raw message
+    # The previous lease ran out without an outcome (a worker died, or could not record what the
+    # remote end said): that attempt may have delivered, so this one may be a duplicate.
+    possible_duplicate: bool = False
 
 
 @dataclass
@@ -78,7 +81,7 @@ async def claim(conn: Conn, worker_id: str, limit: int, lease_seconds: float,
     """
     rows = await conn.fetch(
         """WITH due AS (
-                SELECT r.id FROM recipients r
+                SELECT r.id, r.leased_by IS NOT NULL AS lost FROM recipients r
                  WHERE r.state = 'queued' AND r.next_attempt_at <= COALESCE($1::timestamptz, now())
                  ORDER BY r.next_attempt_at
                  LIMIT $2
@@ -94,12 +97,12 @@ async def claim(conn: Conn, worker_id: str, limit: int, lease_seconds: float,
                         WHERE e.message_id = m.id AND e.type = 'manual_retry') b
              WHERE r.id = due.id AND m.id = r.message_id
          RETURNING r.id, r.message_id, r.rcpt, r.domain, r.attempts, m.mail_from, m.account_id,
-                   m.domain_id, m.size,
+                   m.domain_id, m.size, due.lost,
                    EXTRACT(EPOCH FROM (COALESCE($1::timestamptz, now()) - b.born))::float8 AS age""",
         now, limit, worker_id, float(lease_seconds),
     )
     return [Claimed(r["id"], r["message_id"], r["rcpt"], r["domain"], r["attempts"], r["mail_from"],
-                    r["account_id"], r["domain_id"], r["age"], r["size"]) for r in rows]
+                    r["account_id"], r["domain_id"], r["age"], r["size"], r["lost"]) for r in rows]
 
 
 async def message_raw(conn: Conn, message_id: uuid.UUID) -> bytes | None:
@@ -376,8 +379,16 @@ class _transaction:
         if hasattr(conn, "acquire") and not hasattr(conn, "transaction"):
             self._acquired = conn.acquire()
             conn = await self._acquired.__aenter__()
-        self._tx = conn.transaction()
-        await self._tx.__aenter__()
+        try:
+            self._tx = conn.transaction()
+            await self._tx.__aenter__()
+        except BaseException as e:
+            # BEGIN failed or was cancelled: __aexit__ will not run, so give the connection back
+            # here (asyncpg's pool rolls back or replaces it), or the pool loses it for good.
+            if self._acquired is not None:
+                acquired, self._acquired = self._acquired, None
+                await acquired.__aexit__(type(e), e, e.__traceback__)
+            raise
         return conn
 
     async def __aexit__(self, *exc: Any) -> None:
