@@ -81,7 +81,22 @@ def _api_instructions(cfg: Config, token: str) -> list[str]:
     ]
 
 
-def _instructions(cfg: Config, token: str) -> str:
+def _dashboard_instructions(cfg: Config, admin_token: str) -> list[str]:
+    api = cfg.http.listeners[0]
+    host = f"[{api.address}]" if ":" in api.address else api.address
+    return [
+        "The dashboard (your browser warns about the development certificate) is at",
+        "",
+        f"    https://{host}:{api.port}/dashboard/",
+        "",
+        "Log in with this admin token of the demo account (also shown once; keep it apart from the send token):",
+        "",
+        f"    {admin_token}",
+        "",
+    ]
+
+
+def _instructions(cfg: Config, token: str, admin_token: str | None) -> str:
     starttls = next((x for x in cfg.smtp.listeners if x.mode == "starttls"), None)
     implicit = next((x for x in cfg.smtp.listeners if x.mode == "implicit"), None)
     lines = [
@@ -119,6 +134,8 @@ def _instructions(cfg: Config, token: str) -> str:
         lines.append(f"Implicit TLS (like port 465) listens on {implicit.address}:{implicit.port}.")
     if cfg.http.listeners:
         lines += _api_instructions(cfg, token)
+        if admin_token is not None:
+            lines += _dashboard_instructions(cfg, admin_token)
     lines += [
         f"Delivery mode is '{cfg.delivery.mode}'"
         + (": nothing leaves this machine; accepted mail is written to "
@@ -143,9 +160,18 @@ async def ensure_demo(cfg: Config, pool: Any) -> str | None:
     return (await credentials.issue(pool, DEMO_ACCOUNT, ["transactional"], name="demo")).token
 
 
-def report(cfg: Config, token: str | None) -> str:
-    """What `dev-setup` prints: how to send with the new token, or that the demo account exists."""
+async def dashboard_token(pool: Any) -> str:
+    """An admin token of the demo account (both streams, every domain), to log in to the dashboard."""
+    from .core import credentials
+
+    issued = await credentials.issue(pool, DEMO_ACCOUNT, ["transactional", "bulk"], level="admin", name="dashboard")
+    return issued.token
+
+
+def report(cfg: Config, token: str | None, admin_token: str | None = None) -> str:
+    """What `dev-setup` prints: how to send with the new token (and where the dashboard is, with its
+    admin token), or that the demo account exists."""
     if token is not None:
-        return _instructions(cfg, token)
+        return _instructions(cfg, token, admin_token)
     return (f"demo account exists (its token was printed on first run; make another with "
             f"`mailtrap-smtp credential create {DEMO_ACCOUNT} --stream transactional`)")

@@ -1,7 +1,7 @@
 """The `mailtrap-smtp` command line: serve, migrate, check-config and the admin commands.
 
 One module per command group (`service`, `account`, `domain`, `credential`, `template`, `inbox`,
-`dkim`, `queue`, `webhook`, `suppression`, `logs`, `stats`); each translates arguments into a use
+`dkim`, `queue`, `webhook`, `suppression`, `logs`, `stats`, `dashboard`); each translates arguments into a use
 case call and its answer into output, and decides nothing itself.
 Errors a user can cause are one line on stderr and a non-zero exit status (2 for configuration
 and usage problems, 1 for refused operations); tracebacks are for bugs only.
@@ -19,6 +19,7 @@ from .. import config as config_mod
 from ..core.refusal import Refused
 from . import account, credential, dkim, domain, inbox, logs, queue, service, stats, suppression, template, webhook
 from .common import EXIT_CONFIG, EXIT_ERROR, CliError, Parsers
+from .dashboard import register as register_dashboard
 
 __all__ = ["build_parser", "main"]
 
@@ -41,7 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     # The order of `--help`.
     for register in (service.register, account.register, domain.register, credential.register, template.register,
                      inbox.register, dkim.register, queue.register, webhook.register, suppression.register,
-                     logs.register, stats.register, service.register_dev_setup):
+                     logs.register, stats.register, register_dashboard, service.register_dev_setup):
         register(sub, parsers)
     return p
 

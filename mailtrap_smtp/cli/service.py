@@ -61,7 +61,9 @@ def cmd_dev_setup(cfg: config_mod.Config, args: argparse.Namespace) -> int:
         print(f"created a development TLS certificate: {cfg.path(cfg.tls.cert_file)}")
 
     async def demo(pool: Any) -> int:
-        print(devsetup.report(cfg, await devsetup.ensure_demo(cfg, pool)))
+        token = await devsetup.ensure_demo(cfg, pool)
+        admin = await devsetup.dashboard_token(pool) if token is not None and cfg.http.listeners else None
+        print(devsetup.report(cfg, token, admin))
         return 0
 
     return run_with_pool(cfg, demo)

@@ -25,6 +25,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .. import metrics
 from . import (
+    dashboard,
     email_logs,
     errors,
     manage,
@@ -196,6 +197,7 @@ def create_app(ctx: ApiContext) -> FastAPI:
         app.include_router(events_router)
     app.include_router(webhooks_api.router)
     app.include_router(unsubscribe.router)
+    dashboard.install(app)  # the web dashboard under /dashboard (issue 15)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(errors.ApiError, _api_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
