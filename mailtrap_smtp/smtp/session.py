@@ -355,7 +355,7 @@ class Session:
         except (_Close, ConnectionError, OSError):
             raise
         except Exception:
-            # handle_exception: internals go to the log, the client gets one fixed line.
+            # An unexpected failure: internals go to the log, the client gets one fixed transient reply.
             log.exception("SMTP command failed")
             await self.error(replies.TEMPORARY_FAILURE)
 
