@@ -110,7 +110,7 @@ async def message_raw(conn: Conn, message_id: uuid.UUID) -> bytes | None:
     return raw
 
 
-async def message_raws(conn: Conn, message_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, bytes]:
+async def raw_messages(conn: Conn, message_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, bytes]:
     """The raw bytes of several messages in one round trip (a missing id was deleted meanwhile)."""
     rows = await conn.fetch("SELECT id, raw FROM messages WHERE id = ANY($1::uuid[])", list(message_ids))
     return {r["id"]: r["raw"] for r in rows}
