@@ -12,11 +12,16 @@ import os
 import signal
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import dkim, dnsresolve, supervise
 from .config import Config
 from .store.db import Database
+
+if TYPE_CHECKING:
+    from .smtp.peers import SharedState
+    from .smtp.server import SmtpService
+    from .submission import Signer
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +39,24 @@ DEATHS_WINDOW = 60.0
 # After SIGTERM, how much longer than server.shutdown_grace_seconds the processes get before SIGKILL:
 # their own stop is bounded (database waits of a few seconds each), this is the backstop.
 STOP_BOUND = 20.0
+
+
+def smtp_service(cfg: Config, pool: Any, *, signer: Signer, process_index: int = 0,
+                 port_override: int | None = None, shared: SharedState | None = None) -> SmtpService:
+    """The SMTP front door wired to its use cases: submission, authentication, session slots."""
+    from .auth import Authenticator, SessionSlots
+    from .list_unsubscribe import ListUnsubscribe
+    from .smtp.server import SmtpService
+    from .submission import Submission
+
+    submission = Submission(pool, signer, hostname=cfg.server.hostname,
+                            require_approval=cfg.domains.require_approval,
+                            grace_seconds=cfg.domains.grace_period_seconds,
+                            statement_timeout=cfg.database.statement_timeout_seconds,
+                            list_unsubscribe=ListUnsubscribe(cfg))
+    return SmtpService(cfg, submission=submission, authenticator=Authenticator(pool),
+                       slots=SessionSlots(pool, cfg.limits.connections_per_account),
+                       process_index=process_index, port_override=port_override, shared=shared)
 
 
 class Service:
@@ -63,15 +86,14 @@ class Service:
         from .delivery.worker import DeliveryService
         from .domainops import DomainRechecker
         from .signing import KeyStore
-        from .smtp.server import SmtpService
 
         cfg = self.cfg
         pool = await self.db.open(migrate_schema=self.process_index == 0)
         resolver = dnsresolve.make_resolver(cfg.dns.nameservers, cfg.dns.timeout_seconds)
         kek = dkim.load_or_create_kek(cfg.kek_path)
         if self.role in ("all", "smtp"):
-            self.smtp = SmtpService(cfg, pool, signer=KeyStore(pool, kek), process_index=self.process_index,
-                                    shared=self._shared)
+            self.smtp = smtp_service(cfg, pool, signer=KeyStore(pool, kek), process_index=self.process_index,
+                                     shared=self._shared)
             self._parts.append(self.smtp)
         if self.role in ("all", "http") and cfg.http.listeners:
             from .http.server import HttpService

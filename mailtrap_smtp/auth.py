@@ -344,7 +344,7 @@ class SessionSlots:
                 return
             try:
                 # Unlock before handing the connection back to the pool, where it lives on.
-                await within(self.CLOSE_TIMEOUT, conn.execute("SELECT pg_advisory_unlock_all()"))
+                await within(self.CLOSE_TIMEOUT, smtp_limits.unlock_all(conn))
             except Exception:
                 # Unknown lock state (or the database is gone): the connection must not go back
                 # to the pool holding locks; terminated, it gives them all up.

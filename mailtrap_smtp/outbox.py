@@ -186,7 +186,7 @@ class TransactionalConsumer(abc.ABC):
 
 async def notify(conn: Conn) -> None:
     """Wake the runners of every node now (e.g. after a webhook was created or replayed)."""
-    await conn.execute("SELECT pg_notify($1, '')", NOTIFY_CHANNEL)
+    await store.notify(conn, NOTIFY_CHANNEL)
 
 
 class OutboxRunner:

@@ -271,7 +271,7 @@ class Submission:
             nonlocal settled
             if not settled:
                 settled = True
-                self._batcher.arrived()
+                self._batcher.stop_expecting()
 
         try:
             raw = await read()
@@ -296,7 +296,7 @@ class Submission:
         header_from, from_domain = await self._header_from(principal, parsed)
         key = idempotency_key(parsed)
         if key is None:
-            return await self._store(principal, envelope, parsed, header_from, from_domain, handed_over)
+            return await self._sign_and_store(principal, envelope, parsed, header_from, from_domain, handed_over)
         # X-Idempotency-Key: the first message with the key is accepted, a repeat within 24 h gets its
         # answer again and nothing is stored or charged (`idempotency.py`). SMTP keys are apart from
         # the API's `Idempotency-Key` (whose kept answer is an HTTP response).
@@ -310,7 +310,7 @@ class Submission:
         if claimed.claim is idempotency.Claim.IN_FLIGHT:
             raise Rejected(Outcome.IDEMPOTENCY_IN_FLIGHT)
         try:
-            accepted = await self._store(principal, envelope, parsed, header_from, from_domain, handed_over)
+            accepted = await self._sign_and_store(principal, envelope, parsed, header_from, from_domain, handed_over)
         except Rejected as r:
             # Refusals are not kept: the same message, fixed (or once the quota allows), may be sent
             # with the same key.
@@ -327,7 +327,7 @@ class Submission:
             log.warning("idempotency key not recorded", exc_info=True)
         return accepted
 
-    async def _store(self, principal: Principal, envelope: Envelope, parsed: ParsedHeader, header_from: str,
+    async def _sign_and_store(self, principal: Principal, envelope: Envelope, parsed: ParsedHeader, header_from: str,
                      from_domain: str, handed_over: Callable[[], None]) -> Accepted:
         """Sign the message and store it with its recipients, quota charge and event (one statement)."""
         msg_id = uuid.uuid4()

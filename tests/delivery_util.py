@@ -72,6 +72,12 @@ async def rows(pool: asyncpg.Pool[Any], message_id: uuid.UUID) -> dict[str, Any]
     return {r["rcpt"]: r for r in await messages.recipients_of(pool, message_id)}
 
 
+async def state_counts(pool: asyncpg.Pool[Any]) -> dict[str, int]:
+    """Recipients per state, over every message."""
+    rows = await pool.fetch("SELECT state, count(*) AS n FROM recipients GROUP BY state")
+    return {r["state"]: r["n"] for r in rows}
+
+
 async def event_list(pool: asyncpg.Pool[Any], message_id: uuid.UUID) -> list[tuple[str, str | None, Any]]:
     import json
 

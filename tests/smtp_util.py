@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from mailtrap_smtp import tokens
+from mailtrap_smtp.app import smtp_service
 from mailtrap_smtp.signing import KeyStore
 from mailtrap_smtp.smtp.server import SmtpService
 from mailtrap_smtp.store import accounts, credentials, domains
@@ -115,7 +116,7 @@ async def smtp_factory(pool: Any, make_config: Any, client_ssl_context: ssl.SSLC
         cfg = make_config(**smtp_sections(smtp, proxy=proxy, **sections))
         acct = await create_account(pool, **(account or {}))
         signer = signer or KeyStore(pool, kek or os.urandom(32))
-        svc = SmtpService(cfg, pool, signer=signer, process_index=0, port_override=0)
+        svc = smtp_service(cfg, pool, signer=signer, process_index=0, port_override=0)
         await svc.start()
         services.append(svc)
         env = Env(svc, pool, cfg, acct, client_ssl_context)
@@ -236,7 +237,7 @@ async def _serve_main(config_path: str) -> None:
 
     cfg = config_mod.load(config_path, environ={})
     pool = await store_db.create_pool(cfg.database.dsn, min_size=1, max_size=10)
-    svc = SmtpService(cfg, pool, signer=KeyStore(pool, os.urandom(32)), port_override=0)
+    svc = smtp_service(cfg, pool, signer=KeyStore(pool, os.urandom(32)), port_override=0)
     await svc.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

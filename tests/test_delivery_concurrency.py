@@ -16,7 +16,7 @@ from mailtrap_smtp.delivery.worker import DeliveryService
 from mailtrap_smtp.dnsresolve import make_resolver
 from mailtrap_smtp.store import db as store_db
 from mailtrap_smtp.store import queue
-from tests.delivery_util import FAST, enqueue, event_list, rows, states, wait_for
+from tests.delivery_util import FAST, enqueue, event_list, rows, state_counts, states, wait_for
 from tests.mx_sink import MxSink
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -39,7 +39,7 @@ async def test_two_services_deliver_each_recipient_exactly_once(make_config: Any
             await s.start()
 
         async def done() -> bool:
-            return (await queue.counts(pool)).get("queued", 0) == 0
+            return (await state_counts(pool)).get("queued", 0) == 0
 
         await wait_for(done, timeout=30)
     finally:
@@ -206,4 +206,4 @@ async def test_per_destination_concurrency_bounds_parallel_connections(
     assert sorted(started) == ["dest.test", "dest.test", "other.test"]
     sink.stall.clear()
     assert await task == 7
-    assert (await queue.counts(pool)) == {"delivered": 7}
+    assert (await state_counts(pool)) == {"delivered": 7}

@@ -282,9 +282,10 @@ async def test_admin_retry_and_bounce(make_config: Any, pool: asyncpg.Pool[Any],
     assert r["b@dest.test"]["attempts"] == 1 and r["c@dest.test"]["attempts"] == 1
     await svc.run_once()  # due now
     assert set((await states(pool, mid)).values()) == {"delivered"}
-    shown = await queue.show(pool, mid)
-    assert [x["attempts"] for x in shown] == [1, 2, 2]
-    assert [e["type"] for e in shown[1]["events"]] == ["bounce", "manual_retry", "delivery"]
+    r = await rows(pool, mid)
+    assert [r[a]["attempts"] for a in ("a@dest.test", "b@dest.test", "c@dest.test")] == [1, 2, 2]
+    assert [t for t, rcpt, _ in await event_list(pool, mid) if rcpt == "b@dest.test"] == [
+        "bounce", "manual_retry", "delivery"]
     # bounce: every queued recipient, with its event
     sink.data_reply = "451 4.3.0 later"
     mid2 = await enqueue(pool, ["x@dest.test", "y@dest.test"])

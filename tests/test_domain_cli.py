@@ -242,8 +242,8 @@ MESSAGE = (b"From: App <app@example.test>\r\nTo: someone@elsewhere.test\r\nSubje
 async def test_add_publish_verify_send_then_suspended_after_grace(
         make_config: Callable[..., Config], dns_server: TestDNSServer, tmp_path: Path, pool: Any,
         client_ssl_context: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    from mailtrap_smtp.app import smtp_service
     from mailtrap_smtp.signing import KeyStore
-    from mailtrap_smtp.smtp.server import SmtpService
 
     cfg = make_config(dns={"nameservers": [dns_server.address], "timeout_seconds": 1.0},
                       smtp={"listeners": [{"address": "127.0.0.1", "port": 1, "mode": "starttls"}]})
@@ -267,7 +267,7 @@ async def test_add_publish_verify_send_then_suspended_after_grace(
         ("ownership", "dkim:mt1", "spf", "dmarc"), "pass")
 
     kek = dkim.load_or_create_kek(cfg.kek_path)  # the same key file the CLI created
-    service = SmtpService(cfg, pool, signer=KeyStore(pool, kek), process_index=0, port_override=0)
+    service = smtp_service(cfg, pool, signer=KeyStore(pool, kek), process_index=0, port_override=0)
     await service.start()
     try:
         port = service.listeners[0].port

@@ -18,10 +18,10 @@ import dkim as dkimpy
 import pytest
 
 from mailtrap_smtp import cli, domainops, tokens
+from mailtrap_smtp.app import smtp_service
 from mailtrap_smtp.delivery.worker import DeliveryService
 from mailtrap_smtp.dnsresolve import make_resolver
 from mailtrap_smtp.signing import KeyStore
-from mailtrap_smtp.smtp.server import SmtpService
 from mailtrap_smtp.store import accounts, credentials
 from tests.delivery_util import FAST
 from tests.domain_util import dnsfunc_for
@@ -45,7 +45,7 @@ async def test_accepted_over_smtp_arrives_signed_at_the_mx_from_dns(
     dns_server.add("dest.test", "MX", "10 mx.dest.test.")
     dns_server.add("mx.dest.test", "A", "127.0.0.1")
 
-    smtp = SmtpService(cfg, pool, signer=KeyStore(pool, kek), process_index=0, port_override=0)
+    smtp = smtp_service(cfg, pool, signer=KeyStore(pool, kek), process_index=0, port_override=0)
     delivery = DeliveryService(cfg, pool, make_resolver(cfg.dns.nameservers, 2.0))
     await smtp.start()
     await delivery.start()

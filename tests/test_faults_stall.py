@@ -12,8 +12,8 @@ from typing import Any
 import asyncpg
 import pytest
 
+from mailtrap_smtp.app import smtp_service
 from mailtrap_smtp.signing import KeyStore
-from mailtrap_smtp.smtp.server import SmtpService
 from mailtrap_smtp.store import db as store_db
 from tests import faults_support
 from tests.faults_support import OwnPostgres, start_serve, wait_listening, write_config
@@ -41,7 +41,7 @@ async def test_locked_messages_table_gets_451_within_the_bound_and_stores_nothin
     acct = await create_account(pool)
     svc_pool = await store_db.create_pool(db_dsn, min_size=1, max_size=5,
                                           statement_timeout=cfg.database.statement_timeout_seconds)
-    svc = SmtpService(cfg, svc_pool, signer=KeyStore(svc_pool, os.urandom(32)), port_override=0)
+    svc = smtp_service(cfg, svc_pool, signer=KeyStore(svc_pool, os.urandom(32)), port_override=0)
     await svc.start()
     locker = await asyncpg.connect(db_dsn)
     lock = locker.transaction()

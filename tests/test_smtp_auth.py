@@ -10,8 +10,8 @@ import aiosmtplib
 import pytest
 
 from mailtrap_smtp import tokens
+from mailtrap_smtp.app import smtp_service
 from mailtrap_smtp.signing import KeyStore
-from mailtrap_smtp.smtp.server import SmtpService
 from mailtrap_smtp.store import credentials, smtp_limits
 from mailtrap_smtp.store import db as store_db
 from tests.smtp_util import Env, RawClient, create_account, reply_line, smtp_sections, use_quota
@@ -261,7 +261,7 @@ async def test_database_unreachable_gives_454(make_config, db_dsn, pool, client_
     await create_account(pool)
     cfg = make_config(**smtp_sections())
     broken = await store_db.create_pool(db_dsn, min_size=1, max_size=2)
-    svc = SmtpService(cfg, broken, signer=KeyStore(broken, os.urandom(32)), port_override=0)
+    svc = smtp_service(cfg, broken, signer=KeyStore(broken, os.urandom(32)), port_override=0)
     await svc.start()
     try:
         await broken.close()

@@ -108,12 +108,12 @@ async def test_listeners_share_ports_with_reuse_port(smtp: Env) -> None:
     import dataclasses
     import os as _os
 
+    from mailtrap_smtp.app import smtp_service
     from mailtrap_smtp.signing import KeyStore
-    from mailtrap_smtp.smtp.server import SmtpService
 
     # The twin has only the STARTTLS listener (port_override applies to every listener).
     cfg = dataclasses.replace(smtp.cfg, smtp=dataclasses.replace(smtp.cfg.smtp, listeners=smtp.cfg.smtp.listeners[:1]))
-    twin = SmtpService(cfg, smtp.pool, signer=KeyStore(smtp.pool, _os.urandom(32)), process_index=1,
+    twin = smtp_service(cfg, smtp.pool, signer=KeyStore(smtp.pool, _os.urandom(32)), process_index=1,
                        port_override=smtp.port)
     await twin.start()
     try:

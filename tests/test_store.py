@@ -134,13 +134,13 @@ async def test_accept_is_all_or_nothing(pool: asyncpg.Pool[Any]) -> None:
 def _spy_batches(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """Record the size of every statement the batcher runs."""
     sizes: list[int] = []
-    real = messages._store
+    real = messages._insert_batch
 
     async def spy(conn: Any, batch: Any) -> set[uuid.UUID]:
         sizes.append(len(batch))
         return await real(conn, batch)
 
-    monkeypatch.setattr(messages, "_store", spy)
+    monkeypatch.setattr(messages, "_insert_batch", spy)
     return sizes
 
 
@@ -301,12 +301,12 @@ async def test_batcher_waits_briefly_for_announced_messages(
     first = asyncio.create_task(batcher.accept(_msg(acct["id"], 1), period))
     await asyncio.sleep(0.05)  # the committer is waiting for the announced message...
     assert not first.done() and sizes == []
-    batcher.arrived()
+    batcher.stop_expecting()
     await batcher.accept(_msg(acct["id"], 1), period)  # ...which joins the same batch
     await first
     assert sizes == [2]
     batcher.expect()
-    batcher.arrived()  # an announcement withdrawn: nothing to wait for
+    batcher.stop_expecting()  # an announcement withdrawn: nothing to wait for
     await batcher.accept(_msg(acct["id"], 1), period)
     assert sizes == [2, 1]
     short = messages.AcceptBatcher(pool, gather_seconds=0.05)

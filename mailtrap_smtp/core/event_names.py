@@ -90,7 +90,7 @@ MAILTRAP_BOUNCE_CATEGORIES = frozenset({
 _DIAGNOSTIC_TYPE = re.compile(r"^\s*[A-Za-z][A-Za-z0-9-]*\s*;\s*")
 
 
-def _reply(details: dict[str, Any]) -> bounces.Reply:
+def _reply(details: dict[str, Any]) -> bounces.RemoteReply:
     text = str(details.get("reply") or details.get("reason") or "")
     return bounces.parse_line(_DIAGNOSTIC_TYPE.sub("", text, count=1))
 

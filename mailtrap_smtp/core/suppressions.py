@@ -116,7 +116,7 @@ def _dedupe(entries: Sequence[Entry]) -> list[store.NewSuppression]:
     return out
 
 
-async def _store(conn: Conn, account_id: int, items: list[store.NewSuppression]) -> list[dict[str, Any]]:
+async def _insert(conn: Conn, account_id: int, items: list[store.NewSuppression]) -> list[dict[str, Any]]:
     mine = {int(r["id"]) for r in await domains_store.list_all(conn, account_id)}
     foreign = sorted({i.domain_id for i in items} - mine)
     if foreign:
@@ -131,7 +131,7 @@ async def add(conn: Conn, account_id: int, entries: Sequence[Entry]) -> list[dic
     """
     if not entries:
         raise Invalid({"base": ["no suppressions given"]})
-    return await _store(conn, account_id, _validate(entries))
+    return await _insert(conn, account_id, _validate(entries))
 
 
 async def add_one(conn: Conn, account_id: int, entry: Entry) -> dict[str, Any]:
@@ -166,7 +166,7 @@ async def import_csv(conn: Conn, account_id: int, text: str, *, domain_id: int, 
         errors.update({f"line {i + 1}: {k}": v for k, v in _check(e, None).items()})
     if errors:
         raise Invalid(errors)
-    return await _store(conn, account_id, _dedupe(entries))
+    return await _insert(conn, account_id, _dedupe(entries))
 
 
 async def search(conn: Conn, account_id: int, *, email: str | None = None, start_time: dt.datetime | None = None,

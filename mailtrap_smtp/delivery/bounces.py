@@ -51,7 +51,9 @@ _SIZE = re.compile(r"too (big|large)|size limit|exceeds.*size|message size", re.
 
 
 @dataclass(frozen=True)
-class Reply:
+class RemoteReply:
+    """A reply from a remote server (or, code 0, our own words for a failure before any reply)."""
+
     code: int          # basic reply code; 0 when there was no reply (network, DNS, local)
     enhanced: str | None
     text: str
@@ -60,15 +62,15 @@ class Reply:
         return f"{self.code} {self.text}" if self.code else self.text
 
 
-def parse(code: int, message: str) -> Reply:
+def parse(code: int, message: str) -> RemoteReply:
     """A reply from its code and text (the text may or may not start with the enhanced code)."""
     text = " ".join(line.strip() for line in message.splitlines() if line.strip())
     m = _ENHANCED.match(text)
     enhanced = f"{m.group(1)}.{int(m.group(2))}.{int(m.group(3))}" if m else None
-    return Reply(code, enhanced, text)
+    return RemoteReply(code, enhanced, text)
 
 
-def parse_line(line: str) -> Reply:
+def parse_line(line: str) -> RemoteReply:
     """A reply from a whole reply line such as "550 5.1.1 No such user"."""
     m = _BASIC.match(line)
     if not m:
@@ -76,7 +78,7 @@ def parse_line(line: str) -> Reply:
     return parse(int(line[:3]), line[3:].lstrip(" -"))
 
 
-def classify(reply: Reply) -> str:
+def classify(reply: RemoteReply) -> str:
     """The bounce (or deferral) category of a reply; see the module docstring."""
     enh, text, code = reply.enhanced, reply.text, reply.code
     if enh:

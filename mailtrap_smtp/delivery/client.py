@@ -145,8 +145,11 @@ def _reply_text(code: int, message: str) -> str:
 
 
 @dataclass
-class Session:
-    """An open, greeted (and, when offered, encrypted) SMTP connection."""
+class RemoteSession:
+    """An open, greeted (and, when offered, encrypted) SMTP connection to a remote MX.
+
+    The outbound side; a client's session with us is `smtp.session.Session`.
+    """
 
     smtp: aiosmtplib.SMTP
     target: Target
@@ -283,7 +286,7 @@ def _describe(e: BaseException) -> str:
 async def open_session(targets: list[Target], *, helo: str, require_tls: bool,
                        verify_context: ssl.SSLContext | None, connect_timeout: float,
                        command_timeout: float, tls_context: ssl.SSLContext | None = None,
-                       check_peer: Callable[[Target, Any], str | None] | None = None) -> Session:
+                       check_peer: Callable[[Target, Any], str | None] | None = None) -> RemoteSession:
     """Connect to the first target that works, in order (RFC 5321 §5.1: MX order, then addresses).
 
     `tls_context` replaces the context the rules above choose, and `check_peer(target, ssl_object)`
@@ -327,7 +330,7 @@ async def open_session(targets: list[Target], *, helo: str, require_tls: bool,
                     category = bounces.TLS_REQUIRED
                     smtp.close()
                     break
-                return Session(smtp, t, tls_version)
+                return RemoteSession(smtp, t, tls_version)
             except _TlsFailed as e:
                 smtp.close()
                 last = f"TLS handshake with {t.name} [{t.address}] failed: {e}"

@@ -160,7 +160,7 @@ class PolicyCache:
             return None, f"policy fetch failed: {e}"
         policy = Policy(fetched.mode, fetched.mx, fetched.max_age, sts_id)
         self._remember(domain, policy, policy.max_age)
-        await self._store(domain, policy)
+        await self._persist(domain, policy)
         return policy, "fetched"
 
     def _remember(self, domain: str, policy: Policy, seconds: float) -> _Entry:
@@ -183,7 +183,7 @@ class PolicyCache:
         policy = Policy(row["mode"], tuple(row["mx"]), int(row["max_age"]), row["policy_id"])
         return self._remember(domain, policy, max(left, 0.0))
 
-    async def _store(self, domain: str, policy: Policy) -> None:
+    async def _persist(self, domain: str, policy: Policy) -> None:
         if self.pool is None:
             return
         try:

@@ -57,12 +57,12 @@ class Plan:
 class TlsPolicy:
     def __init__(self, cfg: Config, resolver: dns.asyncresolver.Resolver, *,
                  verify_context: ssl.SSLContext | None, https_port: int = 443, pool: Any = None) -> None:
-        self.dcfg = cfg.delivery
+        self.delivery_cfg = cfg.delivery
         self.resolver = resolver
         self.verify_context = verify_context or client.verifying_context()
         self._dane_resolver: dns.asyncresolver.Resolver | None = None  # made on first use, if dane is on
         self.mta_sts = mtasts.PolicyCache(resolver, self.verify_context, port=https_port, pool=pool,
-                                          timeout=min(self.dcfg.connect_timeout_seconds, 30.0))
+                                          timeout=min(self.delivery_cfg.connect_timeout_seconds, 30.0))
 
     async def plan(self, domain: str, targets: list[client.Target], *, require_tls: bool,
                    routed: bool) -> Plan:
@@ -70,9 +70,9 @@ class TlsPolicy:
         if routed or not targets:
             return Plan([Attempt(targets, base, require_tls)])
         info: dict[str, Any] = {}
-        per_host = await self._dane(domain, targets, info) if self.dcfg.dane else {}
+        per_host = await self._dane(domain, targets, info) if self.delivery_cfg.dane else {}
         policy: mtasts.Policy | None = None
-        if self.dcfg.mta_sts:
+        if self.delivery_cfg.mta_sts:
             policy, note = await self.mta_sts.policy(domain)
             if policy is not None and policy.mode != "none":
                 info.update(mode=policy.mode, note=note)
@@ -118,7 +118,7 @@ class TlsPolicy:
         return out
 
     async def open(self, plan: Plan, *, helo: str, connect_timeout: float,
-                   command_timeout: float) -> client.Session:
+                   command_timeout: float) -> client.RemoteSession:
         """The first session any attempt gives, its `tls_policy` filled in; ConnectFailed if none."""
         if plan.refusal:
             err = client.ConnectFailed(plan.refusal, bounces.TLS_REQUIRED)
@@ -173,7 +173,7 @@ def _refuse(reason: str) -> Callable[[client.Target, Any], str | None]:
     return lambda _t, _s: f"DANE: {reason}"
 
 
-def _outcome(plan: Plan, attempt: Attempt, session: client.Session,
+def _outcome(plan: Plan, attempt: Attempt, session: client.RemoteSession,
              failed: client.ConnectFailed | None) -> dict[str, Any]:
     out: dict[str, Any] = {"policy": attempt.policy if session.tls_version else "none",
                            "version": session.tls_version, **plan.info}

@@ -95,23 +95,23 @@ class DeliveryService:
                  rng: random.Random | None = None) -> None:
         self.cfg = cfg
         maillog.configure(cfg.maillog.format)
-        self.dcfg = cfg.delivery
+        self.delivery_cfg = cfg.delivery
         self.pool = pool
         self.resolver = resolver
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.clock = clock
         # Port for hosts found through MX records; 25 except in staging and tests (routes carry their own).
-        self.mx_port = mx_port if mx_port is not None else self.dcfg.mx_port
-        ca_file = self.dcfg.tls_ca_file
+        self.mx_port = mx_port if mx_port is not None else self.delivery_cfg.mx_port
+        ca_file = self.delivery_cfg.tls_ca_file
         if tls_verify_context is None and ca_file:
             tls_verify_context = client.verifying_context(str(cfg.path(ca_file)))
         self.tls_verify_context = tls_verify_context
         self.rng = rng or random.Random()
         self.return_paths = ReturnPaths(cfg)
         self.tls_policy = TlsPolicy(cfg, resolver, verify_context=tls_verify_context, pool=pool)
-        self._routes = {k.lower().rstrip("."): v for k, v in self.dcfg.routes.items()}
-        self._require_tls_domains = [d.lower().rstrip(".") for d in self.dcfg.require_tls_domains]
-        self._global = asyncio.Semaphore(self.dcfg.concurrency)
+        self._routes = {k.lower().rstrip("."): v for k, v in self.delivery_cfg.routes.items()}
+        self._require_tls_domains = [d.lower().rstrip(".") for d in self.delivery_cfg.require_tls_domains]
+        self._global = asyncio.Semaphore(self.delivery_cfg.concurrency)
         self._per_dest: dict[str, asyncio.Semaphore] = {}
         self._per_dest_users: dict[str, int] = {}
         self._mx_cache: dict[str, tuple[float, list[client.Target]]] = {}
@@ -130,7 +130,7 @@ class DeliveryService:
         with contextlib.suppress(Exception):
             await self._listen()  # else the first round of the loop tries again
         self._loop_task = supervise.spawn(f"delivery-{self.worker_id}", self._run())
-        log.info("delivery worker %s started (mode %s)", self.worker_id, self.dcfg.mode)
+        log.info("delivery worker %s started (mode %s)", self.worker_id, self.delivery_cfg.mode)
 
     async def stop(self, grace_seconds: float = 10.0) -> None:
         """Stop claiming; let in-flight deliveries finish for up to `grace_seconds`; release the rest."""
@@ -155,7 +155,7 @@ class DeliveryService:
                 log.info("released %d unfinished recipients", released)
         except Exception as e:
             log.warning("cannot release leases (%s); they expire in %ss", type(e).__name__,
-                        self.dcfg.lease_seconds)
+                        self.delivery_cfg.lease_seconds)
         await self._release_listen_conn()
 
     async def _listen(self) -> None:
@@ -186,7 +186,7 @@ class DeliveryService:
 
     async def _run(self) -> None:
         await supervise.keep_running("delivery", self._round, pause=self._sleep,
-                                     max_delay=min(supervise.MAX_DELAY, self.dcfg.poll_interval_seconds))
+                                     max_delay=min(supervise.MAX_DELAY, self.delivery_cfg.poll_interval_seconds))
 
     async def _round(self) -> float | None:
         """Claim once; return how long to wait for a wake-up before the next round."""
@@ -197,12 +197,12 @@ class DeliveryService:
             await self._listen()
         self._wake.clear()
         claimed = 0
-        if len(self._tasks) < self.dcfg.concurrency:
+        if len(self._tasks) < self.delivery_cfg.concurrency:
             claimed = await self._claim_and_dispatch()
-        if claimed >= self.dcfg.batch_size and len(self._tasks) < self.dcfg.concurrency:
+        if claimed >= self.delivery_cfg.batch_size and len(self._tasks) < self.delivery_cfg.concurrency:
             return None  # more may be waiting
-        timeout = self.dcfg.poll_interval_seconds
-        if len(self._tasks) < self.dcfg.concurrency:
+        timeout = self.delivery_cfg.poll_interval_seconds
+        if len(self._tasks) < self.delivery_cfg.concurrency:
             due_in = await queue.seconds_until_next_due(self.pool, now=self._now())
             if due_in is not None:
                 # Overdue rows we could not claim are locked by another worker's claim right now.
@@ -224,13 +224,13 @@ class DeliveryService:
         return n
 
     async def _claim_and_dispatch(self) -> int:
-        claimed = await queue.claim(self.pool, self.worker_id, self.dcfg.batch_size,
-                                    self.dcfg.lease_seconds, now=self._now())
+        claimed = await queue.claim(self.pool, self.worker_id, self.delivery_cfg.batch_size,
+                                    self.delivery_cfg.lease_seconds, now=self._now())
         if not claimed:
             return 0
         metrics.QUEUE_CLAIMED.inc(len(claimed))
         self._possible_duplicates.update(c.id for c in claimed if c.possible_duplicate)
-        lifetime = self.dcfg.max_queue_lifetime_seconds
+        lifetime = self.delivery_cfg.max_queue_lifetime_seconds
         too_old = [c for c in claimed if c.age_seconds >= lifetime]
         if too_old:
             await self._record([queue.Outcome(c.id, queue.EXPIRED, "",
@@ -250,7 +250,7 @@ class DeliveryService:
             job.recipients.append(c)
         for domain, jobs in by_domain.items():
             job_list = list(jobs.values())
-            n_conn = 1 if self.dcfg.mode == "sandbox" else min(self.dcfg.per_destination_concurrency,
+            n_conn = 1 if self.delivery_cfg.mode == "sandbox" else min(self.delivery_cfg.per_destination_concurrency,
                                                                len(job_list))
             for i in range(n_conn):
                 chunk = _Chunk(domain, job_list[i::n_conn])
@@ -267,12 +267,13 @@ class DeliveryService:
 
     async def _deliver_chunk(self, chunk: _Chunk) -> None:
         try:
-            if self.dcfg.mode == "sandbox":
+            if self.delivery_cfg.mode == "sandbox":
                 await self._sandbox(chunk)
             else:
                 sem = self._per_dest.get(chunk.domain)
                 if sem is None:
-                    sem = self._per_dest[chunk.domain] = asyncio.Semaphore(self.dcfg.per_destination_concurrency)
+                    limit = self.delivery_cfg.per_destination_concurrency
+                    sem = self._per_dest[chunk.domain] = asyncio.Semaphore(limit)
                 self._per_dest_users[chunk.domain] = self._per_dest_users.get(chunk.domain, 0) + 1
                 try:
                     async with sem, self._global:
@@ -305,7 +306,7 @@ class DeliveryService:
                 # The previous attempt's lease ended without an outcome: it may have delivered.
                 o.details["possible_duplicate"] = True
         result = await queue.record_outcomes(self.pool, self.worker_id, outcomes,
-                                             self.dcfg.max_queue_lifetime_seconds, now=self._now())
+                                             self.delivery_cfg.max_queue_lifetime_seconds, now=self._now())
         who = {r.id: r for r in claimed} | ({r.id: r for j in chunk.jobs for r in j.recipients} if chunk else {})
         for o in outcomes:
             self._possible_duplicates.discard(o.recipient_id)
@@ -325,7 +326,7 @@ class DeliveryService:
                   tls: str | None) -> queue.Outcome:
         return queue.Outcome(r.id, queue.DEFERRED, reply,
                              {"category": category, "mx": mx, "tls": tls},
-                             retry.next_delay(r.attempts + 1, self.dcfg, self.rng))
+                             retry.next_delay(r.attempts + 1, self.delivery_cfg, self.rng))
 
     async def _sandbox(self, chunk: _Chunk) -> None:
         """No network: capture the message as <data_dir>/sandbox/<id>.eml and call it delivered."""
@@ -341,7 +342,7 @@ class DeliveryService:
                                 for r in job.recipients], chunk)
 
     def _requires_tls(self, domain: str) -> bool:
-        if self.dcfg.require_tls:
+        if self.delivery_cfg.require_tls:
             return True
         return any(domain == d or (d.startswith(".") and domain.endswith(d))
                    for d in self._require_tls_domains)
@@ -396,9 +397,9 @@ class DeliveryService:
                                 for j in jobs for r in j.recipients], chunk)
             return
         plan = await self.tls_policy.plan(domain, targets, require_tls=require_tls, routed=domain in self._routes)
-        session: client.Session | None = None
+        session: client.RemoteSession | None = None
         connect_error: client.ConnectFailed | None = None
-        raws: dict[uuid.UUID, bytes] = {}
+        raw_by_message: dict[uuid.UUID, bytes] = {}
         # The outcome of transaction k is committed while transaction k+1 is on the wire: the commit
         # (an fsync) and the SMTP round trips overlap. At most one is pending per connection.
         pending: asyncio.Task[None] | None = None
@@ -409,9 +410,9 @@ class DeliveryService:
                     pending = None
                 if not await self._keep_lease(chunk, job):
                     continue
-                if job.message_id not in raws:
-                    raws = await self._fetch_raws(jobs[i:])
-                raw = raws.get(job.message_id)
+                if job.message_id not in raw_by_message:
+                    raw_by_message = await self._fetch_raw_messages(jobs[i:])
+                raw = raw_by_message.get(job.message_id)
                 if raw is None:
                     continue  # deleted meanwhile; its recipients went with it (ON DELETE CASCADE)
                 if session is not None and not await session.reset():
@@ -464,12 +465,12 @@ class DeliveryService:
             o.details["tls_policy"] = err.tls_policy
         return outcomes
 
-    async def _open(self, plan: Plan) -> tuple[client.Session | None, client.ConnectFailed | None]:
+    async def _open(self, plan: Plan) -> tuple[client.RemoteSession | None, client.ConnectFailed | None]:
         try:
             session = await self.tls_policy.open(  # DANE, MTA-STS or the require_tls rules (tlspolicy.py)
                 plan, helo=self.cfg.server.hostname,
-                connect_timeout=self.dcfg.connect_timeout_seconds,
-                command_timeout=self.dcfg.command_timeout_seconds)
+                connect_timeout=self.delivery_cfg.connect_timeout_seconds,
+                command_timeout=self.delivery_cfg.command_timeout_seconds)
         except client.ConnectFailed as e:
             # Same destination, same minute: the caller does not retry it for the next messages.
             metrics.DELIVERY_CONNECTIONS.labels(result="failed").inc()
@@ -478,14 +479,14 @@ class DeliveryService:
         return session, None
 
     def _lease_half_used(self, chunk: _Chunk) -> bool:
-        return time.monotonic() - chunk.leased_at >= self.dcfg.lease_seconds / 2
+        return time.monotonic() - chunk.leased_at >= self.delivery_cfg.lease_seconds / 2
 
     async def _keep_lease(self, chunk: _Chunk, job: _MessageJob) -> bool:
         """Renew the chunk's lease once half of it is used; drop recipients another worker took over."""
         if not self._lease_half_used(chunk):
             return True
         left = [r.id for j in chunk.jobs for r in j.recipients if r.id not in chunk.done]
-        ours = await queue.renew(self.pool, self.worker_id, left, self.dcfg.lease_seconds, now=self._now())
+        ours = await queue.renew(self.pool, self.worker_id, left, self.delivery_cfg.lease_seconds, now=self._now())
         chunk.leased_at = time.monotonic()
         for j in chunk.jobs:
             lost = [r for r in j.recipients if r.id not in ours and r.id not in chunk.done]
@@ -497,7 +498,7 @@ class DeliveryService:
                 j.recipients = [r for r in j.recipients if r.id in ours]
         return bool(job.recipients)
 
-    async def _fetch_raws(self, jobs: list[_MessageJob]) -> dict[uuid.UUID, bytes]:
+    async def _fetch_raw_messages(self, jobs: list[_MessageJob]) -> dict[uuid.UUID, bytes]:
         """Raw bytes of the next few messages in one query, bounded in count and bytes."""
         ids: list[uuid.UUID] = []
         total = 0
@@ -507,13 +508,13 @@ class DeliveryService:
                 break
             ids.append(job.message_id)
             total += size
-        return await queue.message_raws(self.pool, ids)
+        return await queue.raw_messages(self.pool, ids)
 
-    def _outcome(self, r: queue.Claimed, res: client.RcptResult, session: client.Session) -> queue.Outcome:
+    def _outcome(self, r: queue.Claimed, res: client.RcptResult, session: client.RemoteSession) -> queue.Outcome:
         details: dict[str, Any] = {"mx": session.mx, "tls": session.tls_version, "tls_policy": session.tls_policy}
         if res.ok:
             return queue.Outcome(r.id, queue.DELIVERED, res.reply, details)
-        reply = bounces.parse_line(res.reply) if res.code else bounces.Reply(0, None, res.reply)
+        reply = bounces.parse_line(res.reply) if res.code else bounces.RemoteReply(0, None, res.reply)
         category = bounces.classify(reply) if res.code else bounces.CONNECTION_FAILURE
         details["category"] = category
         if res.permanent:

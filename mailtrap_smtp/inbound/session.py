@@ -46,10 +46,10 @@ class _Close(Exception):
 
 
 class InboundSession:
-    def __init__(self, svc: InboundService, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+    def __init__(self, service: InboundService, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
                  client_ip: str) -> None:
-        self.svc = svc
-        self.cfg = svc.cfg
+        self.service = service
+        self.cfg = service.cfg
         self.reader = reader
         self.writer = writer
         self.client_ip = client_ip
@@ -225,7 +225,7 @@ class InboundSession:
             metrics.SMTP_PIPELINED_DISCARDED.inc(discarded)
         await self.send(replies.STARTTLS_READY)
         try:
-            await self.writer.start_tls(self.svc.tls.current,
+            await self.writer.start_tls(self.service.tls.current,
                                         ssl_handshake_timeout=self.cfg.smtp.tls_handshake_timeout_seconds)
         except (TimeoutError, ConnectionError, OSError) as e:
             metrics.TLS_HANDSHAKES.labels("timeout" if isinstance(e, TimeoutError) else "failure").inc()
@@ -278,8 +278,8 @@ class InboundSession:
         if params:
             await self.error(replies.UNSUPPORTED_PARAMETER)
             return
-        tag = verp.check(self.svc.key, path) if path else None
-        if tag is None and path.lower() in self.svc.feedback_addresses:
+        tag = verp.check(self.service.key, path) if path else None
+        if tag is None and path.lower() in self.service.feedback_addresses:
             pass  # accepted: the message and recipient are read from the report at DATA
         elif tag is None:
             metrics.INBOUND_REPORTS.labels("refused_recipient").inc()
@@ -312,12 +312,12 @@ class InboundSession:
         report = await asyncio.to_thread(reports.parse, content)
         named = [t for t in tags if t is not None]
         if len(named) < len(tags):  # a feedback address among the recipients
-            found = [t for t in feedback.tags_in(self.svc.key, report) if t not in named]
+            found = [t for t in feedback.tags_in(self.service.key, report) if t not in named]
             if not found:
                 metrics.INBOUND_REPORTS.labels("no_return_path_in_report").inc()
             named += found
         for tag in named:
-            result = await feedback.record(self.svc.pool, tag, report, reporter=self.client_ip)
+            result = await feedback.record(self.service.pool, tag, report, reporter=self.client_ip)
             metrics.INBOUND_REPORTS.labels(str(result)).inc()
             log.info("report from [%s] for %s/%s: %s (%s%s)", self.client_ip, tag.message_id, tag.recipient_id,
                      result, report.kind, f": {report.reason}" if report.reason else "")

@@ -29,17 +29,16 @@ import ipaddress
 import logging
 import socket
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
 from .. import maillog, metrics, replies, supervise
 from ..auth import Authenticator, SessionSlots
 from ..config import Config
-from ..list_unsubscribe import ListUnsubscribe
 from ..submission import Submission
 from . import halfclose, proxy
+from .listener import Listener
 from .peers import Admission, PeerTable, SharedState, WindowTable, auth_brake
-from .session import Session
+from .session import Session, SessionParts
 from .tls import TlsContexts
 
 log = logging.getLogger(__name__)
@@ -96,39 +95,29 @@ class _AcceptLoop:
             await self._task
 
 
-@dataclass
-class Listener:
-    address: str
-    port: int  # the bound port (differs from the configured one when a test asks for port 0)
-    mode: str
-    proxy: bool = False  # trusted peers must send a PROXY header first
-    stream: str = ""  # config.Listener.stream: "" serves each token's own stream
-
-    @property
-    def label(self) -> str:
-        return f"{self.address}:{self.port}/{self.mode}"
-
-
 class SmtpService:
-    def __init__(self, cfg: Config, pool: Any, *, signer: Any, process_index: int = 0,
-                 port_override: int | None = None, shared: SharedState | None = None) -> None:
+    """The SMTP front door: listeners and connect-time limits around sessions.
+
+    The use cases (submission, authentication, per-account session slots) are built by the
+    composition root (`app.smtp_service`) and handed in; the service closes them when it stops.
+    """
+
+    def __init__(self, cfg: Config, *, submission: Submission, authenticator: Authenticator,
+                 slots: SessionSlots, process_index: int = 0, port_override: int | None = None,
+                 shared: SharedState | None = None) -> None:
         self.cfg = cfg
-        self.pool = pool
         maillog.configure(cfg.maillog.format)
         self.process_index = process_index
         self._port_override = port_override
         self.tls = TlsContexts(cfg)
-        self.submission = Submission(pool, signer, hostname=cfg.server.hostname,
-                                     require_approval=cfg.domains.require_approval,
-                                     grace_seconds=cfg.domains.grace_period_seconds,
-                                     statement_timeout=cfg.database.statement_timeout_seconds,
-                                     list_unsubscribe=ListUnsubscribe(cfg))
-        self.authenticator = Authenticator(pool)
-        self.slots = SessionSlots(pool, cfg.limits.connections_per_account)
+        self.submission = submission
+        self.authenticator = authenticator
+        self.slots = slots
         # Per-IP state shared with the other processes of this `serve` when it runs several (peers.py).
         self.peers = PeerTable(shared[0], ledger=shared[3], index=process_index) if shared else PeerTable()
         self.auth_failures = auth_brake(cfg.limits, shared)
         self.connection_rate = WindowTable(cfg.limits.connection_rate_per_ip, 60.0, shared[2] if shared else None)
+        self._session_parts = SessionParts(cfg, self.tls, submission, authenticator, slots, self.auth_failures)
         self._proxies = [ipaddress.ip_network(a, strict=False) for a in cfg.server.proxy_protocol_from]
         self.listeners: list[Listener] = []
         self._servers: list[Any] = []  # asyncio.Server or _AcceptLoop
@@ -243,7 +232,7 @@ class SmtpService:
                 await self._refuse(writer, replies.TOO_MANY_CONNECTIONS_IP, "per_ip", client_ip)
                 return
             counted = admission is Admission.COUNTED
-            session = Session(self, lst, reader, writer, client_ip, tls=tls)
+            session = Session(self._session_parts, lst, reader, writer, client_ip, tls=tls)
             self._sessions.add(session)
             metrics.SMTP_SESSIONS_ACTIVE.inc()
             try:

@@ -25,19 +25,20 @@ import asyncio
 import logging
 import re
 import time
-from typing import TYPE_CHECKING, Any, NoReturn
+from dataclasses import dataclass
+from typing import Any, NoReturn
 
 from .. import maillog, metrics, replies, tokens
-from ..auth import AuthOutcome, Principal
+from ..auth import Authenticator, AuthOutcome, Principal, SessionSlots
+from ..config import Config
 from ..outcomes import Outcome, Rejected
 from ..replies import Reply
-from ..submission import Envelope, rfc5322_now
+from ..submission import Envelope, Submission, rfc5322_now
 from . import address, halfclose, sasl
 from .datareader import DataReader
-from .peers import brake_key
-
-if TYPE_CHECKING:
-    from .server import Listener, SmtpService
+from .listener import Listener
+from .peers import WindowTable, brake_key
+from .tls import TlsContexts
 
 log = logging.getLogger(__name__)
 
@@ -63,11 +64,23 @@ class _TooLong:
 TOO_LONG = _TooLong()
 
 
+@dataclass(frozen=True)
+class SessionParts:
+    """What a session uses, handed in by the server: the config, the use cases, the shared brakes."""
+
+    cfg: Config
+    tls: TlsContexts  # current server contexts, for STARTTLS
+    submission: Submission
+    authenticator: Authenticator
+    slots: SessionSlots  # per-account session cap (auth.py)
+    auth_failures: WindowTable  # per-IP / per-brake AUTH failure window (peers.py)
+
+
 class Session:
-    def __init__(self, service: SmtpService, listener: Listener, reader: asyncio.StreamReader,
+    def __init__(self, parts: SessionParts, listener: Listener, reader: asyncio.StreamReader,
                  writer: asyncio.StreamWriter, client_ip: str, *, tls: bool) -> None:
-        self.svc = service
-        self.cfg = service.cfg
+        self.parts = parts
+        self.cfg = parts.cfg
         self.listener = listener
         self.reader = reader
         self.writer = writer
@@ -325,7 +338,7 @@ class Session:
     def _release(self) -> None:
         if self.principal is not None and self.slot is not None:
             slot, self.slot = self.slot, None
-            self.svc.slots.release(self.principal.account_id, slot)
+            self.parts.slots.release(self.principal.account_id, slot)
 
     async def respond(self, reply: Reply | None) -> None:
         """The one place a verb's reply is written: an error counts toward `smtp.max_errors`."""
@@ -342,7 +355,7 @@ class Session:
         except (_Close, ConnectionError, OSError):
             raise
         except Exception:
-            # handle_exception: internals go to the log, the client gets one fixed line.
+            # An unexpected failure: internals go to the log, the client gets one fixed transient reply.
             log.exception("SMTP command failed")
             await self.error(replies.TEMPORARY_FAILURE)
 
@@ -458,7 +471,7 @@ class Session:
             metrics.SMTP_PIPELINED_DISCARDED.inc(pending)
         await self.send(replies.STARTTLS_READY)
         try:
-            await halfclose.start_tls(self.writer, self.svc.tls.current,
+            await halfclose.start_tls(self.writer, self.parts.tls.current,
                                       handshake_timeout=self.cfg.smtp.tls_handshake_timeout_seconds)
         except (TimeoutError, ConnectionError, OSError) as e:
             metrics.TLS_HANDSHAKES.labels("timeout" if isinstance(e, TimeoutError) else "failure").inc()
@@ -535,9 +548,9 @@ class Session:
         # The brake (peers.brake_key): the token id with the IP, the IP alone for unknown ids.
         brake = brake_key(self.client_ip, tokens.public_id_of(token))
         await self._unless_blocked(brake)
-        outcome, principal, slot = await self.svc.authenticator.authenticate(
-            token, stream=self.listener.stream or None, sender_policy=self.svc.submission.sender_policy,
-            slots=self.svc.slots)
+        outcome, principal, slot = await self.parts.authenticator.authenticate(
+            token, stream=self.listener.stream or None, sender_policy=self.parts.submission.sender_policy,
+            slots=self.parts.slots)
         if outcome is AuthOutcome.OK and principal is not None:
             self.principal, self.slot = principal, slot
             self.quota_left = principal.quota_remaining_at_auth
@@ -561,7 +574,7 @@ class Session:
         return replies.AUTH_TEMPORARY_FAILURE
 
     async def _unless_blocked(self, brake: str) -> None:
-        if self.svc.auth_failures.blocked(brake):
+        if self.parts.auth_failures.blocked(brake):
             metrics.AUTH_ATTEMPTS.labels("ip_blocked").inc()
             maillog.blocked(peer=self.client_ip, why="auth_failures")
             await self.close_with(replies.AUTH_IP_BLOCKED, "auth_ip_blocked")
@@ -570,7 +583,7 @@ class Session:
         """Count a failed AUTH (under `brake`, by default the IP); the last one allowed in this
         session gets its own reply, then the 421 (the client sees why)."""
         self.auth_failures += 1
-        self.svc.auth_failures.record(brake or self.client_ip)
+        self.parts.auth_failures.record(brake or self.client_ip)
         maillog.auth_failed(reply=reply.name, peer=self.client_ip)
         if self.auth_failures >= self.cfg.limits.auth_failures_per_connection:
             await self.error(reply)
@@ -625,7 +638,7 @@ class Session:
         if not path:
             return replies.SENDER_DOMAIN_NOT_ALLOWED  # null sender: no domain to send as
         try:
-            domain_id = await self.svc.submission.sender_domain(self.principal, path.rpartition("@")[2])
+            domain_id = await self.parts.submission.sender_domain(self.principal, path.rpartition("@")[2])
         except Rejected as r:
             return replies.OUTCOME_REPLIES[r.outcome]
         if domain_id is None:
@@ -657,7 +670,7 @@ class Session:
             return replies.TOO_MANY_RECIPIENTS
         if self.quota_left is None:
             try:
-                self.quota_left = await self.svc.submission.quota_remaining(self.principal)
+                self.quota_left = await self.parts.submission.quota_remaining(self.principal)
             except Rejected as r:
                 return replies.OUTCOME_REPLIES[r.outcome]
         if len(self.recipients) + 1 > self.quota_left:
@@ -699,7 +712,7 @@ class Session:
             return raw
 
         try:
-            accepted = await self.svc.submission.receive(principal, envelope, read)
+            accepted = await self.parts.submission.receive(principal, envelope, read)
         except Rejected as r:
             return replies.OUTCOME_REPLIES[r.outcome]
         except Exception:

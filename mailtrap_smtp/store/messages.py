@@ -160,7 +160,7 @@ SELECT id FROM msg
 """
 
 
-async def _store(conn: Conn, batch: Sequence[tuple[NewMessage, dt.date]]) -> set[uuid.UUID]:
+async def _insert_batch(conn: Conn, batch: Sequence[tuple[NewMessage, dt.date]]) -> set[uuid.UUID]:
     """Run `_ACCEPT_SQL` for `batch`; the ids of the messages stored (see the SQL's comment)."""
     msgs = [m for m, _ in batch]
     rows = await conn.fetch(
@@ -191,12 +191,14 @@ async def accept(conn: Conn, msg: NewMessage, period_start: dt.date) -> None:
     (`QueueNotifier`), after commit. The SMTP front end goes through `AcceptBatcher`, which uses
     this for the messages of a batch it has to retry one at a time.
     """
-    if msg.id not in await _store(conn, [(msg, period_start)]):
+    if msg.id not in await _insert_batch(conn, [(msg, period_start)]):
         raise QuotaExceeded
 
 
 @dataclass
-class _Waiting:
+class _QueuedMessage:
+    """A message handed to `AcceptBatcher.accept`, waiting for its batch; `future` carries its outcome."""
+
     msg: NewMessage
     period_start: dt.date
     future: asyncio.Future[None]
@@ -239,7 +241,7 @@ class AcceptBatcher:
         self._max_wait = max_wait
         self._expected = 0
         self._arrival = asyncio.Event()
-        self._waiting: collections.deque[_Waiting] = collections.deque()
+        self._waiting: collections.deque[_QueuedMessage] = collections.deque()
         self._task: asyncio.Task[None] | None = None
         self._closed = False
 
@@ -247,7 +249,7 @@ class AcceptBatcher:
         """A message is on its way: the committer may wait a little for it (see the class)."""
         self._expected += 1
 
-    def arrived(self) -> None:
+    def stop_expecting(self) -> None:
         """An expected message was handed to `accept`, or will never be (one call per `expect`)."""
         self._expected -= 1
         self._arrival.set()
@@ -256,7 +258,7 @@ class AcceptBatcher:
         if self._closed:
             raise RuntimeError("AcceptBatcher is closed")
         loop = asyncio.get_running_loop()
-        waiting = _Waiting(msg, period_start, loop.create_future(), loop.time())
+        waiting = _QueuedMessage(msg, period_start, loop.create_future(), loop.time())
         self._waiting.append(waiting)
         self._arrival.set()
         if self._task is None or self._task.done():
@@ -283,7 +285,7 @@ class AcceptBatcher:
         try:
             while self._waiting:
                 await self._gather_expected()
-                batch: list[_Waiting] = []
+                batch: list[_QueuedMessage] = []
                 size = 0
                 now = asyncio.get_running_loop().time()
                 while self._waiting and len(batch) < self._max:
@@ -318,16 +320,16 @@ class AcceptBatcher:
             except TimeoutError:
                 return
 
-    async def _commit(self, batch: list[_Waiting]) -> None:
+    async def _commit(self, batch: list[_QueuedMessage]) -> None:
         try:
-            stored = await _store(self._pool, [(w.msg, w.period_start) for w in batch])
+            stored = await _insert_batch(self._pool, [(w.msg, w.period_start) for w in batch])
         except BaseException as e:
             _fail(batch, _outcome_of(e))
             if not isinstance(e, Exception):
                 raise
             return
         groups = collections.Counter((w.msg.account_id, w.period_start) for w in batch)
-        retry: list[_Waiting] = []
+        retry: list[_QueuedMessage] = []
         for w in batch:
             if w.msg.id in stored:
                 _settle(w, None)
@@ -367,7 +369,7 @@ def _outcome_of(e: BaseException) -> BaseException:
     return e
 
 
-def _settle(w: _Waiting, error: Exception | None) -> None:
+def _settle(w: _QueuedMessage, error: Exception | None) -> None:
     if w.future.done():
         return
     if error is None:
@@ -376,7 +378,7 @@ def _settle(w: _Waiting, error: Exception | None) -> None:
         w.future.set_exception(error)
 
 
-def _fail(batch: Sequence[_Waiting], error: BaseException) -> None:
+def _fail(batch: Sequence[_QueuedMessage], error: BaseException) -> None:
     for w in batch:
         if w.future.done():
             continue

@@ -286,3 +286,8 @@ async def read(conn: Conn, after: Position, limit: int, flt: EventFilter = Event
     full = len(events) >= limit
     end = events[-1].position if full else max(horizon, events[-1].position if events else after)
     return Page(events, end, full)
+
+
+async def notify(conn: Conn, channel: str) -> None:
+    """NOTIFY the listeners of `channel` (PostgreSQL delivers it when the surrounding transaction commits)."""
+    await conn.execute("SELECT pg_notify($1, '')", channel)

@@ -28,7 +28,7 @@ from typing import Any
 from ..events import Event
 from . import events
 from .messages import NOTIFY_CHANNEL
-from .types import Conn, Record
+from .types import Conn
 
 # The moment a recipient's queue lifetime starts: acceptance, or the latest operator retry (so that
 # `queue retry` of an expired message gives it a new lifetime rather than expiring it on sight).
@@ -110,7 +110,7 @@ async def message_raw(conn: Conn, message_id: uuid.UUID) -> bytes | None:
     return raw
 
 
-async def message_raws(conn: Conn, message_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, bytes]:
+async def raw_messages(conn: Conn, message_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, bytes]:
     """The raw bytes of several messages in one round trip (a missing id was deleted meanwhile)."""
     rows = await conn.fetch("SELECT id, raw FROM messages WHERE id = ANY($1::uuid[])", list(message_ids))
     return {r["id"]: r["raw"] for r in rows}
@@ -137,17 +137,7 @@ async def record_outcomes(conn: Conn, worker_id: str, outcomes: Sequence[Outcome
         if finals:
             result.update(await _record_finals(tx, finals, now))
         for o in others:
-            if o.kind in (DELIVERED, BOUNCED):
-                row = await tx.fetchrow(
-                    """UPDATE recipients r
-                           SET state = $2, attempts = r.attempts + 1, last_reply = $3,
-                               lease_until = NULL, leased_by = NULL, updated_at = COALESCE($1::timestamptz, now())
-                          FROM messages m
-                         WHERE r.id = $4 AND m.id = r.message_id AND r.state = 'queued'
-                     RETURNING r.state, r.attempts, r.message_id, m.account_id, m.domain_id""",
-                    now, o.kind, o.reply[:1000], o.recipient_id,
-                )
-            elif o.kind == DEFERRED:
+            if o.kind == DEFERRED:
                 row = await tx.fetchrow(
                     """UPDATE recipients r
                            SET state = CASE WHEN b.born + make_interval(secs => $2) <= COALESCE($1::timestamptz, now())
@@ -332,36 +322,6 @@ async def bounce(conn: Conn, message_id: uuid.UUID, reason: str = "bounced by op
                                 domain_id=row["domain_id"], message_id=message_id, recipient_id=row["id"],
                                 details={"reason": reason, "attempts": row["attempts"]})
     return len(rows)
-
-
-async def show(conn: Conn, message_id: uuid.UUID) -> list[dict[str, Any]]:
-    """Each recipient of the message (state, attempts, next attempt, lease, last reply) with its events."""
-    recipients = await conn.fetch(
-        """SELECT id, rcpt, domain, state, attempts, next_attempt_at, lease_until, leased_by, last_reply,
-                  updated_at
-             FROM recipients WHERE message_id = $1 ORDER BY id""",
-        message_id,
-    )
-    evs = await conn.fetch(
-        """SELECT recipient_id, event_id, type, created_at, details
-             FROM events WHERE message_id = $1 AND recipient_id IS NOT NULL ORDER BY id""",
-        message_id,
-    )
-    by_rcpt: dict[int, list[Record]] = {}
-    for e in evs:
-        by_rcpt.setdefault(e["recipient_id"], []).append(e)
-    out = []
-    for r in recipients:
-        item = dict(r)
-        item["events"] = [dict(e) for e in by_rcpt.get(r["id"], [])]
-        out.append(item)
-    return out
-
-
-async def counts(conn: Conn) -> dict[str, int]:
-    """Recipients per state (for metrics and `queue list` summaries)."""
-    rows = await conn.fetch("SELECT state, count(*) AS n FROM recipients GROUP BY state")
-    return {r["state"]: r["n"] for r in rows}
 
 
 # --- helpers ---

@@ -43,5 +43,10 @@ def take_slot_sql(account: str, limit: str, held: str) -> str:
             f" ELSE pg_try_advisory_lock({key}) END LIMIT 1)")
 
 
+async def unlock_all(conn: Conn) -> None:
+    """Give up every session slot (advisory lock) this connection holds, before it goes back to the pool."""
+    await conn.execute("SELECT pg_advisory_unlock_all()")
+
+
 async def release_slots(conn: Conn, keys: Sequence[int]) -> None:
     await conn.execute("SELECT count(pg_advisory_unlock(k)) FROM unnest($1::bigint[]) AS k", list(keys))
