@@ -14,9 +14,10 @@ from mailtrap_smtp import cli
 CliRun = Callable[..., tuple[int, str, str]]
 
 
-@pytest.fixture
-def cli_run(make_config: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> CliRun:
-    make_config()
+def make_cli_run(make_config: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                 **sections: dict[str, Any]) -> CliRun:
+    """A `cli_run` for a configuration with these extra sections (e.g. `plans=`)."""
+    make_config(**sections)
     path = str(tmp_path / "config.toml")
 
     def go(*args: str) -> tuple[int, str, str]:
@@ -25,3 +26,8 @@ def cli_run(make_config: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
         return code, out.out, out.err
 
     return go
+
+
+@pytest.fixture
+def cli_run(make_config: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> CliRun:
+    return make_cli_run(make_config, tmp_path, capsys)

@@ -17,16 +17,8 @@ from mailtrap_smtp.store import messages
 
 
 @pytest.fixture
-def run(make_config: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Any:
-    make_config()
-    path = str(tmp_path / "config.toml")
-
-    def go(*args: str) -> tuple[int, str, str]:
-        code = cli.main(["-c", path, *args])
-        out = capsys.readouterr()
-        return code, out.out, out.err
-
-    return go
+def run(cli_run: Any) -> Any:
+    return cli_run
 
 
 def test_account_create_show_list(run: Any) -> None:

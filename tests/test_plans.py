@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from mailtrap_smtp import cli, config, quota
+from tests.cli_util import make_cli_run
 from tests.smtp_util import SENDER, RawClient, create_account, message, reply_line, smtp_sections, spawn_service
 
 PLANS = {"starter": {"monthly_messages": 2, "message_size": 1000000},
@@ -65,15 +66,7 @@ def test_bad_values_name_the_key(tmp_path: Path, text: str, error: str) -> None:
 
 @pytest.fixture
 def run(make_config: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Any:
-    make_config(plans=PLANS)
-    path = str(tmp_path / "config.toml")
-
-    def go(*args: str) -> tuple[int, str, str]:
-        code = cli.main(["-c", path, *args])
-        out = capsys.readouterr()
-        return code, out.out, out.err
-
-    return go
+    return make_cli_run(make_config, tmp_path, capsys, plans=PLANS)
 
 
 def test_account_create_on_a_plan_and_set_plan(run: Any) -> None:

@@ -5,26 +5,16 @@ from __future__ import annotations
 
 import json
 import re
-from pathlib import Path
 from typing import Any
 
 import pytest
-
-from mailtrap_smtp import cli
 
 URL = "https://93.184.215.14/hooks/mailtrap"
 
 
 @pytest.fixture
-def run(make_config: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Any:
-    make_config()
-    path = str(tmp_path / "config.toml")
-
-    def go(*args: str) -> tuple[int, str, str]:
-        code = cli.main(["-c", path, *args])
-        out = capsys.readouterr()
-        return code, out.out, out.err
-
+def run(cli_run: Any) -> Any:
+    go = cli_run
     assert go("account", "create", "acme")[0] == 0
     assert go("domain", "add", "acme", "acme.test", "--skip-dns-verification")[0] == 0
     return go
