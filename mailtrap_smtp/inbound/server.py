@@ -17,7 +17,7 @@ from ..config import Config
 from ..delivery.return_path import load_key
 from ..smtp.peers import Admission, PeerTable
 from ..smtp.tls import TlsContexts
-from .session import InboundSession
+from .session import InboundParts, InboundSession
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +30,7 @@ class InboundService:
         self.tls = TlsContexts(cfg)
         self.feedback_addresses = {a.lower() for a in cfg.inbound.feedback_addresses}
         self.peers = PeerTable(None)
+        self._parts = InboundParts(cfg, pool, self.tls, self.key, frozenset(self.feedback_addresses))
         self.ports: list[int] = []
         self._servers: list[asyncio.Server] = []
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -69,7 +70,7 @@ class InboundService:
         if task is not None:
             self._tasks.add(task)
         try:
-            await InboundSession(self, reader, writer, client_ip).run()
+            await InboundSession(self._parts, reader, writer, client_ip).run()
         finally:
             if task is not None:
                 self._tasks.discard(task)

@@ -21,16 +21,16 @@ import asyncio
 import logging
 import re
 import time
-from typing import TYPE_CHECKING, Any, NoReturn
+from dataclasses import dataclass
+from typing import Any, NoReturn
 
 from .. import metrics, replies
+from ..config import Config
 from ..delivery import verp
 from ..replies import Reply
 from ..smtp import address
+from ..smtp.tls import TlsContexts
 from . import feedback, reports
-
-if TYPE_CHECKING:
-    from .server import InboundService
 
 log = logging.getLogger(__name__)
 
@@ -45,8 +45,19 @@ class _Close(Exception):
     """End the session (the reply, if any, has been sent)."""
 
 
+@dataclass(frozen=True)
+class InboundParts:
+    """What an inbound session uses of its service (handed in, so the session imports no server)."""
+
+    cfg: Config
+    pool: Any
+    tls: TlsContexts
+    key: bytes  # the VERP key
+    feedback_addresses: frozenset[str]
+
+
 class InboundSession:
-    def __init__(self, service: InboundService, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+    def __init__(self, service: InboundParts, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
                  client_ip: str) -> None:
         self.service = service
         self.cfg = service.cfg
