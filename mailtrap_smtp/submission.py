@@ -311,12 +311,9 @@ class Submission:
             raise Rejected(Outcome.IDEMPOTENCY_IN_FLIGHT)
         try:
             accepted = await self._sign_and_store(principal, envelope, parsed, header_from, from_domain, handed_over)
-        except Rejected as r:
-            # Refusals are not kept: the same message, fixed (or once the quota allows), may be sent
-            # with the same key.
-            await _forget(self._pool, principal.credential_id, scoped)
-            raise r from None
         except BaseException:
+            # Refusals and failures are not kept: the same message, fixed (or once the quota
+            # allows), may be sent with the same key.
             await _forget(self._pool, principal.credential_id, scoped)
             raise
         try:
@@ -327,8 +324,8 @@ class Submission:
             log.warning("idempotency key not recorded", exc_info=True)
         return accepted
 
-    async def _sign_and_store(self, principal: Principal, envelope: Envelope, parsed: ParsedHeader, header_from: str,
-                     from_domain: str, handed_over: Callable[[], None]) -> Accepted:
+    async def _sign_and_store(self, principal: Principal, envelope: Envelope, parsed: ParsedHeader,
+                              header_from: str, from_domain: str, handed_over: Callable[[], None]) -> Accepted:
         """Sign the message and store it with its recipients, quota charge and event (one statement)."""
         msg_id = uuid.uuid4()
         recipient_ids = [uuid.uuid4() for _ in envelope.recipients]
