@@ -14,6 +14,8 @@ from typing import Any
 import asyncpg
 import pytest
 
+from mailtrap_smtp.delivery.worker import DeliveryService
+from mailtrap_smtp.dnsresolve import make_resolver
 from mailtrap_smtp.store import accounts, events, messages
 from tests.mx_sink import MxSink
 
@@ -103,3 +105,7 @@ async def wait_for(pred: Callable[[], Any], timeout: float = 10.0, interval: flo
 
 def later(seconds: float) -> dt.datetime:
     return dt.datetime.now(dt.UTC) + dt.timedelta(seconds=seconds)
+
+def service(make_config: Any, pool: asyncpg.Pool[Any], routes: dict[str, str], **delivery: Any) -> DeliveryService:
+    cfg = make_config(delivery={**FAST, "routes": routes, **delivery})
+    return DeliveryService(cfg, pool, make_resolver(["127.0.0.1:9"], 0.5))

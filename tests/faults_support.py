@@ -27,8 +27,7 @@ import pytest
 
 from mailtrap_smtp.store.embedded import EmbeddedPostgres
 from tests.conftest import _to_toml, _with_database
-
-ROOT = Path(__file__).resolve().parent.parent
+from tests.paths import ROOT
 
 
 class OwnPostgres:

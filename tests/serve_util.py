@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 
@@ -80,3 +82,27 @@ async def wait_listening(proc: asyncio.subprocess.Process, n: int) -> None:
         while seen.count(b"SMTP listening on") < n:
             assert proc.stderr is not None
             seen += await proc.stderr.readline()
+
+
+def wait_port_blocking(port: int, proc: subprocess.Popen[bytes]) -> None:
+    """`wait_port` for a test that runs serve with subprocess.Popen rather than asyncio."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, "serve exited early"
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise AssertionError("serve did not listen")
+
+
+def printed_block(out: str, heading: str) -> str:
+    """The indented command printed after `heading`, as a shell would receive it when pasted."""
+    lines = out.split(heading, 1)[1].split("\n")[2:]
+    block = []
+    for line in lines:
+        if not line.strip():
+            break
+        block.append(line)
+    return "\n".join(block)

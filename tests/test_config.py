@@ -11,8 +11,7 @@ from pathlib import Path
 import pytest
 
 from mailtrap_smtp import config
-
-ROOT = Path(__file__).resolve().parent.parent
+from tests.paths import ROOT
 
 
 def load_text(tmp_path: Path, text: str, environ: dict[str, str] | None = None) -> config.Config:

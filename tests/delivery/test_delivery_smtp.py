@@ -13,13 +13,8 @@ import pytest
 from mailtrap_smtp.delivery.worker import DeliveryService
 from mailtrap_smtp.dnsresolve import make_resolver
 from mailtrap_smtp.store import messages, queue
-from tests.delivery_util import FAST, enqueue, event_list, later, make_raw, rows, states, wait_for
+from tests.delivery_util import FAST, enqueue, event_list, later, make_raw, rows, service, states, wait_for
 from tests.mx_sink import MxSink
-
-
-def service(make_config: Any, pool: asyncpg.Pool[Any], routes: dict[str, str], **delivery: Any) -> DeliveryService:
-    cfg = make_config(delivery={**FAST, "routes": routes, **delivery})
-    return DeliveryService(cfg, pool, make_resolver(["127.0.0.1:9"], 0.5))
 
 
 async def test_delivery_via_route_records_delivery_event(make_config: Any, pool: asyncpg.Pool[Any],

@@ -19,8 +19,8 @@ from mailtrap_smtp.store import messages
 from tests.cli_util import CliRun
 from tests.delivery_util import FAST, enqueue, event_list
 from tests.mx_sink import free_port
+from tests.paths import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 LONG_SUBJECT = "A subject " + "that goes on " * 30 + "and ends here"
 
 

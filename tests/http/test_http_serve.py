@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from tests.http_util import minimal
+from tests.paths import ROOT
 from tests.serve_util import free_port as _free_port
 from tests.serve_util import wait_port as _wait_port
 from tests.smtp_util import create_account
@@ -28,7 +29,7 @@ async def test_serve_role_http(pool: Any, make_config: Any, tmp_path: Path, clie
     acct = await create_account(pool)
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "mailtrap_smtp", "-c", str(tmp_path / "config.toml"), "serve", "--role", "http",
-        "--processes", str(processes), stderr=asyncio.subprocess.PIPE, cwd=Path(__file__).resolve().parents[1])
+        "--processes", str(processes), stderr=asyncio.subprocess.PIPE, cwd=ROOT)
     try:
         await _wait_port(port, proc)
         statuses = []
@@ -57,7 +58,7 @@ async def test_one_failed_token_brake_for_smtp_and_the_api_across_processes(
     acct = await create_account(pool)
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "mailtrap_smtp", "-c", str(tmp_path / "config.toml"), "serve", "--role", "all",
-        "--processes", "2", stderr=asyncio.subprocess.PIPE, cwd=Path(__file__).resolve().parents[1])
+        "--processes", "2", stderr=asyncio.subprocess.PIPE, cwd=ROOT)
     guess = "mts_00000000_" + "a" * 32  # an unknown token id: counted under the IP alone
     try:
         await _wait_port(http_port, proc)

@@ -16,27 +16,28 @@ import httpx
 import pytest
 
 from tests.dashboard_util import csrf_of
-from tests.test_http_devsetup import _block_after, _free_port, _wait_port
+from tests.paths import ROOT
+from tests.serve_util import free_port, printed_block, wait_port_blocking
 
 
 @pytest.mark.timeout(120)
 def test_printed_dashboard_address_and_token_log_in(make_config: Any, tmp_path: Path) -> None:
-    port = _free_port()
+    port = free_port()
     cert = tmp_path / "dev" / "cert.pem"
     make_config(tls={"cert_file": str(cert), "key_file": str(tmp_path / "dev" / "key.pem")},
                 http={"listeners": [{"address": "127.0.0.1", "port": port, "stream": "host"}]})
     config = str(tmp_path / "config.toml")
-    root = Path(__file__).resolve().parents[1]
+    root = ROOT
     out = subprocess.run([sys.executable, "-m", "mailtrap_smtp", "-c", config, "dev-setup"], cwd=root,
                          capture_output=True, text=True, timeout=60, check=True).stdout
-    address = _block_after(out, "The dashboard").strip()
-    admin = _block_after(out, "Log in with this admin token").strip()
+    address = printed_block(out, "The dashboard").strip()
+    admin = printed_block(out, "Log in with this admin token").strip()
     send_token = out.split("only its digest is stored):\n\n    ", 1)[1].split("\n", 1)[0]
     assert address == f"https://127.0.0.1:{port}/dashboard/" and admin.startswith("mts_") and admin != send_token
     proc = subprocess.Popen([sys.executable, "-m", "mailtrap_smtp", "-c", config, "serve", "--role", "http",
                              "--processes", "2"], cwd=root, stderr=subprocess.PIPE)
     try:
-        _wait_port(port, proc)
+        wait_port_blocking(port, proc)
         trust = ssl.create_default_context(cafile=str(cert))
         with httpx.Client(verify=trust, timeout=30) as c:
             login = c.get(address, follow_redirects=True)

@@ -18,9 +18,7 @@ from mailtrap_smtp.store import db as store_db
 from mailtrap_smtp.store import queue
 from tests.delivery_util import FAST, enqueue, event_list, rows, state_counts, states, wait_for
 from tests.mx_sink import MxSink
-
-ROOT = Path(__file__).resolve().parent.parent
-
+from tests.paths import ROOT
 
 
 async def test_two_services_deliver_each_recipient_exactly_once(make_config: Any, db_dsn: str,
@@ -76,7 +74,8 @@ async def test_kill_9_mid_delivery_loses_nothing(make_config: Any, pool: asyncpg
     sink.stall.set()  # DATA hangs: the kill lands while the transaction is open
     mid = await enqueue(pool, ["a@dest.test", "b@dest.test"])
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", f"import tests.test_delivery_concurrency as t; t._worker_main({str(config_path)!r})",
+        sys.executable, "-c",
+        f"import tests.delivery.test_delivery_concurrency as t; t._worker_main({str(config_path)!r})",
         cwd=str(ROOT), env={**os.environ, "PYTHONPATH": str(ROOT)})
     try:
         await wait_for(lambda: len(sink.data_started) >= 1, timeout=20)

@@ -21,7 +21,7 @@ from tests.webhook_receiver import Received, Receiver
 from tests.webhook_world import World
 
 if not settings.configured:
-    # One Django configuration per test process: the same as tests/test_http_sdk.py's (its anymail
+    # One Django configuration per test process: the same as tests/http/test_http_sdk.py's (its anymail
     # sending backend), whichever module configures it first.
     settings.configure(EMAIL_BACKEND="anymail.backends.mailtrap.EmailBackend", ANYMAIL={}, USE_TZ=True)
     django.setup()

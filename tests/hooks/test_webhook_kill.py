@@ -13,10 +13,9 @@ from typing import Any
 import asyncpg
 
 from mailtrap_smtp.core import webhooks
+from tests.paths import ROOT
 from tests.webhook_receiver import Receiver
 from tests.webhook_world import World
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 async def _serve_hooks(config: Path) -> asyncio.subprocess.Process:

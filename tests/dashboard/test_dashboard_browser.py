@@ -35,13 +35,14 @@ from mailtrap_smtp.core import operator_password
 from mailtrap_smtp.delivery.worker import DeliveryService
 from mailtrap_smtp.dnsresolve import make_resolver
 from mailtrap_smtp.hooks.delivery import WebhookDelivery, make_client
+from tests.delivery_util import FAST
 from tests.http_util import ApiEnv, minimal
 from tests.mx_sink import MxSink
-from tests.test_delivery_smtp import FAST
+from tests.paths import ROOT
 from tests.webhook_receiver import Receiver
 
 CHROMIUM, DRIVER = shutil.which("chromium"), shutil.which("chromedriver")
-SCREENSHOTS = Path(os.environ.get("DASHBOARD_SCREENSHOTS", Path(__file__).parent.parent / "build" / "screenshots"))
+SCREENSHOTS = Path(os.environ.get("DASHBOARD_SCREENSHOTS", ROOT / "build" / "screenshots"))
 pytestmark = pytest.mark.skipif(CHROMIUM is None or DRIVER is None,
                                 reason="needs Debian's chromium and chromium-driver (.ci/run installs them)")
 

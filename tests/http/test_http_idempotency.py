@@ -15,6 +15,7 @@ import httpx
 import pytest
 
 from tests.http_util import SENDER, ApiEnv, minimal
+from tests.paths import ROOT
 from tests.serve_util import free_port as _free_port
 from tests.serve_util import wait_port as _wait_port
 from tests.smtp_util import create_account
@@ -91,7 +92,7 @@ async def test_same_key_from_two_processes_at_once(pool: Any, make_config: Any, 
     acct = await create_account(pool)
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "mailtrap_smtp", "-c", str(tmp_path / "config.toml"), "serve", "--role", "http",
-        "--processes", "2", stderr=asyncio.subprocess.DEVNULL, cwd=Path(__file__).resolve().parents[1])
+        "--processes", "2", stderr=asyncio.subprocess.DEVNULL, cwd=ROOT)
     try:
         await _wait_port(port, proc)
         await asyncio.sleep(1.0)  # both processes listening

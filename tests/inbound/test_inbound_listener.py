@@ -27,6 +27,7 @@ from tests.inbound_util import (
     smtplib_send,
 )
 from tests.mx_sink import free_port
+from tests.paths import ROOT
 from tests.report_samples import EXPECTED, render
 from tests.smtp_util import RawClient, reply_line
 
@@ -265,7 +266,6 @@ async def test_cli_serve_role_inbound_process_records_a_bounce(
     """The real command in its own process: `mailtrap-smtp serve --role inbound`, stopped by SIGTERM."""
     import signal
     import sys
-    from pathlib import Path
 
     port = free_port()
     cfg = make_config(inbound={"listeners": [f"127.0.0.1:{port}"]})
@@ -274,7 +274,7 @@ async def test_cli_serve_role_inbound_process_records_a_bounce(
     address = verp.make(load_key(cfg), verp.Tag(mid, rid), "mt7q2x.src.test")  # the key file the process reads
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "mailtrap_smtp", "-c", str(tmp_path / "config.toml"), "serve", "--role", "inbound",
-        "--processes", "1", cwd=Path(__file__).resolve().parents[1], stderr=asyncio.subprocess.DEVNULL)
+        "--processes", "1", cwd=ROOT, stderr=asyncio.subprocess.DEVNULL)
     try:
         async with asyncio.timeout(30):
             while True:

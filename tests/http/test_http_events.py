@@ -22,9 +22,9 @@ from mailtrap_smtp.dnsresolve import make_resolver
 from mailtrap_smtp.store import credentials
 from mailtrap_smtp.store import domains as domains_store
 from tests import smtp_util
+from tests.delivery_util import FAST
 from tests.http_util import DOMAIN, SENDER, ApiEnv, minimal
 from tests.mx_sink import MxSink
-from tests.test_delivery_smtp import FAST
 
 TODAY = dt.datetime.now(dt.UTC).date().isoformat()
 

@@ -23,9 +23,8 @@ from mailtrap_smtp.config import RetentionConfig
 from mailtrap_smtp.core import retention
 from mailtrap_smtp.core import suppressions as sup
 from mailtrap_smtp.store import domains, messages
+from tests.paths import ROOT
 from tests.smtp_util import DOMAIN, create_account
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture

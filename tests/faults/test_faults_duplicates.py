@@ -10,9 +10,8 @@ import asyncpg
 
 from mailtrap_smtp.store import queue
 from tests import delivery_util
-from tests.delivery_util import enqueue, event_list
+from tests.delivery_util import enqueue, event_list, service
 from tests.mx_sink import MxSink
-from tests.test_delivery_smtp import service
 
 sink = delivery_util.sink  # fixture
 
