@@ -3,6 +3,9 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 CONFIG ?= config/dev.toml
+# The suite runs on every core (pytest-xdist); a module's tests stay together on one worker, so a
+# module's servers and fixtures are never shared across processes. TEST_WORKERS=0 runs in one process.
+TEST_WORKERS ?= auto
 
 .PHONY: serve test bench lint clean
 
@@ -17,7 +20,7 @@ serve: $(BIN)/.installed
 	exec $(BIN)/mailtrap-smtp -c $(CONFIG) serve
 
 test: $(BIN)/.installed
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 bench: $(BIN)/.installed
 	$(BIN)/python bench/smtp_frontend.py

@@ -141,7 +141,8 @@ async def test_render_without_a_body(env: tuple[Templates, int, int]) -> None:
     assert (r.text, r.html) == (None, "<i>&#x27;</i>")
 
 
-@pytest.mark.parametrize("template_uuid", ["not-a-uuid", "", str(uuid.uuid4()), "00000000-0000-0000-0000-000000000000"])
+@pytest.mark.parametrize("template_uuid", [
+    "not-a-uuid", "", "0b5e7c1a-3f52-4d8e-9a61-2c4f8e7d9b10", "00000000-0000-0000-0000-000000000000"])
 async def test_render_unknown_uuid(env: tuple[Templates, int, int], template_uuid: str) -> None:
     templates, acct, _ = env
     await templates.create(acct, WELCOME)

@@ -23,13 +23,16 @@ from tests.dashboard_util import csrf, csrf_of, login
 from tests.http_util import ApiEnv, minimal
 from tests.smtp_util import create_account
 
+# An id no account has; fixed, so that every pytest-xdist worker collects the same test ids.
+UNKNOWN = uuid.UUID("0b5e7c1a-3f52-4d8e-9a61-2c4f8e7d9b10")
+
 PAGES = ["/dashboard/", "/dashboard/domains", "/dashboard/domains/1", "/dashboard/logs",
-         f"/dashboard/logs/{uuid.uuid4()}", f"/dashboard/logs/{uuid.uuid4()}/raw", "/dashboard/suppressions",
+         f"/dashboard/logs/{UNKNOWN}", f"/dashboard/logs/{UNKNOWN}/raw", "/dashboard/suppressions",
          "/dashboard/webhooks", "/dashboard/webhooks/1", "/dashboard/tokens", "/dashboard/templates",
          "/dashboard/templates/1", "/dashboard/inboxes", "/dashboard/inboxes/1",
-         f"/dashboard/inboxes/1/messages/{uuid.uuid4()}"]
+         f"/dashboard/inboxes/1/messages/{UNKNOWN}"]
 FORMS = ["/dashboard/logout", "/dashboard/domains", "/dashboard/domains/1/verify", "/dashboard/suppressions",
-         "/dashboard/suppressions/import", f"/dashboard/suppressions/{uuid.uuid4()}/delete", "/dashboard/webhooks",
+         "/dashboard/suppressions/import", f"/dashboard/suppressions/{UNKNOWN}/delete", "/dashboard/webhooks",
          "/dashboard/webhooks/1/active", "/dashboard/webhooks/1/test", "/dashboard/tokens",
          "/dashboard/tokens/x/revoke", "/dashboard/templates", "/dashboard/templates/1", "/dashboard/inboxes"]
 
