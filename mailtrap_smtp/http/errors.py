@@ -16,10 +16,11 @@ writes error text.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..core.refusal import Kind, Refused
 from ..outcomes import Outcome
 
 
@@ -124,6 +125,21 @@ def manage_missing(name: str) -> ManageError:
 def manage_invalid(fields: Mapping[str, list[str]]) -> ManageError:
     """422 with per-field messages, e.g. {"errors": {"domain_name": ["can't be blank"]}}."""
     return ManageError(422, {"errors": dict(fields)})
+
+
+# THE table for a refused management operation (core.refusal.Refused), by its kind, never by its
+# text; `field` is the request field a 422 is about. A name already taken is Mailtrap's (Rails')
+# uniqueness text.
+REFUSALS: dict[Kind, Callable[[Refused, str], ManageError]] = {
+    Kind.NOT_FOUND: lambda e, field: MANAGE_NOT_FOUND,
+    Kind.CONFLICT: lambda e, field: manage_invalid({field: ["has already been taken"]}),
+    Kind.INVALID: lambda e, field: manage_invalid({field: [str(e)]}),
+    Kind.FORBIDDEN: lambda e, field: MANAGE_FORBIDDEN,
+}
+
+
+def for_refusal(e: Refused, field: str) -> ManageError:
+    return REFUSALS[e.kind](e, field)
 
 
 class ApiError(Exception):
