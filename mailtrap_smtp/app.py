@@ -12,6 +12,7 @@ import os
 import signal
 import sys
 import time
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from . import dkim, dnsresolve, supervise
@@ -19,9 +20,11 @@ from .config import Config
 from .store.db import Database
 
 if TYPE_CHECKING:
+    from .auth import Authenticator
+    from .http.server import HttpService
     from .smtp.peers import SharedState
     from .smtp.server import SmtpService
-    from .submission import Signer
+    from .submission import Signer, Submission
 
 log = logging.getLogger(__name__)
 
@@ -41,12 +44,21 @@ DEATHS_WINDOW = 60.0
 STOP_BOUND = 20.0
 
 
-def smtp_service(cfg: Config, pool: Any, *, signer: Signer, process_index: int = 0,
-                 port_override: int | None = None, shared: SharedState | None = None) -> SmtpService:
-    """The SMTP front door wired to its use cases: submission, authentication, session slots."""
-    from .auth import Authenticator, SessionSlots
+@dataclass(frozen=True)
+class UseCases:
+    """What both front doors of a process use, built once: ONE submission (so one group-commit
+    batcher and its statement bound, whichever door a message came in by) and ONE authenticator."""
+
+    submission: Submission
+    authenticator: Authenticator
+
+    async def close(self) -> None:
+        await self.submission.close()
+
+
+def use_cases(cfg: Config, pool: Any, *, signer: Signer) -> UseCases:
+    from .auth import Authenticator
     from .list_unsubscribe import ListUnsubscribe
-    from .smtp.server import SmtpService
     from .submission import Submission
 
     submission = Submission(pool, signer, hostname=cfg.server.hostname,
@@ -54,9 +66,38 @@ def smtp_service(cfg: Config, pool: Any, *, signer: Signer, process_index: int =
                             grace_seconds=cfg.domains.grace_period_seconds,
                             statement_timeout=cfg.database.statement_timeout_seconds,
                             list_unsubscribe=ListUnsubscribe(cfg))
-    return SmtpService(cfg, submission=submission, authenticator=Authenticator(pool),
+    return UseCases(submission, Authenticator(pool))
+
+
+def smtp_service(cfg: Config, pool: Any, *, signer: Signer | None = None, shared_cases: UseCases | None = None,
+                 process_index: int = 0, port_override: int | None = None,
+                 shared: SharedState | None = None) -> SmtpService:
+    """The SMTP front door wired to its use cases: the process's `shared_cases` (which the caller
+    closes), or ones of its own made with `signer` (closed when the service stops); session slots."""
+    from .auth import SessionSlots
+    from .smtp.server import SmtpService
+
+    cases = shared_cases or use_cases(cfg, pool, signer=_needed(signer))
+    return SmtpService(cfg, submission=cases.submission, authenticator=cases.authenticator,
                        slots=SessionSlots(pool, cfg.limits.connections_per_account),
-                       process_index=process_index, port_override=port_override, shared=shared)
+                       process_index=process_index, port_override=port_override, shared=shared,
+                       close_submission=shared_cases is None)
+
+
+def http_service(cfg: Config, pool: Any, *, signer: Signer | None = None, shared_cases: UseCases | None = None,
+                 **options: Any) -> HttpService:
+    """The HTTPS front door wired likewise; `options` are `HttpService`'s own (listeners, brake, …)."""
+    from .http.server import HttpService
+
+    cases = shared_cases or use_cases(cfg, pool, signer=_needed(signer))
+    return HttpService(cfg, pool, submission=cases.submission, authenticator=cases.authenticator,
+                       close_submission=shared_cases is None, **options)
+
+
+def _needed(signer: Signer | None) -> Signer:
+    if signer is None:
+        raise ValueError("a front door needs the process's use cases or a signer to build its own")
+    return signer
 
 
 class Service:
@@ -81,6 +122,7 @@ class Service:
         self._parts: list[Any] = []
         self.smtp: Any = None
         self.http: Any = None
+        self.use_cases: UseCases | None = None  # the front doors' (roles all, smtp, http)
 
     async def start(self) -> None:
         from .delivery.worker import DeliveryService
@@ -91,19 +133,18 @@ class Service:
         pool = await self.db.open(migrate_schema=self.process_index == 0)
         resolver = dnsresolve.make_resolver(cfg.dns.nameservers, cfg.dns.timeout_seconds)
         kek = dkim.load_or_create_kek(cfg.kek_path)
+        if self.role in ("all", "smtp", "http"):
+            self.use_cases = use_cases(cfg, pool, signer=KeyStore(pool, kek))
         if self.role in ("all", "smtp"):
-            self.smtp = smtp_service(cfg, pool, signer=KeyStore(pool, kek), process_index=self.process_index,
+            self.smtp = smtp_service(cfg, pool, shared_cases=self.use_cases, process_index=self.process_index,
                                      shared=self._shared)
             self._parts.append(self.smtp)
         if self.role in ("all", "http") and cfg.http.listeners:
-            from .http.server import HttpService
             from .smtp.peers import auth_brake
 
             smtp = self.smtp
-            self.http = HttpService(
-                cfg, pool, signer=KeyStore(pool, kek) if smtp is None else None,
-                submission=smtp.submission if smtp is not None else None,
-                authenticator=smtp.authenticator if smtp is not None else None,
+            self.http = http_service(
+                cfg, pool, shared_cases=self.use_cases,
                 rate_memory=self._rate_memory, kek=kek, resolver=resolver, process_index=self.process_index,
                 # One failed-token brake per node for both doors (smtp/peers.py).
                 auth_failures=smtp.auth_failures if smtp is not None else auth_brake(cfg.limits, self._shared))
@@ -132,13 +173,19 @@ class Service:
 
     async def stop(self) -> None:
         # Listeners stop accepting first (idle SMTP sessions get 421, transactions in flight finish
-        # within the grace bound; the API finishes its requests), then the workers finish what they
-        # hold. The API goes before SMTP, whose submission it may share.
+        # within the grace bound; the API finishes its requests), then the use cases both doors
+        # share, then the workers finish what they hold.
         # The workers stop side by side: each one's waits on the database are bounded, and with a
         # stalled database one after another would add their bounds up (issue 9).
         fronts = [p for p in (self.http, self.smtp) if p is not None]
         for part in fronts:
             await self._stop_part(part)
+        if self.use_cases is not None:
+            try:
+                await self.use_cases.close()
+            except Exception:
+                log.exception("error while closing the submission")
+            self.use_cases = None
         await asyncio.gather(*(self._stop_part(p) for p in reversed(self._parts) if p not in fronts))
         self._parts.clear()
         await self.db.close()

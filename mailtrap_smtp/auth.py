@@ -1,11 +1,12 @@
 """Authentication use case: token → credential (account, stream), plus the limits checked at AUTH time.
 
-Protocol-neutral (no SMTP here): the SMTP adapter maps each `AuthOutcome` to a reply from
-`replies.py`; the HTTP API can map them to its own statuses.
+Protocol-neutral (no SMTP here): a refusal is `Rejected` with an `Outcome` of the one vocabulary
+(`outcomes.py`), which each adapter maps in its own table (`replies.OUTCOME_REPLIES`,
+`http/errors.OUTCOMES`).
 
 * `Authenticator.authenticate(token, stream=..., sending=...)`: looks the credential up by the
   token's public id, compares digests in constant time, applies the token's grant (`permissions`:
-  a token without the right to send on the front door's stream is NOT_ALLOWED), and refuses an
+  a token without the right to send on the front door's stream is NOT_PERMITTED), and refuses an
   account already at its monthly limit when the session is for sending.
 * `SessionSlots`: at most `limits.connections_per_account` concurrent authenticated sessions per
   account, counted cluster-wide with PostgreSQL advisory locks (see `store/smtp_limits.py`).
@@ -20,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import enum
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -30,6 +30,7 @@ from typing import Any, TypeVar
 import asyncpg
 
 from . import permissions, quota, tokens
+from .outcomes import Outcome, Rejected
 from .permissions import Level
 from .store import credentials as credentials_store
 from .store import db, smtp_limits
@@ -44,18 +45,6 @@ DB_ERRORS: tuple[type[BaseException], ...] = (
     OSError, asyncpg.PostgresError, asyncpg.InterfaceError, asyncio.TimeoutError,
     db.Unavailable,  # a statement cut off by the statement bound, or never sent (store/messages.py)
 )
-
-
-class AuthOutcome(enum.Enum):
-    OK = "ok"
-    INVALID = "invalid"                # a known token id with the wrong secret
-    UNKNOWN_ID = "unknown_id"          # malformed token, or no live credential with its public id
-    TEMPORARY = "temporary"            # database unreachable
-    QUOTA = "quota"                    # account at its monthly limit
-    TOO_MANY_CONNECTIONS = "too_many_connections"
-    # A valid token whose grant does not cover this front door (its stream, or sending at all):
-    # to the client the same as INVALID (Mailtrap answers 401 / 535 alike), counted apart.
-    NOT_ALLOWED = "not_allowed"
 
 
 @dataclass(frozen=True)
@@ -122,40 +111,45 @@ class Authenticator:
 
     async def authenticate(self, secret: str, *, stream: str | None = None, sending: bool = True,
                            sender_policy: SenderPolicy | None = None, slots: SessionSlots | None = None,
-                           ) -> tuple[AuthOutcome, Principal | None, int | None]:
-        """(outcome, principal, session slot).
+                           ) -> tuple[Principal, int | None]:
+        """(principal, session slot), or `Rejected` with the outcome.
 
         `stream`: the stream the front door serves (an SMTP listener's `stream`, the HTTP host),
         None for a door serving the token's own (`permissions.stream_for`). With `sending` (a
-        session that submits mail), a token that may not send on that stream is NOT_ALLOWED and
-        an account at its monthly limit is QUOTA; without (management and read requests), neither
-        is checked here and the caller asks `permissions` per request.
+        session that submits mail), a token that may not send on that stream is NOT_PERMITTED and
+        an account at its monthly limit is QUOTA_EXCEEDED; without (management and read requests),
+        neither is checked here and the caller asks `permissions` per request.
 
-        With `slots`, an OK outcome also holds one of the account's session slots (released with
-        `slots.release`) or the outcome is TOO_MANY_CONNECTIONS; without, the slot is None."""
+        With `slots`, success also holds one of the account's session slots (released with
+        `slots.release`), or the outcome is TOO_MANY_CONNECTIONS; without, the slot is None."""
         token = _token_text(secret)
         public_id = tokens.public_id_of(token) if token is not None else None
         if token is None or public_id is None:
-            return AuthOutcome.UNKNOWN_ID, None, None
+            raise Rejected(Outcome.CREDENTIAL_UNKNOWN)
         try:
             if slots is not None:
                 # One round trip in the usual case, on the slots' own connection: pending slot
                 # releases, the credential, account, this period's usage, the sending domains and
                 # a session slot, in one statement.
-                return await slots.run(
+                found = await slots.run(
                     lambda conn, held, unlock: self._lookup(conn, token, public_id, _Door(stream, sending),
                                                             sender_policy, slots, held, unlock))
-            async with self._pool.acquire() as conn:
-                return await self._lookup(conn, token, public_id, _Door(stream, sending), sender_policy,
-                                          None, (), ())
+            else:
+                async with self._pool.acquire() as conn:
+                    found = await self._lookup(conn, token, public_id, _Door(stream, sending), sender_policy,
+                                               None, (), ())
         except DB_ERRORS as e:
             HEALTH.unavailable("authentication", e)  # logged once per outage, not once per AUTH
-            return AuthOutcome.TEMPORARY, None, None
+            raise Rejected(Outcome.AUTH_UNAVAILABLE) from None
+        # Raised out here, not in `_lookup`: `slots.run` drops its connection on any exception.
+        if isinstance(found, Outcome):
+            raise Rejected(found)
+        return found
 
     async def _lookup(self, conn: Any, token: str, public_id: str, door: _Door,
                       sender_policy: SenderPolicy | None, slots: SessionSlots | None,
                       held: Sequence[int], unlock: Sequence[int],
-                      ) -> tuple[AuthOutcome, Principal | None, int | None]:
+                      ) -> Outcome | tuple[Principal, int | None]:
         today = dt.datetime.now(dt.UTC).date()
         limit = sender_policy.preload_limit + 1 if sender_policy is not None else 0
         row = await credentials_store.find_for_auth(
@@ -165,7 +159,7 @@ class Authenticator:
             slot_limit=slots.limit if slots is not None else 0, held_slots=held, unlock_slots=unlock,
         )
         if row is None:
-            return AuthOutcome.UNKNOWN_ID, None, None
+            return Outcome.CREDENTIAL_UNKNOWN
         account_id = int(row["account_id"])
         # Non-NULL only when `slots` asked for one (slot_limit > 0); from here it is held.
         slot = None if row["slot"] is None else int(row["slot"])
@@ -178,7 +172,7 @@ class Authenticator:
 
         if not tokens.matches(token, bytes(row["digest"])):
             give_back()
-            return AuthOutcome.INVALID, None, None
+            return Outcome.CREDENTIAL_INVALID
         grant = permissions.Grant(
             frozenset(row["streams"]),
             None if row["all_domains"] else frozenset(int(i) for i in row["scope_ids"] or ()),
@@ -187,7 +181,7 @@ class Authenticator:
         stream = permissions.stream_for(grant, door.stream)
         if door.sending and (stream is None or not permissions.may_send(grant, stream)):
             give_back()
-            return AuthOutcome.NOT_ALLOWED, None, None
+            return Outcome.NOT_PERMITTED
         if stream is None:  # not sending: the door's stream is only a default
             stream = permissions.stream_for(grant, None)
         assert stream is not None
@@ -216,13 +210,13 @@ class Authenticator:
         )
         if door.sending and principal.quota_remaining_at_auth <= 0:
             give_back()
-            return AuthOutcome.QUOTA, principal, None
+            return Outcome.QUOTA_EXCEEDED
         if slots is not None and slot is None:
-            return AuthOutcome.TOO_MANY_CONNECTIONS, principal, None
+            return Outcome.TOO_MANY_CONNECTIONS
         if row["touch_due"]:
             # Coarse on purpose (see `credentials.touch`): a write at most once a minute.
             await credentials_store.touch(conn, principal.credential_id)
-        return AuthOutcome.OK, principal, slot
+        return principal, slot
 
 
 class SessionSlots:

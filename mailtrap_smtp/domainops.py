@@ -19,7 +19,7 @@ from typing import Any
 from . import dkim, domains, metrics, supervise
 from .config import Config
 from .core import accounts as accounts_uc
-from .core.refusal import Refused
+from .core.refusal import Kind, Refused
 from .events import Event
 from .signing import key_aad
 from .store import accounts as accounts_store
@@ -64,7 +64,7 @@ async def add_domain(pool: Conn, cfg: Config, kek: bytes, account_name: str, nam
         raise DomainOpError(str(e)) from None
     account = await accounts_store.get_by_name(pool, account_name)
     if account is None:
-        raise DomainOpError(f"no account named {account_name!r}")
+        raise DomainOpError(f"no account named {account_name!r}", kind=Kind.NOT_FOUND)
     algorithms = ["rsa-sha256"] + (["ed25519-sha256"] if cfg.dkim.ed25519 else [])
     # Key generation is CPU work (RSA-2048 takes ~50 ms); keep the event loop free.
     generated = await asyncio.to_thread(lambda: [(alg, *dkim.generate_key(alg)) for alg in algorithms])
@@ -73,7 +73,7 @@ async def add_domain(pool: Conn, cfg: Config, kek: bytes, account_name: str, nam
             row = await domains_store.create(conn, account["id"], domain_name,
                                              verification_token=_new_verification_token(), dns_skipped=skip_dns)
         except KeyError:
-            raise DomainOpError(f"domain {domain_name} already exists") from None
+            raise DomainOpError(f"domain {domain_name} already exists", kind=Kind.CONFLICT) from None
         for alg, pem, public in generated:
             selector = SELECTORS[alg][0]
             await domains_store.add_key(
@@ -97,7 +97,7 @@ async def _get(conn: Conn, name: str) -> Record:
         raise DomainOpError(str(e)) from None
     row = await domains_store.get_by_name(conn, lookup)
     if row is None:
-        raise DomainOpError(f"no domain named {lookup}")
+        raise DomainOpError(f"no domain named {lookup}", kind=Kind.NOT_FOUND)
     return row
 
 
@@ -242,7 +242,7 @@ async def verify_domain(pool: Conn, cfg: Config, resolver: Any, name: str, *,
         # committed while we were asking DNS, and each transition must be recorded (with its event) once.
         locked = await domains_store.lock(conn, domain["id"])
         if locked is None:
-            raise DomainOpError(f"domain {domain['name']} was removed")
+            raise DomainOpError(f"domain {domain['name']} was removed", kind=Kind.NOT_FOUND)
         t = next_state(locked, checks, now, grace)
         await domains_store.set_check_result(conn, domain["id"], state=t.state, checked_at=now,
                                              result=_check_json(checks), verified_at=t.verified_at,

@@ -14,6 +14,8 @@ from pathlib import Path
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, multiprocess, start_http_server
 
+from .outcomes import Outcome
+
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 # --- SMTP front end ---
@@ -25,6 +27,16 @@ SMTP_SESSIONS_ACTIVE = Gauge("mts_smtp_sessions_active", "SMTP sessions currentl
                              multiprocess_mode="livesum")
 TLS_HANDSHAKES = Counter("mts_tls_handshakes_total", "TLS handshakes by outcome", ["outcome"])
 AUTH_ATTEMPTS = Counter("mts_auth_attempts_total", "AUTH attempts by outcome", ["outcome"])
+# The `outcome` label of a refused AUTH (besides "success" and "ip_blocked"): the labels dashboards
+# already know, one for both kinds of wrong token.
+AUTH_ATTEMPT_LABELS: dict[Outcome, str] = {
+    Outcome.CREDENTIAL_INVALID: "invalid",
+    Outcome.CREDENTIAL_UNKNOWN: "invalid",
+    Outcome.NOT_PERMITTED: "not_allowed",
+    Outcome.QUOTA_EXCEEDED: "quota",
+    Outcome.TOO_MANY_CONNECTIONS: "too_many_connections",
+    Outcome.AUTH_UNAVAILABLE: "temporary",
+}
 MESSAGES_ACCEPTED = Counter("mts_messages_accepted_total", "Messages accepted and queued", ["stream"])
 RECIPIENTS_ACCEPTED = Counter("mts_recipients_accepted_total", "Envelope recipients accepted", ["stream"])
 MESSAGES_REJECTED = Counter("mts_messages_rejected_total", "SMTP rejections by reply name", ["reply"])

@@ -1,7 +1,7 @@
 """THE vocabulary of refusals a use case can end with, shared by every adapter.
 
-A use case (submission, and the ones that follow it) never knows which front door called it: it
-raises `Rejected(Outcome.X)`. Each adapter maps an outcome to its wire form in one table of its
+A use case (authentication, submission, and the ones that follow them) never knows which front door
+called it: it raises `Rejected(Outcome.X)`. Each adapter maps an outcome to its wire form in one table of its
 own: the SMTP adapter to a reply of `replies.py` (`replies.OUTCOME_REPLIES`), the HTTP API to a
 status and Mailtrap's JSON error text. A test proves that every outcome has a mapping in each table,
 so a new outcome cannot reach a client as a generic failure by accident.
@@ -24,6 +24,15 @@ class Outcome(enum.Enum):
     NOT_PERMITTED = "not_permitted"                      # the token's grant does not allow sending on this stream
     IDEMPOTENCY_KEY_INVALID = "idempotency_key_invalid"  # an idempotency key over 256 or non-printable characters
     IDEMPOTENCY_IN_FLIGHT = "idempotency_in_flight"      # the first message with this key is still being accepted
+    # Authentication (`auth.Authenticator`); it also ends with NOT_PERMITTED (a valid token whose
+    # grant does not cover this door: to the client the same as CREDENTIAL_INVALID, but no guess)
+    # and QUOTA_EXCEEDED (the account is at its monthly limit when a sending session starts).
+    CREDENTIAL_INVALID = "credential_invalid"            # a known token id with the wrong secret: a guess
+    CREDENTIAL_UNKNOWN = "credential_unknown"            # malformed token, or no live credential with its id
+    # Apart from TEMPORARILY_UNAVAILABLE because SMTP answers a failed look-up at AUTH with its own
+    # reply (RFC 4954 §6: 454 4.7.0), not with the 451 of a transaction.
+    AUTH_UNAVAILABLE = "auth_unavailable"                # the token could not be looked up (database)
+    TOO_MANY_CONNECTIONS = "too_many_connections"        # the account's sessions are at their cap
 
 
 class Rejected(Exception):

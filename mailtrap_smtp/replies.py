@@ -208,8 +208,13 @@ OUTCOME_REPLIES: dict[Outcome, Reply] = {
     Outcome.SENDER_DOMAIN_NOT_ALLOWED: SENDER_DOMAIN_NOT_ALLOWED,
     Outcome.QUOTA_EXCEEDED: QUOTA_EXCEEDED,
     Outcome.TEMPORARILY_UNAVAILABLE: TEMPORARY_FAILURE,
-    # What AUTH answers such a token (`AuthOutcome.NOT_ALLOWED`), so SMTP sessions never get here.
+    # A real token without sending rights on this listener (other stream, or a read-only token):
+    # Mailtrap's 535, the same as a wrong token's.
     Outcome.NOT_PERMITTED: AUTH_INVALID,
     Outcome.IDEMPOTENCY_KEY_INVALID: IDEMPOTENCY_KEY_INVALID,
     Outcome.IDEMPOTENCY_IN_FLIGHT: IDEMPOTENCY_IN_FLIGHT,
+    Outcome.CREDENTIAL_INVALID: AUTH_INVALID,
+    Outcome.CREDENTIAL_UNKNOWN: AUTH_INVALID,
+    Outcome.AUTH_UNAVAILABLE: AUTH_TEMPORARY_FAILURE,
+    Outcome.TOO_MANY_CONNECTIONS: TOO_MANY_CONNECTIONS_ACCOUNT,
 }

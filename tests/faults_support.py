@@ -181,6 +181,16 @@ async def send_one(port: int, ctx: ssl.SSLContext, token: str, rcpt: str, *,
         c.writer.close()
 
 
+async def stored(pool: Any) -> dict[str, int]:
+    """What an acceptance leaves behind: messages, recipients, quota charged, reception events."""
+    return {
+        "messages": await pool.fetchval("SELECT count(*) FROM messages"),
+        "recipients": await pool.fetchval("SELECT count(*) FROM recipients"),
+        "used": await pool.fetchval("SELECT coalesce(sum(used), 0) FROM usage"),
+        "events": await pool.fetchval("SELECT count(*) FROM events WHERE type = 'reception'"),
+    }
+
+
 async def stop_serve(proc: asyncio.subprocess.Process, timeout: float = 30) -> int:
     if proc.returncode is None:
         proc.send_signal(signal.SIGTERM)

@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from mailtrap_smtp import dnsresolve, tokens
+from mailtrap_smtp.app import http_service
 from mailtrap_smtp.http.server import HttpService
 from mailtrap_smtp.signing import KeyStore
 from mailtrap_smtp.store import credentials
@@ -96,7 +97,7 @@ async def api_factory(pool: Any, make_config: Any, client_ssl_context: ssl.SSLCo
         acct = await create_account(pool, **(account or {}))
         kek = os.urandom(32)
         resolver = dnsresolve.make_resolver(cfg.dns.nameservers, cfg.dns.timeout_seconds)
-        svc = HttpService(cfg, pool, signer=KeyStore(pool, kek), kek=kek, resolver=resolver, port_override=0)
+        svc = http_service(cfg, pool, signer=KeyStore(pool, kek), kek=kek, resolver=resolver, port_override=0)
         await svc.start()
         services.append(svc)
         return ApiEnv(svc, pool, cfg, acct, client_ssl_context, str(ca_file))

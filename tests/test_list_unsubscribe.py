@@ -18,6 +18,7 @@ import httpx
 import pytest
 
 from mailtrap_smtp import dkim, outbox
+from mailtrap_smtp.app import http_service
 from mailtrap_smtp.consumers.auto_suppressions import AutoSuppressions
 from mailtrap_smtp.core import accounts as accounts_core
 from mailtrap_smtp.core import event_names
@@ -89,7 +90,7 @@ async def world(smtp_factory: Any, pool: Any) -> Any:
                           private_key_enc=dkim.encrypt_private_key(kek, pem, key_aad("example.com", "s1")),
                           public_key=pub, state="active")
     await accounts_core.set_list_unsubscribe(pool, "acme", True)
-    api = HttpService(env.cfg, pool, signer=KeyStore(pool, kek), kek=kek, port_override=0)
+    api = http_service(env.cfg, pool, signer=KeyStore(pool, kek), kek=kek, port_override=0)
     await api.start()
     yield World(env, api, dkim.dns_txt_value(dkim.RSA_SHA256, pub).encode())
     await api.stop(1.0)

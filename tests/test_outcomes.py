@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from mailtrap_smtp import replies
-from mailtrap_smtp.auth import Principal
+from mailtrap_smtp import metrics, replies, tokens
+from mailtrap_smtp.auth import Authenticator, Principal
 from mailtrap_smtp.outcomes import Outcome, Rejected
 from mailtrap_smtp.store import db as store_db
 from mailtrap_smtp.submission import Envelope, Submission
@@ -19,6 +19,37 @@ def test_every_outcome_has_an_smtp_error_reply(outcome: Outcome) -> None:
     reply = replies.OUTCOME_REPLIES[outcome]
     assert reply.is_error
     assert replies.REPLIES[reply.name] is reply
+
+
+# The AUTH replies of the token look-up's refusals, as they were when `auth.AuthOutcome` had its own
+# mapping in the session: unchanged now that they are outcomes of the one vocabulary.
+@pytest.mark.parametrize(("outcome", "line", "label"), [
+    (Outcome.CREDENTIAL_INVALID, "535 5.7.8 Authentication credentials invalid", "invalid"),
+    (Outcome.CREDENTIAL_UNKNOWN, "535 5.7.8 Authentication credentials invalid", "invalid"),
+    (Outcome.NOT_PERMITTED, "535 5.7.8 Authentication credentials invalid", "not_allowed"),
+    (Outcome.AUTH_UNAVAILABLE, "454 4.7.0 Temporary authentication failure", "temporary"),
+    (Outcome.QUOTA_EXCEEDED, "535 5.7.0 Monthly messages limit reached", "quota"),
+    (Outcome.TOO_MANY_CONNECTIONS, "535 5.7.8 Too many connections per account", "too_many_connections"),
+])
+def test_token_outcomes_reply_and_count_as_before(outcome: Outcome, line: str, label: str) -> None:
+    reply = replies.OUTCOME_REPLIES[outcome]
+    assert reply.line == line
+    assert metrics.AUTH_ATTEMPT_LABELS[outcome] == label
+
+
+async def test_token_lookup_without_database_is_auth_unavailable(db_dsn: str) -> None:
+    pool = await store_db.create_pool(db_dsn, min_size=1, max_size=2)
+    await pool.close()
+    with pytest.raises(Rejected) as info:
+        await Authenticator(pool).authenticate(tokens.generate().token)
+    assert info.value.outcome is Outcome.AUTH_UNAVAILABLE
+
+
+@pytest.mark.parametrize("token", ["", "not-a-token", "mts_0123abcd_" + "A" * 31 + "\x00", "tökén"])
+async def test_malformed_token_is_unknown_without_a_lookup(token: str) -> None:
+    with pytest.raises(Rejected) as info:
+        await Authenticator(pool=None).authenticate(token)  # no pool: a look-up would fail otherwise
+    assert info.value.outcome is Outcome.CREDENTIAL_UNKNOWN
 
 
 def _principal(**kw: Any) -> Principal:

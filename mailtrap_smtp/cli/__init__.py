@@ -16,12 +16,21 @@ import sys
 from collections.abc import Sequence
 
 from .. import config as config_mod
-from ..core.refusal import Refused
+from ..core.refusal import Kind, Refused
 from . import account, credential, dkim, domain, inbox, logs, queue, service, stats, suppression, template, webhook
 from .common import EXIT_CONFIG, EXIT_ERROR, CliError, Parsers
 from .dashboard import register as register_dashboard
 
 __all__ = ["build_parser", "main"]
+
+# How a refused operation (core.refusal) ends a command, by its kind: the reason on stderr and this
+# exit status. Every kind is 1 today (scripts have relied on it); the table is where that would change.
+REFUSAL_EXIT: dict[Kind, int] = {
+    Kind.NOT_FOUND: EXIT_ERROR,
+    Kind.CONFLICT: EXIT_ERROR,
+    Kind.INVALID: EXIT_ERROR,
+    Kind.FORBIDDEN: EXIT_ERROR,
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -73,9 +82,12 @@ def _run(argv: Sequence[str] | None) -> int:
     except config_mod.ConfigError as e:
         print(f"mailtrap-smtp: config error: {e}", file=sys.stderr)
         return EXIT_CONFIG
-    except (CliError, Refused) as e:
+    except CliError as e:
         print(f"mailtrap-smtp: {e}", file=sys.stderr)
         return EXIT_ERROR
+    except Refused as e:
+        print(f"mailtrap-smtp: {e}", file=sys.stderr)
+        return REFUSAL_EXIT[e.kind]
     except KeyboardInterrupt:
         return 130
     except Exception as e:

@@ -14,7 +14,7 @@ from ..store import credentials as credentials_store
 from ..store import domains as domains_store
 from ..store import usage as usage_store
 from ..store.types import Conn, Record
-from .refusal import Refused
+from .refusal import Kind, Refused
 
 
 class PlanError(Refused):
@@ -53,7 +53,7 @@ async def create(conn: Conn, name: str, plan: Plan, *, alert_email: str | None =
                                            max_message_size=plan.max_message_size,
                                            billing_anchor_day=plan.billing_anchor_day, alert_email=alert_email)
     except KeyError:
-        raise Refused(f"account {name!r} already exists") from None
+        raise Refused(f"account {name!r} already exists", kind=Kind.CONFLICT) from None
 
 
 async def find(conn: Conn, name: str) -> Record | None:
@@ -63,7 +63,7 @@ async def find(conn: Conn, name: str) -> Record | None:
 async def get(conn: Conn, name: str) -> Record:
     row = await find(conn, name)
     if row is None:
-        raise Refused(f"no account named {name!r}")
+        raise Refused(f"no account named {name!r}", kind=Kind.NOT_FOUND)
     return row
 
 
@@ -72,7 +72,7 @@ async def set_list_unsubscribe(conn: Conn, name: str, enabled: bool) -> Record:
     sessions that authenticate from now on see it."""
     row = await accounts_store.set_list_unsubscribe(conn, (await get(conn, name))["id"], enabled)
     if row is None:
-        raise Refused(f"no account named {name!r}")
+        raise Refused(f"no account named {name!r}", kind=Kind.NOT_FOUND)
     return row
 
 

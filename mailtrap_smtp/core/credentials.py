@@ -18,7 +18,7 @@ from ..store import credentials as credentials_store
 from ..store import domains as domains_store
 from ..store.types import Conn
 from . import accounts
-from .refusal import Refused
+from .refusal import Kind, Refused
 
 
 @dataclass(frozen=True)
@@ -120,5 +120,5 @@ async def revoke(conn: Conn, token_id_or_token: str, account_id: int | None = No
     token_id = tokens.public_id_of(token_id_or_token) or token_id_or_token
     row = await credentials_store.revoke(conn, token_id, account_id)
     if row is None:
-        raise Refused(f"no credential with token id {token_id!r}")
+        raise Refused(f"no credential with token id {token_id!r}", kind=Kind.NOT_FOUND)
     return token_id, row["revoked_at"]

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from ..config import PlanConfig
 from ..store import accounts as accounts_store
 from ..store.types import Conn, Record
-from .refusal import Refused
+from .refusal import Kind, Refused
 
 
 @dataclass(frozen=True)
@@ -28,7 +28,7 @@ def named(plans: Mapping[str, PlanConfig], name: str) -> NamedPlan:
     plan = plans.get(name)
     if plan is None:
         known = ", ".join(sorted(plans)) or "none configured"
-        raise Refused(f"no plan named {name!r} (plans: {known})")
+        raise Refused(f"no plan named {name!r} (plans: {known})", kind=Kind.NOT_FOUND)
     return NamedPlan(name, plan.monthly_messages, plan.message_size, tuple(sorted(plan.alert_thresholds)))
 
 
@@ -42,7 +42,7 @@ async def create(conn: Conn, name: str, plan: NamedPlan, *, billing_anchor_day: 
             billing_anchor_day=billing_anchor_day, alert_email=alert_email, plan=plan.name,
             alert_thresholds=plan.alert_thresholds)
     except KeyError:
-        raise Refused(f"account {name!r} already exists") from None
+        raise Refused(f"account {name!r} already exists", kind=Kind.CONFLICT) from None
 
 
 async def set_plan(conn: Conn, account_name: str, plan: NamedPlan) -> Record:
@@ -51,5 +51,5 @@ async def set_plan(conn: Conn, account_name: str, plan: NamedPlan) -> Record:
         conn, int(account["id"]), plan=plan.name, monthly_limit=plan.monthly_limit,
         max_message_size=plan.max_message_size, alert_thresholds=plan.alert_thresholds)
     if row is None:
-        raise Refused(f"no account named {account_name!r}")
+        raise Refused(f"no account named {account_name!r}", kind=Kind.NOT_FOUND)
     return row

@@ -12,7 +12,7 @@ from ..store import events as events_store
 from ..store import messages as messages_store
 from ..store import queue as queue_store
 from ..store.types import Conn
-from .refusal import Refused
+from .refusal import Kind, Refused
 
 
 def parse_message_id(value: str) -> uuid.UUID:
@@ -55,7 +55,7 @@ async def show(conn: Conn, message_id: uuid.UUID) -> MessageView:
         owner = await messages_store.find_by_recipient(conn, message_id)
         msg = await messages_store.get(conn, owner) if owner is not None else None
     if msg is None:
-        raise Refused(f"no message {message_id}")
+        raise Refused(f"no message {message_id}", kind=Kind.NOT_FOUND)
     message_id = msg["id"]
     rcpts = [_pending_only(dict(r)) for r in await messages_store.recipients_of(conn, message_id)]
     evts = [dict(e) | {"details": json.loads(e["details"])}
@@ -76,7 +76,7 @@ async def show(conn: Conn, message_id: uuid.UUID) -> MessageView:
 async def retry(pool: Any, message_id: uuid.UUID) -> int:
     """Make the message's undelivered recipients due now; how many."""
     if await messages_store.get(pool, message_id) is None:
-        raise Refused(f"no message {message_id}")
+        raise Refused(f"no message {message_id}", kind=Kind.NOT_FOUND)
     async with pool.acquire() as conn, conn.transaction():
         return await queue_store.retry(conn, message_id)
 
@@ -84,6 +84,6 @@ async def retry(pool: Any, message_id: uuid.UUID) -> int:
 async def bounce(pool: Any, message_id: uuid.UUID) -> int:
     """Give up on the message's queued recipients; how many."""
     if await messages_store.get(pool, message_id) is None:
-        raise Refused(f"no message {message_id}")
+        raise Refused(f"no message {message_id}", kind=Kind.NOT_FOUND)
     async with pool.acquire() as conn, conn.transaction():
         return await queue_store.bounce(conn, message_id)

@@ -19,7 +19,7 @@ from ..smtp.address import valid_mailbox
 from ..store import accounts as accounts_store
 from ..store import retention as store
 from ..store.types import Conn
-from .refusal import Refused
+from .refusal import Kind, Refused
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +55,7 @@ async def erase_recipient(pool: Any, account_name: str, email: str) -> dict[str,
         raise Refused(f"not an email address: {email!r}")
     account = await accounts_store.get_by_name(pool, account_name)
     if account is None:
-        raise Refused(f"no account named {account_name!r}")
+        raise Refused(f"no account named {account_name!r}", kind=Kind.NOT_FOUND)
     return asdict(await store.erase_recipient(pool, int(account["id"]), email))
 
 

@@ -20,7 +20,7 @@ from ..outcomes import Outcome, Rejected
 from ..store import sandbox as sandbox_store
 from ..store.types import Conn, Record
 from ..submission import check_line_endings, check_line_length
-from .refusal import Refused
+from .refusal import Kind, Refused
 
 log = logging.getLogger(__name__)
 
@@ -29,11 +29,15 @@ LIST_LIMIT_MAX = 1000
 
 
 class InboxNotFound(Refused):
+    kind = Kind.NOT_FOUND
+
     def __init__(self, inbox_id: object) -> None:
         super().__init__(f"no sandbox inbox {inbox_id} in this account")
 
 
 class SandboxMessageNotFound(Refused):
+    kind = Kind.NOT_FOUND
+
     def __init__(self, message_id: object) -> None:
         super().__init__(f"no sandbox message {message_id} in this account")
 
@@ -68,7 +72,7 @@ async def create_inbox(conn: Conn, account_id: int, name: str) -> Inbox:
     try:
         return _inbox(await sandbox_store.create_inbox(conn, account_id, name))
     except sandbox_store.InboxExists:
-        raise Refused(f"the account already has an inbox named {name!r}") from None
+        raise Refused(f"the account already has an inbox named {name!r}", kind=Kind.CONFLICT) from None
 
 
 async def list_inboxes(conn: Conn, account_id: int) -> list[Inbox]:

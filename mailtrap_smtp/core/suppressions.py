@@ -19,7 +19,7 @@ from ..smtp.address import valid_mailbox
 from ..store import domains as domains_store
 from ..store import suppressions as store
 from ..store.types import Conn, Record
-from .refusal import Refused
+from .refusal import Kind, Refused
 
 STREAMS = ("transactional", "bulk", "any")
 TYPES = ("hard bounce", "unsubscription", "spam complaint", "manual import")
@@ -47,6 +47,8 @@ class Invalid(Refused):
 
 class NotFound(Refused):
     """No such suppression (or domain) in this account."""
+
+    kind = Kind.NOT_FOUND
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ from .. import templating
 from ..store import templates as templates_store
 from ..submission import CATEGORY_MAX
 from ..templating import Template, TemplateError
-from .refusal import Refused
+from .refusal import Kind, Refused
 
 NAME_MAX = 255
 SUBJECT_MAX = 998  # one header line (RFC 5322 §2.1.1)
@@ -34,6 +34,8 @@ CACHE_SIZE = 256
 
 class TemplateNotFound(Refused):
     """No template with that id or uuid in the account."""
+
+    kind = Kind.NOT_FOUND
 
     def __init__(self, key: object) -> None:
         super().__init__(f"no template {str(key)!r} in this account")

@@ -22,7 +22,7 @@ from ..store import outbox as outbox_store
 from ..store import webhooks as store
 from ..store.types import Conn, Record
 from . import event_names
-from .refusal import Refused
+from .refusal import Kind, Refused
 
 WEBHOOK_TYPES = ("email_sending",)  # the only events we produce (no campaigns, audit log or inbound)
 PAYLOAD_FORMATS = ("json", "jsonlines")
@@ -32,6 +32,8 @@ EVENT_TYPES = tuple(s.config for s in event_names.ALL)
 
 class WebhookNotFound(Refused):
     """No such webhook (or not one of this account's)."""
+
+    kind = Kind.NOT_FOUND
 
     def __init__(self, webhook_id: int) -> None:
         super().__init__(f"no webhook with id {webhook_id}")

@@ -7,18 +7,20 @@ Two shapes, as Mailtrap has them (MAILTRAP_COMPAT.md §2.6):
 * management paths (`/api/accounts…`, `/api/domains…`): `{"error": "…"}` for 401/404 and
   `{"errors": {field: ["…"]}}` for 422.
 
-`OUTCOMES` maps each refusal a use case can end with (`submission.Rejected`) to a status and the
-text clients see; the texts Mailtrap documents are reproduced exactly. Nothing else in this package
+`OUTCOMES` maps each refusal a use case can end with (`outcomes.Rejected`: authentication,
+submission) to a status and the text clients see on a send path; `for_manage_auth` answers a refused
+token on a management path, `REFUSALS` a refused management operation (`core.refusal.Refused`) by
+its kind; the texts Mailtrap documents are reproduced exactly. Nothing else in this package
 writes error text.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..auth import AuthOutcome
+from ..core.refusal import Kind, Refused
 from ..outcomes import Outcome
 
 
@@ -55,7 +57,8 @@ IDEMPOTENCY_IN_FLIGHT = send_error(409, "A request with this Idempotency-Key is 
 TEMPLATE_NOT_FOUND = send_error(400, "'template_uuid' does not match any template")
 INTERNAL = send_error(500, "Internal server error")
 
-# THE table: use-case outcome (submission.Rejected) → what an API client gets.
+# THE table: use-case outcome (outcomes.Rejected) → what an API client gets.
+_UNAVAILABLE = send_error(503, "Service temporarily unavailable, please try again later")
 OUTCOMES: dict[Outcome, SendError] = {
     Outcome.SIZE_EXCEEDED: send_error(413, "Message size exceeds fixed maximum message size"),
     Outcome.BARE_LINE_ENDING: send_error(400, "Message contains bare CR, bare LF or NUL"),
@@ -69,20 +72,13 @@ OUTCOMES: dict[Outcome, SendError] = {
     Outcome.IDEMPOTENCY_KEY_INVALID: send_error(400, "X-Idempotency-Key must be 1 to 256 printable ASCII characters"),
     Outcome.IDEMPOTENCY_IN_FLIGHT: send_error(409, "A message with this X-Idempotency-Key is still being accepted"),
     Outcome.QUOTA_EXCEEDED: send_error(403, "Monthly messages limit reached"),
-    Outcome.TEMPORARILY_UNAVAILABLE: send_error(503, "Service temporarily unavailable, please try again later"),
-}
-
-
-# Token look-up outcomes (auth.Authenticator) on send paths; OK has no error. TOO_MANY_CONNECTIONS
-# is SMTP's per-account session cap, which the API does not take slots for.
-AUTH_OUTCOMES: dict[AuthOutcome, SendError | None] = {
-    AuthOutcome.OK: None,
-    AuthOutcome.INVALID: UNAUTHORIZED,
-    AuthOutcome.UNKNOWN_ID: UNAUTHORIZED,
-    AuthOutcome.NOT_ALLOWED: UNAUTHORIZED,  # a valid token without the right to send on this stream
-    AuthOutcome.TEMPORARY: OUTCOMES[Outcome.TEMPORARILY_UNAVAILABLE],
-    AuthOutcome.QUOTA: OUTCOMES[Outcome.QUOTA_EXCEEDED],
-    AuthOutcome.TOO_MANY_CONNECTIONS: send_error(429, "Too many connections per account"),
+    Outcome.TEMPORARILY_UNAVAILABLE: _UNAVAILABLE,
+    # Token look-up (auth.Authenticator); QUOTA_EXCEEDED and NOT_PERMITTED are above.
+    Outcome.CREDENTIAL_INVALID: UNAUTHORIZED,
+    Outcome.CREDENTIAL_UNKNOWN: UNAUTHORIZED,
+    Outcome.AUTH_UNAVAILABLE: _UNAVAILABLE,
+    # SMTP's per-account session cap: the API takes no session slots, so only a bug reaches it.
+    Outcome.TOO_MANY_CONNECTIONS: send_error(429, "Too many connections per account"),
 }
 
 
@@ -115,6 +111,12 @@ MANAGE_INTERNAL = ManageError(500, {"error": "Internal server error"})
 MANAGE_LINK_INVALID = ManageError(403, {"error": "Link expired or invalid"})  # a raw-message URL
 
 
+def for_manage_auth(outcome: Outcome) -> ManageError:
+    """A management path's answer to a refused token: 500 when it could not be looked up, else 401
+    (management look-ups do not send, so NOT_PERMITTED and QUOTA_EXCEEDED do not arise)."""
+    return MANAGE_INTERNAL if outcome is Outcome.AUTH_UNAVAILABLE else MANAGE_UNAUTHORIZED
+
+
 def manage_missing(name: str) -> ManageError:
     """400 for a required query parameter that is absent (MAILTRAP_COMPAT §9 item 34)."""
     return ManageError(400, {"error": f"Missing required parameter: {name}"})
@@ -123,6 +125,21 @@ def manage_missing(name: str) -> ManageError:
 def manage_invalid(fields: Mapping[str, list[str]]) -> ManageError:
     """422 with per-field messages, e.g. {"errors": {"domain_name": ["can't be blank"]}}."""
     return ManageError(422, {"errors": dict(fields)})
+
+
+# THE table for a refused management operation (core.refusal.Refused), by its kind, never by its
+# text; `field` is the request field a 422 is about. A name already taken is Mailtrap's (Rails')
+# uniqueness text.
+REFUSALS: dict[Kind, Callable[[Refused, str], ManageError]] = {
+    Kind.NOT_FOUND: lambda e, field: MANAGE_NOT_FOUND,
+    Kind.CONFLICT: lambda e, field: manage_invalid({field: ["has already been taken"]}),
+    Kind.INVALID: lambda e, field: manage_invalid({field: [str(e)]}),
+    Kind.FORBIDDEN: lambda e, field: MANAGE_FORBIDDEN,
+}
+
+
+def for_refusal(e: Refused, field: str) -> ManageError:
+    return REFUSALS[e.kind](e, field)
 
 
 class ApiError(Exception):

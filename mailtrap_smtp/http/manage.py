@@ -79,8 +79,7 @@ async def _create(request: Request, caller: Caller, body: NewSendingDomain) -> D
     try:
         report = await domainops.add_domain(ctx.pool, ctx.cfg, ctx.kek, caller.principal.account_name, name)
     except Refused as e:
-        message = "has already been taken" if "already exists" in str(e) else str(e)
-        raise errors.ApiError(errors.manage_invalid({"domain_name": [message]})) from None
+        raise errors.ApiError(errors.for_refusal(e, "domain_name")) from None
     return await _view(ctx, caller, await _domain(ctx, caller, int(report.domain["id"])))
 
 

@@ -19,7 +19,8 @@ from dataclasses import dataclass
 from fastapi import Request
 
 from .. import permissions, tokens
-from ..auth import AuthOutcome, Principal
+from ..auth import Principal
+from ..outcomes import Outcome, Rejected
 from ..smtp.peers import brake_key
 from . import errors
 from .context import ApiContext
@@ -67,12 +68,13 @@ def rate_headers(rate: Decision) -> dict[str, str]:
             "X-RateLimit-Reset": str(rate.reset_seconds)}
 
 
-async def authenticate(request: Request, *, sending: bool) -> tuple[AuthOutcome, Principal | None]:
+async def authenticate(request: Request, *, sending: bool) -> Principal:
     """With `sending`, the token must be allowed to send on this door's stream and the account be
-    under its monthly limit (`auth.Authenticator`); without, only a valid token."""
+    under its monthly limit (`auth.Authenticator`); without, only a valid token. A refusal is
+    `Rejected` with the authenticator's outcome."""
     token = token_of(request)
     if token is None:
-        return AuthOutcome.UNKNOWN_ID, None
+        raise Rejected(Outcome.CREDENTIAL_UNKNOWN)
     ctx = context(request)
     ip = request.client.host if request.client is not None else ""
     brake = brake_key(ip, tokens.public_id_of(token))
@@ -81,17 +83,19 @@ async def authenticate(request: Request, *, sending: bool) -> tuple[AuthOutcome,
     key = (tokens.digest(token) if token.isascii() else token.encode("utf-8", "replace"), stream, sending)
     cached = ctx.token_cache.get(key)
     if cached is not None:
-        return AuthOutcome.OK, cached
-    outcome, principal, _ = await ctx.authenticator.authenticate(
-        token, stream=stream, sending=sending, sender_policy=ctx.submission.sender_policy)
-    if outcome is AuthOutcome.OK and principal is not None:
-        ctx.token_cache.put(key, principal)
-    if outcome is AuthOutcome.UNKNOWN_ID and brake != ip:
-        brake = ip  # no such token id: a guess at ids, braked by the IP alone (as SMTP does)
-        _unless_blocked(request, brake, sending)
-    if outcome in (AuthOutcome.INVALID, AuthOutcome.UNKNOWN_ID):
-        ctx.auth_failures.record(brake)
-    return outcome, principal
+        return cached
+    try:
+        principal, _ = await ctx.authenticator.authenticate(
+            token, stream=stream, sending=sending, sender_policy=ctx.submission.sender_policy)
+    except Rejected as r:
+        if r.outcome is Outcome.CREDENTIAL_UNKNOWN and brake != ip:
+            brake = ip  # no such token id: a guess at ids, braked by the IP alone (as SMTP does)
+            _unless_blocked(request, brake, sending)
+        if r.outcome in (Outcome.CREDENTIAL_INVALID, Outcome.CREDENTIAL_UNKNOWN):
+            ctx.auth_failures.record(brake)
+        raise
+    ctx.token_cache.put(key, principal)
+    return principal
 
 
 def _unless_blocked(request: Request, brake: str, sending: bool) -> None:
@@ -110,10 +114,10 @@ def _counted(request: Request, principal: Principal, too_many: errors.SendError 
 
 async def send_caller(request: Request) -> Caller:
     """Dependency of the send paths: a principal allowed to send on this listener's stream."""
-    outcome, principal = await authenticate(request, sending=True)
-    refusal = errors.AUTH_OUTCOMES[outcome]
-    if refusal is not None or principal is None:
-        raise errors.ApiError(refusal or errors.UNAUTHORIZED)
+    try:
+        principal = await authenticate(request, sending=True)
+    except Rejected as r:
+        raise errors.ApiError(errors.for_outcome(r.outcome)) from None
     rate = _counted(request, principal, errors.RATE_LIMITED)
     stream = stream_of(request)
     if not may_send(principal, stream):
@@ -124,10 +128,9 @@ async def send_caller(request: Request) -> Caller:
 async def manage_caller(request: Request) -> Caller:
     """Dependency of the management paths: any valid token of the account (each route asks
     `permissions` what it may do; an account at its monthly limit may still manage its domains)."""
-    outcome, principal = await authenticate(request, sending=False)
-    if outcome is AuthOutcome.TEMPORARY:
-        raise errors.ApiError(errors.MANAGE_INTERNAL)
-    if outcome is not AuthOutcome.OK or principal is None:
-        raise errors.ApiError(errors.MANAGE_UNAUTHORIZED)
+    try:
+        principal = await authenticate(request, sending=False)
+    except Rejected as r:
+        raise errors.ApiError(errors.for_manage_auth(r.outcome)) from None
     rate = _counted(request, principal, errors.MANAGE_RATE_LIMITED)
     return Caller(principal, stream_of(request), rate)

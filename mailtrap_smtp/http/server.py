@@ -80,22 +80,26 @@ class HttpListener:
 
 
 class HttpService:
-    def __init__(self, cfg: Config, pool: Any, *, submission: Submission | None = None,
-                 authenticator: Authenticator | None = None, signer: Any = None,
-                 rate_memory: tuple[Any, Any] | None = None, kek: bytes = b"", resolver: Any = None,
-                 process_index: int = 0, auth_failures: WindowTable | None = None,
+    """The HTTPS front door: its listeners around one FastAPI app.
+
+    The use cases (submission, authentication) are built by the composition root (`app.http_service`,
+    the same instances as SMTP's in a process serving both) and handed in; the service closes the
+    submission when it stops only with `close_submission` (no other door shares it).
+    """
+
+    def __init__(self, cfg: Config, pool: Any, *, submission: Submission, authenticator: Authenticator,
+                 close_submission: bool = False, rate_memory: tuple[Any, Any] | None = None, kek: bytes = b"",
+                 resolver: Any = None, process_index: int = 0, auth_failures: WindowTable | None = None,
                  port_override: int | None = None) -> None:
         self.cfg = cfg
         self.process_index = process_index
         self._port_override = port_override
         self.tls = TlsContexts(cfg)
-        self._own_submission = submission is None
-        self.submission = submission or Submission(pool, signer, hostname=cfg.server.hostname,
-                                                   require_approval=cfg.domains.require_approval,
-                                                   grace_seconds=cfg.domains.grace_period_seconds,
-                                                   list_unsubscribe=ListUnsubscribe(cfg))
+        self._close_submission = close_submission
+        self.submission = submission
+        self.authenticator = authenticator
         limiter = RateLimiter(cfg.http.rate_limit_requests, cfg.http.rate_limit_window_seconds, rate_memory)
-        self.context = ApiContext(cfg, pool, self.submission, authenticator or Authenticator(pool), limiter,
+        self.context = ApiContext(cfg, pool, self.submission, authenticator, limiter,
                                   Templates(pool), kek=kek, resolver=resolver,
                                   list_unsubscribe=self.submission.list_unsubscribe or ListUnsubscribe(cfg),
                                   token_cache=TokenCache(cfg.http.token_cache_seconds),
@@ -151,5 +155,5 @@ class HttpService:
                 if transport is not None:
                     transport.abort()
         self._servers.clear()
-        if self._own_submission:
+        if self._close_submission:
             await self.submission.close()

@@ -99,12 +99,14 @@ class SmtpService:
     """The SMTP front door: listeners and connect-time limits around sessions.
 
     The use cases (submission, authentication, per-account session slots) are built by the
-    composition root (`app.smtp_service`) and handed in; the service closes them when it stops.
+    composition root (`app.smtp_service`) and handed in; the service closes its session slots when
+    it stops, and the submission too unless the process shares it with the API (`close_submission`
+    False: the composition root closes it after both doors).
     """
 
     def __init__(self, cfg: Config, *, submission: Submission, authenticator: Authenticator,
                  slots: SessionSlots, process_index: int = 0, port_override: int | None = None,
-                 shared: SharedState | None = None) -> None:
+                 shared: SharedState | None = None, close_submission: bool = True) -> None:
         self.cfg = cfg
         maillog.configure(cfg.maillog.format)
         self.process_index = process_index
@@ -113,6 +115,7 @@ class SmtpService:
         self.submission = submission
         self.authenticator = authenticator
         self.slots = slots
+        self._close_submission = close_submission
         # Per-IP state shared with the other processes of this `serve` when it runs several (peers.py).
         self.peers = PeerTable(shared[0], ledger=shared[3], index=process_index) if shared else PeerTable()
         self.auth_failures = auth_brake(cfg.limits, shared)
@@ -278,4 +281,5 @@ class SmtpService:
                     await server.wait_closed()
         self._servers.clear()
         await self.slots.close()
-        await self.submission.close()
+        if self._close_submission:
+            await self.submission.close()

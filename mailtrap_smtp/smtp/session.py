@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from typing import Any, NoReturn
 
 from .. import maillog, metrics, replies, tokens
-from ..auth import Authenticator, AuthOutcome, Principal, SessionSlots
+from ..auth import Authenticator, Principal, SessionSlots
 from ..config import Config
 from ..outcomes import Outcome, Rejected
 from ..replies import Reply
@@ -548,30 +548,27 @@ class Session:
         # The brake (peers.brake_key): the token id with the IP, the IP alone for unknown ids.
         brake = brake_key(self.client_ip, tokens.public_id_of(token))
         await self._unless_blocked(brake)
-        outcome, principal, slot = await self.parts.authenticator.authenticate(
-            token, stream=self.listener.stream or None, sender_policy=self.parts.submission.sender_policy,
-            slots=self.parts.slots)
-        if outcome is AuthOutcome.OK and principal is not None:
-            self.principal, self.slot = principal, slot
-            self.quota_left = principal.quota_remaining_at_auth
-            metrics.AUTH_ATTEMPTS.labels("success").inc()
-            return replies.AUTH_OK
-        if outcome is AuthOutcome.UNKNOWN_ID and brake != self.client_ip:
+        try:
+            self.principal, self.slot = await self.parts.authenticator.authenticate(
+                token, stream=self.listener.stream or None, sender_policy=self.parts.submission.sender_policy,
+                slots=self.parts.slots)
+        except Rejected as r:
+            return await self._auth_refused(r.outcome, brake)
+        self.quota_left = self.principal.quota_remaining_at_auth
+        metrics.AUTH_ATTEMPTS.labels("success").inc()
+        return replies.AUTH_OK
+
+    async def _auth_refused(self, outcome: Outcome, brake: str) -> Reply:
+        if outcome is Outcome.CREDENTIAL_UNKNOWN and brake != self.client_ip:
             brake = self.client_ip
             await self._unless_blocked(brake)
-        # One metric label for both kinds of wrong token, as before the brake told them apart.
-        metrics.AUTH_ATTEMPTS.labels("invalid" if outcome is AuthOutcome.UNKNOWN_ID else outcome.value).inc()
-        if outcome in (AuthOutcome.INVALID, AuthOutcome.UNKNOWN_ID):
-            return await self._auth_failed(replies.AUTH_INVALID, brake)
-        if outcome is AuthOutcome.NOT_ALLOWED:
-            # A real token without sending rights here (other stream, or a read-only token): the
-            # same 535 as Mailtrap's, but no guess, so the brute-force brake does not count it.
-            return replies.AUTH_INVALID
-        if outcome is AuthOutcome.QUOTA:
-            return replies.QUOTA_EXCEEDED
-        if outcome is AuthOutcome.TOO_MANY_CONNECTIONS:
-            return replies.TOO_MANY_CONNECTIONS_ACCOUNT
-        return replies.AUTH_TEMPORARY_FAILURE
+        metrics.AUTH_ATTEMPTS.labels(metrics.AUTH_ATTEMPT_LABELS.get(outcome, outcome.value)).inc()
+        reply = replies.OUTCOME_REPLIES[outcome]
+        if outcome in (Outcome.CREDENTIAL_INVALID, Outcome.CREDENTIAL_UNKNOWN):
+            # A guess, counted by the brute-force brake. NOT_PERMITTED (a real token without
+            # sending rights here) gets the same 535 but is no guess.
+            return await self._auth_failed(reply, brake)
+        return reply
 
     async def _unless_blocked(self, brake: str) -> None:
         if self.parts.auth_failures.blocked(brake):

@@ -13,10 +13,10 @@ import httpx
 import pytest
 
 from mailtrap_smtp import dnsresolve
+from mailtrap_smtp.app import http_service
 from mailtrap_smtp.core import credentials, sandbox, suppressions, webhooks
 from mailtrap_smtp.core.templates import Templates
 from mailtrap_smtp.http.dashboard.web import CSP
-from mailtrap_smtp.http.server import HttpService
 from mailtrap_smtp.signing import KeyStore
 from mailtrap_smtp.store import domains as domains_store
 from tests.dashboard_util import csrf, csrf_of, login
@@ -110,9 +110,9 @@ async def test_login_csrf_refused(api: ApiEnv, admin: str, given: str | None) ->
 async def test_session_opens_in_another_process_and_ends_with_revocation(api: ApiEnv, admin: str) -> None:
     client = await login(api, admin)
     cfg = api.cfg
-    other = HttpService(cfg, api.pool, signer=KeyStore(api.pool, api.service.context.kek),
-                        kek=api.service.context.kek, resolver=dnsresolve.make_resolver(["127.0.0.1"], 1.0),
-                        port_override=0)
+    other = http_service(cfg, api.pool, signer=KeyStore(api.pool, api.service.context.kek),
+                         kek=api.service.context.kek, resolver=dnsresolve.make_resolver(["127.0.0.1"], 1.0),
+                         port_override=0)
     await other.start()
     try:
         async with httpx.AsyncClient(base_url=f"https://127.0.0.1:{other.ports[0]}", verify=api.ssl_context,

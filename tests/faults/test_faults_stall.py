@@ -16,7 +16,7 @@ from mailtrap_smtp.app import smtp_service
 from mailtrap_smtp.signing import KeyStore
 from mailtrap_smtp.store import db as store_db
 from tests import faults_support
-from tests.faults_support import OwnPostgres, start_serve, wait_listening, write_config
+from tests.faults_support import OwnPostgres, start_serve, stored, wait_listening, write_config
 from tests.mx_sink import free_port
 from tests.smtp_util import RawClient, create_account, message, reply_line, smtp_sections
 
@@ -24,15 +24,6 @@ own_pg = faults_support.own_pg  # fixtures
 fault_dsn = faults_support.fault_dsn
 
 BOUND = 1.0  # [database] statement_timeout_seconds in these tests
-
-
-async def _stored(pool: Any) -> dict[str, int]:
-    return {
-        "messages": await pool.fetchval("SELECT count(*) FROM messages"),
-        "recipients": await pool.fetchval("SELECT count(*) FROM recipients"),
-        "used": await pool.fetchval("SELECT coalesce(sum(used), 0) FROM usage"),
-        "events": await pool.fetchval("SELECT count(*) FROM events WHERE type = 'reception'"),
-    }
 
 
 async def test_locked_messages_table_gets_451_within_the_bound_and_stores_nothing(
@@ -61,14 +52,14 @@ async def test_locked_messages_table_gets_451_within_the_bound_and_stores_nothin
         await lock.rollback()
         # PostgreSQL aborted the statement: nothing commits later, the retry will not duplicate.
         await asyncio.sleep(BOUND)
-        assert await _stored(pool) == {"messages": 0, "recipients": 0, "used": 0, "events": 0}
+        assert await stored(pool) == {"messages": 0, "recipients": 0, "used": 0, "events": 0}
         # And the same session goes on working once the lock is gone.
         assert (await c.cmd("MAIL FROM:<app@example.com>")).startswith("250 ")
         assert (await c.cmd("RCPT TO:<user@dest.test>")).startswith("250 ")
         assert (await c.cmd("DATA")).startswith("354 ")
         await c.send(message() + b".\r\n")
         assert (await c.reply(timeout=10)).startswith("250 ")
-        assert (await _stored(pool))["messages"] == 1
+        assert (await stored(pool))["messages"] == 1
         c.writer.close()
     finally:
         if not locker.is_closed():

@@ -28,7 +28,7 @@ def _from(env: ApiEnv, ip: str) -> httpx.AsyncClient:
 
 
 def _wrong_secret(env: ApiEnv) -> str:
-    """The account's token id with a wrong secret: a guess at that token (AuthOutcome.INVALID)."""
+    """The account's token id with a wrong secret: a guess at that token (Outcome.CREDENTIAL_INVALID)."""
     prefix, public_id, _ = env.token.split("_", 2)
     return f"{prefix}_{public_id}_{'b' * 32}"
 

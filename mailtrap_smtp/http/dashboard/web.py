@@ -25,8 +25,9 @@ from starlette.templating import Jinja2Templates
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ... import permissions
-from ...auth import AuthOutcome, Principal
+from ...auth import Principal
 from ...core import operator_password
+from ...outcomes import Rejected
 from ..context import ApiContext
 from ..principal import context
 from .session import SESSION_COOKIE, SessionKeys
@@ -110,10 +111,11 @@ def keys(request: Request) -> SessionKeys:
 async def admin_of(request: Request, token: str) -> Principal | None:
     """The principal of `token` if it is an admin of its whole account (`permissions.may_manage`)."""
     ctx = context(request)
-    outcome, principal, _ = await ctx.authenticator.authenticate(token, stream=None, sending=False)
-    if outcome is not AuthOutcome.OK or principal is None or not permissions.may_manage(principal):
+    try:
+        principal, _ = await ctx.authenticator.authenticate(token, stream=None, sending=False)
+    except Rejected:
         return None
-    return principal
+    return principal if permissions.may_manage(principal) else None
 
 
 async def session_of(request: Request) -> Viewer | Operator:
