@@ -48,6 +48,7 @@ pytestmark = pytest.mark.skipif(CHROMIUM is None or DRIVER is None,
 
 if CHROMIUM and DRIVER:
     from selenium import webdriver
+    from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
     from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
     from selenium.webdriver.remote.webdriver import WebDriver
@@ -97,7 +98,11 @@ class Walk:
         self.d.find_element(By.XPATH, f"//button[normalize-space()='{text}']").click()
 
     def wait_text(self, text: str, timeout: float = 10) -> None:
-        WebDriverWait(self.d, timeout).until(ec.text_to_be_present_in_element((By.TAG_NAME, "main"), text))
+        # The page under the wait may be replaced by the next one between finding <main> and reading
+        # it: Chromium then answers "Node ... does not belong to the document" (a WebDriverException,
+        # not a stale-element one). Both mean "look again"; a dead browser still ends in a timeout.
+        WebDriverWait(self.d, timeout, ignored_exceptions=(StaleElementReferenceException, WebDriverException)).until(
+            ec.text_to_be_present_in_element((By.TAG_NAME, "main"), text))
 
     def main(self) -> str:
         return str(self.d.find_element(By.TAG_NAME, "main").text)
