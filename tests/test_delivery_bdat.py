@@ -25,7 +25,7 @@ from mailtrap_smtp.dnsresolve import make_resolver
 from mailtrap_smtp.headers import parse_header
 from mailtrap_smtp.signing import KeyStore
 from mailtrap_smtp.store import accounts, credentials
-from tests.delivery_util import FAST, states, wait_for
+from tests.delivery_util import FAST, enqueue, event_list, make_raw, states, wait_for
 from tests.domain_util import dnsfunc_for
 from tests.mx_sink import MxSink
 from tests.postfix_util import Postfix, needs_postfix
@@ -34,7 +34,7 @@ from tests.smtp_util import RawClient, reply_line, smtp_sections
 pytestmark = needs_postfix
 
 
-def _relaying_main_cf(sink_port: int, *, chunking: bool) -> str:
+def _relaying_main_cf(sink_port: int, *, chunking: bool, extra: str = "") -> str:
     return f"""\
 relay_domains = dest.test
 smtpd_reject_unlisted_recipient = no
@@ -43,6 +43,7 @@ smtp_tls_security_level = none
 # Headers of mail from other hosts are left as they are (no canonical rewriting of addresses).
 local_header_rewrite_clients =
 {"" if chunking else "smtpd_discard_ehlo_keywords = chunking"}
+{extra}
 """
 
 
@@ -106,3 +107,20 @@ async def test_delivered_byte_exact_and_dkim_verifiable(pool: Any, make_config: 
     verb = "bdat=1" if chunking else "data=1"
     assert re.search(rf"disconnect from \S+ ehlo=1 mail=1 rcpt=1 {verb} quit=1",
                      postfix.log.read_text(errors="replace"))
+
+
+async def test_a_refused_chunk_bounces_the_recipients(pool: Any, make_config: Any, sink: MxSink,
+                                                       postfix: Postfix) -> None:
+    # Postfix without SIZE in its EHLO cannot refuse at MAIL: its 552 answers the BDAT chunk itself.
+    postfix.start(_relaying_main_cf(sink.port, chunking=True,
+                                    extra="message_size_limit = 10000\nsmtpd_discard_ehlo_keywords = size"))
+    cfg = make_config(delivery={**FAST, "routes": {"dest.test": f"127.0.0.1:{postfix.port}"}})
+    body = b"".join(b"x" * 70 + b"\r\n" for _ in range(300))
+    mid = await enqueue(pool, ["a@dest.test", "b@dest.test"], make_raw(body=body))
+    await DeliveryService(cfg, pool, make_resolver(["127.0.0.1:9"], 0.5)).run_once()
+    assert await states(pool, mid) == {"a@dest.test": "bounced", "b@dest.test": "bounced"}
+    bounces = [e for e in await event_list(pool, mid) if e[0] == "bounce"]
+    assert sorted(rcpt or "" for _, rcpt, _ in bounces) == ["a@dest.test", "b@dest.test"]
+    assert all(d["reply"].startswith("552 5.3.4 ") for _, _, d in bounces)
+    assert re.search(r"disconnect from \S+ ehlo=1 mail=1 rcpt=2 bdat=0/1", postfix.log.read_text(errors="replace"))
+    assert sink.received == []

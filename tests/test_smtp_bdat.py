@@ -9,6 +9,7 @@ change the reply to the command after it), and that nothing was stored or charge
 from __future__ import annotations
 
 import asyncio
+import smtplib
 from typing import Any
 
 import pytest
@@ -118,6 +119,29 @@ async def test_pipelined_chunks_make_one_message(smtp: Env) -> None:
     assert raw.endswith(msg)
     assert await smtp.counts() == {"messages": 1, "recipients": 2, "used": 2, "events": 1}
     c.close()
+
+
+async def test_smtplib_sends_chunks(smtp: Env) -> None:
+    # The standard library's client: EHLO, STARTTLS, AUTH and the envelope through its API; the
+    # chunks through its public send()/getreply(), as a program adding BDAT to smtplib would.
+    msg = complete(body="\r\n".join(f"line {i}" for i in range(500)))
+
+    def client() -> list[tuple[int, bytes]]:
+        with smtplib.SMTP("127.0.0.1", smtp.port, timeout=10) as s:
+            s.starttls(context=smtp.ssl_context)
+            s.login("api", smtp.token)
+            assert s.has_extn("chunking") and s.has_extn("pipelining")
+            s.mail(SENDER)
+            s.rcpt("user@dest.test")
+            cut = len(msg) // 3
+            s.send(bdat(msg[:cut]) + bdat(msg[cut:], last=True))
+            return [s.getreply(), s.getreply()]
+
+    chunk, final = await asyncio.to_thread(client)
+    assert chunk == (250, f"2.0.0 Ok: {len(msg) // 3} octets received".encode())
+    assert final[0] == 250 and final[1].startswith(b"2.0.0 Ok: queued as ")
+    (raw,) = await stored(smtp)
+    assert raw.endswith(msg)
 
 
 async def test_bdat_and_data_transactions_share_a_session(smtp: Env) -> None:
@@ -246,7 +270,8 @@ async def test_exactly_the_limit_is_accepted(smtp_factory: Any) -> None:
 
 UNREADABLE = [b"BDAT", b"BDAT x LAST", b"BDAT -5 LAST", b"BDAT +5", b"BDAT 5.0", b"BDAT 0x10 LAST",
               b"BDAT  5 LAST", b"BDAT " + b"9" * 21 + b" LAST", "BDAT \uff15 LAST".encode(),
-              b"BDAT 5\x00 LAST", b"BDAT 5 LAST" + b" " * 600, b"bdat 5\rRSET"]
+              b"BDAT 5\x00 LAST", b"BDAT 5 LAST" + b" " * 600, b"BDAT 5 LAST" + b" " * 20000,
+              b"bdat 5\rRSET"]
 
 
 @pytest.mark.parametrize("line", UNREADABLE, ids=[repr(v[:30]) for v in UNREADABLE])

@@ -10,6 +10,17 @@ session answers and closes. A readable size with anything else wrong is still a 
 octets are read and discarded, then the refusal is sent (RFC 3030 §2: the receiver "MUST accept
 and discard the associated message data before sending the appropriate 5XX or 4XX code").
 
+Over-size. A chunk larger than what the account's message size limit still allows (counted over all
+chunks of the transaction) is read and discarded, never kept, then answered `552 5.3.4`, and the
+transaction is dropped; chunks pipelined after it meet "Need MAIL" and are discarded likewise
+(RFC 3030 §2, §4.2). Reading rather than closing: the RFC asks for it, a client that sent a too-large
+message learns why and may send the next one on the same connection, and it is what DATA does (its
+over-size refusal also comes after the final dot, RFC 5321 §4.5.3.1.10). What it costs is bounded as
+DATA's is: memory by one read, time by the minimum data rate and the session deadline, and every
+refusal counts toward `smtp.max_errors`. The one exception is a client that has not authenticated:
+no message can be sent before AUTH, so a chunk larger than the SIZE advertised to it closes the
+session instead of being read through.
+
 Line ends (`settle`). Without BINARYMIME (not offered: see docs/delivery.md) a chunked message is
 the same RFC 5322 text as one sent with DATA, so it gets the same policy: with
 `smtp.bare_newline = "normalize"` a bare LF becomes CRLF, exactly as the DATA reader does

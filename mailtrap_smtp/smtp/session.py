@@ -65,10 +65,9 @@ class _Close(Exception):
 
 
 class _TooLong:
-    pass
+    def __init__(self, head: bytes = b"") -> None:
+        self.head = head  # the line's first octets: an over-long BDAT line must still close (`_bdat_line`)
 
-
-TOO_LONG = _TooLong()
 
 
 @dataclass(frozen=True)
@@ -282,7 +281,7 @@ class Session:
         return data
 
     async def read_line(self, limit: int) -> bytes | _TooLong:
-        """One line including its LF, or TOO_LONG (the whole over-long line is consumed); the whole
+        """One line including its LF, or a `_TooLong` (the whole over-long line is consumed); the whole
         line must arrive within the command timeout."""
         line_until = time.monotonic() + self.cfg.smtp.command_timeout_seconds
         while True:
@@ -290,15 +289,16 @@ class Session:
             if idx >= 0:
                 line = bytes(self.buf[self.pos: idx + 1])
                 self.pos = idx + 1
-                return TOO_LONG if len(line) > limit else line
+                return _TooLong(line[:5]) if len(line) > limit else line
             if self.pending() > limit:
+                head = bytes(self.buf[self.pos: self.pos + 5])
                 self.take_pending()
                 while True:  # discard up to the end of the line, without buffering it
                     await self._fill(line_until)
                     idx = self.buf.find(b"\n")
                     if idx >= 0:
                         self.pos = idx + 1
-                        return TOO_LONG
+                        return _TooLong(head)
                     self.take_pending()
             self.idle = not self.pending()
             try:
@@ -370,8 +370,8 @@ class Session:
     async def _command(self, line: bytes | _TooLong) -> Reply | None:
         """Parse one command line and run its verb; the reply is the verb's."""
         if isinstance(line, _TooLong):
-            return replies.LINE_TOO_LONG
-        if line[:4].upper() == b"BDAT" and line[4:5] in (b" ", b"\r", b"\n"):
+            return await self._bdat_line(None) if _is_bdat(line.head) else replies.LINE_TOO_LONG
+        if _is_bdat(line):
             return await self._bdat_line(line)
         if not line.endswith(b"\r\n") and self._reject_bare_lf:
             return replies.BARE_NEWLINE
@@ -785,17 +785,19 @@ class Session:
     def _chunking_offered(self) -> bool:
         return self.esmtp and self.tls  # what the last EHLO listed (`_extensions`)
 
-    async def _bdat_line(self, line: bytes) -> Reply | None:
-        """A BDAT command line. Its chunk follows at once, so a line that cannot be trusted to say
-        how long the chunk is (CHUNKING not offered, an unreadable size, a line too long or with
-        control characters, a bare LF in `reject` mode) ends the session: those octets can be
-        neither skipped nor read as commands (RFC 3030 §2; SMTP smuggling)."""
+    async def _bdat_line(self, line: bytes | None) -> Reply | None:
+        """A BDAT command line (None: one too long to keep). Its chunk follows at once, so a line
+        that cannot be trusted to say how long the chunk is (CHUNKING not offered, an unreadable
+        size, a line too long or with control characters, a bare LF in `reject` mode) ends the
+        session: those octets can be neither skipped nor read as commands (RFC 3030 §2; SMTP
+        smuggling)."""
         if not self._chunking_offered():
             await self.close_with(replies.BDAT_NOT_SUPPORTED, "bdat")
-        text = line.rstrip(b"\n")
+        text = (line or b"").rstrip(b"\n")
         crlf = text.endswith(b"\r")
         text = text[:-1] if crlf else text
-        bad = len(line) > COMMAND_LINE_MAX or _CONTROL.search(text) or (not crlf and self._reject_bare_lf)
+        bad = (line is None or len(line) > COMMAND_LINE_MAX or _CONTROL.search(text)
+               or (not crlf and self._reject_bare_lf))
         bdat = None if bad else chunking.parse(text[5:])
         if bdat is None:
             await self.close_with(replies.BDAT_BAD_SIZE, "bdat_bad_size")
@@ -906,5 +908,10 @@ _HANDLERS: dict[str, Any] = {
     "RCPT": Session.cmd_rcpt,
     "DATA": Session.cmd_data,
 }
-_JUNK = {"NOOP", "RSET", "VRFY", "HELP"}  # Postfix smtpd_junk_command_limit
+_JUNK = {"NOOP", "RSET", "VRFY", "HELP"}
+
+
+def _is_bdat(line: bytes) -> bool:
+    return line[:4].upper() == b"BDAT" and line[4:5] in (b" ", b"\r", b"\n")
+  # Postfix smtpd_junk_command_limit
 _NON_SMTP = {b"GET", b"POST", b"HEAD", b"PUT", b"CONNECT"}
