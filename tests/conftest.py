@@ -22,7 +22,7 @@ from mailtrap_smtp.store.embedded import EmbeddedPostgres
 # Tests run on the event loop production uses (`server.event_loop`, default uvloop); the modules
 # whose behaviour depends on transport details (TLS, PROXY headers, hostile byte streams) run on
 # the standard library's loop as well, which `event_loop = "asyncio"` selects.
-_BOTH_LOOPS = {"test_smtp_hostile.py", "test_smtp_tls.py", "test_smtp_half_close.py"}
+_BOTH_LOOPS = {"test_smtp_hostile.py", "test_smtp_tls.py", "test_smtp_half_close.py", "test_smtp_bdat.py"}
 
 
 def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> dict[str, Any]:

@@ -337,6 +337,17 @@ async def test_bdat_before_auth_larger_than_size_closes(smtp: Env) -> None:
     await smtp.assert_nothing_stored()
 
 
+async def test_bdat_0_last_alone_is_an_empty_message(smtp: Env) -> None:
+    # A valid command (RFC 3030 §2): the message it ends is empty, so it has no From: header.
+    c = await authed(smtp)
+    await begin(c)
+    await c.send(b"BDAT 0 LAST\r\n")
+    assert await c.reply() == reply_line("FROM_HEADER_COUNT")
+    assert await c.cmd("NOOP") == reply_line("NOOP_OK")
+    await smtp.assert_nothing_stored()
+    c.close()
+
+
 async def test_data_after_bdat_is_refused(smtp: Env) -> None:
     c = await authed(smtp)
     await begin(c)
