@@ -69,7 +69,6 @@ class _TooLong:
         self.head = head  # the line's first octets: an over-long BDAT line must still close (`_bdat_line`)
 
 
-
 @dataclass(frozen=True)
 class SessionParts:
     """What a session uses, handed in by the server: the config, the use cases, the shared brakes."""
