@@ -27,6 +27,7 @@ bench: $(BIN)/.installed
 	$(BIN)/python bench/delivery.py
 	$(BIN)/python bench/dkim_sign.py
 	$(BIN)/python bench/webhooks.py
+	$(BIN)/python bench/bdat.py
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check mailtrap_smtp tests bench

@@ -348,7 +348,7 @@ def pg_facts(pgdata: Path) -> dict[str, Any]:
 # ---------------------------------------------------------------- load generation
 
 def run_load(target: Target, certs: dict[str, str], scenario: tuple[int, int, int, int], clients: int,
-             *, on_go: Any = None) -> dict[str, Any]:
+             *, on_go: Any = None, verb: str = "data") -> dict[str, Any]:
     conns, per_conn, size, conc = scenario
     clients = max(1, min(clients, conns))
     specs = []
@@ -357,7 +357,7 @@ def run_load(target: Target, certs: dict[str, str], scenario: tuple[int, int, in
         c = conc // clients + (1 if k < conc % clients else 0)
         specs.append({"host": "127.0.0.1", "port": target.port, "cafile": certs["ca"], "user": target.user,
                       "password": target.password, "sender": SENDER, "rcpt": RCPT, "size": size,
-                      "connections": n, "messages": per_conn, "concurrency": max(1, c)})
+                      "connections": n, "messages": per_conn, "concurrency": max(1, c), "verb": verb})
     procs = [subprocess.Popen(["taskset", "-c", CLIENT_CORE, PY, str(BENCH / "_load.py"), json.dumps(s)],
                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True) for s in specs]
     try:

@@ -115,6 +115,11 @@ _TABLE: list[tuple[str, int, str, str]] = [
     ("BARE_LINE_ENDING", 550, "5.6.0", "Message contains bare CR, bare LF or NUL: use CRLF line endings"),
     ("TEXT_LINE_TOO_LONG", 550, "5.5.2", "Line too long: at most 998 characters per line"),
     ("TEMPORARY_FAILURE", 451, "4.3.0", "Temporary failure: please try again later"),
+    # --- BDAT (RFC 3030 CHUNKING) ---
+    ("BDAT_CHUNK_OK", 250, "2.0.0", "Ok: {size} octets received"),  # formatted: the parsed chunk size
+    ("BDAT_BAD_SIZE", 501, "5.5.4", "Syntax: BDAT chunk-size [LAST]: unreadable chunk size, closing connection"),
+    ("BDAT_SYNTAX", 501, "5.5.4", "Syntax: BDAT chunk-size [LAST]"),
+    ("DATA_AFTER_BDAT", 503, "5.5.1", "DATA cannot follow BDAT in the same transaction"),
     # --- inbound listener (bounces and complaints to VERP return paths) ---
     ("INBOUND_NO_SUCH_USER", 550, "5.1.1", "No such user here"),
     ("INBOUND_NO_AUTH", 502, "5.5.1", "AUTH not available on this server"),
@@ -193,6 +198,10 @@ IDEMPOTENCY_IN_FLIGHT = REPLIES["IDEMPOTENCY_IN_FLIGHT"]
 BARE_LINE_ENDING = REPLIES["BARE_LINE_ENDING"]
 TEXT_LINE_TOO_LONG = REPLIES["TEXT_LINE_TOO_LONG"]
 TEMPORARY_FAILURE = REPLIES["TEMPORARY_FAILURE"]
+BDAT_CHUNK_OK = REPLIES["BDAT_CHUNK_OK"]
+BDAT_BAD_SIZE = REPLIES["BDAT_BAD_SIZE"]
+BDAT_SYNTAX = REPLIES["BDAT_SYNTAX"]
+DATA_AFTER_BDAT = REPLIES["DATA_AFTER_BDAT"]
 INBOUND_NO_SUCH_USER = REPLIES["INBOUND_NO_SUCH_USER"]
 INBOUND_NO_AUTH = REPLIES["INBOUND_NO_AUTH"]
 INBOUND_ACCEPTED = REPLIES["INBOUND_ACCEPTED"]

@@ -22,7 +22,7 @@ from mailtrap_smtp.store.embedded import EmbeddedPostgres
 # Tests run on the event loop production uses (`server.event_loop`, default uvloop); the modules
 # whose behaviour depends on transport details (TLS, PROXY headers, hostile byte streams) run on
 # the standard library's loop as well, which `event_loop = "asyncio"` selects.
-_BOTH_LOOPS = {"test_smtp_hostile.py", "test_smtp_tls.py", "test_smtp_half_close.py"}
+_BOTH_LOOPS = {"test_smtp_hostile.py", "test_smtp_tls.py", "test_smtp_half_close.py", "test_smtp_bdat.py"}
 
 
 def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> dict[str, Any]:
@@ -32,7 +32,7 @@ def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> d
 
 # tests.inbound_util last: it imports the others, which must be registered (and rewritten) first.
 pytest_plugins = ["tests.cli_util", "tests.delivery_util", "tests.dnsserver", "tests.smtp_util", "tests.http_util",
-                  "tests.inbound_util"]
+                  "tests.postfix_util", "tests.inbound_util"]
 
 TEMPLATE_DB = "mts_template"
 

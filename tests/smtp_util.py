@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import os
+import socket
 import ssl
 from dataclasses import dataclass, field
 from typing import Any
@@ -216,6 +217,14 @@ async def authed(env: Env) -> RawClient:
     await c.connect()
     assert await c.login(env.token) == reply_line("AUTH_OK")
     return c
+
+
+def half_close(c: RawClient) -> None:
+    """Shut down the client's sending side at the TCP level (a FIN, no TLS close_notify).
+
+    Through a duplicate of the descriptor: uvloop's transport sockets refuse shutdown()."""
+    with socket.socket(fileno=os.dup(c.writer.transport.get_extra_info("socket").fileno())) as dup:
+        dup.shutdown(socket.SHUT_WR)
 
 
 def reply_line(name: str, **values: Any) -> str:

@@ -16,6 +16,11 @@ TLS policy:
   STARTTLS gets nothing, and the certificate is verified against the MX host name (or the route's
   host), because an unauthenticated channel is exactly what a requirement is meant to exclude.
 
+The message goes with one `BDAT <size> LAST` when the server offers CHUNKING (RFC 3030): the stored
+bytes as they are, no dot-stuffing and no scan for a terminator; otherwise with DATA, dot-stuffed.
+Both carry the same octets to the remote store, so the DKIM signature made at acceptance verifies
+either way.
+
 The envelope is validated before any byte goes out: an address carrying a control character (CR,
 LF, NUL...) can only be an attempt at command injection and fails permanently without a connection.
 """
@@ -164,13 +169,8 @@ class RemoteSession:
         return self.target.name
 
     async def send(self, mail_from: str, rcpts: list[str], raw: bytes) -> list[RcptResult]:
-        """One transaction: MAIL, RCPT per recipient, DATA once; one result per recipient.
-
-        The server's dot-unstuffing (RFC 5321 §4.5.2) gives back exactly `raw`: aiosmtplib's `data()`
-        doubles every leading dot, including that of a lone "." line a bare-LF client left inside a
-        message (smtp/datareader.py), so stored text never ends the remote DATA early; `raw` has CRLF
-        line ends only (submission refuses anything else), so the bytes DKIM signed are the bytes sent.
-        """
+        """One transaction: MAIL, RCPT per recipient, the message once (`_transfer`); one result
+        per recipient."""
         smtp = self.smtp
         results: dict[str, RcptResult] = {}
         reused = self.transactions > 0
@@ -220,7 +220,7 @@ class RemoteSession:
             if not accepted:
                 return [results[r] for r in rcpts]
             try:
-                resp = await smtp.data(raw)
+                resp = await self._transfer(raw)
                 final = RcptResult("", resp.code, _reply_text(resp.code, resp.message))
                 self._dirty = False
             except aiosmtplib.SMTPResponseException as e:
@@ -241,6 +241,43 @@ class RemoteSession:
                 else:
                     out.append(RcptResult(r, 0, f"connection lost: {why}"))
             return out
+
+    async def _transfer(self, raw: bytes) -> aiosmtplib.SMTPResponse:
+        """The message after the accepted RCPTs: BDAT when offered, else DATA.
+
+        DATA: the server's dot-unstuffing (RFC 5321 §4.5.2) gives back exactly `raw`: aiosmtplib's
+        `data()` doubles every leading dot, including that of a lone "." line a bare-LF client left
+        inside a message (smtp/datareader.py), so stored text never ends the remote DATA early;
+        `raw` has CRLF line ends only (submission refuses anything else), so the bytes DKIM signed
+        are the bytes sent.
+        """
+        if self.smtp.supports_extension("chunking"):
+            return await self._bdat(raw)
+        return await self.smtp.data(raw)
+
+    async def _bdat(self, raw: bytes) -> aiosmtplib.SMTPResponse:
+        """The whole message as one `BDAT <n> LAST` chunk (RFC 3030 §2), then its one reply.
+
+        aiosmtplib has no BDAT: the command line and the octets are written together (the server
+        answers only after the chunk) through the protocol's own `write`, and the reply read with
+        `read_response`, which arms the reply before any await, so nothing is read in between.
+        One chunk: the message is in memory already, and each further chunk would cost a round trip
+        unless pipelined; a refusal of a single chunk is the transaction's refusal.
+        """
+        smtp = self.smtp
+        protocol = smtp.protocol
+        if protocol is None:
+            raise aiosmtplib.SMTPServerDisconnected("Connection lost")
+        try:
+            protocol.write(b"BDAT %d LAST\r\n" % len(raw))
+            protocol.write(raw)
+            resp = await protocol.read_response(timeout=smtp.timeout)
+        except (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError):
+            smtp.close()  # as aiosmtplib does: a reply given up on would be paired with the next command
+            raise
+        if resp.code != 250:
+            raise aiosmtplib.SMTPDataError(resp.code, resp.message)
+        return resp
 
     async def reset(self) -> bool:
         """Ready the connection for the next transaction; False: unusable, open a new one.

@@ -1,4 +1,5 @@
-"""One SMTP submission session (RFC 5321, 3207 STARTTLS, 4954 AUTH, 1870 SIZE, 2920 PIPELINING).
+"""One SMTP submission session (RFC 5321, 3207 STARTTLS, 4954 AUTH, 1870 SIZE, 2920 PIPELINING,
+3030 CHUNKING).
 
 A small asyncio state machine written for this service instead of an aiosmtpd handler: it owns
 every byte it reads and writes, so that every reply comes from `replies.py`, pipelined plaintext
@@ -15,6 +16,11 @@ DATA reader. DATA is read in chunks and handed to `datareader.DataReader`, which
 terminator (CRLF "." CRLF), settles line endings per `smtp.bare_newline` and undoes dot-stuffing;
 any other would-be terminator ("SMTP smuggling") stays inside the one message as text.
 
+BDAT (RFC 3030). Offered after STARTTLS. Exactly the announced octets are read after the command
+line, under the same rate floor and deadline as DATA, and always consumed, refused or not (RFC 3030
+§2), so a chunk is never read as commands; a line whose chunk size cannot be trusted closes the
+session (`chunking.py`). BDAT LAST hands the message to the same acceptance as DATA.
+
 Writing. Each reply is written then drained under the command timeout with a 64 KiB transport
 high-water mark, so a client that stops reading is cut off instead of growing our buffers.
 """
@@ -25,6 +31,7 @@ import asyncio
 import logging
 import re
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
@@ -34,7 +41,7 @@ from ..config import Config
 from ..outcomes import Outcome, Rejected
 from ..replies import Reply
 from ..submission import Envelope, Submission, rfc5322_now
-from . import address, halfclose, sasl
+from . import address, chunking, halfclose, sasl
 from .datareader import DataReader
 from .listener import Listener
 from .peers import WindowTable, brake_key
@@ -58,10 +65,8 @@ class _Close(Exception):
 
 
 class _TooLong:
-    pass
-
-
-TOO_LONG = _TooLong()
+    def __init__(self, head: bytes = b"") -> None:
+        self.head = head  # the line's first octets: an over-long BDAT line must still close (`_bdat_line`)
 
 
 @dataclass(frozen=True)
@@ -154,6 +159,7 @@ class Session:
         self.sender_domain_id: int | None = None
         self.recipients: list[str] = []
         self.rcpt_keys: set[str] = set()
+        self.chunks: bytearray | None = None  # the BDAT chunks of this transaction so far (RFC 3030)
 
     async def send(self, reply: Reply) -> None:
         if reply.is_error:
@@ -274,7 +280,7 @@ class Session:
         return data
 
     async def read_line(self, limit: int) -> bytes | _TooLong:
-        """One line including its LF, or TOO_LONG (the whole over-long line is consumed); the whole
+        """One line including its LF, or a `_TooLong` (the whole over-long line is consumed); the whole
         line must arrive within the command timeout."""
         line_until = time.monotonic() + self.cfg.smtp.command_timeout_seconds
         while True:
@@ -282,15 +288,16 @@ class Session:
             if idx >= 0:
                 line = bytes(self.buf[self.pos: idx + 1])
                 self.pos = idx + 1
-                return TOO_LONG if len(line) > limit else line
+                return _TooLong(line[:5]) if len(line) > limit else line
             if self.pending() > limit:
+                head = bytes(self.buf[self.pos: self.pos + 5])
                 self.take_pending()
                 while True:  # discard up to the end of the line, without buffering it
                     await self._fill(line_until)
                     idx = self.buf.find(b"\n")
                     if idx >= 0:
                         self.pos = idx + 1
-                        return TOO_LONG
+                        return _TooLong(head)
                     self.take_pending()
             self.idle = not self.pending()
             try:
@@ -362,7 +369,9 @@ class Session:
     async def _command(self, line: bytes | _TooLong) -> Reply | None:
         """Parse one command line and run its verb; the reply is the verb's."""
         if isinstance(line, _TooLong):
-            return replies.LINE_TOO_LONG
+            return await self._bdat_line(None) if _is_bdat(line.head) else replies.LINE_TOO_LONG
+        if _is_bdat(line):
+            return await self._bdat_line(line)
         if not line.endswith(b"\r\n") and self._reject_bare_lf:
             return replies.BARE_NEWLINE
         text = line.rstrip(b"\n")
@@ -382,10 +391,6 @@ class Session:
             return replies.BAD_CHARACTERS
         arg = b"" if verb_end < 0 else text[verb_end + 1:]
         name = verb.decode("latin-1")
-        if name == "BDAT":
-            # CHUNKING is not offered: the chunk that follows is binary data of a length we cannot
-            # trust to skip, and must never be read as commands (RFC 3030 §2): end the session.
-            await self.close_with(replies.BDAT_NOT_SUPPORTED, "bdat")
         if name in _JUNK:
             self.junk += 1
             if self.junk > self.cfg.smtp.junk_command_limit:
@@ -408,6 +413,8 @@ class Session:
         else:
             ext.append("STARTTLS")
         ext += ["ENHANCEDSTATUSCODES", "8BITMIME"]
+        if self.tls:
+            ext.append("CHUNKING")  # RFC 3030; not before TLS, where no transaction can start
         return ext
 
     async def cmd_ehlo(self, arg: bytes, *, esmtp: bool = True) -> Reply | None:
@@ -693,7 +700,19 @@ class Session:
             return replies.NEED_MAIL
         if not self.recipients:
             return replies.NEED_RCPT
+        if self.chunks is not None:
+            # RFC 3030 §2: DATA after BDAT in one transaction is a 503; the state is then
+            # "indeterminate", so the transaction is dropped (the client starts again with MAIL).
+            self._reset_transaction()
+            return replies.DATA_AFTER_BDAT
         await self.send(replies.START_DATA)
+        limit = self.principal.max_message_size
+        return await self._accept_message(lambda: self._read_data(limit))
+
+    async def _accept_message(self, read_message: Callable[[], Awaitable[bytes | None]]) -> Reply:
+        """Hand the message `read_message` reads (None: over the size limit) to submission, one
+        transaction, and give its reply: the one acceptance path of DATA and BDAT LAST."""
+        assert self.principal is not None and self.mail_from is not None
         envelope = Envelope(mail_from=self.mail_from, sender_domain_id=self.sender_domain_id,
                             recipients=self.recipients, client_ip=self.client_ip, trace=self._received())
         recipients = self.recipients
@@ -702,7 +721,7 @@ class Session:
 
         async def read() -> bytes:
             nonlocal started
-            raw = await self._read_data(principal.max_message_size)
+            raw = await read_message()
             started = time.monotonic()
             if raw is None:
                 raise Rejected(Outcome.SIZE_EXCEEDED)
@@ -712,6 +731,8 @@ class Session:
             accepted = await self.parts.submission.receive(principal, envelope, read)
         except Rejected as r:
             return replies.OUTCOME_REPLIES[r.outcome]
+        except (_Close, ConnectionError, OSError):
+            raise  # the client went away (or was sent away) while the message was being read
         except Exception:
             log.exception("accepting a message failed")
             return replies.TEMPORARY_FAILURE
@@ -732,23 +753,112 @@ class Session:
     async def _read_data(self, limit: int) -> bytes | None:
         """The message (see `datareader`), or None if it was larger than `limit` (all of it consumed)."""
         reader = DataReader(limit, normalize=self.cfg.smtp.bare_newline == "normalize")
-        smtp_cfg = self.cfg.smtp
-        rate = smtp_cfg.min_data_rate_bytes_per_second
-        grace = min(DATA_RATE_GRACE_MAX, smtp_cfg.command_timeout_seconds)
         started = time.monotonic()
         done = reader.feed(self.take_pending())
         while not done:
-            timeout, reply, reason = self._read_timeout()
-            if rate > 0:
-                rate_left = started + grace + reader.received / rate - time.monotonic()
-                if rate_left < timeout:
-                    timeout, reply, reason = max(rate_left, 0.0), replies.DATA_TOO_SLOW, "data_too_slow"
+            timeout, reply, reason = self._data_timeout(started, reader.received)
             data = await self._read(DATA_READ_SIZE, timeout, reply, reason)
             if not data:
                 raise _Close
             done = reader.feed(data)
         self.buf += reader.rest  # pipelined commands after the dot
         return reader.message()
+
+    def _data_timeout(self, started: float, received: int) -> tuple[float, Reply, str]:
+        """`_read_timeout`, tightened by the minimum data rate: message data that began arriving at
+        `started` must keep `received` at that rate or more after a short grace (TCP slow start)."""
+        timeout, reply, reason = self._read_timeout()
+        rate = self.cfg.smtp.min_data_rate_bytes_per_second
+        if rate > 0:
+            grace = min(DATA_RATE_GRACE_MAX, self.cfg.smtp.command_timeout_seconds)
+            rate_left = started + grace + received / rate - time.monotonic()
+            if rate_left < timeout:
+                return max(rate_left, 0.0), replies.DATA_TOO_SLOW, "data_too_slow"
+        return timeout, reply, reason
+
+    # --- BDAT (RFC 3030 CHUNKING)
+
+    def _chunking_offered(self) -> bool:
+        return self.esmtp and self.tls  # what the last EHLO listed (`_extensions`)
+
+    async def _bdat_line(self, line: bytes | None) -> Reply | None:
+        """A BDAT command line (None: one too long to keep). Its chunk follows at once, so a line
+        that cannot be trusted to say how long the chunk is (CHUNKING not offered, an unreadable
+        size, a line too long or with control characters, a bare LF in `reject` mode) ends the
+        session: those octets can be neither skipped nor read as commands (RFC 3030 §2; SMTP
+        smuggling)."""
+        if not self._chunking_offered():
+            await self.close_with(replies.BDAT_NOT_SUPPORTED, "bdat")
+        text = (line or b"").rstrip(b"\n")
+        crlf = text.endswith(b"\r")
+        text = text[:-1] if crlf else text
+        bad = (line is None or len(line) > COMMAND_LINE_MAX or _CONTROL.search(text)
+               or (not crlf and self._reject_bare_lf))
+        bdat = None if bad else chunking.parse(text[5:])
+        if bdat is None:
+            await self.close_with(replies.BDAT_BAD_SIZE, "bdat_bad_size")
+        return await self.cmd_bdat(bdat)
+
+    def _bdat_refusal(self, bdat: chunking.Bdat) -> Reply | None:
+        refused = self._not_ready_for_mail()
+        if refused is not None:
+            return refused
+        assert self.principal is not None
+        if self.mail_from is None:
+            return replies.NEED_MAIL
+        if not self.recipients:
+            return replies.NEED_RCPT
+        if not bdat.well_formed:
+            return replies.BDAT_SYNTAX
+        held = len(self.chunks) if self.chunks is not None else 0
+        if bdat.size > self.principal.max_message_size - held:
+            return replies.SIZE_EXCEEDED  # the total of the transaction's chunks is what is limited
+        return None
+
+    async def cmd_bdat(self, bdat: chunking.Bdat) -> Reply | None:
+        """One chunk (RFC 3030 §2): `250` after a chunk, the acceptance reply after LAST."""
+        refused = self._bdat_refusal(bdat)
+        if refused is not None:
+            if self.principal is None and bdat.size > self.cfg.limits.message_size:
+                # Before AUTH no message can be sent: a stranger's chunk larger than the SIZE
+                # advertised to it is not worth reading through.
+                await self.close_with(refused, "bdat_unauthenticated")
+            # RFC 3030 §2: read and discard the chunk, then refuse; the transaction has failed, so
+            # chunks pipelined after it (§4.2) are discarded too (they meet "Need MAIL").
+            await self._read_chunk(bdat.size, None)
+            self._reset_transaction()
+            return refused
+        chunks = self.chunks = bytearray() if self.chunks is None else self.chunks
+        if not bdat.last:
+            await self._read_chunk(bdat.size, chunks)
+            return replies.BDAT_CHUNK_OK.format(size=bdat.size)
+        normalize = self.cfg.smtp.bare_newline == "normalize"
+
+        async def read() -> bytes:
+            await self._read_chunk(bdat.size, chunks)
+            return chunking.settle(bytes(chunks), normalize=normalize)
+
+        return await self._accept_message(read)
+
+    async def _read_chunk(self, size: int, keep: bytearray | None) -> None:
+        """Exactly `size` octets, added to `keep`, or read and dropped when it is None (memory then
+        stays at one read); each read under the minimum data rate and the session deadline."""
+        take = min(self.pending(), size)
+        if take:
+            if keep is not None:
+                keep += self.buf[self.pos: self.pos + take]
+            self.pos += take
+        received = take
+        started = time.monotonic()
+        while received < size:
+            timeout, reply, reason = self._data_timeout(started, received)
+            # Never more than the chunk: what follows it (pipelined commands) stays in the stream.
+            data = await self._read(min(DATA_READ_SIZE, size - received), timeout, reply, reason)
+            if not data:
+                raise _Close
+            if keep is not None:
+                keep += data
+            received += len(data)
 
     def _tls_comment(self) -> str:
         # Computed once per session: the cipher does not change after the handshake.
@@ -794,5 +904,10 @@ _HANDLERS: dict[str, Any] = {
     "RCPT": Session.cmd_rcpt,
     "DATA": Session.cmd_data,
 }
-_JUNK = {"NOOP", "RSET", "VRFY", "HELP"}  # Postfix smtpd_junk_command_limit
+_JUNK = {"NOOP", "RSET", "VRFY", "HELP"}
+
+
+def _is_bdat(line: bytes) -> bool:
+    return line[:4].upper() == b"BDAT" and line[4:5] in (b" ", b"\r", b"\n")
+  # Postfix smtpd_junk_command_limit
 _NON_SMTP = {b"GET", b"POST", b"HEAD", b"PUT", b"CONNECT"}

@@ -3,18 +3,7 @@ stored exactly once (docs/decisions/0001-own-smtp-state-machine.md, point 4)."""
 
 from __future__ import annotations
 
-import os
-import socket
-
-from tests.smtp_util import SENDER, Env, RawClient, authed, message, reply_line
-
-
-def half_close(c: RawClient) -> None:
-    """Shut down the client's sending side at the TCP level (a FIN, no TLS close_notify).
-
-    Through a duplicate of the descriptor: uvloop's transport sockets refuse shutdown()."""
-    with socket.socket(fileno=os.dup(c.writer.transport.get_extra_info("socket").fileno())) as dup:
-        dup.shutdown(socket.SHUT_WR)
+from tests.smtp_util import SENDER, Env, authed, half_close, message, reply_line
 
 
 async def test_half_close_after_the_final_dot_stores_the_message_once(smtp: Env) -> None:

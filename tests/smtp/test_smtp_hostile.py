@@ -25,18 +25,6 @@ async def test_commands_pipelined_behind_starttls_are_discarded(smtp: Env) -> No
     c.writer.close()
 
 
-@pytest.mark.parametrize("line", [b"BDAT 52 LAST", b"BDAT x", b"BDAT 99999999999999 LAST", b"bdat 1"])
-async def test_bdat_without_chunking_replies_and_closes(smtp: Env, line: bytes) -> None:
-    # CHUNKING is not offered, so the chunk length cannot be trusted: reply and close (RFC 3030).
-    c = await authed(smtp)
-    chunk = b"MAIL FROM:<app@example.com>\r\nRCPT TO:<a@dest.test>\r\n"
-    await c.send(line + b"\r\n" + chunk)
-    assert await c.reply() == reply_line("BDAT_NOT_SUPPORTED") == (
-        "502 5.5.1 BDAT not supported: CHUNKING is not offered")
-    assert await c.closed()  # the chunk was never run as commands
-    await smtp.assert_nothing_stored()
-
-
 async def test_over_long_lines(smtp: Env) -> None:
     c = smtp.raw()
     await c.connect()
