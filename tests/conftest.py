@@ -32,7 +32,7 @@ def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> d
 
 # tests.inbound_util last: it imports the others, which must be registered (and rewritten) first.
 pytest_plugins = ["tests.cli_util", "tests.delivery_util", "tests.dnsserver", "tests.smtp_util", "tests.http_util",
-                  "tests.inbound_util"]
+                  "tests.inbound_util", "tests.postfix_util"]
 
 TEMPLATE_DB = "mts_template"
 

@@ -1,6 +1,7 @@
 """SMTPUTF8 at delivery (RFC 6531 §3.2) against a real aiosmtpd MX with SMTPUTF8 on and off: the
 per-recipient 5.6.7 bounce with its diagnostic, delivery under SMTPUTF8 byte for byte, ASCII and
-legacy mail unchanged, and U-label destination domains looked up and sent as A-labels."""
+legacy mail unchanged, U-label destination domains looked up and sent as A-labels; and a real
+Postfix (smtputf8_enable yes / no) as the recipient's MTA."""
 
 from __future__ import annotations
 
@@ -15,8 +16,9 @@ from mailtrap_smtp.delivery import bounces
 from mailtrap_smtp.delivery.client import SMTPUTF8_NOT_OFFERED
 from mailtrap_smtp.delivery.worker import DeliveryService
 from mailtrap_smtp.dnsresolve import make_resolver
-from tests.delivery_util import FAST, enqueue, event_list, make_raw, states
+from tests.delivery_util import FAST, enqueue, event_list, make_raw, states, wait_for
 from tests.mx_sink import MxSink
+from tests.postfix_util import NEEDS_POSTFIX, Postfix
 from tests.smtp_util import Env
 
 UTF8_RAW = make_raw(subject="Gr\u00fc\u00dfe", body="H\u00e9llo\r\n".encode())
@@ -162,3 +164,29 @@ async def test_smtplib_to_the_mx_end_to_end(smtp: Env, make_config: Any, mx_offe
             assert state == "bounced" and not mx.data_started
             detail = await smtp.pool.fetchval("SELECT details->>'reply' FROM events WHERE type = 'bounce'")
             assert detail == not_offered("the recipient address has a non-ASCII local part")
+
+
+@NEEDS_POSTFIX
+@pytest.mark.parametrize("enabled", [True, False], ids=["smtputf8_enable=yes", "smtputf8_enable=no"])
+async def test_real_postfix_as_the_mx(make_config: Any, pool: asyncpg.Pool[Any], postfix: Postfix,
+                                      sink: MxSink, enabled: bool) -> None:
+    # Postfix accepts for dest.test and relays it on to the sink (which offers SMTPUTF8).
+    postfix.start({"dest.test": f"smtp:[127.0.0.1]:{sink.port}"},
+                  extra=f"smtputf8_enable = {'yes' if enabled else 'no'}")
+    cfg = make_config(delivery={**FAST, "routes": {"dest.test": f"127.0.0.1:{postfix.port}"}})
+    rcpt = "jos\u00e9@dest.test"
+    mid = await enqueue(pool, [rcpt], raw=UTF8_RAW, smtputf8=True)
+    await DeliveryService(cfg, pool, make_resolver(["127.0.0.1:9"], 0.5)).run_once()
+    if not enabled:
+        assert await states(pool, mid) == {rcpt: "bounced"}
+        assert (await bounces_of(pool, mid))[rcpt]["reply"] == not_offered(
+            "the recipient address has a non-ASCII local part")
+        return
+    assert await states(pool, mid) == {rcpt: "delivered"}
+    (got,) = await wait_for(lambda: list(sink.received), timeout=60, interval=0.2)
+    # Postfix took it under SMTPUTF8 ("with UTF8SMTP", RFC 6531 §3.7.3) and passes it on the same
+    # way: our header fields untouched (it adds Received and a missing Date), the body as sent.
+    assert got.rcpts == [rcpt] and "SMTPUTF8" in got.mail_options
+    head, body = UTF8_RAW.split(b"\r\n\r\n", 1)
+    assert b"(Postfix) with UTF8SMTP id " in got.data and head + b"\r\n" in got.data
+    assert got.data.endswith(b"\r\n\r\n" + body)
