@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import email.policy
+import shutil
 import smtplib
 from collections.abc import Callable
 from email.message import EmailMessage
@@ -244,3 +245,26 @@ async def test_duplicate_recipient_in_either_domain_form_counts_once(smtp: Env) 
     assert (await c.cmd(b"From: <app@example.com>\r\n\r\nbody\r\n.")).startswith("250 ")
     c.close()
     assert await smtp.counts() == {"messages": 1, "recipients": 1, "used": 1, "events": 1}
+
+
+@pytest.mark.skipif(shutil.which("swaks") is None, reason="swaks is not installed")
+async def test_swaks_which_cannot_declare_smtputf8(smtp: Env, ca_file: Any) -> None:
+    # swaks (20201014) sends UTF-8 bytes but has no way to add the SMTPUTF8 parameter: its
+    # non-ASCII sender is refused with the 5.6.7 reply, its 8-bit Subject accepted as before.
+    async def swaks(*args: str) -> tuple[int, str]:
+        proc = await asyncio.create_subprocess_exec(
+            "swaks", "--server", "127.0.0.1", "--port", str(smtp.port), "--tls", "--tls-verify",
+            "--tls-ca-path", str(ca_file), "--tls-sni", "localhost", "--auth", "PLAIN", "--auth-user", "api",
+            "--auth-password", smtp.token, "--to", "a@dest.test", *args,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+        out, _ = await proc.communicate()
+        return proc.returncode or 0, out.decode(errors="replace")
+
+    rc, out = await swaks("--from", "j\u00f6rg@example.com", "--header", "From: <j\u00f6rg@example.com>")
+    assert rc != 0 and f"<~* {reply_line('SMTPUTF8_REQUIRED')}" in out, out
+    await smtp.assert_nothing_stored()
+    rc, out = await swaks("--from", "app@example.com", "--header", "From: <app@example.com>",
+                          "--header", "Subject: Gr\u00fc\u00dfe")
+    assert rc == 0 and "<~  250 2.0.0 Ok: queued as " in out, out
+    (row,) = await _stored(smtp)
+    assert "Subject: Gr\u00fc\u00dfe\r\n".encode() in bytes(row["raw"]) and row["smtputf8"] is False
