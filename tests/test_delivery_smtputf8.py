@@ -190,3 +190,12 @@ async def test_real_postfix_as_the_mx(make_config: Any, pool: asyncpg.Pool[Any],
     head, body = UTF8_RAW.split(b"\r\n\r\n", 1)
     assert b"(Postfix) with UTF8SMTP id " in got.data and head + b"\r\n" in got.data
     assert got.data.endswith(b"\r\n\r\n" + body)
+
+
+async def test_config_may_name_an_idn_destination_either_way(make_config: Any, pool: asyncpg.Pool[Any]) -> None:
+    cfg = make_config(delivery={**FAST, "routes": {"B\u00fccher.test": "127.0.0.1:2526"},
+                                "require_tls_domains": ["b\u00fccher.test", ".\u4f8b\u5b50.test"]})
+    svc = DeliveryService(cfg, pool, make_resolver(["127.0.0.1:9"], 0.5))
+    assert [t.port for t in await svc._targets("xn--bcher-kva.test")] == [2526]
+    assert svc._requires_tls("xn--bcher-kva.test") and svc._requires_tls("a.xn--fsqu00a.test")
+    assert not svc._requires_tls("xn--fsqu00a.test") and not svc._requires_tls("dest.test")

@@ -6,15 +6,19 @@ from __future__ import annotations
 
 import asyncio
 import email.policy
+import os
 import shutil
 import smtplib
 from collections.abc import Callable
 from email.message import EmailMessage
 from typing import Any
 
+import dkim as dkimpy
 import pytest
 
+from mailtrap_smtp import dkim
 from mailtrap_smtp.domains import normalize_domain
+from mailtrap_smtp.signing import key_aad
 from mailtrap_smtp.store import domains
 from tests.smtp_util import Env, authed, reply_line
 
@@ -268,3 +272,25 @@ async def test_swaks_which_cannot_declare_smtputf8(smtp: Env, ca_file: Any) -> N
     assert rc == 0 and "<~  250 2.0.0 Ok: queued as " in out, out
     (row,) = await _stored(smtp)
     assert "Subject: Gr\u00fc\u00dfe\r\n".encode() in bytes(row["raw"]) and row["smtputf8"] is False
+
+
+async def test_utf8_headers_dkim_signed_for_the_a_label_domain(smtp_factory: Any) -> None:
+    # RFC 8616 §4: d= is the A-label; the UTF-8 header fields are signed as the octets they are.
+    kek = os.urandom(32)
+    env = await smtp_factory(kek=kek)
+    await _with_idn_domain(env)
+    dom = await domains.get_by_name(env.pool, IDN_ACE)
+    pem, pub = dkim.generate_key(dkim.RSA_SHA256)
+    await domains.add_key(env.pool, dom["id"], selector="s1", algorithm=dkim.RSA_SHA256,
+                          private_key_enc=dkim.encrypt_private_key(kek, pem, key_aad(IDN_ACE, "s1")),
+                          public_key=pub, state="active")
+    sender = f"j\u00f6rg@{IDN}"
+    body = (f"From: J\u00f6rg <{sender}>\r\nTo: r@dest.test\r\nSubject: \u00dcbung\r\n\r\n"
+            "b\u00fccher\r\n").encode()
+    await _smtplib(env, lambda s: s.sendmail(sender, ["r@dest.test"], body, mail_options=["SMTPUTF8"]))
+    (row,) = await _stored(env)
+    raw = bytes(row["raw"])
+    assert raw.startswith(b"DKIM-Signature:") and f" d={IDN_ACE};".encode() in raw.split(b"Received:")[0]
+    txt = dkim.dns_txt_value(dkim.RSA_SHA256, pub).encode()
+    assert dkimpy.verify(raw, dnsfunc=lambda name, timeout=5: txt if name == f"s1._domainkey.{IDN_ACE}.".encode()
+                         else None)
