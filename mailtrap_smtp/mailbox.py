@@ -20,6 +20,7 @@ private-use, surrogate and unassigned code points. A U-label domain must pass ID
 from __future__ import annotations
 
 import enum
+import functools
 import ipaddress
 import re
 import unicodedata
@@ -51,16 +52,24 @@ class Problem(enum.Enum):
     NEEDS_SMTPUTF8 = "needs_smtputf8"  # non-ASCII where internationalised mail was not declared
 
 
+@functools.lru_cache(maxsize=4096)
+def _to_ascii(domain: str) -> str | None:
+    """IDNA 2008 + UTS #46 of a non-ASCII domain, or None when it has none. Cached: the idna
+    package is pure Python (tens of microseconds a name), and one domain is asked for at MAIL,
+    RCPT, the From: check and delivery."""
+    try:
+        return str(idna.encode(domain, uts46=True, transitional=False).decode("ascii"))
+    except (idna.IDNAError, UnicodeError, ValueError):
+        return None
+
+
 def a_label(domain: str) -> str:
     """`domain` in lower-case A-labels (its comparison and DNS form); an ASCII or unconvertible
     domain comes back lower-cased (it then matches no A-label it is not)."""
     text = domain.rstrip(".")
     if text.isascii():
         return text.lower()
-    try:
-        return str(idna.encode(text, uts46=True, transitional=False).decode("ascii"))
-    except (idna.IDNAError, UnicodeError, ValueError):
-        return text.lower()
+    return _to_ascii(text) or text.lower()
 
 
 def local_part_is_ascii(address: str) -> bool:
@@ -72,17 +81,16 @@ def local_part_is_ascii(address: str) -> bool:
 def valid_domain(domain: str, *, utf8: bool = False) -> bool:
     """An LDH domain, an address literal (RFC 5321 §4.1.3), or with `utf8` a U-label domain that
     IDNA 2008 can convert (RFC 6531 §3.3: `sub-domain =/ U-label`)."""
-    if not domain or len(domain.encode("utf-8", "surrogatepass")) > DOMAIN_MAX:
+    ascii = domain.isascii()
+    if not domain or (len(domain) if ascii else len(domain.encode("utf-8", "surrogatepass"))) > DOMAIN_MAX:
         return False
     if domain.startswith("[") and domain.endswith("]"):
         return _valid_literal(domain[1:-1])
-    if not domain.isascii():
-        if not utf8:
+    if not ascii:
+        converted = _to_ascii(domain) if utf8 else None
+        if converted is None:
             return False
-        try:
-            domain = idna.encode(domain, uts46=True, transitional=False).decode("ascii")
-        except (idna.IDNAError, UnicodeError, ValueError):
-            return False
+        domain = converted
     labels = domain.split(".")
     return all(len(label) <= LABEL_MAX and _LABEL.fullmatch(label) for label in labels)
 
@@ -118,14 +126,18 @@ def problem(address: str, *, utf8: bool) -> Problem | None:
     always so for the JSON API, whose text is Unicode), so non-ASCII is allowed where RFC 6531
     allows it.
     """
-    if not utf8 and not address.isascii():
+    ascii = address.isascii()
+    if not utf8 and not ascii:
         return Problem.NEEDS_SMTPUTF8
     local, at, domain = address.rpartition("@")
     if not at or not local or not domain:
         return Problem.SYNTAX
-    # surrogatepass: a lone surrogate (possible in JSON text) is measured, then refused as syntax.
-    if (len(local.encode("utf-8", "surrogatepass")) > LOCAL_MAX
-            or len(address.encode("utf-8", "surrogatepass")) > MAILBOX_MAX):
+    if ascii:
+        local_octets, octets = len(local), len(address)
+    else:  # surrogatepass: a lone surrogate (possible in JSON text) is measured, then refused as syntax
+        local_octets = len(local.encode("utf-8", "surrogatepass"))
+        octets = len(address.encode("utf-8", "surrogatepass"))
+    if local_octets > LOCAL_MAX or octets > MAILBOX_MAX:
         return Problem.TOO_LONG
     if not _valid_local(local, utf8=utf8) or not valid_domain(domain, utf8=utf8):
         return Problem.SYNTAX
