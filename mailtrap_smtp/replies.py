@@ -99,10 +99,18 @@ _TABLE: list[tuple[str, int, str, str]] = [
     ("SENDER_DOMAIN_NOT_ALLOWED", 550, "5.7.1", "Sending from domain is not allowed"),
     ("SIZE_EXCEEDED", 552, "5.3.4", "Message size exceeds fixed maximum message size"),
     ("NON_ASCII_ADDRESS", 553, "5.6.7", "Non-ASCII addresses are not supported"),
+    # RFC 6531 §3.5: a non-ASCII path in a transaction that did not declare SMTPUTF8 (MAIL or RCPT).
+    ("SMTPUTF8_REQUIRED", 553, "5.6.7", "Non-ASCII address requires SMTPUTF8: use MAIL FROM:<...> SMTPUTF8"),
+    ("SENDER_NOT_UTF8", 501, "5.1.7", "Bad sender address syntax: not valid UTF-8"),
+    # RFC 5321 §4.5.3.1: 64 octets before the @, 256 in the path, counted in octets of UTF-8.
+    ("SENDER_TOO_LONG", 501, "5.1.7", "Sender address too long: at most 64 octets before the @ and 254 in all"),
     # --- RCPT ---
     ("RECIPIENT_OK", 250, "2.1.5", "Ok"),
     ("NEED_MAIL", 503, "5.5.1", "Need MAIL command"),
     ("RECIPIENT_SYNTAX", 501, "5.1.3", "Bad recipient address syntax"),
+    ("RECIPIENT_NOT_UTF8", 501, "5.1.3", "Bad recipient address syntax: not valid UTF-8"),
+    ("RECIPIENT_TOO_LONG", 501, "5.1.3",
+     "Recipient address too long: at most 64 octets before the @ and 254 in all"),
     ("TOO_MANY_RECIPIENTS", 452, "4.5.3", "Too many recipients"),
     # --- DATA ---
     ("NEED_RCPT", 503, "5.5.1", "Need RCPT command"),
@@ -184,9 +192,14 @@ SENDER_SYNTAX = REPLIES["SENDER_SYNTAX"]
 SENDER_DOMAIN_NOT_ALLOWED = REPLIES["SENDER_DOMAIN_NOT_ALLOWED"]
 SIZE_EXCEEDED = REPLIES["SIZE_EXCEEDED"]
 NON_ASCII_ADDRESS = REPLIES["NON_ASCII_ADDRESS"]
+SMTPUTF8_REQUIRED = REPLIES["SMTPUTF8_REQUIRED"]
+SENDER_NOT_UTF8 = REPLIES["SENDER_NOT_UTF8"]
+SENDER_TOO_LONG = REPLIES["SENDER_TOO_LONG"]
 RECIPIENT_OK = REPLIES["RECIPIENT_OK"]
 NEED_MAIL = REPLIES["NEED_MAIL"]
 RECIPIENT_SYNTAX = REPLIES["RECIPIENT_SYNTAX"]
+RECIPIENT_NOT_UTF8 = REPLIES["RECIPIENT_NOT_UTF8"]
+RECIPIENT_TOO_LONG = REPLIES["RECIPIENT_TOO_LONG"]
 TOO_MANY_RECIPIENTS = REPLIES["TOO_MANY_RECIPIENTS"]
 NEED_RCPT = REPLIES["NEED_RCPT"]
 START_DATA = REPLIES["START_DATA"]

@@ -40,11 +40,11 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from . import idempotency, permissions, quota
+from . import idempotency, mailbox, permissions, quota
 from .auth import DB_ERRORS, Principal, SenderPolicy
 from .headers import ParsedHeader, field_value, parse_header
 from .list_unsubscribe import ListUnsubscribe
@@ -78,7 +78,23 @@ def rfc5322_now() -> str:
 
 
 def domain_of(address: str) -> str:
-    return address.rpartition("@")[2].lower()
+    """The address's domain in lower-case A-labels: how sending domains are stored, DKIM's `d=`
+    is written (RFC 8616 §4) and DNS is asked (`mailbox.a_label`)."""
+    return mailbox.a_label(address.rpartition("@")[2])
+
+
+def needs_smtputf8(envelope: Envelope, fields: Iterable[bytes]) -> bool:
+    """Whether the message itself needs SMTPUTF8 at its next hop, whatever the recipient (RFC 6531).
+
+    A sender with a non-ASCII local part has no ASCII form (§3.2: only domains can be converted).
+    UTF-8 header fields (RFC 6532) need it when the client declared internationalised mail; from a
+    client that did not, 8-bit header bytes are its own doing and are relayed as before (as
+    Postfix relays mail that was not received with SMTPUTF8). Recipients are judged one by one at
+    delivery (`delivery/client.py`), so an ASCII recipient is not bounced for another's address.
+    """
+    if not mailbox.local_part_is_ascii(envelope.mail_from):
+        return True
+    return envelope.smtputf8 and not all(whole.isascii() for whole in fields)
 
 
 def check_line_endings(raw: bytes) -> None:
@@ -164,6 +180,7 @@ class Envelope:
     recipients: Sequence[str]
     client_ip: str | None = None
     trace: bytes = b""  # the adapter's trace header (`Received:`), prepended before signing
+    smtputf8: bool = False  # internationalised mail declared (SMTP's SMTPUTF8, RFC 6531 §3.4; the API)
 
 
 @dataclass(frozen=True)
@@ -176,6 +193,7 @@ class _Built:
     message_id_header: str | None
     category: str | None
     custom_variables: dict[str, Any] | None
+    smtputf8: bool  # `needs_smtputf8` of the final header fields
 
 
 def idempotency_key(parsed: ParsedHeader) -> str | None:
@@ -232,7 +250,7 @@ class Submission:
         from `principal.sending_domains` when AUTH preloaded them (same rules, evaluated at AUTH),
         else looked up.
         """
-        domain = domain.lower()
+        domain = mailbox.a_label(domain)  # `bücher.example` is the stored `xn--bcher-kva.example`
         if principal.sending_domains is not None:
             return principal.sending_domains.get(domain)
         try:
@@ -333,14 +351,14 @@ class Submission:
         if self.list_unsubscribe is not None and unsubscribe_wanted(
                 principal.stream, principal.list_unsubscribe, len(recipient_ids)):
             extra = self.list_unsubscribe.headers(msg_id, recipient_ids[0])
-        built = await self._finish(parsed, from_domain, envelope.trace, msg_id, extra)
+        built = await self._finish(parsed, from_domain, envelope, msg_id, extra)
         new = messages_store.NewMessage(
             id=built.id, account_id=principal.account_id, credential_id=principal.credential_id,
             domain_id=envelope.sender_domain_id, stream=principal.stream, mail_from=envelope.mail_from,
             header_from=header_from, subject=built.subject, message_id_header=built.message_id_header,
             category=built.category, custom_variables=built.custom_variables,
             client_ip=envelope.client_ip, raw=built.raw, recipients=list(envelope.recipients),
-            recipient_ids=recipient_ids,
+            recipient_ids=recipient_ids, smtputf8=built.smtputf8,
         )
         period = quota.current_period(principal.billing_anchor_day)
         handed_over()  # the group commit stops waiting for it as "on its way"
@@ -370,7 +388,7 @@ class Submission:
             raise Rejected(Outcome.FROM_HEADER_MISMATCH)
         return header_from, from_domain
 
-    async def _finish(self, parsed: ParsedHeader, from_domain: str, trace: bytes, msg_id: uuid.UUID,
+    async def _finish(self, parsed: ParsedHeader, from_domain: str, envelope: Envelope, msg_id: uuid.UUID,
                       unsubscribe: list[bytes]) -> _Built:
         """Strip our X-MT-* headers, add Date/Message-ID when missing and the `unsubscribe` headers
         unless the message has its own List-Unsubscribe, DKIM-sign last."""
@@ -404,8 +422,9 @@ class Submission:
         if message_id_header is None:
             message_id_header = f"<{msg_id}@{self._hostname}>"
             added.append(f"Message-ID: {message_id_header}\r\n".encode("ascii"))
-        message = b"".join([trace, *kept, *added, parsed.rest])
+        message = b"".join([envelope.trace, *kept, *added, parsed.rest])
 
         # DKIM last: after this line the bytes are final (DESIGN §2 step 6).
         signed = await self._signer.sign(message, from_domain)
-        return _Built(msg_id, signed, subject, message_id_header, category, custom_variables)
+        utf8 = needs_smtputf8(envelope, kept)  # what we add is ASCII
+        return _Built(msg_id, signed, subject, message_id_header, category, custom_variables, utf8)

@@ -116,7 +116,8 @@ class MxSink:
     """Start with `start()` (or as a context manager); `port` is where it listens."""
 
     def __init__(self, *, host: str = "127.0.0.1", port: int | None = None,
-                 tls_cert: tuple[Path, Path] | None = None, tls_context: ssl.SSLContext | None = None) -> None:
+                 tls_cert: tuple[Path, Path] | None = None, tls_context: ssl.SSLContext | None = None,
+                 smtputf8: bool = True) -> None:
         self.host = host
         self.port = port or free_port(host)
         self.lock = threading.Lock()
@@ -130,7 +131,8 @@ class MxSink:
         self.drop_connections = 0
         self.one_message_per_connection: str | None = None  # "421" | "eof"
         self.stall = threading.Event()
-        kwargs: dict[str, Any] = {"enable_SMTPUTF8": True, "decode_data": False}
+        # smtputf8=False: an MX that does not offer SMTPUTF8 (RFC 6531), for the 5.6.7 bounces.
+        kwargs: dict[str, Any] = {"enable_SMTPUTF8": smtputf8, "decode_data": False}
         if tls_cert is not None and tls_context is None:
             tls_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
             tls_context.load_cert_chain(str(tls_cert[0]), str(tls_cert[1]))

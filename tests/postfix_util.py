@@ -115,3 +115,17 @@ def postfix() -> Iterator[Postfix]:
             print(f"postfix directory kept: {root}")
         else:
             shutil.rmtree(root, ignore_errors=True)
+
+
+def relaying_main_cf(sink_port: int, extra: str = "") -> str:
+    """main.cf lines for a Postfix that accepts mail for dest.test and relays it, headers untouched,
+    to the test server on `sink_port`; `extra`: the test's own lines (e.g. `smtputf8_enable = no`)."""
+    return f"""\
+relay_domains = dest.test
+smtpd_reject_unlisted_recipient = no
+transport_maps = inline:{{ dest.test=smtp:[127.0.0.1]:{sink_port} }}
+smtp_tls_security_level = none
+# Headers of mail from other hosts are left as they are (no canonical rewriting of addresses).
+local_header_rewrite_clients =
+{extra}
+"""

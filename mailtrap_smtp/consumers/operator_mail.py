@@ -18,7 +18,7 @@ from typing import Protocol
 from .. import quota
 from ..config import Config
 from ..core import operator_email
-from ..smtp.address import valid_mailbox
+from ..mailbox import valid_mailbox
 from ..store import accounts as accounts_store
 from ..store import domains as domains_store
 from ..store import messages as messages_store

@@ -78,6 +78,7 @@ BOUNCE_CATEGORIES: dict[str, str] = {
     bounces.TLS_REQUIRED: "relayfail",
     bounces.PROTOCOL_ERROR: "serverfail",
     bounces.INVALID_ENVELOPE: "generalfail",
+    bounces.SMTPUTF8_UNSUPPORTED: "relayfail",  # like TLS required: this MX cannot carry the message
     bounces.OTHER: "other",
 }
 MAILTRAP_BOUNCE_CATEGORIES = frozenset({

@@ -15,7 +15,7 @@ from typing import Any
 
 from .. import supervise
 from ..config import RetentionConfig
-from ..smtp.address import valid_mailbox
+from ..mailbox import valid_mailbox
 from ..store import accounts as accounts_store
 from ..store import retention as store
 from ..store.types import Conn

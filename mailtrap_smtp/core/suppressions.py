@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..smtp.address import valid_mailbox
+from ..mailbox import valid_mailbox
 from ..store import domains as domains_store
 from ..store import suppressions as store
 from ..store.types import Conn, Record

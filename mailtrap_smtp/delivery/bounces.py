@@ -33,6 +33,7 @@ CONNECTION_FAILURE = "connection_failure"
 TLS_REQUIRED = "tls_required"
 PROTOCOL_ERROR = "protocol_error"
 INVALID_ENVELOPE = "invalid_envelope"
+SMTPUTF8_UNSUPPORTED = "smtputf8_unsupported"  # X.6.7: the address (or headers) need SMTPUTF8, not offered
 OTHER = "other"
 
 _SPAM_WORDS = re.compile(
@@ -114,7 +115,8 @@ def classify(reply: RemoteReply) -> str:
         if subject == 5:
             return PROTOCOL_ERROR
         if subject == 6:
-            return CONTENT_REJECTED
+            # RFC 5248 X.6.7 "Non-ASCII addresses not permitted": not the content, the path to it.
+            return SMTPUTF8_UNSUPPORTED if detail == 7 else CONTENT_REJECTED
         if subject == 7:
             if code and code < 500 and detail == 28:
                 return THROTTLED  # 4.7.28: rate limited (RFC 5248 registry)

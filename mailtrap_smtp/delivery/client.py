@@ -65,8 +65,13 @@ def envelope_problem(address: str, *, sender: bool = False) -> str | None:
     return None
 
 
-def needs_smtputf8(*addresses: str) -> bool:
-    return not all(a.isascii() for a in addresses)
+# RFC 6531 §3.2: what cannot be sent without SMTPUTF8 is not sent; the recipient bounces with X.6.7
+# (RFC 5248 "Non-ASCII addresses not permitted for that sender/recipient"). Our own words, recorded
+# as the bounce's reply; `{mx}` is the host name from DNS or the route, `{why}` one of _UTF8_WHY.
+SMTPUTF8_NOT_OFFERED = "553 5.6.7 SMTPUTF8 required but not offered by {mx}: {why} (RFC 6531)"
+_UTF8_WHY_RECIPIENT = "the recipient address has a non-ASCII local part"
+_UTF8_WHY_SENDER = "the sender address has a non-ASCII local part"
+_UTF8_WHY_HEADERS = "the message has UTF-8 header fields (RFC 6532)"
 
 
 def wire_address(address: str) -> str:
@@ -83,6 +88,38 @@ def wire_address(address: str) -> str:
     except (dns.exception.DNSException, UnicodeError, ValueError):
         return address
     return f"{local}@{ace}"
+
+
+@dataclass(frozen=True)
+class Utf8Plan:
+    """How one transaction treats SMTPUTF8 (RFC 6531): MAIL options, the command encoding, and the
+    recipients that cannot be sent to this server (recipient → the bounce's reply)."""
+
+    options: list[str]
+    encoding: str
+    refused: dict[str, str]
+
+
+def utf8_plan(mail_from: str, wire: dict[str, str], *, message_needs: bool, offered: bool,
+              utf8_headers: Callable[[], bool], mx: str) -> Utf8Plan:
+    """`wire`: recipient → address as sent. `message_needs`: the stored verdict of acceptance
+    (`messages.smtputf8`); a non-ASCII sender or recipient local part needs it regardless.
+    ASCII-only transactions are unchanged: SMTPUTF8 is then asked for only when offered and the
+    header fields are 8-bit (`utf8_headers`, RFC 6531 §3.4), as before."""
+    sender_needs = not wire_address(mail_from).rpartition("@")[0].isascii()
+    whole = message_needs or sender_needs
+    needing = [r for r, w in wire.items() if whole or not w.rpartition("@")[0].isascii()]
+    if needing and offered:
+        return Utf8Plan(["SMTPUTF8"], "utf-8", {})
+    if needing:
+        def why(r: str) -> str:
+            if not wire[r].rpartition("@")[0].isascii():
+                return _UTF8_WHY_RECIPIENT
+            return _UTF8_WHY_SENDER if sender_needs else _UTF8_WHY_HEADERS
+        return Utf8Plan([], "ascii", {r: SMTPUTF8_NOT_OFFERED.format(mx=mx, why=why(r)) for r in needing})
+    if offered and utf8_headers():
+        return Utf8Plan(["SMTPUTF8"], "ascii", {})
+    return Utf8Plan([], "ascii", {})
 
 
 @dataclass(frozen=True)
@@ -168,27 +205,40 @@ class RemoteSession:
     def mx(self) -> str:
         return self.target.name
 
-    async def send(self, mail_from: str, rcpts: list[str], raw: bytes) -> list[RcptResult]:
-        """One transaction: MAIL, RCPT per recipient, the message once (`_transfer`); one result
-        per recipient."""
+    async def send(self, mail_from: str, rcpts: list[str], raw: bytes, *,
+                   smtputf8: bool = False) -> list[RcptResult]:
+        """One transaction: MAIL, RCPT per recipient, the message once (`_transfer`: BDAT or DATA);
+        one result per recipient.
+
+        `smtputf8`: the message needs SMTPUTF8 (`messages.smtputf8`); see `utf8_plan` for what
+        happens when this server does not offer it.
+
+        Over DATA, the server's dot-unstuffing (RFC 5321 §4.5.2) gives back exactly `raw`: aiosmtplib's `data()`
+        doubles every leading dot, including that of a lone "." line a bare-LF client left inside a
+        message (smtp/datareader.py), so stored text never ends the remote DATA early; `raw` has CRLF
+        line ends only (submission refuses anything else), so the bytes DKIM signed are the bytes sent.
+        """
+        smtp = self.smtp
+        wire = {r: wire_address(r) for r in rcpts}
+        utf8 = utf8_plan(mail_from, wire, message_needs=smtputf8, offered=smtp.supports_extension("smtputf8"),
+                         utf8_headers=lambda: not header_bytes(parse_header(raw)).isascii(), mx=self.mx)
+        refused = {r: RcptResult(r, 553, text) for r, text in utf8.refused.items()}
+        sendable = [r for r in rcpts if r not in refused]
+        if not sendable:
+            return [refused[r] for r in rcpts]  # nothing sent: the connection stays as it was
+        sent = await self._transaction(wire_address(mail_from), sendable, wire, raw, utf8)
+        results = dict(zip(sendable, sent, strict=True))
+        return [refused[r] if r in refused else results[r] for r in rcpts]
+
+    async def _transaction(self, mail_from: str, rcpts: list[str], wire: dict[str, str], raw: bytes,
+                           utf8: Utf8Plan) -> list[RcptResult]:
         smtp = self.smtp
         results: dict[str, RcptResult] = {}
         reused = self.transactions > 0
         self.transactions += 1
         self._dirty = True
-        options: list[str] = []
-        encoding = "ascii"
-        wire = {r: wire_address(r) for r in rcpts}
-        mail_from = wire_address(mail_from)
-        if needs_smtputf8(mail_from, *wire.values()):
-            if not smtp.supports_extension("smtputf8"):
-                # RFC 6531 §3.2: without SMTPUTF8 a non-ASCII address cannot be transmitted at all.
-                text = "553 5.6.7 Non-ASCII address and the server does not support SMTPUTF8"
-                return [RcptResult(r, 553, text) for r in rcpts]
-            options.append("SMTPUTF8")
-            encoding = "utf-8"
-        elif smtp.supports_extension("smtputf8") and not header_bytes(parse_header(raw)).isascii():
-            options.append("SMTPUTF8")  # RFC 6532 UTF-8 header fields travel under SMTPUTF8 (RFC 6531 §3.4)
+        options = list(utf8.options)
+        encoding = utf8.encoding
         if not raw.isascii() and smtp.supports_extension("8bitmime"):
             options.append("BODY=8BITMIME")  # RFC 6152
         if smtp.supports_extension("size"):

@@ -43,6 +43,7 @@ import dns.asyncresolver
 from .. import maillog, metrics, supervise
 from ..atomicfile import write_atomically
 from ..config import Config
+from ..mailbox import a_label
 from ..store import db, queue
 from ..store.health import HEALTH, is_unavailable, within
 from ..store.messages import NOTIFY_CHANNEL
@@ -70,6 +71,7 @@ class _MessageJob:
     message_id: uuid.UUID
     mail_from: str
     recipients: list[queue.Claimed]
+    smtputf8: bool = False  # the message needs SMTPUTF8 (messages.smtputf8)
 
 
 @dataclass
@@ -109,8 +111,10 @@ class DeliveryService:
         self.rng = rng or random.Random()
         self.return_paths = ReturnPaths(cfg)
         self.tls_policy = TlsPolicy(cfg, resolver, verify_context=tls_verify_context, pool=pool)
-        self._routes = {k.lower().rstrip("."): v for k, v in self.delivery_cfg.routes.items()}
-        self._require_tls_domains = [d.lower().rstrip(".") for d in self.delivery_cfg.require_tls_domains]
+        # Destinations are A-labels (see `_claim_and_dispatch`), so the config may name them either way.
+        self._routes = {a_label(k): v for k, v in self.delivery_cfg.routes.items()}
+        self._require_tls_domains = [("." if d.startswith(".") else "") + a_label(d.lstrip("."))
+                                     for d in self.delivery_cfg.require_tls_domains]
         self._global = asyncio.Semaphore(self.delivery_cfg.concurrency)
         self._per_dest: dict[str, asyncio.Semaphore] = {}
         self._per_dest_users: dict[str, int] = {}
@@ -242,11 +246,13 @@ class DeliveryService:
         for c in claimed:
             if c.age_seconds >= lifetime:
                 continue
-            jobs = by_domain.setdefault(c.domain, {})
+            # The destination as an A-label (RFC 5891 §5): one MX lookup, route and TLS policy for
+            # `bücher.example` and `xn--bcher-kva.example`, asked of DNS in the form DNS knows.
+            jobs = by_domain.setdefault(a_label(c.domain), {})
             sender = senders.get(c.id, c.mail_from)
             job = jobs.get((c.message_id, sender))
             if job is None:
-                job = jobs[(c.message_id, sender)] = _MessageJob(c.message_id, sender, [])
+                job = jobs[(c.message_id, sender)] = _MessageJob(c.message_id, sender, [], c.smtputf8)
             job.recipients.append(c)
         for domain, jobs in by_domain.items():
             job_list = list(jobs.values())
@@ -427,7 +433,8 @@ class DeliveryService:
                     continue
                 started = time.monotonic()
                 try:
-                    results = await session.send(job.mail_from, [r.rcpt for r in job.recipients], raw)
+                    results = await session.send(job.mail_from, [r.rcpt for r in job.recipients], raw,
+                                                 smtputf8=job.smtputf8)
                 except client.StaleConnection:
                     # The idle connection was gone (nothing sent): once more on a fresh one.
                     await session.close()
@@ -436,7 +443,8 @@ class DeliveryService:
                         assert connect_error is not None
                         await self._record(self._not_connected(job, connect_error), chunk)
                         continue
-                    results = await session.send(job.mail_from, [r.rcpt for r in job.recipients], raw)
+                    results = await session.send(job.mail_from, [r.rcpt for r in job.recipients], raw,
+                                                 smtputf8=job.smtputf8)
                 metrics.DELIVERY_LATENCY.observe(time.monotonic() - started)
                 outcomes = [self._outcome(r, res, session) for r, res in zip(job.recipients, results, strict=True)]
                 if pending is not None:

@@ -48,24 +48,33 @@ class BuildError(Exception):
 
 def _address(a: Address) -> str:
     # formataddr encodes a non-ASCII display name as an RFC 2047 encoded word and quotes specials.
-    return email.utils.formataddr((a.name or "", a.email or ""), charset="utf-8")
+    name, addr = a.name or "", a.email or ""
+    if addr.isascii():
+        return email.utils.formataddr((name, addr), charset="utf-8")
+    # An internationalised address (RFC 6531) has no ASCII form: it is written in UTF-8 as it is
+    # (RFC 6532 §3.2; RFC 2047 §5 forbids encoded words in an addr-spec), the name still encoded.
+    return f"{email.utils.formataddr((name, ''), charset='utf-8')[:-2]}<{addr}>" if name else addr
 
 
-def fold(name: str, value: str) -> bytes | None:
-    """`Name: value` CRLF, folded before spaces so no line passes 998 characters; None if impossible."""
-    if not value.isascii():
+def fold(name: str, value: str, *, utf8: bool = False) -> bytes | None:
+    """`Name: value` CRLF, folded before spaces so no line passes 998 octets; None if impossible.
+
+    Non-ASCII is written as RFC 2047 encoded words, or with `utf8` as UTF-8 itself (RFC 6532 §3.2,
+    for the address fields of an internationalised address; the limit is then in octets, §3.4).
+    """
+    if not value.isascii() and not utf8:
         value = email.header.Header(value, "utf-8", header_name=name).encode(maxlinelen=76)
         value = value.replace("\n", "")  # encoded words already carry their own folding spaces
-    line = f"{name}: {value}"
-    out: list[str] = []
+    line = f"{name}: {value}".encode()
+    out: list[bytes] = []
     while len(line) > MAX_LINE:
-        cut = line.rfind(" ", 1, MAX_LINE + 1)
+        cut = line.rfind(b" ", 1, MAX_LINE + 1)  # a space is never inside a UTF-8 sequence
         if cut <= len(name) + 1:
             return None
         out.append(line[:cut])
         line = line[cut:]
     out.append(line)
-    return ("\r\n".join(out) + "\r\n").encode("ascii")
+    return b"\r\n".join(out) + b"\r\n"
 
 
 def _decoded_content(a: Attachment) -> bytes:
@@ -175,7 +184,8 @@ def _addressing(mail: Mail) -> list[bytes]:
         fields.append(("Subject", mail.subject))
     out = []
     for name, value in fields:
-        line = fold(name, value)
+        # Only an internationalised address leaves _address non-ASCII; a Subject is encoded.
+        line = fold(name, value, utf8=name != "Subject")
         if line is None:
             raise BuildError([f"'{name.lower()}' is too long"])
         out.append(line)

@@ -14,10 +14,11 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from .. import mailbox
+
 MAX_RECIPIENTS_PER_FIELD = 1000  # per to / cc / bcc (OAS)
 MAX_BATCH_REQUESTS = 500
 CATEGORY_MAX = 255
-_ADDRESS = re.compile(r"[^\s@<>()\[\]\\,;:\"]+@[^\s@<>()\[\]\\,;:\"]+")
 _HEADER_NAME = re.compile(r"[!-9;-~]+")  # printable ASCII except ':' (RFC 5322 §2.2)
 _MIME_TYPE = re.compile(r"[\w.+-]+/[\w.+-]+\s*(;[^\x00-\x1f\x7f]*)?")  # parameters are dropped
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -104,8 +105,9 @@ def merged(base: MailFields | None, request: BatchRequest) -> Mail:
 
 
 def valid_address(address: str | None) -> bool:
-    return (address is not None and len(address) <= 254 and address.isascii()
-            and _ADDRESS.fullmatch(address) is not None)
+    # The one mailbox rule SMTP applies too (`mailbox.py`); JSON text is Unicode, so an
+    # internationalised address (RFC 6531) is as acceptable here as after MAIL ... SMTPUTF8.
+    return address is not None and mailbox.valid_mailbox(address, utf8=True)
 
 
 def _address_ok(a: Address) -> bool:

@@ -83,8 +83,9 @@ async def send_one(ctx: ApiContext, caller: Caller, mail: Mail,
             if owned is not None and permissions.in_scope(principal, owned):
                 return errors.DOMAIN_NOT_VERIFIED
             return errors.UNAUTHORIZED
+        # smtputf8: JSON text is Unicode, so the API's mail is internationalised by nature (RFC 6531 §3.4).
         envelope = Envelope(mail_from=sender, sender_domain_id=domain_id,
-                            recipients=mime.envelope_recipients(mail), client_ip=ip)
+                            recipients=mime.envelope_recipients(mail), client_ip=ip, smtputf8=True)
         accepted = await submission.submit(principal, envelope, raw)
     except Rejected as r:
         metrics.MESSAGES_REJECTED.labels(r.outcome.name).inc()

@@ -1,60 +1,45 @@
-"""MAIL FROM / RCPT TO argument parsing: strict RFC 5321 §4.1.2 paths, §4.5.3.1 length limits.
+"""MAIL FROM / RCPT TO arguments: `<path>` and its parameters (RFC 5321 §4.1.2, RFC 6531 §3.3).
 
-No SMTPUTF8 (not offered): any non-ASCII octet in a path is refused with `NON_ASCII_ADDRESS`.
-Control characters, CR, LF and NUL never pass (the session refuses CR/NUL before we get here;
-the grammar below admits no control character at all).
+What a mailbox may be is `mailbox.py` (the one check, shared with the HTTP API); this module only
+cuts the command's argument into the path and its ESMTP parameters and words the refusals.
+A non-ASCII octet in a path is refused unless the transaction declared SMTPUTF8 (RFC 6531 §3.4):
+`SMTPUTF8_REQUIRED`, 553 5.6.7 (RFC 6531 §3.5), or `NON_ASCII_ADDRESS` where SMTPUTF8 is not
+offered at all (the inbound listener). Declared, the path must be valid UTF-8 (Python's strict
+decoder refuses overlong forms, encoded surrogates and truncated sequences, RFC 3629 §3).
+Control characters, CR, LF and NUL never pass (the session refuses CR/NUL before we get here; the
+grammar admits no control character at all).
 """
 
 from __future__ import annotations
 
-import ipaddress
 import re
 
-from .. import replies
+from .. import mailbox, replies
 from ..replies import Reply
 
-LOCAL_MAX = 64  # §4.5.3.1.1
-DOMAIN_MAX = 255  # §4.5.3.1.2
 PATH_MAX = 256  # §4.5.3.1.3, including the angle brackets
-LABEL_MAX = 63
 
-_ATEXT = r"[A-Za-z0-9!#$%&'*+\-/=?^_`{|}~]"
-_DOT_STRING = re.compile(rf"{_ATEXT}+(?:\.{_ATEXT}+)*")
-_QUOTED = re.compile(r'"(?:[\x20\x21\x23-\x5b\x5d-\x7e]|\\[\x20-\x7e])*"')
-_LABEL = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?")
 _SOURCE_ROUTE = re.compile(r"@[^,:]+(?:,@[^,:]+)*:")
 _KEYWORD = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]*")
 _VALUE = re.compile(r"[\x21-\x3c\x3e-\x7e]+")
 
+Params = list[tuple[str, str | None]]
 
-def valid_domain(domain: str) -> bool:
-    if not domain or len(domain) > DOMAIN_MAX:
-        return False
-    if domain.startswith("[") and domain.endswith("]"):
-        inner = domain[1:-1]
-        try:
-            if inner[:5].upper() == "IPV6:":
-                ipaddress.IPv6Address(inner[5:])
-            else:
-                ipaddress.IPv4Address(inner)
-        except ValueError:
-            return False
-        return True
-    labels = domain.split(".")
-    return all(len(label) <= LABEL_MAX and _LABEL.fullmatch(label) for label in labels)
+# How each refusal of `mailbox.problem` is worded, for MAIL (sender) and RCPT (recipient).
+_SENDER_REPLIES = {
+    mailbox.Problem.SYNTAX: replies.SENDER_SYNTAX,
+    mailbox.Problem.TOO_LONG: replies.SENDER_TOO_LONG,
+    mailbox.Problem.NEEDS_SMTPUTF8: replies.SMTPUTF8_REQUIRED,
+}
+_RECIPIENT_REPLIES = {
+    mailbox.Problem.SYNTAX: replies.RECIPIENT_SYNTAX,
+    mailbox.Problem.TOO_LONG: replies.RECIPIENT_TOO_LONG,
+    mailbox.Problem.NEEDS_SMTPUTF8: replies.SMTPUTF8_REQUIRED,
+}
 
 
-def valid_mailbox(mailbox: str) -> bool:
-    local, at, domain = mailbox.rpartition("@")
-    if not at or not local or len(local) > LOCAL_MAX:
-        return False
-    if not (_DOT_STRING.fullmatch(local) or _QUOTED.fullmatch(local)):
-        return False
-    return valid_domain(domain)
-
-
-def parse_command_path(arg: bytes, prefix: bytes) -> tuple[str, list[tuple[str, str | None]]] | Reply:
-    """`FROM:<path> params` / `TO:<path> params` → (mailbox or "" for <>, [(KEY, value)])."""
+def split_command_path(arg: bytes, prefix: bytes) -> tuple[bytes, Params] | Reply:
+    """`FROM:<path> params` / `TO:<path> params` → (the path's raw bytes, [(KEY, value)])."""
     if not arg[: len(prefix)].upper() == prefix:
         return replies.SYNTAX
     rest = arg[len(prefix):].lstrip(b" ")
@@ -64,17 +49,7 @@ def parse_command_path(arg: bytes, prefix: bytes) -> tuple[str, list[tuple[str, 
     if end < 0:
         return replies.RECIPIENT_SYNTAX
     raw_path, raw_params = rest[1:end], rest[end + 1:]
-    if not raw_path.isascii():
-        return replies.NON_ASCII_ADDRESS
-    if end + 1 > PATH_MAX:
-        return replies.RECIPIENT_SYNTAX
-    path = raw_path.decode("ascii")
-    m = _SOURCE_ROUTE.match(path)
-    if m:  # §4.1.1.3 / Appendix C: accept and ignore source routes
-        path = path[m.end():]
-    if path and not valid_mailbox(path):
-        return replies.RECIPIENT_SYNTAX
-    params: list[tuple[str, str | None]] = []
+    params: Params = []
     if raw_params and not raw_params.startswith(b" "):
         return replies.RECIPIENT_SYNTAX
     if not raw_params.isascii():
@@ -84,4 +59,39 @@ def parse_command_path(arg: bytes, prefix: bytes) -> tuple[str, list[tuple[str, 
         if not _KEYWORD.fullmatch(key) or (eq and not _VALUE.fullmatch(value)):
             return replies.BAD_PARAMETER  # RFC 3463 X.5.4: invalid command arguments
         params.append((key.upper(), value if eq else None))
-    return path, params
+    return raw_path, params
+
+
+def parse_path(raw_path: bytes, *, utf8: bool | None, sender: bool = False) -> str | Reply:
+    """The mailbox of a path ("" for <>), or the refusal.
+
+    `utf8`: True when the transaction declared SMTPUTF8, False when it did not, None when this
+    server does not offer SMTPUTF8 (then a non-ASCII path is `NON_ASCII_ADDRESS`).
+    """
+    words = _SENDER_REPLIES if sender else _RECIPIENT_REPLIES
+    if not raw_path.isascii():
+        if utf8 is None:
+            return replies.NON_ASCII_ADDRESS
+        if not utf8:
+            return replies.SMTPUTF8_REQUIRED
+    if len(raw_path) + 2 > PATH_MAX:  # octets (RFC 5321 §4.5.3.1.3), not characters
+        return words[mailbox.Problem.TOO_LONG]
+    try:
+        path = raw_path.decode("utf-8")
+    except UnicodeDecodeError:
+        return replies.SENDER_NOT_UTF8 if sender else replies.RECIPIENT_NOT_UTF8
+    m = _SOURCE_ROUTE.match(path)
+    if m:  # §4.1.1.3 / Appendix C: accept and ignore source routes
+        path = path[m.end():]
+    problem = mailbox.problem(path, utf8=bool(utf8)) if path else None
+    return words[problem] if problem is not None else path
+
+
+def parse_command_path(arg: bytes, prefix: bytes, *, utf8: bool | None = None) -> tuple[str, Params] | Reply:
+    """`split_command_path` then `parse_path`: (mailbox or "" for <>, [(KEY, value)])."""
+    split = split_command_path(arg, prefix)
+    if isinstance(split, Reply):
+        return split
+    raw_path, params = split
+    path = parse_path(raw_path, utf8=utf8, sender=prefix == b"FROM:")
+    return path if isinstance(path, Reply) else (path, params)

@@ -35,7 +35,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
-from .. import maillog, metrics, replies, tokens
+from .. import mailbox, maillog, metrics, replies, tokens
 from ..auth import Authenticator, Principal, SessionSlots
 from ..config import Config
 from ..outcomes import Outcome, Rejected
@@ -160,6 +160,7 @@ class Session:
         self.recipients: list[str] = []
         self.rcpt_keys: set[str] = set()
         self.chunks: bytearray | None = None  # the BDAT chunks of this transaction so far (RFC 3030)
+        self.smtputf8 = False  # MAIL declared SMTPUTF8 (RFC 6531 §3.4)
 
     async def send(self, reply: Reply) -> None:
         if reply.is_error:
@@ -413,6 +414,7 @@ class Session:
         else:
             ext.append("STARTTLS")
         ext += ["ENHANCEDSTATUSCODES", "8BITMIME"]
+        ext.append("SMTPUTF8")  # RFC 6531 §3.1: internationalised addresses and UTF-8 headers
         if self.tls:
             ext.append("CHUNKING")  # RFC 3030; not before TLS, where no transaction can start
         return ext
@@ -619,8 +621,11 @@ class Session:
             elif key == "BODY":
                 if (value or "").upper() not in ("7BIT", "8BITMIME"):
                     return replies.BAD_PARAMETER
+            elif key == "SMTPUTF8":
+                if value is not None:
+                    return replies.BAD_PARAMETER  # RFC 6531 §3.4: the parameter takes no value
             else:
-                return replies.UNSUPPORTED_PARAMETER  # e.g. SMTPUTF8: not offered (555 5.5.4)
+                return replies.UNSUPPORTED_PARAMETER  # 555 5.5.4
         return None
 
     async def cmd_mail(self, arg: bytes) -> Reply | None:
@@ -632,10 +637,10 @@ class Session:
             await self.close_with(replies.TOO_MANY_MESSAGES, "too_many_messages")
         if self.mail_from is not None:
             return replies.NESTED_MAIL
-        parsed = address.parse_command_path(arg, b"FROM:")
+        parsed = self._sender_path(arg)
         if isinstance(parsed, Reply):
-            return replies.SENDER_SYNTAX if parsed is replies.RECIPIENT_SYNTAX else parsed
-        path, params = parsed
+            return parsed
+        path, params, smtputf8 = parsed
         refused = self._mail_params(params)
         if refused is not None:
             return refused
@@ -649,7 +654,20 @@ class Session:
             return replies.SENDER_DOMAIN_NOT_ALLOWED
         self.mail_from = path
         self.sender_domain_id = domain_id
+        self.smtputf8 = smtputf8
         return replies.SENDER_OK
+
+    @staticmethod
+    def _sender_path(arg: bytes) -> tuple[str, address.Params, bool] | Reply:
+        """MAIL's path and parameters, and whether the line declares SMTPUTF8, which decides
+        whether its own path may be non-ASCII (RFC 6531 §3.4)."""
+        split = address.split_command_path(arg, b"FROM:")
+        if isinstance(split, Reply):
+            return replies.SENDER_SYNTAX if split is replies.RECIPIENT_SYNTAX else split
+        raw_path, params = split
+        smtputf8 = any(key == "SMTPUTF8" for key, _ in params)
+        path = address.parse_path(raw_path, utf8=smtputf8, sender=True)
+        return path if isinstance(path, Reply) else (path, params, smtputf8)
 
     async def cmd_rcpt(self, arg: bytes) -> Reply:
         refused = self._not_ready_for_mail()
@@ -658,7 +676,7 @@ class Session:
         assert self.principal is not None
         if self.mail_from is None:
             return replies.NEED_MAIL
-        parsed = address.parse_command_path(arg, b"TO:")
+        parsed = address.parse_command_path(arg, b"TO:", utf8=self.smtputf8)
         if isinstance(parsed, Reply):
             return parsed
         path, params = parsed
@@ -667,7 +685,7 @@ class Session:
         if not path:
             return replies.RECIPIENT_SYNTAX
         local, _, domain = path.rpartition("@")
-        key = f"{local}@{domain.lower()}"
+        key = f"{local}@{mailbox.a_label(domain)}"  # one mailbox, however its domain is spelled
         if key in self.rcpt_keys:
             return replies.RECIPIENT_OK  # duplicates are delivered and charged once
         if len(self.recipients) >= self.cfg.limits.recipients_per_message:
@@ -714,7 +732,8 @@ class Session:
         transaction, and give its reply: the one acceptance path of DATA and BDAT LAST."""
         assert self.principal is not None and self.mail_from is not None
         envelope = Envelope(mail_from=self.mail_from, sender_domain_id=self.sender_domain_id,
-                            recipients=self.recipients, client_ip=self.client_ip, trace=self._received())
+                            recipients=self.recipients, client_ip=self.client_ip, trace=self._received(),
+                            smtputf8=self.smtputf8)
         recipients = self.recipients
         principal = self.principal
         started = 0.0
@@ -871,12 +890,16 @@ class Session:
             )
         return self._tls_text
 
+    def _protocol(self) -> str:
+        # RFC 6531 §3.7.3: the "with" of an internationalised transaction is UTF8SMTPSA.
+        return "UTF8SMTPSA" if self.smtputf8 else "ESMTPSA"
+
     def _received(self) -> bytes:
         """The trace header (RFC 5321 §4.4), built only from sanitised or server-made values."""
         date = rfc5322_now()
         return (
             f"Received: from {self.helo or 'unknown'} ([{self.client_ip}])\r\n"
-            f"\tby {self.cfg.server.hostname} (mailtrap-smtp) with ESMTPSA{self._tls_comment()};\r\n"
+            f"\tby {self.cfg.server.hostname} (mailtrap-smtp) with {self._protocol()}{self._tls_comment()};\r\n"
             f"\t{date}\r\n"
         ).encode("ascii", "replace")
 

@@ -28,23 +28,14 @@ from mailtrap_smtp.store import accounts, credentials
 from tests.delivery_util import FAST, enqueue, event_list, make_raw, states, wait_for
 from tests.domain_util import dnsfunc_for
 from tests.mx_sink import MxSink
-from tests.postfix_util import Postfix, needs_postfix
+from tests.postfix_util import Postfix, needs_postfix, relaying_main_cf
 from tests.smtp_util import RawClient, reply_line, smtp_sections
 
 pytestmark = needs_postfix
 
 
 def _relaying_main_cf(sink_port: int, *, chunking: bool, extra: str = "") -> str:
-    return f"""\
-relay_domains = dest.test
-smtpd_reject_unlisted_recipient = no
-transport_maps = inline:{{ dest.test=smtp:[127.0.0.1]:{sink_port} }}
-smtp_tls_security_level = none
-# Headers of mail from other hosts are left as they are (no canonical rewriting of addresses).
-local_header_rewrite_clients =
-{"" if chunking else "smtpd_discard_ehlo_keywords = chunking"}
-{extra}
-"""
+    return relaying_main_cf(sink_port, ("" if chunking else "smtpd_discard_ehlo_keywords = chunking\n") + extra)
 
 
 async def _submit_chunked(port: int, ctx: Any, token: str, msg: bytes) -> str:
