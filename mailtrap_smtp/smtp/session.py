@@ -154,6 +154,7 @@ class Session:
         self.sender_domain_id: int | None = None
         self.recipients: list[str] = []
         self.rcpt_keys: set[str] = set()
+        self.requiretls = False  # MAIL FROM ... REQUIRETLS (RFC 8689)
 
     async def send(self, reply: Reply) -> None:
         if reply.is_error:
@@ -408,7 +409,13 @@ class Session:
         else:
             ext.append("STARTTLS")
         ext += ["ENHANCEDSTATUSCODES", "8BITMIME"]
+        ext += self._requiretls_keyword()
         return ext
+
+    def _requiretls_keyword(self) -> list[str]:
+        # RFC 8689 §2: REQUIRETLS only means something on a TLS-protected session, so it is offered
+        # there only (as Exim does). Before TLS, MAIL itself is refused (STARTTLS_REQUIRED).
+        return ["REQUIRETLS"] if self.tls else []
 
     async def cmd_ehlo(self, arg: bytes, *, esmtp: bool = True) -> Reply | None:
         name = arg.strip().decode("latin-1")
@@ -615,9 +622,18 @@ class Session:
             elif key == "BODY":
                 if (value or "").upper() not in ("7BIT", "8BITMIME"):
                     return replies.BAD_PARAMETER
+            elif key == "REQUIRETLS":
+                refused = self._requiretls_param(value)
+                if refused is not None:
+                    return refused
             else:
                 return replies.UNSUPPORTED_PARAMETER  # e.g. SMTPUTF8: not offered (555 5.5.4)
         return None
+
+    def _requiretls_param(self, value: str | None) -> Reply | None:
+        """RFC 8689 §2: REQUIRETLS takes no value. MAIL is only reached over TLS (the pre-TLS gate
+        answers STARTTLS_REQUIRED), which is the session the option demands."""
+        return replies.BAD_PARAMETER if value is not None else None
 
     async def cmd_mail(self, arg: bytes) -> Reply | None:
         refused = self._not_ready_for_mail()
@@ -645,6 +661,7 @@ class Session:
             return replies.SENDER_DOMAIN_NOT_ALLOWED
         self.mail_from = path
         self.sender_domain_id = domain_id
+        self.requiretls = any(key == "REQUIRETLS" for key, _ in params)
         return replies.SENDER_OK
 
     async def cmd_rcpt(self, arg: bytes) -> Reply:
@@ -698,7 +715,8 @@ class Session:
             return replies.NEED_RCPT
         await self.send(replies.START_DATA)
         envelope = Envelope(mail_from=self.mail_from, sender_domain_id=self.sender_domain_id,
-                            recipients=self.recipients, client_ip=self.client_ip, trace=self._received())
+                            recipients=self.recipients, client_ip=self.client_ip, trace=self._received(),
+                            requiretls=self.requiretls)
         recipients = self.recipients
         principal = self.principal
         started = 0.0

@@ -59,6 +59,8 @@ class Claimed:
     # The previous lease ran out without an outcome (a worker died, or could not record what the
     # remote end said): that attempt may have delivered, so this one may be a duplicate.
     possible_duplicate: bool = False
+    # What its message asked of TLS (RFC 8689): True REQUIRETLS, False `TLS-Required: No`, None neither.
+    tls_required: bool | None = None
 
 
 @dataclass
@@ -97,12 +99,13 @@ async def claim(conn: Conn, worker_id: str, limit: int, lease_seconds: float,
                         WHERE e.message_id = m.id AND e.type = 'manual_retry') b
              WHERE r.id = due.id AND m.id = r.message_id
          RETURNING r.id, r.message_id, r.rcpt, r.domain, r.attempts, m.mail_from, m.account_id,
-                   m.domain_id, m.size, due.lost,
+                   m.domain_id, m.size, due.lost, m.tls_required,
                    EXTRACT(EPOCH FROM (COALESCE($1::timestamptz, now()) - b.born))::float8 AS age""",
         now, limit, worker_id, float(lease_seconds),
     )
     return [Claimed(r["id"], r["message_id"], r["rcpt"], r["domain"], r["attempts"], r["mail_from"],
-                    r["account_id"], r["domain_id"], r["age"], r["size"], r["lost"]) for r in rows]
+                    r["account_id"], r["domain_id"], r["age"], r["size"], r["lost"], r["tls_required"])
+            for r in rows]
 
 
 async def message_raw(conn: Conn, message_id: uuid.UUID) -> bytes | None:
