@@ -215,9 +215,11 @@ async def test_requiretls_tries_the_next_mx_host(make_config: Any, pool: asyncpg
 
 
 @pytest.mark.parametrize(("case", "reply"), [
-    pytest.param("not-offered", "550 5.7.30 mail.test [127.0.0.1] does not offer REQUIRETLS", id="mx-without-requiretls"),
+    pytest.param("not-offered", "550 5.7.30 mail.test [127.0.0.1] does not offer REQUIRETLS",
+                 id="mx-without-requiretls"),
     pytest.param("plain", "550 5.7.10 TLS required but not offered by mail.test [127.0.0.1]", id="starttls-stripped"),
-    pytest.param("untrusted", "550 5.7.10 TLS handshake with mail.test [127.0.0.1] failed: ", id="untrusted-certificate"),
+    pytest.param("untrusted", "550 5.7.10 TLS handshake with mail.test [127.0.0.1] failed: ",
+                 id="untrusted-certificate"),
     pytest.param("unauthenticated-mx", "550 5.7.10 REQUIRETLS: no MX host of dest.test is authenticated (no "
                  "DNSSEC-validated MX records, no MTA-STS policy listing one: no MTA-STS TXT (nxdomain))",
                  id="mx-not-dnssec-no-mta-sts"),
