@@ -194,8 +194,8 @@ def tls_required(principal: Principal, envelope: Envelope, parsed: ParsedHeader)
 
     True: REQUIRETLS, asked by the client (RFC 8689 §4.3) or by the account's `require_tls` option.
     False: the header field `TLS-Required: No` (RFC 8689 §3, §4.2.2: deliver even where the
-    recipient's MTA-STS or DANE policy cannot be met); it never weakens a REQUIRETLS request, which
-    takes precedence over the header (RFC 8689 §4.1). None: neither. The header stays in the message:
+    recipient's MTA-STS or DANE policy cannot be met); it never weakens a REQUIRETLS request: with
+    REQUIRETLS the header is ignored (RFC 8689 §3). None: neither. The header stays in the message:
     later hops read it too.
     """
     if envelope.requiretls or principal.require_tls:

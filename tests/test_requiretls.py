@@ -30,6 +30,8 @@ from mailtrap_smtp.delivery.worker import DeliveryService
 from mailtrap_smtp.dnsresolve import make_resolver
 from tests.delivery_util import FAST, enqueue, event_list, states
 from tests.dnsserver import TestDNSServer
+from tests.http_util import ApiEnv, minimal
+from tests.inbound_util import Inbound
 from tests.mtasts_server import PolicyServer, policy_text
 from tests.mx_sink import MxSink, free_port
 from tests.smtp_util import SENDER, Env, message, reply_line
@@ -131,6 +133,43 @@ def test_account_require_tls_cli(cli_run: Any) -> None:
     code, out, _ = cli_run("account", "require-tls", "acme", "off", "--json")
     assert code == 0 and json.loads(out)["require_tls"] is False
     assert cli_run("account", "require-tls", "nobody", "on")[:2] == (1, "")
+
+
+@pytest.mark.parametrize(("headers", "account_option", "expected"), [
+    pytest.param(None, False, None, id="nothing-asked"),
+    pytest.param({"TLS-Required": "No"}, False, False, id="tls-required-no-in-headers"),
+    pytest.param(None, True, True, id="account-requiretls"),
+    pytest.param({"TLS-Required": "No"}, True, True, id="account-requiretls-wins"),
+])
+async def test_send_api_follows_the_header_and_the_account(api: ApiEnv, headers: dict[str, str] | None,
+                                                           account_option: bool, expected: bool | None) -> None:
+    """The JSON API has no REQUIRETLS field (Mailtrap's has none): the account option asks for it;
+    `TLS-Required: No` travels in `headers` like any other field."""
+    await accounts_core.set_require_tls(api.pool, api.account.name, account_option)
+    async with api.client() as c:
+        r = await c.post("/api/send", json=minimal(**({"headers": headers} if headers else {})), headers=api.auth())
+    assert r.status_code == 200, r.text
+    (rid,) = r.json()["message_ids"]
+    stored = await api.pool.fetchval(
+        "SELECT m.tls_required FROM messages m JOIN recipients r ON r.message_id = m.id WHERE r.public_id = $1::uuid",
+        rid)
+    assert stored is expected
+
+
+# --- the inbound listener: the bounce of a REQUIRETLS message comes back with REQUIRETLS (RFC 8689 §5) ---
+
+
+async def test_inbound_listener_takes_requiretls_over_tls_only(inbound: Inbound) -> None:
+    async with inbound.raw() as c:
+        assert "REQUIRETLS" not in await c.cmd("EHLO reporter.test")
+        assert await c.cmd("MAIL FROM:<> REQUIRETLS") == \
+            "530 5.7.10 REQUIRETLS needs a TLS-protected session: issue STARTTLS first"
+        await c.starttls()
+        assert "REQUIRETLS" in [line[4:] for line in (await c.cmd("EHLO reporter.test")).split("\n")]
+        assert await c.cmd("MAIL FROM:<> REQUIRETLS=YES") == reply_line("BAD_PARAMETER")
+        assert await c.cmd("MAIL FROM:<> REQUIRETLS") == reply_line("SENDER_OK")
+        assert await c.cmd(f"RCPT TO:<{inbound.verp}>") == reply_line("RECIPIENT_OK")
+    assert await inbound.feedback_events() == []
 
 
 # --- delivery ---

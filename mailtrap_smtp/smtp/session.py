@@ -1,4 +1,5 @@
-"""One SMTP submission session (RFC 5321, 3207 STARTTLS, 4954 AUTH, 1870 SIZE, 2920 PIPELINING).
+"""One SMTP submission session (RFC 5321, 3207 STARTTLS, 4954 AUTH, 1870 SIZE, 2920 PIPELINING,
+8689 REQUIRETLS).
 
 A small asyncio state machine written for this service instead of an aiosmtpd handler: it owns
 every byte it reads and writes, so that every reply comes from `replies.py`, pipelined plaintext
