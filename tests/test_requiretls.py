@@ -356,3 +356,38 @@ async def test_tls_required_no_is_delivered_despite_an_enforce_policy(
     assert tp["failure"] == failure
     (line,) = [x for x in _delivery_lines(text_maillog) if "free@dest.test" in x]
     assert f' tls_policy=mta-sts tls_request=tls-required-no tls_failure="{failure}" ' in line
+
+
+@pytest.mark.parametrize("mode", ["enforce", "testing"])
+async def test_requiretls_mx_authenticated_by_mta_sts(
+        make_config: Any, pool: asyncpg.Pool[Any], dns_server: TestDNSServer, cert_files: tuple[Path, Path],
+        ca_file: Path, policy_server: PolicyServer, mode: str) -> None:
+    """Without DNSSEC, an MTA-STS policy that lists the MX host authenticates it (RFC 8689 §4.2.1 step 2)."""
+    _zone(dns_server, dnssec=False)
+    dns_server.add("mta-sts.dest.test", "A", "127.0.0.1")
+    dns_server.add("_mta-sts.dest.test", "TXT", "v=STSv1; id=1;")
+    policy_server.body = policy_text(mode, "mail.test")
+    with MxSink(tls_cert=cert_files, requiretls=True) as sink:
+        svc = _service(make_config, pool, dns_server, sink.port, ca_file, https_port=policy_server.port, dane=False)
+        mid = await enqueue(pool, ["a@dest.test"], tls_required=True)
+        await svc.run_once()
+        assert ["REQUIRETLS" in r.mail_options for r in sink.received] == [True]
+    tp = (await _event(pool, mid, "delivery"))["tls_policy"]
+    assert (tp["policy"], tp["mx_auth"], tp["mode"]) == ("requiretls", "mta-sts", mode)
+
+
+async def test_requiretls_waits_when_the_mta_sts_policy_cannot_be_fetched(
+        make_config: Any, pool: asyncpg.Pool[Any], dns_server: TestDNSServer, ca_file: Path,
+        policy_server: PolicyServer) -> None:
+    """The TXT record says a policy exists; unfetched, it may yet list the MX host: wait, do not return."""
+    _zone(dns_server, dnssec=False)
+    dns_server.add("mta-sts.dest.test", "A", "127.0.0.1")
+    dns_server.add("_mta-sts.dest.test", "TXT", "v=STSv1; id=1;")
+    policy_server.status = "404 Not Found"
+    svc = _service(make_config, pool, dns_server, free_port(), ca_file, https_port=policy_server.port, dane=False)
+    mid = await enqueue(pool, ["a@dest.test"], tls_required=True)
+    await svc.run_once()
+    assert await states(pool, mid) == {"a@dest.test": "queued"}
+    d = await _event(pool, mid, "transient_failure")
+    assert d["reply"].startswith("451 4.7.10 REQUIRETLS: no MX host of dest.test is authenticated")
+    assert "policy fetch failed" in d["reply"] and d["tls_policy"]["policy"] == "requiretls"

@@ -139,9 +139,10 @@ class TlsPolicy:
             return Plan([self._requiretls_attempt(t, "route") for t in targets], info, strict=Applied.REQUIRETLS)
         secure, per_host = await self._dane(domain, targets, info) if self.delivery_cfg.dane else (False, {})
         policy, note = await self.mta_sts.policy(domain) if self.delivery_cfg.mta_sts else (None, "")
-        listed = policy is not None and policy.mode in ("enforce", "testing")
-        if listed:
-            info.update(mode=policy.mode if policy else None, note=note)
+        # Both modes name the MX hosts (RFC 8461 §4.1); `none` names none.
+        listing = policy if policy is not None and policy.mode in ("enforce", "testing") else None
+        if listing is not None:
+            info.update(mode=listing.mode, note=note)
         attempts: list[Attempt] = []
         for t in targets:
             by_dane = per_host.get(t.name)
@@ -150,7 +151,7 @@ class TlsPolicy:
                 attempts.append(self._requiretls_attempt(t, "dnssec", by_dane.check_peer))
             elif secure:
                 attempts.append(self._requiretls_attempt(t, "dnssec"))
-            elif listed and policy is not None and policy.matches(t.name):
+            elif listing is not None and listing.matches(t.name):
                 attempts.append(self._requiretls_attempt(t, "mta-sts"))
         plan = Plan(attempts, info, strict=Applied.REQUIRETLS)
         if not attempts:
