@@ -48,7 +48,8 @@ DELIVERY_CONNECTIONS = Counter(
 )
 DELIVERY_TLS_POLICY = Counter(
     "mts_delivery_tls_policy_total", "Outbound sessions by the TLS policy that applied (none, opportunistic, "
-    "required, mta-sts, dane, requiretls: delivery/tlsoutcome.py)", ["policy"]
+    "required, mta-sts, dane, requiretls: delivery/tlsoutcome.py) and the TLS version (none in clear)",
+    ["policy", "version"]
 )
 DELIVERY_TLS_POLICY_FAILURES = Counter(
     "mts_delivery_tls_policy_failures_total", "Outbound attempts whose TLS policy could not be met (mta-sts, "

@@ -3,7 +3,7 @@
 One outcome per attempt (delivery/tlspolicy.py makes it), written in three places from these names:
 the attempt's event as `details.tls_policy`, the operator's log line (maillog: `tls_policy=`,
 `tls_request=`, `tls_failure=`, from `log_fields`), and the metrics
-`mts_delivery_tls_policy_total{policy}` (sessions opened) and
+`mts_delivery_tls_policy_total{policy,version}` (sessions opened) and
 `mts_delivery_tls_policy_failures_total{policy}` (attempts whose policy could not be met).
 
 Keys of `details.tls_policy`:

@@ -215,7 +215,7 @@ class TlsPolicy:
                 reached_all = reached_all and _fell_short(e)
                 continue
             session.tls_policy = _outcome(plan, attempt, session, last)
-            metrics.DELIVERY_TLS_POLICY.labels(session.tls_policy["policy"]).inc()
+            metrics.DELIVERY_TLS_POLICY.labels(session.tls_policy["policy"], session.tls_version or "none").inc()
             if "failure" in session.tls_policy:
                 metrics.DELIVERY_TLS_POLICY_FAILURES.labels(session.tls_policy["policy"]).inc()
             return session

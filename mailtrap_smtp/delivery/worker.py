@@ -8,8 +8,9 @@ at commit) and also polls slowly, and sleeps until the earliest scheduled retry 
 A claimed batch is grouped by destination domain and what its messages ask of TLS (RFC 8689:
 REQUIRETLS, `TLS-Required: No`, or nothing; each needs its own TLS plan and sessions), then by
 message: all recipients of one message at one domain go in ONE SMTP transaction (one DATA,
-per-recipient RCPT outcomes), and the messages for one domain are spread over at most `per_destination_concurrency` connections, each carrying several
-messages in turn (RSET between transactions). `concurrency` bounds the connections of the process.
+per-recipient RCPT outcomes), and the messages for one domain are spread over at most
+`per_destination_concurrency` connections, each carrying several messages in turn (RSET between
+transactions). `concurrency` bounds the connections of the process.
 
 Every path ends in a recorded state change or a future `next_attempt_at`: an unexpected error in a
 delivery task defers its unfinished recipients (a transient failure with the normal schedule), and
