@@ -75,6 +75,8 @@ class Principal:
     level: Level = Level.SEND
     # The account adds RFC 8058 one-click List-Unsubscribe headers to its bulk messages.
     list_unsubscribe: bool = False
+    # Every message of the account is REQUIRETLS (RFC 8689; `account require-tls`, migration 0012).
+    require_tls: bool = False
 
     def __post_init__(self) -> None:
         if not self.streams:
@@ -207,6 +209,7 @@ class Authenticator:
             billing_anchor_day=anchor,
             quota_remaining_at_auth=int(row["monthly_limit"]) - used,
             sending_domains=domains, list_unsubscribe=bool(row["list_unsubscribe"]),
+            require_tls=bool(row["require_tls"]),
         )
         if door.sending and principal.quota_remaining_at_auth <= 0:
             give_back()

@@ -3,8 +3,9 @@
 One line per connection end (peer, TLS version, account, messages, duration, why it closed), per
 accepted message (queue id, account, stream, sender, recipient count, size), per refusal (reply
 name, account, peer), per AUTH failure, per block of a client (connection cap, connection rate,
-AUTH failures), and per delivery attempt (queue id, recipient, MX, reply, TLS, delay, status:
-delivered, deferred, bounced or expired). Lines go to the `mailtrap_smtp.maillog` logger.
+AUTH failures), and per delivery attempt (queue id, recipient, MX, reply, TLS version, TLS policy,
+what the message asked of TLS and why a policy was not met, delay, status: delivered, deferred,
+bounced or expired). Lines go to the `mailtrap_smtp.maillog` logger.
 
 `maillog.format` chooses the shape: "text" (default) is `event key=value ...` through the service's
 own log handler; "json" writes one JSON object per line (with `ts`, `event` and the fields) to
@@ -88,6 +89,9 @@ def blocked(*, peer: str, why: str) -> None:
 
 
 def delivery(*, queue_id: Any, recipient: str | None, status: str, reply: str, mx: str | None,
-             tls: str | None, delay: float | None) -> None:
+             tls: str | None, delay: float | None, tls_policy: str | None = None, tls_request: str | None = None,
+             tls_failure: str | None = None) -> None:
+    """`tls_policy`, `tls_request`, `tls_failure`: the attempt's TLS outcome (delivery/tlsoutcome.py)."""
     emit("delivery", queue_id=queue_id, recipient=recipient, status=status, mx=mx, tls=tls,
+         tls_policy=tls_policy, tls_request=tls_request, tls_failure=tls_failure,
          delay=None if delay is None else round(delay, 3), reply=reply)

@@ -60,7 +60,13 @@ DELIVERY_CONNECTIONS = Counter(
 )
 DELIVERY_TLS_POLICY = Counter(
     "mts_delivery_tls_policy_total", "Outbound sessions by the TLS policy that applied (none, opportunistic, "
-    "required, mta-sts, dane)", ["policy"]
+    "required, mta-sts, dane, requiretls: delivery/tlsoutcome.py) and the TLS version (none in clear)",
+    ["policy", "version"]
+)
+DELIVERY_TLS_POLICY_FAILURES = Counter(
+    "mts_delivery_tls_policy_failures_total", "Outbound attempts whose TLS policy could not be met (mta-sts, "
+    "dane, requiretls), whether the mail then waited, was returned, or went anyway (testing, TLS-Required: No)",
+    ["policy"]
 )
 LEASES_LOST = Counter("mts_delivery_leases_lost_total", "Recipients whose lease another worker took over")
 

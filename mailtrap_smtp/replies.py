@@ -133,6 +133,8 @@ _TABLE: list[tuple[str, int, str, str]] = [
     ("INBOUND_NO_AUTH", 502, "5.5.1", "AUTH not available on this server"),
     ("INBOUND_ACCEPTED", 250, "2.0.0", "Ok: report received"),
     ("INBOUND_BUSY", 421, "4.3.2", "Too many connections: try again later"),
+    # RFC 8689 §2: REQUIRETLS only on a TLS-protected session (X.7.10 "encryption needed", RFC 5248).
+    ("REQUIRETLS_WITHOUT_TLS", 530, "5.7.10", "REQUIRETLS needs a TLS-protected session: issue STARTTLS first"),
 ]
 
 REPLIES: dict[str, Reply] = {name: Reply(name, code, enh, text) for name, code, enh, text in _TABLE}
@@ -219,6 +221,7 @@ INBOUND_NO_SUCH_USER = REPLIES["INBOUND_NO_SUCH_USER"]
 INBOUND_NO_AUTH = REPLIES["INBOUND_NO_AUTH"]
 INBOUND_ACCEPTED = REPLIES["INBOUND_ACCEPTED"]
 INBOUND_BUSY = REPLIES["INBOUND_BUSY"]
+REQUIRETLS_WITHOUT_TLS = REPLIES["REQUIRETLS_WITHOUT_TLS"]
 
 # How the SMTP adapter answers each use-case outcome (tests/test_outcomes.py checks it is complete).
 OUTCOME_REPLIES: dict[Outcome, Reply] = {

@@ -181,6 +181,7 @@ class Envelope:
     client_ip: str | None = None
     trace: bytes = b""  # the adapter's trace header (`Received:`), prepended before signing
     smtputf8: bool = False  # internationalised mail declared (SMTP's SMTPUTF8, RFC 6531 §3.4; the API)
+    requiretls: bool = False  # the client asked for REQUIRETLS (RFC 8689 §4.3: SMTP `MAIL ... REQUIRETLS`)
 
 
 @dataclass(frozen=True)
@@ -204,6 +205,21 @@ def idempotency_key(parsed: ParsedHeader) -> str | None:
     if len(values) != 1 or not idempotency.valid_key(values[0]):
         raise Rejected(Outcome.IDEMPOTENCY_KEY_INVALID)
     return values[0]
+
+
+def tls_required(principal: Principal, envelope: Envelope, parsed: ParsedHeader) -> bool | None:
+    """What the sender asked of every hop's TLS (stored as `messages.tls_required`).
+
+    True: REQUIRETLS, asked by the client (RFC 8689 §4.3) or by the account's `require_tls` option.
+    False: the header field `TLS-Required: No` (RFC 8689 §3, §4.2.2: deliver even where the
+    recipient's MTA-STS or DANE policy cannot be met); it never weakens a REQUIRETLS request: with
+    REQUIRETLS the header is ignored (RFC 8689 §3). None: neither. The header stays in the message:
+    later hops read it too.
+    """
+    if envelope.requiretls or principal.require_tls:
+        return True
+    values = [field_value(whole).strip().lower() for name, whole in parsed.fields if name == b"tls-required"]
+    return False if "no" in values else None
 
 
 async def _forget(pool: Any, credential_id: int, key: str) -> None:
@@ -359,6 +375,7 @@ class Submission:
             category=built.category, custom_variables=built.custom_variables,
             client_ip=envelope.client_ip, raw=built.raw, recipients=list(envelope.recipients),
             recipient_ids=recipient_ids, smtputf8=built.smtputf8,
+            tls_required=tls_required(principal, envelope, parsed),
         )
         period = quota.current_period(principal.billing_anchor_day)
         handed_over()  # the group commit stops waiting for it as "on its way"

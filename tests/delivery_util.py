@@ -53,13 +53,14 @@ async def account(pool: asyncpg.Pool[Any], name: str = "acme") -> int:
 
 
 async def enqueue(pool: asyncpg.Pool[Any], rcpts: Sequence[str], raw: bytes | None = None,
-                  mail_from: str = "bounces@src.test", *, smtputf8: bool = False) -> uuid.UUID:
+                  mail_from: str = "bounces@src.test", *, smtputf8: bool = False,
+                  tls_required: bool | None = None) -> uuid.UUID:
     acct = await account(pool)
     msg = messages.NewMessage(
         id=uuid.uuid4(), account_id=acct, credential_id=None, domain_id=None, stream="transactional",
         mail_from=mail_from, header_from="sender@src.test", subject="hello", message_id_header=None,
         category=None, custom_variables=None, client_ip="127.0.0.1", raw=raw or make_raw(),
-        recipients=list(rcpts), smtputf8=smtputf8,
+        recipients=list(rcpts), smtputf8=smtputf8, tls_required=tls_required,
     )
     await messages.accept(pool, msg, PERIOD)
     await messages.notify_queue(pool)

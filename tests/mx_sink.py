@@ -14,6 +14,9 @@ Scripting (all optional, changeable while running):
 * `drop_connections`: close this many next connections right after EHLO;
 * `one_message_per_connection`: "421" (refuse a second MAIL and hang up) or "eof" (just hang up);
 * `stall`: a threading.Event; while it is set, DATA waits before answering (to kill a worker mid-way).
+
+`MxSink(requiretls=True)` offers REQUIRETLS (RFC 8689) in the EHLO after STARTTLS and accepts the
+`REQUIRETLS` MAIL parameter there (aiosmtpd knows neither: `_RequireTlsSMTP`).
 """
 
 from __future__ import annotations
@@ -53,6 +56,8 @@ class _Handler:
     async def handle_EHLO(self, server: SMTP, session: Session, envelope: Envelope, hostname: str,
                           responses: list[str]) -> list[str]:
         session.host_name = hostname
+        if self.sink.requiretls and session.ssl is not None:
+            responses.insert(len(responses) - 1, "250-REQUIRETLS")  # RFC 8689 §2: after STARTTLS only
         with self.sink.lock:
             self.sink.ehlos.append(hostname)
             drop = self.sink.drop_connections > 0
@@ -111,14 +116,35 @@ class _Handler:
         return reply
 
 
+class _RequireTlsSMTP(SMTP):
+    """aiosmtpd refuses a MAIL parameter it does not know (555): REQUIRETLS is taken over TLS here."""
+
+    def _getparams(self, params: Any) -> dict[str, Any] | None:
+        got: dict[str, Any] | None = super()._getparams(params)
+        if got is not None and self._tls_protocol is not None and got.get("REQUIRETLS") is True:
+            del got["REQUIRETLS"]  # still in the options handle_MAIL records
+        return got
+
+
+class _Controller(Controller):
+    def __init__(self, *args: Any, requiretls: bool, **kwargs: Any) -> None:
+        self._requiretls = requiretls
+        super().__init__(*args, **kwargs)
+
+    def factory(self) -> SMTP:
+        if not self._requiretls:
+            return super().factory()
+        return _RequireTlsSMTP(self.handler, **self.SMTP_kwargs)
+
 
 class MxSink:
     """Start with `start()` (or as a context manager); `port` is where it listens."""
 
     def __init__(self, *, host: str = "127.0.0.1", port: int | None = None,
                  tls_cert: tuple[Path, Path] | None = None, tls_context: ssl.SSLContext | None = None,
-                 smtputf8: bool = True) -> None:
+                 smtputf8: bool = True, requiretls: bool = False) -> None:
         self.host = host
+        self.requiretls = requiretls
         self.port = port or free_port(host)
         self.lock = threading.Lock()
         self.received: list[Received] = []
@@ -139,8 +165,8 @@ class MxSink:
         if tls_context is not None:
             kwargs["tls_context"] = tls_context
             kwargs["require_starttls"] = False
-        self._controller = Controller(_Handler(self), hostname=host, port=self.port,
-                                      server_hostname="sink.test", ready_timeout=5, **kwargs)
+        self._controller = _Controller(_Handler(self), hostname=host, port=self.port, requiretls=requiretls,
+                                       server_hostname="sink.test", ready_timeout=5, **kwargs)
 
     @property
     def address(self) -> str:

@@ -118,7 +118,7 @@ async def test_delivery_lines(smtp_factory, sink: MxSink, caplog: pytest.LogCapt
     lines = sorted(line for line in maillog_lines(caplog) if line.startswith("delivery "))
     assert len(lines) == 2
     assert lines[0].startswith(f"delivery queue_id={queue_id} recipient=a@dest.test status=delivered "
-                               f"mx=127.0.0.1 delay=")
+                               f"mx=127.0.0.1 tls_policy=none delay=")  # the route's sink has no TLS
     assert lines[0].endswith(' reply="250 2.0.0 OK queued"')
     assert lines[1].startswith(f"delivery queue_id={queue_id} recipient=b@dest.test status=bounced mx=127.0.0.1 ")
     assert lines[1].endswith(' reply="550 5.1.1 No such user"')

@@ -79,6 +79,16 @@ async def cmd_list_unsubscribe(pool: Any, cfg: config_mod.Config, args: argparse
 
 
 @with_database
+async def cmd_require_tls(pool: Any, cfg: config_mod.Config, args: argparse.Namespace) -> int:
+    row = await accounts.set_require_tls(pool, args.name, args.state == "on")
+    if args.json:
+        emit_json(dict(row))
+    else:
+        print(f"account {row['name']}: REQUIRETLS (RFC 8689) for every message {args.state}")
+    return 0
+
+
+@with_database
 async def cmd_erase_recipient(pool: Any, cfg: config_mod.Config, args: argparse.Namespace) -> int:
     removed = await retention.erase_recipient(pool, args.name, args.email)
     if args.json:
@@ -128,6 +138,11 @@ def register(sub: Any, p: Parsers) -> None:
     s = p.add(acc, "list-unsubscribe", cmd_list_unsubscribe,
               "add RFC 8058 one-click List-Unsubscribe headers to the account's bulk messages, or stop",
               listing=True)
+    s.add_argument("name")
+    s.add_argument("state", choices=("on", "off"))
+    s = p.add(acc, "require-tls", cmd_require_tls,
+              "deliver every message of the account as REQUIRETLS (RFC 8689: verified TLS on every hop, "
+              "else returned), or stop", listing=True)
     s.add_argument("name")
     s.add_argument("state", choices=("on", "off"))
     s = p.add(acc, "erase-recipient", cmd_erase_recipient,

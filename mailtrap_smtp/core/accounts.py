@@ -76,6 +76,16 @@ async def set_list_unsubscribe(conn: Conn, name: str, enabled: bool) -> Record:
     return row
 
 
+async def set_require_tls(conn: Conn, name: str, enabled: bool) -> Record:
+    """Send every message of the account as REQUIRETLS (RFC 8689: every hop TLS with an authenticated
+    MX and certificate, else the message is returned), or stop; messages accepted from sessions that
+    authenticate from now on carry it (each message keeps what it was accepted with)."""
+    row = await accounts_store.set_require_tls(conn, (await get(conn, name))["id"], enabled)
+    if row is None:
+        raise Refused(f"no account named {name!r}")
+    return row
+
+
 async def summary(conn: Conn, row: Record, today: dt.date) -> dict[str, Any]:
     """The account's plan, its usage in the billing period containing `today`, its domains and live tokens."""
     start = quota.period_start(row["billing_anchor_day"], today)
@@ -86,6 +96,7 @@ async def summary(conn: Conn, row: Record, today: dt.date) -> dict[str, Any]:
         "period_end": quota.period_end(row["billing_anchor_day"], today),
         "max_message_size": row["max_message_size"], "billing_anchor_day": row["billing_anchor_day"],
         "alert_email": row["alert_email"], "list_unsubscribe": row["list_unsubscribe"],
+        "require_tls": row["require_tls"],
         "created_at": row["created_at"],
         "domains": [d["name"] for d in await domains_store.list_all(conn, row["id"])],
         "credentials": [c["public_id"] for c in await credentials_store.list_all(conn, row["id"])

@@ -159,6 +159,7 @@ class ConnectFailed(Exception):
         self.category = category
         self.mx = mx
         self.tls_policy: dict[str, Any] = {}  # set by delivery/tlspolicy.py: what was required and why
+        self.bounce = ""  # set by delivery/tlspolicy.py: REQUIRETLS not met, return with this status (RFC 8689)
 
 
 @functools.cache
@@ -199,6 +200,7 @@ class RemoteSession:
     transactions: int = 0
     broken: bool = field(default=False)
     tls_policy: dict[str, Any] = field(default_factory=dict)  # delivery/tlspolicy.py's outcome
+    mail_options: list[str] = field(default_factory=list)  # delivery/tlspolicy.py's: REQUIRETLS (RFC 8689)
     _dirty: bool = field(default=False)  # a transaction was left open (needs RSET)
 
     @property
@@ -243,6 +245,7 @@ class RemoteSession:
             options.append("BODY=8BITMIME")  # RFC 6152
         if smtp.supports_extension("size"):
             options.append(f"SIZE={len(raw)}")  # RFC 1870: lets the server refuse before DATA
+        options.extend(self.mail_options)
         try:
             try:
                 await smtp.mail(mail_from, options=options, encoding=encoding)

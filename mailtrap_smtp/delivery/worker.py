@@ -5,10 +5,12 @@ One `DeliveryService` per process. Its loop claims a batch of due recipients und
 share one queue without doing the same work twice; it wakes on `LISTEN` (accepted messages NOTIFY
 at commit) and also polls slowly, and sleeps until the earliest scheduled retry when that is sooner.
 
-A claimed batch is grouped by destination domain, then by message: all recipients of one message at
-one domain go in ONE SMTP transaction (one DATA, per-recipient RCPT outcomes), and the messages for
-one domain are spread over at most `per_destination_concurrency` connections, each carrying several
-messages in turn (RSET between transactions). `concurrency` bounds the connections of the process.
+A claimed batch is grouped by destination domain and what its messages ask of TLS (RFC 8689:
+REQUIRETLS, `TLS-Required: No`, or nothing; each needs its own TLS plan and sessions), then by
+message: all recipients of one message at one domain go in ONE SMTP transaction (one DATA,
+per-recipient RCPT outcomes), and the messages for one domain are spread over at most
+`per_destination_concurrency` connections, each carrying several messages in turn (RSET between
+transactions). `concurrency` bounds the connections of the process.
 
 Every path ends in a recorded state change or a future `next_attempt_at`: an unexpected error in a
 delivery task defers its unfinished recipients (a transient failure with the normal schedule), and
@@ -47,7 +49,7 @@ from ..mailbox import a_label
 from ..store import db, queue
 from ..store.health import HEALTH, is_unavailable, within
 from ..store.messages import NOTIFY_CHANNEL
-from . import bounces, client, retry
+from . import bounces, client, retry, tlsoutcome
 from .mx import DnsPermanentError, DnsTemporaryError, resolve_mx_ttl
 from .return_path import ReturnPaths
 from .tlspolicy import Plan, TlsPolicy
@@ -81,6 +83,8 @@ class _Chunk:
     domain: str
     jobs: list[_MessageJob]
     done: set[int] = field(default_factory=set)  # recipient ids whose outcome is recorded
+    # What its messages asked of TLS (RFC 8689, `messages.tls_required`): one TLS plan per chunk.
+    tls_required: bool | None = None
     leased_at: float = field(default_factory=time.monotonic)  # when the lease was taken or renewed
 
     @property
@@ -242,24 +246,25 @@ class DeliveryService:
                                 for c in too_old], claimed=too_old)
         # A VERP return path names one recipient, so its recipients go in transactions of their own.
         senders = await self.return_paths.senders(self.pool, claimed)
-        by_domain: dict[str, dict[tuple[uuid.UUID, str], _MessageJob]] = {}
+        # A destination's messages that ask different things of TLS (RFC 8689) need different sessions.
+        by_domain: dict[tuple[str, bool | None], dict[tuple[uuid.UUID, str], _MessageJob]] = {}
         for c in claimed:
             if c.age_seconds >= lifetime:
                 continue
             # The destination as an A-label (RFC 5891 §5): one MX lookup, route and TLS policy for
             # `bücher.example` and `xn--bcher-kva.example`, asked of DNS in the form DNS knows.
-            jobs = by_domain.setdefault(a_label(c.domain), {})
+            jobs = by_domain.setdefault((a_label(c.domain), c.tls_required), {})
             sender = senders.get(c.id, c.mail_from)
             job = jobs.get((c.message_id, sender))
             if job is None:
                 job = jobs[(c.message_id, sender)] = _MessageJob(c.message_id, sender, [], c.smtputf8)
             job.recipients.append(c)
-        for domain, jobs in by_domain.items():
+        for (domain, tls_required), jobs in by_domain.items():
             job_list = list(jobs.values())
             n_conn = 1 if self.delivery_cfg.mode == "sandbox" else min(self.delivery_cfg.per_destination_concurrency,
                                                                len(job_list))
             for i in range(n_conn):
-                chunk = _Chunk(domain, job_list[i::n_conn])
+                chunk = _Chunk(domain, job_list[i::n_conn], tls_required=tls_required)
                 task = asyncio.create_task(self._deliver_chunk(chunk))
                 self._tasks.add(task)
                 task.add_done_callback(self._task_done)
@@ -326,7 +331,8 @@ class DeliveryService:
                 maillog.delivery(queue_id=r.message_id if r else None, recipient=r.rcpt if r else None,
                                  status="deferred" if state == "queued" else state, reply=o.reply,
                                  mx=o.details.get("mx"), tls=o.details.get("tls"),
-                                 delay=r.age_seconds if r else None)
+                                 delay=r.age_seconds if r else None,
+                                 **tlsoutcome.log_fields(o.details.get("tls_policy")))
 
     def _deferral(self, r: queue.Claimed, reply: str, category: str, mx: str | None,
                   tls: str | None) -> queue.Outcome:
@@ -402,7 +408,8 @@ class DeliveryService:
             await self._record([self._deferral(r, reply, bounces.DNS_FAILURE, None, None)
                                 for j in jobs for r in j.recipients], chunk)
             return
-        plan = await self.tls_policy.plan(domain, targets, require_tls=require_tls, routed=domain in self._routes)
+        plan = await self.tls_policy.plan(domain, targets, require_tls=require_tls, routed=domain in self._routes,
+                                          request=chunk.tls_required)
         session: client.RemoteSession | None = None
         connect_error: client.ConnectFailed | None = None
         raw_by_message: dict[uuid.UUID, bytes] = {}
@@ -466,12 +473,21 @@ class DeliveryService:
                 await session.close()
 
     def _not_connected(self, job: _MessageJob, err: client.ConnectFailed) -> list[queue.Outcome]:
+        if err.bounce:
+            return self._requiretls_bounces(job, err)
         # X.7.10 "encryption needed" (RFC 5248) / X.4.1 "no answer from host" (RFC 3463).
         code = "4.7.10" if err.category == bounces.TLS_REQUIRED else "4.4.1"
         outcomes = [self._deferral(r, f"451 {code} {err.reply}", err.category, err.mx, None) for r in job.recipients]
         for o in outcomes:
             o.details["tls_policy"] = err.tls_policy
         return outcomes
+
+    def _requiretls_bounces(self, job: _MessageJob, err: client.ConnectFailed) -> list[queue.Outcome]:
+        """RFC 8689 §4.2.1: no MX host could take a REQUIRETLS message as it asks: it is returned, with
+        5.7.30 (REQUIRETLS not offered) or 5.7.10 (no protected session with an authenticated host)."""
+        return [queue.Outcome(r.id, queue.BOUNCED, f"550 {err.bounce} {err.reply}",
+                              {"category": err.category, "mx": err.mx, "tls": None, "tls_policy": err.tls_policy})
+                for r in job.recipients]
 
     async def _open(self, plan: Plan) -> tuple[client.RemoteSession | None, client.ConnectFailed | None]:
         try:

@@ -175,6 +175,10 @@ class InboundSession:
         ext = ["PIPELINING", f"SIZE {self.cfg.inbound.max_message_size}", "ENHANCEDSTATUSCODES", "8BITMIME"]
         if not self.tls:
             ext.append("STARTTLS")
+        else:
+            # RFC 8689 §5: the bounce of a REQUIRETLS message comes back with REQUIRETLS, which only a
+            # TLS-protected session can carry (§2).
+            ext.append("REQUIRETLS")
         await self._send_lines(250, [self.cfg.server.hostname, *ext])
 
     async def cmd_helo(self, arg: bytes) -> None:
@@ -271,11 +275,22 @@ class InboundSession:
                 if int(value) > self.cfg.inbound.max_message_size:
                     await self.error(replies.SIZE_EXCEEDED)
                     return
+            elif key == "REQUIRETLS":
+                refused = self._requiretls_param(value)
+                if refused is not None:
+                    await self.error(refused)
+                    return
             elif key != "BODY" or (value or "").upper() not in ("7BIT", "8BITMIME"):
                 await self.error(replies.UNSUPPORTED_PARAMETER)
                 return
         self.mail_from = path  # "" for the null reverse path every DSN uses (RFC 3464 §2)
         await self.send(replies.SENDER_OK)
+
+    def _requiretls_param(self, value: str | None) -> Reply | None:
+        """RFC 8689 §2: no value, and only over TLS (this listener takes MAIL before STARTTLS too)."""
+        if value is not None:
+            return replies.BAD_PARAMETER
+        return None if self.tls else replies.REQUIRETLS_WITHOUT_TLS
 
     async def cmd_rcpt(self, arg: bytes) -> None:
         if self.mail_from is None:

@@ -1,5 +1,5 @@
 """One SMTP submission session (RFC 5321, 3207 STARTTLS, 4954 AUTH, 1870 SIZE, 2920 PIPELINING,
-3030 CHUNKING).
+3030 CHUNKING, 8689 REQUIRETLS).
 
 A small asyncio state machine written for this service instead of an aiosmtpd handler: it owns
 every byte it reads and writes, so that every reply comes from `replies.py`, pipelined plaintext
@@ -161,6 +161,7 @@ class Session:
         self.rcpt_keys: set[str] = set()
         self.chunks: bytearray | None = None  # the BDAT chunks of this transaction so far (RFC 3030)
         self.smtputf8 = False  # MAIL declared SMTPUTF8 (RFC 6531 §3.4)
+        self.requiretls = False  # MAIL FROM ... REQUIRETLS (RFC 8689)
 
     async def send(self, reply: Reply) -> None:
         if reply.is_error:
@@ -417,7 +418,13 @@ class Session:
         ext.append("SMTPUTF8")  # RFC 6531 §3.1: internationalised addresses and UTF-8 headers
         if self.tls:
             ext.append("CHUNKING")  # RFC 3030; not before TLS, where no transaction can start
+        ext += self._requiretls_keyword()
         return ext
+
+    def _requiretls_keyword(self) -> list[str]:
+        # RFC 8689 §2: REQUIRETLS only means something on a TLS-protected session, so it is offered
+        # there only (as Exim does). Before TLS, MAIL itself is refused (STARTTLS_REQUIRED).
+        return ["REQUIRETLS"] if self.tls else []
 
     async def cmd_ehlo(self, arg: bytes, *, esmtp: bool = True) -> Reply | None:
         name = arg.strip().decode("latin-1")
@@ -624,9 +631,18 @@ class Session:
             elif key == "SMTPUTF8":
                 if value is not None:
                     return replies.BAD_PARAMETER  # RFC 6531 §3.4: the parameter takes no value
+            elif key == "REQUIRETLS":
+                refused = self._requiretls_param(value)
+                if refused is not None:
+                    return refused
             else:
                 return replies.UNSUPPORTED_PARAMETER  # 555 5.5.4
         return None
+
+    def _requiretls_param(self, value: str | None) -> Reply | None:
+        """RFC 8689 §2: REQUIRETLS takes no value. MAIL is only reached over TLS (the pre-TLS gate
+        answers STARTTLS_REQUIRED), which is the session the option demands."""
+        return replies.BAD_PARAMETER if value is not None else None
 
     async def cmd_mail(self, arg: bytes) -> Reply | None:
         refused = self._not_ready_for_mail()
@@ -655,6 +671,7 @@ class Session:
         self.mail_from = path
         self.sender_domain_id = domain_id
         self.smtputf8 = smtputf8
+        self.requiretls = any(key == "REQUIRETLS" for key, _ in params)
         return replies.SENDER_OK
 
     @staticmethod
@@ -733,7 +750,7 @@ class Session:
         assert self.principal is not None and self.mail_from is not None
         envelope = Envelope(mail_from=self.mail_from, sender_domain_id=self.sender_domain_id,
                             recipients=self.recipients, client_ip=self.client_ip, trace=self._received(),
-                            smtputf8=self.smtputf8)
+                            smtputf8=self.smtputf8, requiretls=self.requiretls)
         recipients = self.recipients
         principal = self.principal
         started = 0.0

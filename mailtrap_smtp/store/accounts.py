@@ -40,6 +40,11 @@ async def set_list_unsubscribe(conn: Conn, account_id: int, enabled: bool) -> Re
                                account_id, enabled)
 
 
+async def set_require_tls(conn: Conn, account_id: int, enabled: bool) -> Record | None:
+    return await conn.fetchrow("UPDATE accounts SET require_tls = $2 WHERE id = $1 RETURNING *",
+                               account_id, enabled)
+
+
 async def set_plan(conn: Conn, account_id: int, *, plan: str, monthly_limit: int, max_message_size: int,
                    alert_thresholds: Sequence[int]) -> Record | None:
     """Apply a plan's values; every node sees them at its next AUTH or API request (nothing is cached)."""

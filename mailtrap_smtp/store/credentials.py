@@ -62,6 +62,7 @@ async def find_for_auth(conn: Conn, public_id: str, today: dt.date, *, domain_li
            SELECT c.id, c.account_id, c.streams, c.level, c.all_domains, sc.ids AS scope_ids,
                   c.digest, a.name AS account_name,
                   a.monthly_limit, a.max_message_size, a.billing_anchor_day, a.list_unsubscribe,
+                  a.require_tls,
                   (c.last_used_at IS NULL OR c.last_used_at < now() - interval '1 minute') AS touch_due,
                   u.period_start AS usage_period, u.used AS usage_used,
                   d.ids AS domain_ids, d.names AS domain_names,

@@ -41,6 +41,8 @@ class NewMessage:
     # One public id per recipient, in the same order (empty: the database chooses them).
     recipient_ids: Sequence[uuid.UUID] = ()
     smtputf8: bool = False  # the message needs SMTPUTF8 at delivery (submission.needs_smtputf8)
+    # RFC 8689: True = REQUIRETLS, False = `TLS-Required: No`, None = neither (migration 0012).
+    tls_required: bool | None = None
 
 
 class QuotaExceeded(Exception):
@@ -76,10 +78,10 @@ _ACCEPT_SQL = """
 WITH x AS (
     SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::bigint[], $4::bigint[], $5::text[], $6::text[],
                          $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[],
-                         $13::int[], $15::date[], $16::bigint[], $17::uuid[], $18::text[], $26::bool[])
+                         $13::int[], $15::date[], $16::bigint[], $17::uuid[], $18::text[], $26::bool[], $27::boolean[])
         WITH ORDINALITY AS x(id, account_id, credential_id, domain_id, stream, mail_from, header_from,
                              subject, message_id_header, category, custom_variables, client_ip, size,
-                             period_start, n, event_id, details, smtputf8, ord)
+                             period_start, n, event_id, details, smtputf8, tls_required, ord)
 ), r AS (
     SELECT * FROM unnest($19::uuid[], $20::text[], $22::uuid[])
         WITH ORDINALITY AS r(message_id, rcpt, public_id, ord)
@@ -129,10 +131,10 @@ WITH x AS (
 ), msg AS (
     INSERT INTO messages (id, account_id, credential_id, domain_id, stream, mail_from, header_from,
                           subject, message_id_header, category, custom_variables, client_ip, size, raw,
-                          smtputf8)
+                          smtputf8, tls_required)
     SELECT id, account_id, credential_id, domain_id, stream, mail_from, header_from, subject,
            message_id_header, category, custom_variables::jsonb, client_ip::inet, size,
-           ($14::bytea[])[ord], smtputf8
+           ($14::bytea[])[ord], smtputf8, tls_required
       FROM ok
     RETURNING id
 ), rcpt AS (
@@ -181,6 +183,7 @@ async def _insert_batch(conn: Conn, batch: Sequence[tuple[NewMessage, dt.date]])
         [m.recipient_ids[i] if i < len(m.recipient_ids) else None for m in msgs for i in range(len(m.recipients))],
         str(Event.SUPPRESSED), SUPPRESSED_REASON, str(Event.QUOTA_THRESHOLD),
         [m.smtputf8 for m in msgs],
+        [m.tls_required for m in msgs],
     )
     return {row["id"] for row in rows}
 

@@ -60,6 +60,8 @@ class Claimed:
     # remote end said): that attempt may have delivered, so this one may be a duplicate.
     possible_duplicate: bool = False
     smtputf8: bool = False  # the message needs SMTPUTF8 (messages.smtputf8, migration 0011)
+    # What its message asked of TLS (RFC 8689): True REQUIRETLS, False `TLS-Required: No`, None neither.
+    tls_required: bool | None = None
 
 
 @dataclass
@@ -98,12 +100,14 @@ async def claim(conn: Conn, worker_id: str, limit: int, lease_seconds: float,
                         WHERE e.message_id = m.id AND e.type = 'manual_retry') b
              WHERE r.id = due.id AND m.id = r.message_id
          RETURNING r.id, r.message_id, r.rcpt, r.domain, r.attempts, m.mail_from, m.account_id,
-                   m.domain_id, m.size, due.lost, m.smtputf8,
+                   m.domain_id, m.size, due.lost, m.smtputf8, m.tls_required,
                    EXTRACT(EPOCH FROM (COALESCE($1::timestamptz, now()) - b.born))::float8 AS age""",
         now, limit, worker_id, float(lease_seconds),
     )
     return [Claimed(r["id"], r["message_id"], r["rcpt"], r["domain"], r["attempts"], r["mail_from"],
-                    r["account_id"], r["domain_id"], r["age"], r["size"], r["lost"], r["smtputf8"]) for r in rows]
+                    r["account_id"], r["domain_id"], r["age"], r["size"], r["lost"], r["smtputf8"],
+                    r["tls_required"])
+            for r in rows]
 
 
 async def message_raw(conn: Conn, message_id: uuid.UUID) -> bytes | None:

@@ -4,7 +4,6 @@ STARTTLS (a stripped STARTTLS is exactly what an active attacker's downgrade loo
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import ssl
 from collections.abc import AsyncIterator, Iterator
@@ -23,6 +22,7 @@ from mailtrap_smtp.delivery.worker import DeliveryService
 from mailtrap_smtp.dnsresolve import make_resolver
 from tests.delivery_util import FAST, enqueue, event_list, states
 from tests.dnsserver import TestDNSServer
+from tests.mtasts_server import PolicyServer, policy_text
 from tests.mx_sink import MxSink
 
 # --- the policy file, the TXT record, MX patterns (pure) ---
@@ -75,45 +75,6 @@ def test_mx_matches(pattern: str, host: str, expected: bool) -> None:
 # --- real parts ---
 
 
-class PolicyServer:
-    """HTTPS on loopback serving /.well-known/mta-sts.txt with a scriptable answer."""
-
-    def __init__(self, ctx: ssl.SSLContext) -> None:
-        self.ctx = ctx
-        self.body = ""
-        self.status = "200 OK"
-        self.content_type = "text/plain"
-        self.extra = ""
-        self.requests: list[str] = []
-        self.port = 0
-        self._server: asyncio.Server | None = None
-
-    async def start(self) -> None:
-        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0, ssl=self.ctx)
-        self.port = self._server.sockets[0].getsockname()[1]
-
-    async def stop(self) -> None:
-        if self._server is not None:
-            self._server.close()
-
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            head = await reader.readuntil(b"\r\n\r\n")
-            self.requests.append(head.decode().split("\r\n")[0])
-            body = self.body.encode()
-            writer.write(f"HTTP/1.1 {self.status}\r\nContent-Type: {self.content_type}\r\n{self.extra}"
-                         f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode() + body)
-            await writer.drain()
-        except (OSError, asyncio.IncompleteReadError, ssl.SSLError):
-            pass
-        finally:
-            writer.close()
-
-
-def _policy(mode: str, *mx: str, max_age: int = 86400) -> str:
-    return "version: STSv1\nmode: " + mode + "\n" + "".join(f"mx: {m}\n" for m in mx) + f"max_age: {max_age}\n"
-
-
 @pytest.fixture
 async def policy_server(ca: trustme.CA) -> AsyncIterator[PolicyServer]:
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
@@ -163,7 +124,7 @@ async def test_enforce_with_valid_tls_delivers_and_records_mta_sts(
         make_config: Any, pool: asyncpg.Pool[Any], dns_server: TestDNSServer, tls_sink: MxSink, ca_file: Path,
         policy_server: PolicyServer) -> None:
     _zone(dns_server)
-    policy_server.body = _policy("enforce", "mail.test")
+    policy_server.body = policy_text("enforce", "mail.test")
     svc = _service(make_config, pool, dns_server, tls_sink, ca_file, policy_server)
     mid = await enqueue(pool, ["a@dest.test"])
     await svc.run_once()
@@ -178,7 +139,7 @@ async def test_enforce_refuses_stripped_starttls(make_config: Any, pool: asyncpg
                                                  dns_server: TestDNSServer, plain_sink: MxSink, ca_file: Path,
                                                  policy_server: PolicyServer) -> None:
     _zone(dns_server)
-    policy_server.body = _policy("enforce", "mail.test")
+    policy_server.body = policy_text("enforce", "mail.test")
     svc = _service(make_config, pool, dns_server, plain_sink, ca_file, policy_server)
     mid = await enqueue(pool, ["a@dest.test"])
     await svc.run_once()
@@ -193,7 +154,7 @@ async def test_enforce_refuses_stripped_starttls(make_config: Any, pool: asyncpg
 async def test_enforce_refuses_mx_not_in_policy(make_config: Any, pool: asyncpg.Pool[Any], dns_server: TestDNSServer,
                                                 tls_sink: MxSink, ca_file: Path, policy_server: PolicyServer) -> None:
     _zone(dns_server)
-    policy_server.body = _policy("enforce", "*.dest.test")  # an attacker's MX record would not match either
+    policy_server.body = policy_text("enforce", "*.dest.test")  # an attacker's MX record would not match either
     svc = _service(make_config, pool, dns_server, tls_sink, ca_file, policy_server)
     mid = await enqueue(pool, ["a@dest.test"])
     await svc.run_once()
@@ -211,7 +172,7 @@ async def test_enforce_refuses_certificate_from_untrusted_ca(
     other.cert_chain_pems[0].write_to_path(str(cert))
     other.private_key_pem.write_to_path(str(key))
     _zone(dns_server)
-    policy_server.body = _policy("enforce", "mail.test")
+    policy_server.body = policy_text("enforce", "mail.test")
     with MxSink(tls_cert=(cert, key)) as sink:
         svc = _service(make_config, pool, dns_server, sink, ca_file, policy_server)
         mid = await enqueue(pool, ["a@dest.test"])
@@ -226,7 +187,7 @@ async def test_testing_mode_delivers_and_records_the_failure(
         make_config: Any, pool: asyncpg.Pool[Any], dns_server: TestDNSServer, plain_sink: MxSink, ca_file: Path,
         policy_server: PolicyServer) -> None:
     _zone(dns_server)
-    policy_server.body = _policy("testing", "mail.test")
+    policy_server.body = policy_text("testing", "mail.test")
     svc = _service(make_config, pool, dns_server, plain_sink, ca_file, policy_server)
     mid = await enqueue(pool, ["a@dest.test"])
     await svc.run_once()
@@ -246,7 +207,7 @@ async def test_unusable_policy_means_no_policy(make_config: Any, pool: asyncpg.P
                                                plain_sink: MxSink, ca_file: Path, policy_server: PolicyServer,
                                                setup: dict[str, str], note: str) -> None:
     _zone(dns_server)
-    policy_server.body = _policy("enforce", "mail.test")
+    policy_server.body = policy_text("enforce", "mail.test")
     for k, v in setup.items():
         setattr(policy_server, k, v)
     svc = _service(make_config, pool, dns_server, plain_sink, ca_file, policy_server)
@@ -266,7 +227,7 @@ async def test_policy_server_with_untrusted_certificate_gives_no_policy(
     server = PolicyServer(ctx)
     await server.start()
     try:
-        server.body = _policy("enforce", "mail.test")
+        server.body = policy_text("enforce", "mail.test")
         _zone(dns_server)
         svc = _service(make_config, pool, dns_server, plain_sink, ca_file, server)
         policy, why = await svc.tls_policy.mta_sts.policy("dest.test")
@@ -279,14 +240,14 @@ async def test_policy_cached_refetched_on_new_id_and_kept_when_txt_vanishes(
         make_config: Any, pool: asyncpg.Pool[Any], dns_server: TestDNSServer, plain_sink: MxSink, ca_file: Path,
         policy_server: PolicyServer) -> None:
     _zone(dns_server)
-    policy_server.body = _policy("testing", "mail.test")
+    policy_server.body = policy_text("testing", "mail.test")
     svc = _service(make_config, pool, dns_server, plain_sink, ca_file, policy_server)
     cache = svc.tls_policy.mta_sts
     assert (await cache.policy("dest.test"))[0] == mtasts.Policy("testing", ("mail.test",), 86400, "1")
     assert (await cache.policy("dest.test"))[1] == "cached"
     assert len(policy_server.requests) == 1  # same id: not fetched again
     # The domain publishes a new policy and a new id: fetched again.
-    policy_server.body = _policy("enforce", "mail.test")
+    policy_server.body = policy_text("enforce", "mail.test")
     dns_server.remove("_mta-sts.dest.test", "TXT")
     dns_server.add("_mta-sts.dest.test", "TXT", "v=STSv1; id=2;")
     policy, note = await cache.policy("dest.test")
@@ -305,7 +266,7 @@ async def test_stored_policy_survives_a_restart(make_config: Any, pool: asyncpg.
                                                policy_server: PolicyServer) -> None:
     """A new process (or another node) applies the known policy even if discovery is blocked now."""
     _zone(dns_server)
-    policy_server.body = _policy("enforce", "mail.test")
+    policy_server.body = policy_text("enforce", "mail.test")
     svc = _service(make_config, pool, dns_server, plain_sink, ca_file, policy_server)
     first = TlsPolicy(svc.cfg, svc.resolver, verify_context=svc.tls_verify_context,
                       https_port=policy_server.port, pool=pool)
@@ -329,7 +290,7 @@ async def test_stored_policy_survives_a_restart(make_config: Any, pool: asyncpg.
 async def test_policy_expires_after_max_age(make_config: Any, pool: asyncpg.Pool[Any], dns_server: TestDNSServer,
                                             plain_sink: MxSink, ca_file: Path, policy_server: PolicyServer) -> None:
     _zone(dns_server)
-    policy_server.body = _policy("enforce", "mail.test", max_age=600)
+    policy_server.body = policy_text("enforce", "mail.test", max_age=600)
     svc = _service(make_config, pool, dns_server, plain_sink, ca_file, policy_server)
     now = [1000.0]
     svc.tls_policy.mta_sts.clock = lambda: now[0]
@@ -464,7 +425,7 @@ async def test_dane_takes_precedence_over_mta_sts(
     cert, key, inter = ta_chain
     _dane_zone(dns_server, f"2 1 1 {_spki_sha256(inter.cert_pem.bytes())}")
     dns_server.add("_mta-sts.dest.test", "TXT", "v=STSv1; id=1;")
-    policy_server.body = _policy("enforce", "other.test")  # MTA-STS alone would refuse mail.test
+    policy_server.body = policy_text("enforce", "other.test")  # MTA-STS alone would refuse mail.test
     with MxSink(tls_cert=(cert, key)) as sink:
         svc = _service(make_config, pool, dns_server, sink, ca_file, policy_server, dane=True)
         mid = await enqueue(pool, ["a@dest.test"])
