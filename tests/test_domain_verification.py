@@ -35,7 +35,6 @@ from tests.domain_util import (
     resolver_for,
 )
 
-
 # Every record of a new domain (default config): Mailtrap's verification, dkim1, dkim2, spf, dmarc and
 # link_verification.
 ALL_KEYS = ("ownership", "dkim:mt1", "dkim:mt2", "spf", "dmarc", "link")
