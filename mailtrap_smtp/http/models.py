@@ -248,6 +248,29 @@ class TemplateBody(_Shape):
     email_template: dict[str, Any] | None = None
 
 
+class TemplateData(BaseModel):
+    """One template in the `/templates` paths' envelope (the SDK's `TemplateResponse`)."""
+
+    data: TemplateOut
+
+
+class PaginationOut(BaseModel):
+    """Page-token pagination (the SDK's `Pagination`): the token is the page number, from 1."""
+
+    token: int
+    prev_token: int | None
+    next_token: int | None
+    first_url: str
+    prev_url: str | None
+    current_url: str
+    next_url: str | None
+
+
+class TemplatePage(BaseModel):
+    data: list[TemplateOut]
+    pagination: PaginationOut
+
+
 class InboxOut(BaseModel):
     id: int
     name: str
