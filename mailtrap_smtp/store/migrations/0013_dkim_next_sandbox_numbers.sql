@@ -13,3 +13,12 @@ ALTER TABLE dkim_keys ADD CONSTRAINT dkim_keys_state_check
 --    id `POST /api/send/{inbox_id}` answers.
 ALTER TABLE sandbox_messages ADD COLUMN number bigserial;
 CREATE UNIQUE INDEX sandbox_messages_number ON sandbox_messages (number);
+-- What the SDK's EmailMessage shows of a kept message, read once when it is kept (no MIME parsing
+-- when listing): the To header, the sizes of the text and HTML bodies, and whether it was read.
+-- Messages kept before this migration show 0 for both sizes and no To header.
+ALTER TABLE sandbox_messages ADD COLUMN header_to text;
+ALTER TABLE sandbox_messages ADD COLUMN text_size integer NOT NULL DEFAULT 0;
+ALTER TABLE sandbox_messages ADD COLUMN html_size integer NOT NULL DEFAULT 0;
+ALTER TABLE sandbox_messages ADD COLUMN is_read boolean NOT NULL DEFAULT false;
+ALTER TABLE sandbox_messages ADD COLUMN updated_at timestamptz;
+CREATE INDEX sandbox_messages_inbox_number ON sandbox_messages (inbox_id, number DESC);
