@@ -132,3 +132,32 @@ async def test_link_record_can_be_turned_off(api_factory: Any, dns_server: TestD
     created = await asyncio.to_thread(_sdk(env, monkeypatch).create,
                                       mt.CreateSendingDomainParams(domain_name="nolink.test"))
     assert [r.key for r in created.dns_records] == KEYS[:-1]
+
+
+async def test_the_dashboard_page_shows_the_same_records(
+        api_factory: Any, dns_server: TestDNSServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The domain page lists the records the API answers, in order, each with why it is optional."""
+    import html
+    import re
+
+    from tests.dashboard_util import login
+
+    env = await _env(api_factory, dns_server)
+    created = await asyncio.to_thread(_sdk(env, monkeypatch).create,
+                                      mt.CreateSendingDomainParams(domain_name="page.test"))
+    client = await login(env, env.account.token)
+    try:
+        page = (await client.get(f"/dashboard/domains/{created.id}")).text
+    finally:
+        await client.aclose()
+    cells = [html.unescape(re.sub(r"<[^>]+>", "", c)).strip()
+             for c in re.findall(r'<td data-label="Purpose">(.*?)</td>', page, re.S)]
+    names = [html.unescape(n) for n in re.findall(r'<td data-label="Name"><code>(.*?)</code>', page)]
+    assert [c.split()[0] for c in cells] == KEYS
+    assert names == [r.domain for r in created.dns_records]
+    optional = {c.split()[0]: c.split(None, 1)[1] for c in cells if " " in c}
+    assert optional == {
+        "dkim2": "next key: published ahead, signs after `dkim rotate`",
+        "spf": "covered by the ownership record's own SPF",
+        "link_verification": "reserved for click tracking (not built yet): optional, changes nothing today",
+    }
