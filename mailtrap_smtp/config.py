@@ -187,6 +187,10 @@ class DomainsConfig:
     ownership: str = "cname"  # "cname" | "txt"
     dkim_cname_zone: str = ""
     dmarc_rua: str = ""
+    # Mailtrap's `link_verification` record (mt-link.<domain> CNAME link_host): listed, checked and
+    # shown, never required; reserved for click tracking, which is not built (docs/domains.md §2).
+    link_record: bool = True
+    link_host: str = ""  # empty: "t." + server.hostname
     require_approval: bool = False
     recheck_interval_seconds: int = 3600
     grace_period_seconds: int = 72 * 3600
@@ -301,6 +305,10 @@ class Config:
     @property
     def http_public_host(self) -> str:
         return self.http.public_host or self.server.hostname
+
+    @property
+    def link_host(self) -> str:
+        return self.domains.link_host or f"t.{self.server.hostname}"
 
     @property
     def spf_include(self) -> str:

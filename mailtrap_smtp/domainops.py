@@ -29,8 +29,15 @@ from .store.types import Conn, Record
 
 log = logging.getLogger(__name__)
 
-# Two selectors per algorithm, so the next key is published on the idle one before it signs.
-SELECTORS = {"rsa-sha256": ("mt1", "mt2"), "ed25519-sha256": ("mte1", "mte2")}
+# Two selectors per algorithm: the signing key on one, the next key on the other (docs/domains.md §7).
+SELECTORS = domains.DKIM_SELECTORS
+# Why a DKIM record is listed but not required, by the state of the key it carries.
+KEY_NOTES = {
+    "next": "next key: published ahead, signs after `dkim rotate`",
+    "pending": "rotation under way: signs once DNS serves this key",
+    "retired": "previous key: keep it a few days for messages still in transit",
+}
+IDLE_NOTE = "delegates this selector now, so later rotations need no DNS change"
 Clock = Callable[[], dt.datetime]
 # Domains re-checked at once by one node (each check is ~5 concurrent DNS queries).
 RECHECK_CONCURRENCY = 8
@@ -66,22 +73,32 @@ async def add_domain(pool: Conn, cfg: Config, kek: bytes, account_name: str, nam
     if account is None:
         raise DomainOpError(f"no account named {account_name!r}", kind=Kind.NOT_FOUND)
     algorithms = ["rsa-sha256"] + (["ed25519-sha256"] if cfg.dkim.ed25519 else [])
-    # Key generation is CPU work (RSA-2048 takes ~50 ms); keep the event loop free.
-    generated = await asyncio.to_thread(lambda: [(alg, *dkim.generate_key(alg)) for alg in algorithms])
+    # Each algorithm's two selectors: the signing key and the next key, published together from the
+    # start (Mailtrap's dkim1/dkim2), so the first rotation needs no DNS change. Key generation is CPU
+    # work (RSA-2048 takes ~50 ms); keep the event loop free.
+    generated = await asyncio.to_thread(lambda: [(alg, *dkim.generate_key(alg)) for alg in algorithms
+                                                 for _ in _STATES])
     async with _transaction(pool) as conn:
         try:
             row = await domains_store.create(conn, account["id"], domain_name,
                                              verification_token=_new_verification_token(), dns_skipped=skip_dns)
         except KeyError:
             raise DomainOpError(f"domain {domain_name} already exists", kind=Kind.CONFLICT) from None
-        for alg, pem, public in generated:
-            selector = SELECTORS[alg][0]
+        for (alg, pem, public), selector, state in zip(generated, _slots(algorithms), _STATES * len(algorithms),
+                                                       strict=True):
             await domains_store.add_key(
                 conn, row["id"], selector=selector, algorithm=alg,
                 private_key_enc=dkim.encrypt_private_key(kek, pem, key_aad(domain_name, selector)),
-                public_key=public, state="active",
+                public_key=public, state=state,
             )
     return DomainReport(await _get(pool, domain_name), await expected_for(pool, cfg, await _get(pool, domain_name)))
+
+
+_STATES = ("active", "next")  # the states of an algorithm's two keys on a new domain, by selector
+
+
+def _slots(algorithms: Sequence[str]) -> list[str]:
+    return [sel for alg in algorithms for sel in SELECTORS[alg]]
 
 
 @contextlib.asynccontextmanager
@@ -123,37 +140,44 @@ async def operator_records(conn: Conn, cfg: Config, domain: Record) -> list[dict
     if not cfg.domains.dkim_cname_zone:
         return []
     out = []
-    for k in await domains_store.keys(conn, domain["id"]):
+    for k in await domains_store.slot_keys(conn, domain["id"]):
         name, rtype, value = dkim_publication(cfg, domain["name"], k)
         out.append({"selector": k["selector"], "type": rtype, "name": name, "value": value})
     return out
 
 
 async def expected_for(conn: Conn, cfg: Config, domain: Record) -> list[domains.ExpectedRecord]:
-    """The records this domain must publish: its active keys (required) and pending ones (not yet).
+    """The records this domain must publish: THE list every view shows (CLI, API, dashboard) and every
+    check asks DNS for.
 
-    With a key-hosting zone (domains.dkim_cname_zone) the customer also gets, up front, the CNAME of
-    each algorithm's idle selector (informational, key "dkim-cname:<selector>"): the operator can then
-    rotate keys by publishing in its own zone, without asking the customer to touch DNS again.
+    One DKIM record per selector, carrying the key that selector holds now (`slot_keys`): the
+    signing key (required), the next key, a rotation's pending key, or the previous key kept for mail
+    in transit (listed, not required; `note` says which). With a key-hosting zone
+    (domains.dkim_cname_zone) a selector that never held a key still gets its CNAME up front
+    (informational, key "dkim-cname:<selector>"), so the operator can rotate keys by publishing in
+    its own zone, without asking the customer to touch DNS again.
     """
-    keys = await domains_store.keys(conn, domain["id"])
+    keys = await domains_store.slot_keys(conn, domain["id"])
     dkim_pairs = [(k["selector"], dkim.dns_txt_value(k["algorithm"], k["public_key"])) for k in keys]
     records = domains.expected_records(
         domain["name"], verification_token=domain["verification_token"], dkim=dkim_pairs,
         return_path_host=cfg.return_path_host, spf_include=cfg.spf_include, ownership=cfg.domains.ownership,
         dkim_cname_zone=cfg.domains.dkim_cname_zone, dmarc_rua=cfg.domains.dmarc_rua,
+        link_host=cfg.link_host if cfg.domains.link_record else "",
     )
-    pending = {f"dkim:{k['selector']}" for k in keys if k["state"] == "pending"}
-    records = [dataclasses.replace(r, required=False) if r.key in pending else r for r in records]
+    informational = {f"dkim:{k['selector']}": KEY_NOTES[k["state"]] for k in keys if k["state"] != "active"}
+    records = [dataclasses.replace(r, required=False, note=informational[r.key]) if r.key in informational else r
+               for r in records]
     zone = cfg.domains.dkim_cname_zone.strip().strip(".").lower()
     if zone:
         used = {k["selector"] for k in keys}
-        idle = [sel for alg in sorted({k["algorithm"] for k in keys}, key=list(SELECTORS).index)
-                for sel in SELECTORS[alg] if sel not in used]
+        idle = [sel for sel in _slots([a for a in SELECTORS if any(k["algorithm"] == a for k in keys)])
+                if sel not in used]
         last_dkim = max((i for i, r in enumerate(records) if r.key.startswith("dkim:")), default=0)
         records[last_dkim + 1:last_dkim + 1] = [
             domains.ExpectedRecord(f"dkim-cname:{sel}", "CNAME", f"{sel}._domainkey.{domain['name']}",
-                                   f"{sel}.{domain['name']}.{zone}", required=False)
+                                   domains.dkim_cname_target(sel, domain["name"], zone), required=False,
+                                   mailtrap_key=domains.dkim_mailtrap_key(sel), note=IDLE_NOTE)
             for sel in idle
         ]
     return records
@@ -166,7 +190,8 @@ def dkim_publication(cfg: Config, domain_name: str, key: Record | dict[str, Any]
     the operator publishes it in its zone, at the target of the customer's CNAME.
     """
     zone = cfg.domains.dkim_cname_zone.strip().strip(".").lower()
-    name = f"{key['selector']}.{domain_name}.{zone}" if zone else f"{key['selector']}._domainkey.{domain_name}"
+    name = (domains.dkim_cname_target(key["selector"], domain_name, zone) if zone
+            else f"{key['selector']}._domainkey.{domain_name}")
     return name, "TXT", dkim.dns_txt_value(key["algorithm"], key["public_key"])
 
 
@@ -284,12 +309,25 @@ async def approve_domain(pool: Conn, name: str) -> Record:
 async def rotate_dkim(pool: Conn, cfg: Config, kek: bytes, resolver: Any, name: str) -> tuple[str, list[Record]]:
     """Advance a key rotation by one safe step and say what happened.
 
-    Step 1 creates the next key on each algorithm's idle selector, as 'pending' (not signing).
-    Step 2 (the same command run again, or the periodic re-check) activates a pending key only once
-    DNS serves its exact public key, so there is never a moment when signatures don't verify.
+    Step 1 makes the next key (created with the domain, published ahead) the rotation's 'pending'
+    key, or, when there is none, creates one on each algorithm's idle selector (not signing). Step 2
+    (at once when DNS already serves it; else the same command run again, or the periodic re-check)
+    activates a pending key only once DNS serves its exact public key, so there is never a moment
+    when signatures don't verify.
     """
     domain = await _get(pool, name)
-    keys = await domains_store.keys(pool, domain["id"])
+    keys = await domains_store.keys(pool, domain["id"], ("active", "pending", "next"))
+    if not any(k["state"] == "pending" for k in keys):
+        waiting_next = [k for k in keys if k["state"] == "next"]
+        # Turned on since the domain was added: Ed25519 gets its first key (the create step below)
+        # before the next keys take their turn.
+        new_algorithm = cfg.dkim.ed25519 and not any(k["algorithm"] == "ed25519-sha256" for k in keys)
+        if waiting_next and not new_algorithm:
+            # The next key, published ahead since `domain add`, becomes this rotation's key.
+            async with _transaction(pool) as conn:
+                await domains_store.lock(conn, domain["id"])
+                await domains_store.set_key_state(conn, [k["id"] for k in waiting_next], "pending")
+            keys = await domains_store.keys(pool, domain["id"], ("active", "pending", "next"))
     pending = [k for k in keys if k["state"] == "pending"]
     if pending:
         activated = await activate_published_keys(pool, cfg, resolver, domain["name"])
@@ -297,8 +335,11 @@ async def rotate_dkim(pool: Conn, cfg: Config, kek: bytes, resolver: Any, name: 
             return "activated", activated
         return "waiting", pending
     active = {k["algorithm"]: k for k in keys if k["state"] == "active"}
-    algorithms = list(active) or ["rsa-sha256"]
-    if cfg.dkim.ed25519 and "ed25519-sha256" not in algorithms:
+    # An algorithm whose idle selector holds its next key rotates by that key, not by a new one.
+    algorithms = [alg for alg in active if not any(k["algorithm"] == alg and k["state"] == "next" for k in keys)]
+    if not active:
+        algorithms = ["rsa-sha256"]
+    if cfg.dkim.ed25519 and "ed25519-sha256" not in active:
         algorithms.append("ed25519-sha256")  # enabled since the domain was added: start signing with it too
     generated = await asyncio.to_thread(lambda: [(alg, *dkim.generate_key(alg)) for alg in algorithms])
     created = []

@@ -29,12 +29,15 @@ except ImportError:  # pragma: no cover - exercised only without the idna packag
     _idna = None  # type: ignore[assignment]
 
 __all__ = [
+    "DKIM_SELECTORS",
     "CheckStatus",
     "DomainNameError",
     "ExpectedRecord",
     "RecordCheck",
     "all_required_pass",
     "check_records",
+    "dkim_cname_target",
+    "dkim_mailtrap_key",
     "expected_records",
     "normalize_domain",
 ]
@@ -49,6 +52,13 @@ _MAX_NAME = 253
 # Follow at most this many CNAME hops when checking a CNAME record; real
 # resolvers give up well before this and it also stops loops.
 _MAX_CNAME_HOPS = 8
+
+# Two selectors per algorithm: the signing key on one, the next key (or the previous one, or a
+# rotation's new key) on the other. Mailtrap's records `dkim1`/`dkim2` are the RSA pair's two slots.
+DKIM_SELECTORS = {"rsa-sha256": ("mt1", "mt2"), "ed25519-sha256": ("mte1", "mte2")}
+# Mailtrap's click-tracking host record (MAILTRAP_COMPAT.md §4.1): mt-link.<domain> CNAME our link host.
+LINK_LABEL = "mt-link"
+LINK_NOTE = "reserved for click tracking (not built yet): optional, changes nothing today"
 
 OWNERSHIP_TXT_LABEL = "_mailtrap-smtp"
 OWNERSHIP_TXT_PREFIX = "mailtrap-smtp-verification="
@@ -178,11 +188,14 @@ def _check_label(value: str, what: str) -> str:
 class ExpectedRecord:
     """One DNS record the customer should publish.
 
-    ``key`` is "ownership", "dkim:<selector>", "spf" or "dmarc". ``name`` and
-    CNAME ``value`` are written without a trailing dot. For TXT checks that
-    look for a *kind* of record (SPF, DMARC) ``value`` is the suggestion to
-    publish. ``target_value`` is only used for DKIM delegated by CNAME: the
-    DKIM TXT value that must be found at the end of the CNAME chain.
+    ``key`` is "ownership", "dkim:<selector>", "dkim-cname:<selector>", "spf",
+    "dmarc" or "link". ``name`` and CNAME ``value`` are written without a
+    trailing dot. For TXT checks that look for a *kind* of record (SPF, DMARC)
+    ``value`` is the suggestion to publish. ``target_value`` is only used for
+    DKIM delegated by CNAME: the DKIM TXT value that must be found at the end
+    of the CNAME chain. ``mailtrap_key`` is the record's key in Mailtrap's
+    Domain object (`verification`, `dkim1`, `dkim2`, `spf`, `dmarc`,
+    `link_verification`); ``note`` says why a record is not required.
     """
 
     key: str
@@ -191,6 +204,24 @@ class ExpectedRecord:
     value: str
     required: bool = True
     target_value: str = ""
+    mailtrap_key: str = ""
+    note: str = ""
+
+
+def dkim_mailtrap_key(selector: str) -> str:
+    """Mailtrap's key of a DKIM selector's record: its slot, `dkim1` or `dkim2` (Ed25519: `dkim1_ed25519`, …).
+
+    Fixed per selector (like Mailtrap's rwmt1/rwmt2), so a record keeps its key across rotations."""
+    for algorithm, pair in DKIM_SELECTORS.items():
+        if selector in pair:
+            suffix = "_ed25519" if algorithm == "ed25519-sha256" else ""
+            return f"dkim{pair.index(selector) + 1}{suffix}"
+    return f"dkim:{selector}"
+
+
+def dkim_cname_target(selector: str, domain: str, zone: str) -> str:
+    """Where the customer's CNAME for a selector points in the operator's key-hosting zone."""
+    return f"{selector}.{domain}.{zone}"
 
 
 def expected_records(
@@ -203,6 +234,7 @@ def expected_records(
     ownership: str = "cname",
     dkim_cname_zone: str = "",
     dmarc_rua: str = "",
+    link_host: str = "",
 ) -> list[ExpectedRecord]:
     """The records to publish for ``domain``, in display order.
 
@@ -213,6 +245,8 @@ def expected_records(
     then only informational. ("txt" mode): ``_mailtrap-smtp.<domain> TXT
     mailtrap-smtp-verification=<token>`` and the apex SPF becomes required,
     because mail is then sent with the customer's own domain as MAIL FROM.
+    With ``link_host``, Mailtrap's ``mt-link.<domain> CNAME <link_host>`` is
+    listed last, never required (click tracking is not built).
     """
     domain = normalize_domain(domain, force=True)
     token = _check_label(verification_token, "verification token")
@@ -227,11 +261,13 @@ def expected_records(
 
     records: list[ExpectedRecord] = []
     if ownership == "cname":
-        records.append(ExpectedRecord("ownership", "CNAME", f"{token}.{domain}", rp_host))
+        records.append(ExpectedRecord("ownership", "CNAME", f"{token}.{domain}", rp_host,
+                                      mailtrap_key="verification"))
     else:
         records.append(
             ExpectedRecord(
-                "ownership", "TXT", f"{OWNERSHIP_TXT_LABEL}.{domain}", OWNERSHIP_TXT_PREFIX + token
+                "ownership", "TXT", f"{OWNERSHIP_TXT_LABEL}.{domain}", OWNERSHIP_TXT_PREFIX + token,
+                mailtrap_key="verification",
             )
         )
 
@@ -244,18 +280,24 @@ def expected_records(
             # customer delegates with a CNAME, so keys can rotate without
             # the customer touching DNS again.
             records.append(
-                ExpectedRecord(f"dkim:{sel}", "CNAME", name, f"{sel}.{domain}.{zone}", target_value=txt_value)
+                ExpectedRecord(f"dkim:{sel}", "CNAME", name, dkim_cname_target(sel, domain, zone),
+                               target_value=txt_value, mailtrap_key=dkim_mailtrap_key(sel))
             )
         else:
-            records.append(ExpectedRecord(f"dkim:{sel}", "TXT", name, txt_value))
+            records.append(ExpectedRecord(f"dkim:{sel}", "TXT", name, txt_value, mailtrap_key=dkim_mailtrap_key(sel)))
 
     spf_value = f"v=spf1 include:{spf_include.strip()} ~all"
-    records.append(ExpectedRecord("spf", "TXT", domain, spf_value, required=(ownership == "txt")))
+    records.append(ExpectedRecord("spf", "TXT", domain, spf_value, required=(ownership == "txt"), mailtrap_key="spf",
+                                  note="" if ownership == "txt" else "covered by the ownership record's own SPF"))
 
     dmarc_value = "v=DMARC1; p=none"
     if dmarc_rua.strip():
         dmarc_value += f"; rua=mailto:{dmarc_rua.strip()}"
-    records.append(ExpectedRecord("dmarc", "TXT", f"_dmarc.{domain}", dmarc_value))
+    records.append(ExpectedRecord("dmarc", "TXT", f"_dmarc.{domain}", dmarc_value, mailtrap_key="dmarc"))
+    link = link_host.strip().rstrip(".").lower()
+    if link:
+        records.append(ExpectedRecord("link", "CNAME", f"{LINK_LABEL}.{domain}", link, required=False,
+                                      mailtrap_key="link_verification", note=LINK_NOTE))
     return records
 
 

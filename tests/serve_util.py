@@ -29,12 +29,12 @@ async def wait_port(port: int, proc: asyncio.subprocess.Process) -> None:
             return
 
 
-async def serve(tmp_path: Path, processes: int, stderr: int = asyncio.subprocess.PIPE,
+async def serve(tmp_path: Path, processes: int, stderr: int = asyncio.subprocess.PIPE, role: str = "smtp",
                  ) -> asyncio.subprocess.Process:
-    """`serve --role smtp` with the config make_config wrote to tmp_path."""
+    """`serve --role ROLE` (smtp unless told) with the config make_config wrote to tmp_path."""
     return await asyncio.create_subprocess_exec(
         sys.executable, "-m", "mailtrap_smtp", "-c", str(tmp_path / "config.toml"),
-        "serve", "--role", "smtp", "--processes", str(processes),
+        "serve", "--role", role, "--processes", str(processes),
         stderr=stderr, cwd=Path(__file__).resolve().parents[1],
     )
 
@@ -106,3 +106,12 @@ def printed_block(out: str, heading: str) -> str:
             break
         block.append(line)
     return "\n".join(block)
+
+
+async def wait_listening_http(proc: asyncio.subprocess.Process, n: int) -> None:
+    """Until n processes logged their API listener."""
+    async with asyncio.timeout(30):
+        seen = b""
+        while seen.count(b"HTTPS API listening on") < n:
+            assert proc.stderr is not None
+            seen += await proc.stderr.readline()

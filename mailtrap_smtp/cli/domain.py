@@ -18,7 +18,7 @@ def records_json(report: domainops.DomainReport) -> list[dict[str, Any]]:
     out = []
     for r in report.records:
         item: dict[str, Any] = {"key": r.key, "type": r.type, "name": r.name, "value": r.value,
-                                "required": r.required}
+                                "required": r.required, "mailtrap_key": r.mailtrap_key, "note": r.note}
         if r.target_value:
             item["target_value"] = r.target_value
         c = checks.get(r.key)
@@ -59,7 +59,7 @@ async def cmd_add(pool: Any, cfg: config_mod.Config, args: argparse.Namespace) -
     print("Publish these DNS records, then run `mailtrap-smtp domain verify "
           f"{report.domain['name']}`:\n")
     emit_table([{**r, "required": "yes" if r["required"] else "no"} for r in records_json(report)],
-               ["key", "type", "name", "value", "required"])
+               ["key", "type", "name", "value", "required", "note"])
     if operator:
         print(f"\nOperator: publish in the key-hosting zone {cfg.domains.dkim_cname_zone}:\n")
         emit_table(operator, ["selector", "type", "name", "value"])
@@ -82,7 +82,7 @@ async def cmd_show(pool: Any, cfg: config_mod.Config, args: argparse.Namespace) 
     print(f"{report.domain['name']} (account {report.domain['account']}): {state_label(dict(report.domain))}")
     print("Records to publish:\n")
     emit_table([{**r, "required": "yes" if r["required"] else "no", "last_status": r["last_status"] or "unchecked"}
-                for r in records], ["key", "type", "name", "value", "required", "last_status"])
+                for r in records], ["key", "type", "name", "value", "required", "last_status", "note"])
     if operator:
         print(f"\nOperator: publish in the key-hosting zone {cfg.domains.dkim_cname_zone}:\n")
         emit_table(operator, ["selector", "type", "name", "value"])

@@ -125,6 +125,12 @@ class Templates:
     async def list_all(self, account_id: int) -> list[EmailTemplate]:
         return [_template(r) for r in await templates_store.list_for_account(self._pool, account_id)]
 
+    async def page(self, account_id: int, number: int, size: int) -> tuple[list[EmailTemplate], bool]:
+        """Page `number` (from 1) of `size` templates, oldest first, and whether another page follows."""
+        rows = await templates_store.page_for_account(self._pool, account_id, offset=(number - 1) * size,
+                                                      limit=size + 1)
+        return [_template(r) for r in rows[:size]], len(rows) > size
+
     async def get(self, account_id: int, template_id: int) -> EmailTemplate:
         row = await templates_store.get(self._pool, account_id, template_id)
         if row is None:

@@ -1,9 +1,10 @@
 """A sending domain as Mailtrap's Domain object (MAILTRAP_COMPAT.md §4.3), from our domain row, the
 records it must publish and its last DNS check. Pure.
 
-Our record keys map to Mailtrap's: `ownership` → `verification`, each DKIM selector in order →
-`dkim1`, `dkim2`, …, `spf` and `dmarc` as they are. Every record carries all six fields (the
-Python SDK's `DnsRecord` requires them). A record never checked is `unchecked`.
+Each record's Mailtrap key (`verification`, `dkim1`, `dkim2`, `spf`, `dmarc`, `link_verification`)
+is set where the records are defined (`domains.expected_records`, `domainops.expected_for`). Every
+record carries all six fields (the Python SDK's `DnsRecord` requires them). A record never checked
+is `unchecked`.
 """
 
 from __future__ import annotations
@@ -22,19 +23,6 @@ _COMPLIANCE = {"verified": "compliant", "failing": "compliant", "unverified": "u
 
 def _relative(name: str, domain: str) -> str:
     return "" if name == domain else name.removesuffix(f".{domain}")
-
-
-def _keys(records: Sequence[ExpectedRecord]) -> list[str]:
-    out, dkim = [], 0
-    for r in records:
-        if r.key == "ownership":
-            out.append("verification")
-        elif r.key.startswith(("dkim:", "dkim-cname:")):
-            dkim += 1
-            out.append(f"dkim{dkim}")
-        else:
-            out.append(r.key)
-    return out
 
 
 def _statuses(last_check: Any) -> dict[tuple[str, str], str]:
@@ -57,7 +45,7 @@ def domain_out(row: Any, records: Sequence[ExpectedRecord], *, require_approval:
         dns_verified_at=verified_at.isoformat() if verified_at is not None else None,
         dns_records=[DnsRecordOut(key=key, domain=r.name, type=r.type, value=r.value,
                                   status=statuses.get((r.key, r.name), "unchecked"), name=_relative(r.name, name))
-                     for key, r in zip(_keys(records), records, strict=True)],
+                     for key, r in ((r.mailtrap_key or r.key, r) for r in records)],
         alert_recipient_email=row.get("alert_email"),
         permissions=DomainPermissions(can_read=True, can_update=may_manage, can_destroy=may_manage),
     )

@@ -106,6 +106,7 @@ MANAGE_BAD_REQUEST = ManageError(400, {"error": "Bad Request"})
 MANAGE_RATE_LIMITED = ManageError(429, {"errors": "Rate limit exceeded"})
 MANAGE_AUTH_BLOCKED = ManageError(429, {"errors": "Too many authentication failures"})
 MANAGE_INTERNAL = ManageError(500, {"error": "Internal server error"})
+MANAGE_PAGE_OUT_OF_RANGE = ManageError(422, {"errors": "token is out of range"})  # paginated templates
 
 
 MANAGE_LINK_INVALID = ManageError(403, {"error": "Link expired or invalid"})  # a raw-message URL

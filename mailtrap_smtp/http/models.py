@@ -250,6 +250,29 @@ class TemplateBody(_Shape):
     email_template: dict[str, Any] | None = None
 
 
+class TemplateData(BaseModel):
+    """One template in the `/templates` paths' envelope (the SDK's `TemplateResponse`)."""
+
+    data: TemplateOut
+
+
+class PaginationOut(BaseModel):
+    """Page-token pagination (the SDK's `Pagination`): the token is the page number, from 1."""
+
+    token: int
+    prev_token: int | None
+    next_token: int | None
+    first_url: str
+    prev_url: str | None
+    current_url: str
+    next_url: str | None
+
+
+class TemplatePage(BaseModel):
+    data: list[TemplateOut]
+    pagination: PaginationOut
+
+
 class InboxOut(BaseModel):
     id: int
     name: str
@@ -257,13 +280,49 @@ class InboxOut(BaseModel):
     created_at: str
 
 
+class SmtpDataOut(BaseModel):
+    mail_from_addr: str
+    client_ip: str
+
+
+class SmtpInformationOut(BaseModel):
+    ok: bool
+    data: SmtpDataOut | None = None
+
+
 class SandboxMessageOut(BaseModel):
-    id: str
+    """A kept message as the Python SDK's testing API `EmailMessage` (every field it requires).
+
+    What we do not have is answered as Mailtrap's "nothing": no blacklist check was made
+    (`blacklists_report_info: false`), and the SMTP details are not kept (`smtp_information.data`
+    null). `message_id` is ours: the id `POST /api/send/{inbox_id}` answered."""
+
+    id: int
     inbox_id: int
-    subject: str | None
-    from_email: str
-    to_email: str
-    email_size: int
+    subject: str
     sent_at: str
+    from_email: str
+    from_name: str
+    to_email: str
+    to_name: str
+    email_size: int
+    is_read: bool
     created_at: str
+    updated_at: str
+    html_body_size: int
+    text_body_size: int
+    human_size: str
+    html_path: str
+    txt_path: str
+    raw_path: str
     download_path: str
+    html_source_path: str
+    blacklists_report_info: bool
+    smtp_information: SmtpInformationOut
+    message_id: str
+
+
+class MessageUpdate(_Shape):
+    """`{"message": {"is_read": true|"true"|false|"false"}}` (the SDK sends the string)."""
+
+    message: dict[str, Any] | None = None

@@ -1,17 +1,20 @@
 """Sandbox inboxes over the API (Mailtrap's testing host, MAILTRAP_COMPAT.md §1, §9 item 16):
 `POST /api/send/{inbox_id}` and `/api/batch/{inbox_id}` keep the message for an inbox of the
-account (never delivered, queued or charged) and answer one id per message; the inbox list, its
-messages and each message as `.eml` under `/api/accounts/{account_id}/inboxes…`.
+account (never delivered, queued or charged) and answer one id per message; the inbox list; and
+under `/api/accounts/{account_id}/inboxes/{inbox_id}/messages` the paths of the Python SDK's testing
+API: the messages (up to 30 a page, newest first) in its `EmailMessage` shape, addressed by their
+number, one message, marking it read, deleting it, its `.eml`, raw source, text and HTML bodies and
+headers. Not served (we make no such analysis, and forward nothing): `spam_report`, `analyze`,
+`forward`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import uuid
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 
-from .. import permissions
+from .. import headers, permissions
 from ..core import sandbox
 from ..outcomes import Rejected
 from . import errors, mime
@@ -23,8 +26,10 @@ from .models import (
     BatchResponse,
     InboxOut,
     Mail,
+    MessageUpdate,
     SandboxMessageOut,
     SendResponse,
+    SmtpInformationOut,
     merged,
 )
 from .principal import Caller, context, manage_caller, rate_headers, send_caller
@@ -95,29 +100,150 @@ async def inboxes(account_id: int, request: Request, caller: Caller = Depends(ma
     return [InboxOut(id=i.id, name=i.name, emails_count=i.messages, created_at=i.created_at.isoformat()) for i in rows]
 
 
-@router.get("/api/accounts/{account_id}/inboxes/{inbox_id}/messages", response_model=list[SandboxMessageOut])
-async def inbox_messages(account_id: int, inbox_id: int, request: Request,
+MESSAGES = "/api/accounts/{account_id}/inboxes/{inbox_id}/messages"
+
+
+def _message_out(base: str, m: sandbox.SandboxMessage) -> SandboxMessageOut:
+    from_email, from_name = sandbox.first_address(m.header_from)
+    to_email, to_name = sandbox.addresses(m.header_to)
+    path = f"{base}/{m.number}"
+    updated = m.updated_at or m.created_at
+    return SandboxMessageOut(
+        id=m.number, inbox_id=m.inbox_id, subject=sandbox.decoded(m.subject), sent_at=m.created_at.isoformat(),
+        from_email=from_email or m.mail_from, from_name=from_name,
+        to_email=to_email or ", ".join(m.recipients), to_name=to_name, email_size=m.size, is_read=m.is_read,
+        created_at=m.created_at.isoformat(), updated_at=updated.isoformat(), html_body_size=m.html_size,
+        text_body_size=m.text_size, human_size=sandbox.human_size(m.size), html_path=f"{path}/body.html",
+        txt_path=f"{path}/body.txt", raw_path=f"{path}/body.raw", download_path=f"{path}/body.eml",
+        html_source_path=f"{path}/body.htmlsource", blacklists_report_info=False,
+        smtp_information=SmtpInformationOut(ok=True), message_id=str(m.id))
+
+
+def _base(account_id: int, inbox_id: int) -> str:
+    return MESSAGES.format(account_id=account_id, inbox_id=inbox_id)
+
+
+def _may_change(caller: Caller, account_id: int) -> None:
+    if account_id != caller.principal.account_id or not permissions.may_manage(caller.principal):
+        raise errors.ApiError(errors.MANAGE_FORBIDDEN)
+
+
+async def _numbered(request: Request, caller: Caller, account_id: int, inbox_id: int,
+                    number: int) -> tuple[sandbox.SandboxMessage, bytes]:
+    try:
+        return await sandbox.numbered(context(request).pool, caller.principal.account_id, inbox_id, number)
+    except (sandbox.InboxNotFound, sandbox.SandboxMessageNotFound):
+        raise errors.ApiError(errors.MANAGE_NOT_FOUND) from None
+
+
+@router.get(MESSAGES, response_model=list[SandboxMessageOut])
+async def inbox_messages(account_id: int, inbox_id: int, request: Request, search: str | None = None,
+                         last_id: int | None = Query(None, ge=1), page: int | None = Query(None, ge=1),
                          caller: Caller = Depends(manage_caller)) -> list[SandboxMessageOut]:
+    """Up to 30 messages, newest first (Mailtrap's testing API: `last_id` wins over `page`)."""
     _readable(caller, account_id)
     try:
-        kept = await sandbox.list_messages(context(request).pool, caller.principal.account_id, inbox_id)
+        kept = await sandbox.messages_page(context(request).pool, caller.principal.account_id, inbox_id,
+                                           search=search, last_id=last_id, page=page or 1)
     except sandbox.InboxNotFound:
         raise errors.ApiError(errors.MANAGE_NOT_FOUND) from None
-    base = f"/api/accounts/{account_id}/inboxes/{inbox_id}/messages"
-    return [SandboxMessageOut(id=str(m.id), inbox_id=inbox_id, subject=m.subject, from_email=m.mail_from,
-                              to_email=", ".join(m.recipients), email_size=m.size,
-                              sent_at=m.created_at.isoformat(), created_at=m.created_at.isoformat(),
-                              download_path=f"{base}/{m.id}/body.eml")
-            for m in kept]
+    return [_message_out(_base(account_id, inbox_id), m) for m in kept]
 
 
-@router.get("/api/accounts/{account_id}/inboxes/{inbox_id}/messages/{message_id}/body.eml")
-async def message_eml(account_id: int, inbox_id: int, message_id: uuid.UUID, request: Request,
+@router.get(MESSAGES + "/{number}", response_model=SandboxMessageOut)
+async def show_message(account_id: int, inbox_id: int, number: int, request: Request,
+                       caller: Caller = Depends(manage_caller)) -> SandboxMessageOut:
+    _readable(caller, account_id)
+    message, _ = await _numbered(request, caller, account_id, inbox_id, number)
+    return _message_out(_base(account_id, inbox_id), message)
+
+
+_TRUE, _FALSE = (True, "true"), (False, "false")
+
+
+@router.patch(MESSAGES + "/{number}", response_model=SandboxMessageOut)
+async def update_message(account_id: int, inbox_id: int, number: int, body: MessageUpdate, request: Request,
+                         caller: Caller = Depends(manage_caller)) -> SandboxMessageOut:
+    """Only `is_read` may change (as at Mailtrap)."""
+    _may_change(caller, account_id)
+    value = (body.message or {}).get("is_read")
+    if value not in _TRUE + _FALSE:
+        raise errors.ApiError(errors.manage_invalid({"is_read": ["is invalid"]}))
+    try:
+        changed = await sandbox.mark_read(context(request).pool, caller.principal.account_id, inbox_id, number,
+                                          value in _TRUE)
+    except (sandbox.InboxNotFound, sandbox.SandboxMessageNotFound):
+        raise errors.ApiError(errors.MANAGE_NOT_FOUND) from None
+    return _message_out(_base(account_id, inbox_id), changed)
+
+
+@router.delete(MESSAGES + "/{number}", response_model=SandboxMessageOut)
+async def delete_message(account_id: int, inbox_id: int, number: int, request: Request,
+                         caller: Caller = Depends(manage_caller)) -> SandboxMessageOut:
+    _may_change(caller, account_id)
+    try:
+        gone = await sandbox.delete_message(context(request).pool, caller.principal.account_id, inbox_id, number)
+    except (sandbox.InboxNotFound, sandbox.SandboxMessageNotFound):
+        raise errors.ApiError(errors.MANAGE_NOT_FOUND) from None
+    return _message_out(_base(account_id, inbox_id), gone)
+
+
+@router.get(MESSAGES + "/{number}/body.eml")
+async def message_eml(account_id: int, inbox_id: int, number: int, request: Request,
                       caller: Caller = Depends(manage_caller)) -> Response:
     _readable(caller, account_id)
-    try:
-        eml = await sandbox.message_eml(context(request).pool, caller.principal.account_id, message_id)
-    except sandbox.SandboxMessageNotFound:
-        raise errors.ApiError(errors.MANAGE_NOT_FOUND) from None
-    return Response(eml, media_type="message/rfc822",
-                    headers={"Content-Disposition": f'attachment; filename="{message_id}.eml"'})
+    message, raw = await _numbered(request, caller, account_id, inbox_id, number)
+    return Response(raw, media_type="message/rfc822",
+                    headers={"Content-Disposition": f'attachment; filename="{message.id}.eml"'})
+
+
+@router.get(MESSAGES + "/{number}/body.raw")
+async def message_raw(account_id: int, inbox_id: int, number: int, request: Request,
+                      caller: Caller = Depends(manage_caller)) -> Response:
+    _readable(caller, account_id)
+    _, raw = await _numbered(request, caller, account_id, inbox_id, number)
+    return Response(raw, media_type="text/plain")
+
+
+async def _body(request: Request, caller: Caller, account_id: int, inbox_id: int, number: int,
+                html: bool) -> Response:
+    _readable(caller, account_id)
+    _, raw = await _numbered(request, caller, account_id, inbox_id, number)
+    text, markup = sandbox.bodies(raw)
+    found = markup if html else text
+    if found is None:  # the message has no such body
+        raise errors.ApiError(errors.MANAGE_NOT_FOUND)
+    return Response(found, media_type="text/html; charset=utf-8" if html else "text/plain; charset=utf-8")
+
+
+@router.get(MESSAGES + "/{number}/body.txt")
+async def message_text(account_id: int, inbox_id: int, number: int, request: Request,
+                       caller: Caller = Depends(manage_caller)) -> Response:
+    return await _body(request, caller, account_id, inbox_id, number, html=False)
+
+
+@router.get(MESSAGES + "/{number}/body.html")
+async def message_html(account_id: int, inbox_id: int, number: int, request: Request,
+                       caller: Caller = Depends(manage_caller)) -> Response:
+    """The HTML body as it was sent: Mailtrap formats it for display here, we do not."""
+    return await _body(request, caller, account_id, inbox_id, number, html=True)
+
+
+@router.get(MESSAGES + "/{number}/body.htmlsource")
+async def message_html_source(account_id: int, inbox_id: int, number: int, request: Request,
+                              caller: Caller = Depends(manage_caller)) -> Response:
+    return await _body(request, caller, account_id, inbox_id, number, html=True)
+
+
+@router.get(MESSAGES + "/{number}/mail_headers")
+async def message_headers(account_id: int, inbox_id: int, number: int, request: Request,
+                          caller: Caller = Depends(manage_caller)) -> dict[str, dict[str, str]]:
+    """`{"headers": {name: value}}`: names in lower case, values decoded, repeated fields ", "-joined."""
+    _readable(caller, account_id)
+    _, raw = await _numbered(request, caller, account_id, inbox_id, number)
+    fields: dict[str, str] = {}
+    for name, whole in headers.parse_header(raw).fields:
+        value = sandbox.decoded(" ".join(headers.field_value(whole).split()))
+        key = name.decode("ascii", "replace")
+        fields[key] = f"{fields[key]}, {value}" if key in fields else value
+    return {"headers": fields}

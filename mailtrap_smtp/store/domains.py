@@ -100,6 +100,21 @@ async def keys(conn: Conn, domain_id: int, states: tuple[str, ...] = ("active", 
     ))
 
 
+async def slot_keys(conn: Conn, domain_id: int) -> list[Record]:
+    """The key each selector's DNS record carries now: the newest key on that selector, whatever its
+    state (a new key on a selector replaces the previous one's record). RSA first, then by selector."""
+    return list(await conn.fetch(
+        """SELECT * FROM (SELECT DISTINCT ON (selector) * FROM dkim_keys WHERE domain_id = $1
+                           ORDER BY selector, id DESC) newest
+            ORDER BY algorithm DESC, selector""",
+        domain_id,
+    ))
+
+
+async def set_key_state(conn: Conn, key_ids: list[int], state: str) -> None:
+    await conn.execute("UPDATE dkim_keys SET state = $2 WHERE id = ANY($1::bigint[])", key_ids, state)
+
+
 async def active_keys_by_domain_name(conn: Conn, name: str) -> list[Record]:
     return list(await conn.fetch(
         """SELECT d.name AS domain, k.id, k.selector, k.algorithm, k.private_key_enc

@@ -41,29 +41,78 @@ async def get_inbox(conn: Conn, account_id: int, inbox_id: int) -> Record | None
 
 async def store_message(conn: Conn, account_id: int, inbox_id: int, message_id: uuid.UUID, *,
                         credential_id: int | None, mail_from: str, recipients: Sequence[str],
-                        header_from: str | None, subject: str | None, raw: bytes) -> bool:
+                        header_from: str | None, header_to: str | None, subject: str | None,
+                        text_size: int, html_size: int, raw: bytes) -> bool:
     """Keep the message in the inbox, in one statement; False when the inbox is not the account's."""
     stored = await conn.fetchval(
         """INSERT INTO sandbox_messages (id, inbox_id, credential_id, mail_from, recipients, header_from,
-                                         subject, size, raw)
-           SELECT $3, i.id, $4, $5, $6, $7, $8, $9, $10 FROM sandbox_inboxes i
+                                         subject, size, raw, header_to, text_size, html_size)
+           SELECT $3, i.id, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13 FROM sandbox_inboxes i
             WHERE i.account_id = $1 AND i.id = $2
            RETURNING id""",
         account_id, inbox_id, message_id, credential_id, mail_from, list(recipients), header_from, subject,
-        len(raw), raw,
+        len(raw), raw, header_to, text_size, html_size,
     )
     return stored is not None
+
+
+# Everything of a message but its bytes.
+_COLUMNS = """m.id, m.number, m.inbox_id, m.mail_from, m.recipients, m.header_from, m.header_to, m.subject,
+              m.size, m.text_size, m.html_size, m.is_read, m.created_at, coalesce(m.updated_at, m.created_at)
+              AS updated_at"""
 
 
 async def list_messages(conn: Conn, account_id: int, inbox_id: int, limit: int) -> list[Record]:
     """The inbox's messages, newest first, without their bytes."""
     return list(await conn.fetch(
-        """SELECT m.id, m.mail_from, m.recipients, m.header_from, m.subject, m.size, m.created_at
+        f"""SELECT {_COLUMNS}
              FROM sandbox_messages m JOIN sandbox_inboxes i ON i.id = m.inbox_id
             WHERE i.account_id = $1 AND i.id = $2
             ORDER BY m.created_at DESC, m.id LIMIT $3""",
         account_id, inbox_id, limit,
     ))
+
+
+async def page_messages(conn: Conn, account_id: int, inbox_id: int, *, before: int | None, pattern: str | None,
+                        offset: int, limit: int) -> list[Record]:
+    """Newest first by number: those numbered below `before`, matching the ILIKE `pattern` in the
+    subject, the To header or a recipient, from `offset`; without their bytes."""
+    return list(await conn.fetch(
+        f"""SELECT {_COLUMNS}
+             FROM sandbox_messages m JOIN sandbox_inboxes i ON i.id = m.inbox_id
+            WHERE i.account_id = $1 AND i.id = $2 AND ($3::bigint IS NULL OR m.number < $3)
+              AND ($4::text IS NULL OR m.subject ILIKE $4 OR m.header_to ILIKE $4
+                   OR array_to_string(m.recipients, ' ') ILIKE $4)
+            ORDER BY m.number DESC OFFSET $5 LIMIT $6""",
+        account_id, inbox_id, before, pattern, offset, limit,
+    ))
+
+
+async def numbered_message(conn: Conn, account_id: int, inbox_id: int, number: int) -> Record | None:
+    """One message of the inbox by its number, with its bytes (`raw`)."""
+    return await conn.fetchrow(
+        f"""SELECT {_COLUMNS}, m.raw FROM sandbox_messages m JOIN sandbox_inboxes i ON i.id = m.inbox_id
+            WHERE i.account_id = $1 AND i.id = $2 AND m.number = $3""",
+        account_id, inbox_id, number,
+    )
+
+
+async def mark_read(conn: Conn, account_id: int, inbox_id: int, number: int, is_read: bool) -> bool:
+    status = await conn.execute(
+        """UPDATE sandbox_messages m SET is_read = $4, updated_at = now() FROM sandbox_inboxes i
+            WHERE i.id = m.inbox_id AND i.account_id = $1 AND i.id = $2 AND m.number = $3""",
+        account_id, inbox_id, number, is_read,
+    )
+    return bool(status.endswith(" 1"))
+
+
+async def delete_message(conn: Conn, account_id: int, inbox_id: int, number: int) -> bool:
+    status = await conn.execute(
+        """DELETE FROM sandbox_messages m USING sandbox_inboxes i
+            WHERE i.id = m.inbox_id AND i.account_id = $1 AND i.id = $2 AND m.number = $3""",
+        account_id, inbox_id, number,
+    )
+    return bool(status.endswith(" 1"))
 
 
 async def get_message(conn: Conn, account_id: int, message_id: uuid.UUID) -> Record | None:

@@ -24,6 +24,12 @@ async def list_for_account(conn: Conn, account_id: int) -> list[Record]:
     return list(await conn.fetch("SELECT * FROM email_templates WHERE account_id = $1 ORDER BY id", account_id))
 
 
+async def page_for_account(conn: Conn, account_id: int, *, offset: int, limit: int) -> list[Record]:
+    return list(await conn.fetch(
+        "SELECT * FROM email_templates WHERE account_id = $1 ORDER BY id OFFSET $2 LIMIT $3",
+        account_id, offset, limit))
+
+
 async def get(conn: Conn, account_id: int, template_id: int) -> Record | None:
     return await conn.fetchrow("SELECT * FROM email_templates WHERE account_id = $1 AND id = $2",
                                account_id, template_id)

@@ -168,9 +168,12 @@ def test_domain_add_with_key_hosting_zone_tells_operator_what_to_publish(
     data = json.loads(capsys.readouterr().out)
     dkim = next(r for r in data["records"] if r["key"] == "dkim:mt1")
     assert (dkim["type"], dkim["value"]) == ("CNAME", "mt1.example.org.keys.service.test")
-    (op,) = data["operator_records"]
+    # Both selectors' keys (the signing key and the next key), each at its CNAME's target.
+    op, op_next = data["operator_records"]
     assert (op["name"], op["type"]) == ("mt1.example.org.keys.service.test", "TXT")
     assert op["value"] == dkim["target_value"] and op["value"].startswith("v=DKIM1; k=rsa; p=")
+    nxt = next(r for r in data["records"] if r["key"] == "dkim:mt2")
+    assert (op_next["name"], op_next["value"]) == (nxt["value"], nxt["target_value"])
 
 
 def test_dev_setup_creates_the_demo_once_and_its_token_works(

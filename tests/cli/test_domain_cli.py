@@ -41,6 +41,10 @@ def run(make_config: Callable[..., Config], dns_server: TestDNSServer, tmp_path:
     return go
 
 
+# Every record of a new domain (default config), in the order printed.
+ALL_KEYS = ("ownership", "dkim:mt1", "dkim:mt2", "spf", "dmarc", "link")
+
+
 def table(out: str) -> tuple[list[str], list[list[str]]]:
     """Header and rows of an emitted table (columns split on runs of 2+ spaces)."""
     import re
@@ -64,16 +68,23 @@ def test_add_prints_a_table_of_full_records(run: Run) -> None:
     assert "added domain example.test to account acme: unverified" in out
     assert "mailtrap-smtp domain verify example.test" in out
     header, rows = table(out)
-    assert header == ["KEY", "TYPE", "NAME", "VALUE", "REQUIRED"]
+    assert header == ["KEY", "TYPE", "NAME", "VALUE", "REQUIRED", "NOTE"]
     by_key = {r[0]: r for r in rows}
-    assert list(by_key) == ["ownership", "dkim:mt1", "spf", "dmarc"]
+    assert list(by_key) == ["ownership", "dkim:mt1", "dkim:mt2", "spf", "dmarc", "link"]
     assert by_key["ownership"][1:3] == ["CNAME", by_key["ownership"][2]]
     assert by_key["ownership"][2].endswith(".example.test") and by_key["ownership"][3] == "rp.mx.service.test"
     # The full DKIM value is printed on one line (nothing elided), ready to paste.
     assert by_key["dkim:mt1"][1:3] == ["TXT", "mt1._domainkey.example.test"]
     assert by_key["dkim:mt1"][3].startswith("v=DKIM1; k=rsa; p=MII") and len(by_key["dkim:mt1"][3]) > 300
-    assert by_key["spf"] == ["spf", "TXT", "example.test", "v=spf1 include:_spf.mx.service.test ~all", "no"]
+    # The next key is printed in full too, and says why it is not required.
+    assert by_key["dkim:mt2"][1:3] == ["TXT", "mt2._domainkey.example.test"]
+    assert by_key["dkim:mt2"][3].startswith("v=DKIM1; k=rsa; p=MII") and by_key["dkim:mt2"][3] != by_key["dkim:mt1"][3]
+    assert by_key["dkim:mt2"][4:] == ["no", "next key: published ahead, signs after `dkim rotate`"]
+    assert by_key["spf"] == ["spf", "TXT", "example.test", "v=spf1 include:_spf.mx.service.test ~all", "no",
+                             "covered by the ownership record's own SPF"]
     assert by_key["dmarc"] == ["dmarc", "TXT", "_dmarc.example.test", "v=DMARC1; p=none", "yes"]
+    assert by_key["link"] == ["link", "CNAME", "mt-link.example.test", "t.mx.service.test", "no",
+                              "reserved for click tracking (not built yet): optional, changes nothing today"]
 
 
 def test_add_refuses_bad_names_in_one_line(run: Run) -> None:
@@ -95,8 +106,7 @@ def test_verify_list_and_failing_records(run: Run, dns_server: TestDNSServer) ->
     assert code == 1, "not verified yet: a non-zero status for scripts"
     assert out.startswith("example.test: unverified")
     _, rows = table(out)
-    assert {r[0]: r[3] for r in rows} == {"ownership": "missing", "dkim:mt1": "missing", "spf": "missing",
-                                         "dmarc": "missing"}
+    assert {r[0]: r[3] for r in rows} == dict.fromkeys(ALL_KEYS, "missing")
 
     publish(dns_server, records)
     code, out, err = run("domain", "verify", "example.test")
@@ -104,7 +114,7 @@ def test_verify_list_and_failing_records(run: Run, dns_server: TestDNSServer) ->
     assert out.startswith("example.test: verified")
     header, rows = table(out)
     assert header == ["KEY", "TYPE", "NAME", "STATUS", "REQUIRED", "DETAIL"]
-    assert {r[0]: r[3] for r in rows} == dict.fromkeys(("ownership", "dkim:mt1", "spf", "dmarc"), "pass")
+    assert {r[0]: r[3] for r in rows} == dict.fromkeys(ALL_KEYS, "pass")
 
     code, out, _ = run("domain", "list", "--json")
     (d,) = json.loads(out)
@@ -162,15 +172,23 @@ def test_dkim_rotate_command(run: Run, dns_server: TestDNSServer) -> None:
     code, out, err = run("dkim", "rotate", "example.test", "--json")
     assert code == 0, err
     data = json.loads(out)
-    assert data["step"] == "created"
+    # The next key was published with the domain: the first rotation switches at once.
+    assert data["step"] == "activated"
     (key,) = data["keys"]
     assert (key["selector"], key["type"], key["name"]) == ("mt2", "TXT", "mt2._domainkey.example.test")
+    # The second one creates a key on the freed selector, which still serves the previous key.
+    code, out, err = run("dkim", "rotate", "example.test", "--json")
+    data = json.loads(out)
+    assert data["step"] == "created"
+    (key,) = data["keys"]
+    assert (key["selector"], key["type"], key["name"]) == ("mt1", "TXT", "mt1._domainkey.example.test")
     code, out, _ = run("dkim", "rotate", "example.test")
     assert out.startswith("Waiting for DNS")
+    dns_server.remove(key["name"], "TXT")
     dns_server.add(key["name"], "TXT", key["value"])
     code, out, _ = run("dkim", "rotate", "example.test")
     assert code == 0 and out.startswith("DNS serves the new key(s): signing now uses them")
-    assert table(out)[1][0][:3] == ["mt2", "TXT", "mt2._domainkey.example.test"]
+    assert table(out)[1][0][:3] == ["mt1", "TXT", "mt1._domainkey.example.test"]
 
 
 def test_dkim_rotate_with_a_key_hosting_zone_prints_the_operators_record(
@@ -178,9 +196,10 @@ def test_dkim_rotate_with_a_key_hosting_zone_prints_the_operators_record(
     make_config(dns={"nameservers": [dns_server.address], "timeout_seconds": 1.0},
                 domains={"dkim_cname_zone": "dkim.mx.service.test"})
     records = add_json(run)
-    assert [r["key"] for r in records] == ["ownership", "dkim:mt1", "dkim-cname:mt2", "spf", "dmarc"]
+    assert [r["key"] for r in records] == ["ownership", "dkim:mt1", "dkim:mt2", "spf", "dmarc", "link"]
     code, out, err = run("dkim", "rotate", "example.test", "--json")
     assert code == 0, err
+    assert json.loads(out)["step"] == "waiting"  # the operator has not published the next key yet
     (key,) = json.loads(out)["keys"]
     assert (key["selector"], key["type"], key["name"]) == ("mt2", "TXT", "mt2.example.test.dkim.mx.service.test")
     assert key["value"].startswith("v=DKIM1; k=rsa; p=")
@@ -263,8 +282,7 @@ async def test_add_publish_verify_send_then_suspended_after_grace(
     publish(dns_server, records)
     code, out = await cli_run("domain", "verify", "example.test", "--json")
     assert code == 0
-    assert {r["key"]: r["status"] for r in json.loads(out)["records"]} == dict.fromkeys(
-        ("ownership", "dkim:mt1", "spf", "dmarc"), "pass")
+    assert {r["key"]: r["status"] for r in json.loads(out)["records"]} == dict.fromkeys(ALL_KEYS, "pass")
 
     kek = dkim.load_or_create_kek(cfg.kek_path)  # the same key file the CLI created
     service = smtp_service(cfg, pool, signer=KeyStore(pool, kek), process_index=0, port_override=0)

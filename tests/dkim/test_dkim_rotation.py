@@ -88,21 +88,59 @@ async def test_a_domain_without_keys_is_left_unsigned(pool: Any) -> None:
     assert await KeyStore(pool, KEK).sign(message(), "unknown.test") == message()
 
 
-async def test_rotation_by_command(pool: Any, cfg: Config, dns_server: TestDNSServer,
-                                   verified: domainops.DomainReport) -> None:
+async def test_a_new_domain_publishes_its_next_key_and_the_first_rotation_needs_no_dns_change(
+        pool: Any, cfg: Config, dns_server: TestDNSServer, verified: domainops.DomainReport) -> None:
+    """dkim1/dkim2 are the two selectors: mt1 signs, mt2 carries the next key, published with the rest."""
+    store = KeyStore(pool, KEK, cache_seconds=0)
+    dnsfunc = dnsfunc_for(dns_server)
+    records = {r.key: r for r in verified.records}
+    assert (records["dkim:mt1"].mailtrap_key, records["dkim:mt1"].required) == ("dkim1", True)
+    assert (records["dkim:mt2"].mailtrap_key, records["dkim:mt2"].required) == ("dkim2", False)
+    assert records["dkim:mt2"].note == domainops.KEY_NOTES["next"]
+    assert records["dkim:mt2"].value != records["dkim:mt1"].value
+    assert verified.checks is not None and {c.record.key: c.status for c in verified.checks}["dkim:mt2"] == "pass"
+    before = await store.sign(message(1), "example.test")
+    assert selector_of(before) == "mt1" and dkimpy.verify(before, dnsfunc=dnsfunc)
+    # No check ever makes the next key sign: only a rotation does.
+    await domainops.verify_domain(pool, cfg, resolver_for(cfg), "example.test", now=T0 + HOUR)
+    assert selector_of(await store.sign(message(2), "example.test")) == "mt1"
+
+    step, keys = await domainops.rotate_dkim(pool, cfg, KEK, resolver_for(cfg), "example.test")
+    assert step == "activated" and [k["selector"] for k in keys] == ["mt2"]
+    after = await store.sign(message(3), "example.test")
+    assert selector_of(after) == "mt2" and dkimpy.verify(after, dnsfunc=dnsfunc)
+    assert dkimpy.verify(before, dnsfunc=dnsfunc)  # the previous key is still served
+    assert Event.DKIM_ROTATED in await event_types(pool, verified.domain)
+    # mt1 now carries the previous key: listed (keep it a few days), no longer required.
+    records = {r.key: r for r in await domainops.expected_for(pool, cfg, verified.domain)}
+    assert records["dkim:mt2"].required and not records["dkim:mt1"].required
+    assert records["dkim:mt1"].note == domainops.KEY_NOTES["retired"]
+    dns_server.remove("mt1._domainkey.example.test")
+    report = await domainops.verify_domain(pool, cfg, resolver_for(cfg), "example.test", now=T0 + 2 * HOUR)
+    assert report.domain["state"] == "verified"
+
+
+async def test_rotation_by_command(pool: Any, cfg: Config, dns_server: TestDNSServer) -> None:
+    """The customer left the next key out: the rotation waits for DNS to serve it, then switches."""
+    await make_account(pool)
+    added = await domainops.add_domain(pool, cfg, KEK, "acme", "example.test")
+    publish(dns_server, added.records, skip=("dkim:mt2",))
+    verified = await domainops.verify_domain(pool, cfg, resolver_for(cfg), "example.test", now=T0)
+    assert verified.domain["state"] == "verified"  # the next key is not required
     store = KeyStore(pool, KEK, cache_seconds=0)
     dnsfunc = dnsfunc_for(dns_server)
     before = await store.sign(message(1), "example.test")
     assert selector_of(before) == "mt1" and dkimpy.verify(before, dnsfunc=dnsfunc)
 
-    # Step 1: a new key on the idle selector, pending; signing still uses the old one.
+    # Step 1: the next key becomes the rotation's key, pending; signing still uses the old one.
     step, keys = await domainops.rotate_dkim(pool, cfg, KEK, resolver_for(cfg), "example.test")
-    assert step == "created" and [(k["selector"], k["state"]) for k in keys] == [("mt2", "pending")]
+    assert step == "waiting" and [(k["selector"], k["state"]) for k in keys] == [("mt2", "pending")]
     during = await store.sign(message(2), "example.test")
     assert selector_of(during) == "mt1" and dkimpy.verify(during, dnsfunc=dnsfunc)
     # The pending record is listed, but not required: the domain stays verified and may send.
     records = {r.key: r for r in await domainops.expected_for(pool, cfg, verified.domain)}
     assert records["dkim:mt1"].required and not records["dkim:mt2"].required
+    assert records["dkim:mt2"].note == domainops.KEY_NOTES["pending"]
     report = await domainops.verify_domain(pool, cfg, resolver_for(cfg), "example.test", now=T0 + HOUR)
     assert report.checks is not None
     assert {c.record.key: c.status for c in report.checks}["dkim:mt2"] == "missing"
@@ -123,20 +161,25 @@ async def test_rotation_by_command(pool: Any, cfg: Config, dns_server: TestDNSSe
     assert dkimpy.verify(before, dnsfunc=dnsfunc) and dkimpy.verify(during, dnsfunc=dnsfunc)
     assert Event.DKIM_ROTATED in await event_types(pool, verified.domain)
 
-    # From now on mt2 is the required record and mt1 may go.
+    # From now on mt2 is the required record and mt1 (the previous key) may go.
     records = {r.key: r for r in await domainops.expected_for(pool, cfg, verified.domain)}
-    assert list(records) == ["ownership", "dkim:mt2", "spf", "dmarc"] and records["dkim:mt2"].required
+    assert list(records) == ["ownership", "dkim:mt1", "dkim:mt2", "spf", "dmarc", "link"]
+    assert records["dkim:mt2"].required and not records["dkim:mt1"].required
     dns_server.remove("mt1._domainkey.example.test")
     report = await domainops.verify_domain(pool, cfg, resolver_for(cfg), "example.test", now=T0 + 2 * HOUR)
     assert report.domain["state"] == "verified"
 
 
 async def test_rotation_completed_by_the_periodic_recheck(
-        pool: Any, cfg: Config, dns_server: TestDNSServer, verified: domainops.DomainReport) -> None:
+        pool: Any, cfg: Config, dns_server: TestDNSServer) -> None:
+    await make_account(pool)
+    added = await domainops.add_domain(pool, cfg, KEK, "acme", "example.test")
+    publish(dns_server, added.records, skip=("dkim:mt2",))
+    await domainops.verify_domain(pool, cfg, resolver_for(cfg), "example.test", now=T0)
     store = KeyStore(pool, KEK, cache_seconds=0)
     step, _ = await domainops.rotate_dkim(pool, cfg, KEK, resolver_for(cfg), "example.test")
-    assert step == "created"
-    pending = next(r for r in await domainops.expected_for(pool, cfg, verified.domain) if r.key == "dkim:mt2")
+    assert step == "waiting"
+    pending = next(r for r in await domainops.expected_for(pool, cfg, added.domain) if r.key == "dkim:mt2")
     now = T0 + HOUR
     rechecker = domainops.DomainRechecker(cfg, pool, resolver_for(cfg), clock=lambda: now)
     assert await rechecker.run_once() == 1
@@ -158,9 +201,6 @@ async def test_a_stale_key_after_rotation_is_a_mismatch_and_is_not_activated(
     account = await domains_store.get_by_name(pool, "example.test")
     assert account is not None
     old_mt1 = next(r for r in verified.records if r.key == "dkim:mt1")
-    await domainops.rotate_dkim(pool, cfg, KEK, resolver_for(cfg), "example.test")
-    mt2 = next(r for r in await domainops.expected_for(pool, cfg, verified.domain) if r.key == "dkim:mt2")
-    dns_server.add(mt2.name, "TXT", mt2.value)
     assert (await domainops.rotate_dkim(pool, cfg, KEK, resolver_for(cfg), "example.test"))[0] == "activated"
 
     step, keys = await domainops.rotate_dkim(pool, cfg, KEK, resolver_for(cfg), "example.test")
@@ -193,42 +233,57 @@ async def test_rotation_of_an_unknown_domain_is_refused(pool: Any, cfg: Config) 
 
 async def test_key_hosting_zone_rotation_needs_no_customer_change(
         pool: Any, make_config: Callable[..., Config], dns_server: TestDNSServer) -> None:
-    """With domains.dkim_cname_zone the customer publishes CNAMEs once (both selectors); the operator
-    publishes keys in its zone, and a rotation is completed by the operator alone."""
+    """With domains.dkim_cname_zone the customer publishes CNAMEs once (both selectors, Mailtrap's
+    dkim1/dkim2); the operator publishes both keys in its zone, each CNAME's target serving the key we
+    print, and rotations are completed by the operator alone."""
     cfg = domain_config(make_config, dns_server, dkim_cname_zone="dkim.mx.service.test")
     await make_account(pool)
     report = await domainops.add_domain(pool, cfg, KEK, "acme", "example.test")
     by_key = {r.key: r for r in report.records}
-    assert list(by_key) == ["ownership", "dkim:mt1", "dkim-cname:mt2", "spf", "dmarc"]
+    assert list(by_key) == ["ownership", "dkim:mt1", "dkim:mt2", "spf", "dmarc", "link"]
     assert (by_key["dkim:mt1"].type, by_key["dkim:mt1"].name, by_key["dkim:mt1"].value, by_key["dkim:mt1"].required
             ) == ("CNAME", "mt1._domainkey.example.test", "mt1.example.test.dkim.mx.service.test", True)
-    assert (by_key["dkim-cname:mt2"].type, by_key["dkim-cname:mt2"].value, by_key["dkim-cname:mt2"].required
+    assert (by_key["dkim:mt2"].type, by_key["dkim:mt2"].value, by_key["dkim:mt2"].required
             ) == ("CNAME", "mt2.example.test.dkim.mx.service.test", False)
     publish(dns_server, report.records)  # the customer's part, once
 
-    keys = await domains_store.keys(pool, report.domain["id"])
+    keys = await domains_store.slot_keys(pool, report.domain["id"])
     operator = [domainops.dkim_publication(cfg, "example.test", k) for k in keys]
-    assert [(n, t) for n, t, _ in operator] == [("mt1.example.test.dkim.mx.service.test", "TXT")]
+    assert [(n, t) for n, t, _ in operator] == [("mt1.example.test.dkim.mx.service.test", "TXT"),
+                                               ("mt2.example.test.dkim.mx.service.test", "TXT")]
+    assert [(n, t, v) for n, t, v in operator] == [
+        (r["name"], r["type"], r["value"]) for r in await domainops.operator_records(pool, cfg, report.domain)]
+    # Each CNAME's target is where the operator serves exactly the key the record expects.
+    assert [(by_key[f"dkim:{k['selector']}"].value, by_key[f"dkim:{k['selector']}"].target_value) for k in keys] == [
+        (n, v) for n, _, v in operator]
     report = await domainops.verify_domain(pool, cfg, resolver_for(cfg), "example.test")
     assert report.checks is not None
-    assert {c.record.key: c.status for c in report.checks}["dkim:mt1"] == "error"  # operator's key not yet up
+    statuses = {c.record.key: c.status for c in report.checks}
+    assert (statuses["dkim:mt1"], statuses["dkim:mt2"]) == ("error", "error")  # operator's keys not yet up
     assert report.domain["state"] == "unverified"
     for name, rtype, value in operator:
         dns_server.add(name, rtype, value)  # the operator's part
     report = await domainops.verify_domain(pool, cfg, resolver_for(cfg), "example.test")
     assert report.domain["state"] == "verified"
+    assert report.checks is not None and {c.record.key: c.status for c in report.checks}["dkim:mt2"] == "pass"
 
     store = KeyStore(pool, KEK, cache_seconds=0)
+    step, activated = await domainops.rotate_dkim(pool, cfg, KEK, resolver_for(cfg), "example.test")
+    assert step == "activated" and [k["selector"] for k in activated] == ["mt2"]
+    signed = await store.sign(message(), "example.test")
+    assert selector_of(signed) == "mt2" and dkimpy.verify(signed, dnsfunc=dnsfunc_for(dns_server))
+
     step, created = await domainops.rotate_dkim(pool, cfg, KEK, resolver_for(cfg), "example.test")
-    assert step == "created" and [k["selector"] for k in created] == ["mt2"]
+    assert step == "created" and [k["selector"] for k in created] == ["mt1"]
     name, rtype, value = domainops.dkim_publication(cfg, "example.test", created[0])
-    assert name == "mt2.example.test.dkim.mx.service.test"
+    assert name == "mt1.example.test.dkim.mx.service.test"
+    dns_server.remove(name, rtype)
     dns_server.add(name, rtype, value)
     assert (await domainops.rotate_dkim(pool, cfg, KEK, resolver_for(cfg), "example.test"))[0] == "activated"
     signed = await store.sign(message(), "example.test")
-    assert selector_of(signed) == "mt2" and dkimpy.verify(signed, dnsfunc=dnsfunc_for(dns_server))
+    assert selector_of(signed) == "mt1" and dkimpy.verify(signed, dnsfunc=dnsfunc_for(dns_server))
     records = [r.key for r in await domainops.expected_for(pool, cfg, report.domain)]
-    assert records == ["ownership", "dkim:mt2", "dkim-cname:mt1", "spf", "dmarc"]
+    assert records == ["ownership", "dkim:mt1", "dkim:mt2", "spf", "dmarc", "link"]
     report = await domainops.verify_domain(pool, cfg, resolver_for(cfg), "example.test")
     assert report.domain["state"] == "verified"
 
@@ -240,13 +295,16 @@ async def test_rotation_adds_a_newly_enabled_algorithm_as_pending(
     cfg.dkim.ed25519 = True
     step, created = await domainops.rotate_dkim(pool, cfg, KEK, resolver_for(cfg), "example.test")
     assert step == "created"
-    assert sorted((k["selector"], k["algorithm"], k["state"]) for k in created) == [
-        ("mt2", "rsa-sha256", "pending"), ("mte1", "ed25519-sha256", "pending")]
+    assert [(k["selector"], k["algorithm"], k["state"]) for k in created] == [
+        ("mte1", "ed25519-sha256", "pending")]
     # Nothing new signs before DNS serves it.
     assert selector_of(await KeyStore(pool, KEK).sign(message(), "example.test")) == "mt1"
     for k in created:
         dns_server.add(*domainops.dkim_publication(cfg, "example.test", k))
     step, activated = await domainops.rotate_dkim(pool, cfg, KEK, resolver_for(cfg), "example.test")
-    assert step == "activated" and len(activated) == 2
-    signed = await KeyStore(pool, KEK).sign(message(), "example.test")
+    assert step == "activated" and [k["selector"] for k in activated] == ["mte1"]
+    signed = await KeyStore(pool, KEK, cache_seconds=0).sign(message(), "example.test")
     assert signed.count(b"DKIM-Signature:") == 2
+    # RSA's next key (published with the domain) takes the following turn.
+    step, activated = await domainops.rotate_dkim(pool, cfg, KEK, resolver_for(cfg), "example.test")
+    assert step == "activated" and [k["selector"] for k in activated] == ["mt2"]

@@ -35,6 +35,10 @@ from tests.domain_util import (
     resolver_for,
 )
 
+# Every record of a new domain (default config): Mailtrap's verification, dkim1, dkim2, spf, dmarc and
+# link_verification.
+ALL_KEYS = ("ownership", "dkim:mt1", "dkim:mt2", "spf", "dmarc", "link")
+
 
 def statuses(report: domainops.DomainReport) -> dict[str, str]:
     assert report.checks is not None
@@ -60,7 +64,14 @@ async def test_add_records_unverified_domain_and_the_records_to_publish(
     assert report.domain["state"] == "unverified"
     assert not await may_send(pool, account, "example.test")
     by_key = {r.key: r for r in report.records}
-    assert list(by_key) == ["ownership", "dkim:mt1", "spf", "dmarc"]
+    assert list(by_key) == ["ownership", "dkim:mt1", "dkim:mt2", "spf", "dmarc", "link"]
+    assert [r.mailtrap_key for r in report.records] == [
+        "verification", "dkim1", "dkim2", "spf", "dmarc", "link_verification"]
+    assert [r.key for r in report.records if r.required] == ["ownership", "dkim:mt1", "dmarc"]
+    assert (by_key["dkim:mt2"].type, by_key["dkim:mt2"].name) == ("TXT", "mt2._domainkey.example.test")
+    assert by_key["dkim:mt2"].value.startswith("v=DKIM1; k=rsa; p=MII")  # the next key, a real one
+    assert (by_key["link"].type, by_key["link"].name, by_key["link"].value) == (
+        "CNAME", "mt-link.example.test", "t.mx.service.test")
     token = report.domain["verification_token"]
     assert (by_key["ownership"].type, by_key["ownership"].name, by_key["ownership"].value) == (
         "CNAME", f"{token}.example.test", "rp.mx.service.test")
@@ -78,7 +89,9 @@ async def test_add_with_ed25519_publishes_two_dkim_records(
     await make_account(pool)
     report = await domainops.add_domain(pool, cfg, KEK, "acme", "example.test")
     dkim = {r.key: r.value for r in report.records if r.key.startswith("dkim:")}
-    assert set(dkim) == {"dkim:mt1", "dkim:mte1"}
+    assert set(dkim) == {"dkim:mt1", "dkim:mt2", "dkim:mte1", "dkim:mte2"}
+    assert [r.mailtrap_key for r in report.records if r.key.startswith("dkim:")] == [
+        "dkim1", "dkim2", "dkim1_ed25519", "dkim2_ed25519"]
     assert dkim["dkim:mte1"].startswith("v=DKIM1; k=ed25519; p=")
     publish(dns_server, report.records)
     report = await domainops.verify_domain(pool, cfg, resolver_for(cfg), "example.test")
@@ -149,7 +162,7 @@ async def test_every_record_passing_verifies_and_allows_sending(
     account, report = added
     publish(dns_server, report.records)
     report = await domainops.verify_domain(pool, cfg, resolver_for(cfg), "example.test", now=T0)
-    assert statuses(report) == {"ownership": "pass", "dkim:mt1": "pass", "spf": "pass", "dmarc": "pass"}
+    assert statuses(report) == dict.fromkeys(ALL_KEYS, "pass")
     assert report.domain["state"] == "verified"
     assert report.domain["verified_at"] == T0 and report.domain["last_checked_at"] == T0
     assert await may_send(pool, account, "example.test")
@@ -167,7 +180,7 @@ async def test_each_required_record_missing(
     account, report = added
     publish(dns_server, report.records, skip=(missing,))
     report = await domainops.verify_domain(pool, cfg, resolver_for(cfg), "example.test")
-    assert statuses(report) == {**{k: "pass" for k in ("ownership", "dkim:mt1", "spf", "dmarc")}, missing: "missing"}
+    assert statuses(report) == {**dict.fromkeys(ALL_KEYS, "pass"), missing: "missing"}
     assert report.domain["state"] == "unverified"
     assert not await may_send(pool, account, "example.test")
     rows = await domains_store.list_all(pool)
@@ -224,7 +237,8 @@ async def test_cname_chains_and_case_differences(
     dns_server.add("keys.dns-host.test", "TXT", by_key["dkim:mt1"].value)
     dns_server.add("_DMARC.example.TEST", "TXT", "v=DMARC1; p=quarantine")
     report = await domainops.verify_domain(pool, cfg, resolver_for(cfg), "example.test")
-    assert statuses(report) == {"ownership": "pass", "dkim:mt1": "pass", "spf": "missing", "dmarc": "pass"}
+    assert statuses(report) == {"ownership": "pass", "dkim:mt1": "pass", "dkim:mt2": "missing", "spf": "missing",
+                                "dmarc": "pass", "link": "missing"}
     assert report.domain["state"] == "verified"
 
 
@@ -292,7 +306,7 @@ async def test_subdomain_of_a_verified_domain_is_not_verified(
     assert not await may_send(pool, account, "mail.example.test")
     report = await domainops.verify_domain(pool, cfg, resolver_for(cfg), "mail.example.test")
     # The parent's records say nothing about the subdomain's.
-    assert statuses(report) == {"ownership": "missing", "dkim:mt1": "missing", "spf": "missing", "dmarc": "missing"}
+    assert statuses(report) == dict.fromkeys(ALL_KEYS, "missing")
     assert not await may_send(pool, account, "mail.example.test")
 
 

@@ -72,7 +72,7 @@ async def test_api_lists_and_downloads_messages(api: ApiEnv, inbox: int) -> None
         eml = await c.get(listed.json()[0]["download_path"], headers=api.auth(reader))
         refused = await c.get(f"/api/accounts/{api.account.id}/inboxes", headers=api.auth())  # a send token
     assert [(b["id"], b["name"], b["emails_count"]) for b in boxes.json()] == [(inbox, "QA", 1)]
-    assert [m["id"] for m in listed.json()] == [mid]
+    assert [m["message_id"] for m in listed.json()] == [mid]
     assert eml.status_code == 200 and eml.headers["content-type"] == "message/rfc822"
     assert email.message_from_bytes(eml.content, policy=email.policy.default)["From"] == SENDER
     assert (refused.status_code, refused.json()) == (403, {"errors": "Account access forbidden"})

@@ -1,6 +1,7 @@
 """Sending domains: the list with each state, add a domain, one domain's records (name, type,
-value, per-record status from the last check, a copy button), "verify now", the DKIM keys being
-rotated in (records not yet required), and a banner while failing or suspended. Rules: `domainops`."""
+value, per-record status from the last check, a copy button), "verify now", why a record is not
+required (the next DKIM key, a rotation's key, the previous key, the link record reserved for click
+tracking), and a banner while failing or suspended. Rules: `domainops`."""
 
 from __future__ import annotations
 
@@ -56,7 +57,7 @@ async def domain_page(domain_id: str, request: Request, who: Viewer = Depends(vi
     grace_end = None
     if row["state"] == "failing" and row["failing_since"] is not None:
         grace_end = row["failing_since"] + dt.timedelta(seconds=ctx.cfg.domains.grace_period_seconds)
-    rows = [(shown, expected.required) for shown, expected in zip(view.dns_records, records, strict=True)]
+    rows = list(zip(view.dns_records, records, strict=True))
     return render(request, who, "domain.html", title=str(row["name"]), domain=row, view=view, records=rows,
                   grace_end=grace_end)
 
