@@ -24,6 +24,7 @@ from email.mime.multipart import MIMEMultipart
 from email.mime.nonmultipart import MIMENonMultipart
 from email.mime.text import MIMEText
 from email.policy import compat32
+from typing import TypeAlias
 
 from .models import Address, Attachment, Mail
 
@@ -182,10 +183,40 @@ def _addressing(mail: Mail) -> list[bytes]:
     return out
 
 
-def build(mail: Mail) -> bytes:
-    """The message as CRLF bytes, ready for `Submission.submit` (which adds Date and Message-ID)."""
+# What the MIME tree (its own MIME-Version/Content-Type fields and every part) is made of: the
+# text, the html and the attachments. The addressing and `headers` fields are not part of it.
+BodyKey: TypeAlias = tuple[str | None, str | None, tuple[tuple[str | None, ...], ...]]
+
+
+class BodyCache:
+    """The serialised MIME trees of one batch call, by `BodyKey`: a batch's requests share their
+    `base` content and differ only in recipients, so the tree is generated once per call instead of
+    once per request (the generator is most of a build's cost). Scoped to one call, so nothing is
+    kept beyond it; messages built from one entry share its multipart boundary, which RFC 2046
+    §5.1.1 asks only to be absent from the parts they enclose.
+    """
+
+    def __init__(self) -> None:
+        self._trees: dict[BodyKey, bytes] = {}
+
+    def tree(self, mail: Mail) -> bytes:
+        key: BodyKey = (mail.text, mail.html, tuple(
+            (a.content, a.filename, a.type, a.disposition, a.content_id) for a in mail.attachments or ()))
+        raw = self._trees.get(key)
+        if raw is None:  # a BuildError is not kept: every request with that content gets it
+            raw = self._trees[key] = _serialised_tree(mail)
+        return raw
+
+
+def _serialised_tree(mail: Mail) -> bytes:
+    return _tree(mail).as_bytes(policy=_POLICY)
+
+
+def build(mail: Mail, bodies: BodyCache | None = None) -> bytes:
+    """The message as CRLF bytes, ready for `Submission.submit` (which adds Date and Message-ID).
+    `bodies`: the batch's cache of MIME trees, if the mail is one of a batch."""
     extra = [*_addressing(mail), *_fields(mail)]
-    raw = _tree(mail).as_bytes(policy=_POLICY)
+    raw = _serialised_tree(mail) if bodies is None else bodies.tree(mail)
     head, sep, body = raw.partition(b"\r\n\r\n")
     return b"".join([head, b"\r\n", *extra, b"\r\n", body]) if sep else raw + b"".join(extra)
 
