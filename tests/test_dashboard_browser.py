@@ -30,7 +30,7 @@ from cryptography.hazmat.primitives import serialization
 
 from mailtrap_smtp import outbox
 from mailtrap_smtp.config import WebhooksConfig
-from mailtrap_smtp.consumers.stats_rollup import StatsRollup
+from mailtrap_smtp.consumers.stats_rollup import StatsRollup, SubmissionRollup
 from mailtrap_smtp.core import operator_password
 from mailtrap_smtp.delivery.worker import DeliveryService
 from mailtrap_smtp.dnsresolve import make_resolver
@@ -174,7 +174,7 @@ async def test_newcomer_walks_every_flow(walk: tuple[Walk, ApiEnv], dns_server: 
             await DeliveryService(cfg, env.pool, make_resolver(["127.0.0.1:9"], 0.5)).run_once()
         hooks_cfg = WebhooksConfig(flush_seconds=0.0, timeout_seconds=2.0, allow_private_targets=True)
         async with make_client(hooks_cfg) as client:
-            consumers = [StatsRollup(), WebhookDelivery(hooks_cfg, env.pool, client)]
+            consumers = [StatsRollup(), SubmissionRollup(), WebhookDelivery(hooks_cfg, env.pool, client)]
             await outbox.OutboxRunner(env.pool, consumers).run_once()
         assert any(e["event"] == "delivery" for r in receiver.requests for e in r.events())
 
@@ -209,7 +209,7 @@ async def test_newcomer_walks_every_flow(walk: tuple[Walk, ApiEnv], dns_server: 
 
     # the overview counts the delivery
     await step(w.open, "/")
-    await step(w.wait_text, "Delivered 1")
+    await step(w.wait_text, "Sent 1, delivered 1")
     await step(w.shot, "02-overview")
 
     # add and remove a suppression
