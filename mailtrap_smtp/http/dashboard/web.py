@@ -26,7 +26,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ... import permissions
 from ...auth import AuthOutcome, Principal
-from ...core import operator_password
+from ...core import dashboard_sessions, operator_password
 from ..context import ApiContext
 from ..principal import context
 from .session import SESSION_COOKIE, SessionKeys
@@ -75,6 +75,7 @@ class Viewer:
     principal: Principal
     csrf: str
     ctx: ApiContext
+    session: str  # the server-side session's id (core/dashboard_sessions.py)
     operator = False
 
     @property
@@ -88,6 +89,7 @@ class Operator:
 
     csrf: str
     ctx: ApiContext
+    session: str
     operator = True
 
 
@@ -118,19 +120,29 @@ async def admin_of(request: Request, token: str) -> Principal | None:
 
 async def session_of(request: Request) -> Viewer | Operator:
     cookie = request.cookies.get(SESSION_COOKIE)
-    subject = keys(request).open(cookie)
-    if cookie is None or subject is None:
+    opened = keys(request).open(cookie)
+    if cookie is None or opened is None:
         raise LoginRequired
+    subject, session_id = opened
     ctx = context(request)
     if subject.startswith(OPERATOR):
         current = await asyncio.to_thread(operator_password.fingerprint, operator_password.path_for(ctx.cfg))
         if current is None or not hmac.compare_digest(current, subject.removeprefix(OPERATOR)):
             raise LoginRequired
-        return Operator(keys(request).csrf(cookie), ctx)
+        await _alive(ctx, session_id, None)
+        return Operator(keys(request).csrf(cookie), ctx, session_id)
     principal = await admin_of(request, subject.removeprefix(TOKEN))
     if principal is None:
         raise LoginRequired
-    return Viewer(principal, keys(request).csrf(cookie), ctx)
+    await _alive(ctx, session_id, principal.account_id)
+    return Viewer(principal, keys(request).csrf(cookie), ctx, session_id)
+
+
+async def _alive(ctx: ApiContext, session_id: str, account_id: int | None) -> None:
+    """The session must still be open on the server (not logged out, not idle or too old)."""
+    async with ctx.pool.acquire() as conn:
+        if not await dashboard_sessions.alive(conn, session_id, account_id, ctx.cfg.dashboard):
+            raise LoginRequired
 
 
 async def viewer(request: Request) -> Viewer:
