@@ -44,7 +44,23 @@ def when(value: dt.datetime | str | None, missing: str = "—") -> str:
     return t.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
+def took(value: dt.timedelta) -> str:
+    """A delay as people read it: "0.4 s", "12 s", "3 min 05 s", "2 h 07 min", "3 d 4 h"."""
+    s = max(0.0, value.total_seconds())
+    if s < 10:
+        return f"{s:.1f} s"
+    n = int(s)
+    if n < 60:
+        return f"{n} s"
+    if n < 3600:
+        return f"{n // 60} min {n % 60:02d} s"
+    if n < 86400:
+        return f"{n // 3600} h {n % 3600 // 60:02d} min"
+    return f"{n // 86400} d {n % 86400 // 3600} h"
+
+
 TEMPLATES.env.filters["when"] = when
+TEMPLATES.env.filters["took"] = took
 
 # No inline script or style anywhere (script-src/style-src 'self'); frames only from our own
 # message-HTML route, itself sandboxed; forms post only to us; no page may frame the dashboard.
