@@ -5,15 +5,19 @@ the previous attempt); a suppressed recipient's page shows its rejection and no 
 
 from __future__ import annotations
 
+import datetime as dt
 import html
 import re
 import uuid
 from typing import Any
 
+import pytest
+
 from mailtrap_smtp.core import suppressions as sup
 from mailtrap_smtp.core import timeline
 from mailtrap_smtp.delivery.worker import DeliveryService
 from mailtrap_smtp.dnsresolve import make_resolver
+from mailtrap_smtp.http.dashboard.web import took
 from mailtrap_smtp.store import domains
 from tests.dashboard_util import login
 from tests.delivery_util import later
@@ -99,3 +103,11 @@ async def test_a_suppressed_recipient_shows_its_rejection(api: ApiEnv, make_conf
     assert "rejected: on the suppression list" in text
     assert "Recipient in suppression list. Reason: manual import" in text
     assert "Attempt" not in text
+
+
+@pytest.mark.parametrize(("seconds", "shown"), [
+    (0.0, "0.0 s"), (0.44, "0.4 s"), (9.94, "9.9 s"), (12.7, "12 s"), (185, "3 min 05 s"), (3599, "59 min 59 s"),
+    (7620, "2 h 07 min"), (3 * 86400 + 4 * 3600 + 59, "3 d 4 h"), (-1.0, "0.0 s"),
+])
+def test_delays_as_people_read_them(seconds: float, shown: str) -> None:
+    assert took(dt.timedelta(seconds=seconds)) == shown

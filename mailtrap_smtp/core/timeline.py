@@ -85,9 +85,10 @@ async def timeline(conn: Conn, account_id: int, entry_id: uuid.UUID) -> list[Ste
     received: dt.datetime = row["created_at"]
     steps = [Step(received, "received", dt.timedelta(0))]
     previous: dt.datetime | None = None
+    attempts = 0
     for e in await store.events_of(conn, row["message_uuid"], row["rid"]):
-        step = _step(e, received, previous, sum(1 for s in steps if s.attempt) + 1)
+        step = _step(e, received, previous, attempts + 1)
         if step.attempt is not None:
-            previous = step.at
+            previous, attempts = step.at, step.attempt
         steps.append(step)
     return steps
