@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from .. import config as config_mod
 from ..core import accounts, plans, retention
-from .common import CliError, Parsers, run_with_pool, with_database
+from .common import CliError, Command, Parsers, run_with_pool, with_database
 from .output import emit_json, emit_pairs, emit_table
 
 
@@ -68,24 +69,23 @@ def cmd_set_plan(cfg: config_mod.Config, args: argparse.Namespace) -> int:
     return run_with_pool(cfg, apply)
 
 
-@with_database
-async def cmd_list_unsubscribe(pool: Any, cfg: config_mod.Config, args: argparse.Namespace) -> int:
-    row = await accounts.set_list_unsubscribe(pool, args.name, args.state == "on")
-    if args.json:
-        emit_json(dict(row))
-    else:
-        print(f"account {row['name']}: one-click List-Unsubscribe on bulk messages {args.state}")
-    return 0
+def _switch(setter: Callable[[Any, str, bool], Awaitable[Any]], what: str) -> Command:
+    """An `account <option> NAME on|off` command: one account option turned on or off."""
+
+    @with_database
+    async def command(pool: Any, cfg: config_mod.Config, args: argparse.Namespace) -> int:
+        row = await setter(pool, args.name, args.state == "on")
+        if args.json:
+            emit_json(dict(row))
+        else:
+            print(f"account {row['name']}: {what} {args.state}")
+        return 0
+
+    return command
 
 
-@with_database
-async def cmd_require_tls(pool: Any, cfg: config_mod.Config, args: argparse.Namespace) -> int:
-    row = await accounts.set_require_tls(pool, args.name, args.state == "on")
-    if args.json:
-        emit_json(dict(row))
-    else:
-        print(f"account {row['name']}: REQUIRETLS (RFC 8689) for every message {args.state}")
-    return 0
+cmd_list_unsubscribe = _switch(accounts.set_list_unsubscribe, "one-click List-Unsubscribe on bulk messages")
+cmd_require_tls = _switch(accounts.set_require_tls, "REQUIRETLS (RFC 8689) for every message")
 
 
 @with_database

@@ -612,6 +612,10 @@ class Session:
             return replies.AUTH_REQUIRED
         return None
 
+    def _not_in_transaction(self) -> Reply | None:
+        """Why a verb that needs a started transaction (RCPT, BDAT) cannot run now, or None."""
+        return self._not_ready_for_mail() or (replies.NEED_MAIL if self.mail_from is None else None)
+
     def _mail_params(self, params: list[tuple[str, str | None]]) -> Reply | None:
         """MAIL FROM parameters (RFC 1870 SIZE, RFC 6152 BODY); bad values are X.5.4 (RFC 3463)."""
         assert self.principal is not None
@@ -687,12 +691,10 @@ class Session:
         return path if isinstance(path, Reply) else (path, params, smtputf8)
 
     async def cmd_rcpt(self, arg: bytes) -> Reply:
-        refused = self._not_ready_for_mail()
+        refused = self._not_in_transaction()
         if refused is not None:
             return refused
         assert self.principal is not None
-        if self.mail_from is None:
-            return replies.NEED_MAIL
         parsed = address.parse_command_path(arg, b"TO:", utf8=self.smtputf8)
         if isinstance(parsed, Reply):
             return parsed
@@ -836,12 +838,10 @@ class Session:
         return await self.cmd_bdat(bdat)
 
     def _bdat_refusal(self, bdat: chunking.Bdat) -> Reply | None:
-        refused = self._not_ready_for_mail()
+        refused = self._not_in_transaction()
         if refused is not None:
             return refused
         assert self.principal is not None
-        if self.mail_from is None:
-            return replies.NEED_MAIL
         if not self.recipients:
             return replies.NEED_RCPT
         if not bdat.well_formed:
