@@ -21,9 +21,9 @@ from mailtrap_smtp.delivery.worker import DeliveryService
 from mailtrap_smtp.dnsresolve import make_resolver
 from mailtrap_smtp.store import domains
 from tests import smtp_util
+from tests.delivery_util import FAST
 from tests.mx_sink import MxSink
 from tests.smtp_util import DOMAIN, SENDER, Env, message
-from tests.test_delivery_smtp import FAST
 
 smtp = smtp_util.smtp  # fixture
 

@@ -17,9 +17,9 @@ from mailtrap_smtp.delivery.worker import DeliveryService
 from mailtrap_smtp.dnsresolve import make_resolver
 from mailtrap_smtp.store import domains
 from tests.dashboard_util import login
+from tests.delivery_util import FAST
 from tests.http_util import ApiEnv, minimal
 from tests.mx_sink import MxSink
-from tests.test_delivery_smtp import FAST
 
 BAR = re.compile(r'<rect class="s(\d)"[^>]*><title>(\d{4}-\d\d-\d\d): (\d+) (\w+)</title></rect>')
 

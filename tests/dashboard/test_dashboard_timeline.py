@@ -20,10 +20,9 @@ from mailtrap_smtp.dnsresolve import make_resolver
 from mailtrap_smtp.http.dashboard.web import took
 from mailtrap_smtp.store import domains
 from tests.dashboard_util import login
-from tests.delivery_util import later
+from tests.delivery_util import FAST, later
 from tests.http_util import ApiEnv, minimal
 from tests.mx_sink import MxSink
-from tests.test_delivery_smtp import FAST
 
 DELAY = re.compile(r"^[\d.]+ (s|min \d\d s|h \d\d min|d \d+ h)$")
 
