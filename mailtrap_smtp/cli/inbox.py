@@ -33,7 +33,7 @@ async def cmd_list(pool: Any, cfg: config_mod.Config, args: argparse.Namespace) 
     if args.json:
         emit_json(rows)
     else:
-        emit_table(rows, ["id", "name", "messages", "created_at"])
+        emit_table(rows, ["id", "name", "messages", "unread", "created_at"])
     return 0
 
 

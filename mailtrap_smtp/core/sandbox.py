@@ -1,5 +1,6 @@
-"""Sandbox inboxes (Mailtrap's testing inboxes): create and list an account's inboxes, keep a message
-sent to one, list an inbox's messages and give one back as it was sent (`.eml`).
+"""Sandbox inboxes (Mailtrap's testing inboxes): create, list, rename and delete an account's inboxes,
+empty one or mark all its messages read, keep a message sent to one, list an inbox's messages and
+give one back as it was sent (`.eml`).
 
 A kept message is never delivered, signed or charged: it only waits to be looked at. Shared by the
 CLI and the HTTP API (`POST /api/send/{inbox_id}` keeps one message per request and answers with its
@@ -58,6 +59,8 @@ class Inbox:
     name: str
     messages: int
     created_at: dt.datetime
+    unread: int = 0  # kept messages not marked read
+    last_message_at: dt.datetime | None = None  # when the newest kept message came (None: none kept)
 
 
 @dataclass(frozen=True)
@@ -144,17 +147,60 @@ def human_size(size: int) -> str:
 
 
 def _inbox(row: Record) -> Inbox:
-    return Inbox(id=int(row["id"]), name=row["name"], messages=int(row["messages"]), created_at=row["created_at"])
+    return Inbox(id=int(row["id"]), name=row["name"], messages=int(row["messages"]), created_at=row["created_at"],
+                 unread=int(row["unread"]), last_message_at=row["last_message_at"])
 
 
-async def create_inbox(conn: Conn, account_id: int, name: str) -> Inbox:
+def _checked_name(name: str) -> str:
     name = name.strip()
     if not name or len(name) > INBOX_NAME_MAX or not name.isprintable():
         raise Refused(f"an inbox name is 1 to {INBOX_NAME_MAX} printable characters")
+    return name
+
+
+def _taken(name: str) -> Refused:
+    return Refused(f"the account already has an inbox named {name!r}", kind=Kind.CONFLICT)
+
+
+async def create_inbox(conn: Conn, account_id: int, name: str) -> Inbox:
+    name = _checked_name(name)
     try:
         return _inbox(await sandbox_store.create_inbox(conn, account_id, name))
     except sandbox_store.InboxExists:
-        raise Refused(f"the account already has an inbox named {name!r}", kind=Kind.CONFLICT) from None
+        raise _taken(name) from None
+
+
+async def rename_inbox(conn: Conn, account_id: int, inbox_id: int, name: str) -> Inbox:
+    """Give the inbox a new name (the same rules as at creation); the inbox as it is now."""
+    name = _checked_name(name)
+    try:
+        if not await sandbox_store.rename_inbox(conn, account_id, inbox_id, name):
+            raise InboxNotFound(inbox_id)
+    except sandbox_store.InboxExists:
+        raise _taken(name) from None
+    return await get_inbox(conn, account_id, inbox_id)
+
+
+async def delete_inbox(conn: Conn, account_id: int, inbox_id: int) -> Inbox:
+    """Delete the inbox with all its messages; what it was."""
+    inbox = await get_inbox(conn, account_id, inbox_id)
+    if not await sandbox_store.delete_inbox(conn, account_id, inbox_id):
+        raise InboxNotFound(inbox_id)
+    return inbox
+
+
+async def clean_inbox(conn: Conn, account_id: int, inbox_id: int) -> Inbox:
+    """Delete every message of the inbox, keeping the inbox; the inbox as it is now (empty)."""
+    await get_inbox(conn, account_id, inbox_id)
+    await sandbox_store.clean_inbox(conn, account_id, inbox_id)
+    return await get_inbox(conn, account_id, inbox_id)
+
+
+async def mark_all_read(conn: Conn, account_id: int, inbox_id: int) -> Inbox:
+    """Mark every message of the inbox read; the inbox as it is now."""
+    await get_inbox(conn, account_id, inbox_id)
+    await sandbox_store.mark_all_read(conn, account_id, inbox_id)
+    return await get_inbox(conn, account_id, inbox_id)
 
 
 async def list_inboxes(conn: Conn, account_id: int) -> list[Inbox]:

@@ -28,6 +28,7 @@ from . import (
     dashboard,
     email_logs,
     errors,
+    inboxes_api,
     manage,
     sandbox_api,
     send,
@@ -193,6 +194,7 @@ def create_app(ctx: ApiContext) -> FastAPI:
     app.include_router(manage.router)
     app.include_router(templates_api.router)
     app.include_router(sandbox_api.router)
+    app.include_router(inboxes_api.router)
     for events_router in (suppressions.router, email_logs.router, stats.router):
         app.include_router(events_router)
     app.include_router(webhooks_api.router)

@@ -273,11 +273,48 @@ class TemplatePage(BaseModel):
     pagination: PaginationOut
 
 
+class InboxPermissions(BaseModel):
+    can_read: bool
+    can_update: bool
+    can_destroy: bool
+    can_leave: bool
+
+
 class InboxOut(BaseModel):
+    """The SDK's `Inbox` (mailtrap 2.11 `models/inboxes.py`); what each field holds here, and which are
+    empty because we have no such thing, is in README's API section. `created_at` is ours."""
+
     id: int
     name: str
+    username: str
+    max_size: int
+    status: str
+    email_username: str
+    email_username_enabled: bool
+    sent_messages_count: int
+    forwarded_messages_count: int
+    used: bool
+    forward_from_email_address: str
+    project_id: int
+    domain: str
+    pop3_domain: str
+    email_domain: str
+    api_domain: str
     emails_count: int
+    emails_unread_count: int
+    smtp_ports: list[int]
+    pop3_ports: list[int]
+    max_message_size: int
+    permissions: InboxPermissions
+    password: str | None
+    last_message_sent_at: str | None
     created_at: str
+
+
+class InboxParams(_Shape):
+    """`{"inbox": {"name": ..., "email_username": ...}}` (create takes only the name)."""
+
+    inbox: dict[str, Any] | None = None
 
 
 class SmtpDataOut(BaseModel):

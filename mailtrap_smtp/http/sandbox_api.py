@@ -1,11 +1,11 @@
 """Sandbox inboxes over the API (Mailtrap's testing host, MAILTRAP_COMPAT.md §1, §9 item 16):
 `POST /api/send/{inbox_id}` and `/api/batch/{inbox_id}` keep the message for an inbox of the
-account (never delivered, queued or charged) and answer one id per message; the inbox list; and
+account (never delivered, queued or charged) and answer one id per message; and
 under `/api/accounts/{account_id}/inboxes/{inbox_id}/messages` the paths of the Python SDK's testing
 API: the messages (up to 30 a page, newest first) in its `EmailMessage` shape, addressed by their
 number, one message, marking it read, deleting it, its `.eml`, raw source, text and HTML bodies and
 headers. Not served (we make no such analysis, and forward nothing): `spam_report`, `analyze`,
-`forward`.
+`forward`. The inboxes themselves (list, create, rename, clean, …): `inboxes_api.py`.
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ from .models import (
     BatchBody,
     BatchItem,
     BatchResponse,
-    InboxOut,
     Mail,
     MessageUpdate,
     SandboxMessageOut,
@@ -91,13 +90,6 @@ async def _inbox(ctx: ApiContext, caller: Caller, inbox_id: int) -> sandbox.Inbo
 def _readable(caller: Caller, account_id: int) -> None:
     if account_id != caller.principal.account_id or not permissions.may_read(caller.principal):
         raise errors.ApiError(errors.MANAGE_FORBIDDEN)
-
-
-@router.get("/api/accounts/{account_id}/inboxes", response_model=list[InboxOut])
-async def inboxes(account_id: int, request: Request, caller: Caller = Depends(manage_caller)) -> list[InboxOut]:
-    _readable(caller, account_id)
-    rows = await sandbox.list_inboxes(context(request).pool, caller.principal.account_id)
-    return [InboxOut(id=i.id, name=i.name, emails_count=i.messages, created_at=i.created_at.isoformat()) for i in rows]
 
 
 MESSAGES = "/api/accounts/{account_id}/inboxes/{inbox_id}/messages"

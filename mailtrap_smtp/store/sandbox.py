@@ -18,7 +18,8 @@ class InboxExists(Exception):
 async def create_inbox(conn: Conn, account_id: int, name: str) -> Record:
     try:
         row = await conn.fetchrow(
-            "INSERT INTO sandbox_inboxes (account_id, name) VALUES ($1, $2) RETURNING *, 0::bigint AS messages",
+            """INSERT INTO sandbox_inboxes (account_id, name) VALUES ($1, $2)
+               RETURNING *, 0::bigint AS messages, 0::bigint AS unread, NULL::timestamptz AS last_message_at""",
             account_id, name,
         )
     except asyncpg.UniqueViolationError:
@@ -27,8 +28,13 @@ async def create_inbox(conn: Conn, account_id: int, name: str) -> Record:
     return row
 
 
-_INBOX = """SELECT i.*, (SELECT count(*) FROM sandbox_messages m WHERE m.inbox_id = i.id) AS messages
-              FROM sandbox_inboxes i WHERE i.account_id = $1"""
+# An inbox with what its kept messages say of it: how many, how many unread, when the last came.
+_INBOX = """SELECT i.*, s.messages, s.unread, s.last_message_at
+              FROM sandbox_inboxes i
+              CROSS JOIN LATERAL (SELECT count(*) AS messages, count(*) FILTER (WHERE NOT m.is_read) AS unread,
+                                         max(m.created_at) AS last_message_at
+                                    FROM sandbox_messages m WHERE m.inbox_id = i.id) s
+             WHERE i.account_id = $1"""
 
 
 async def list_inboxes(conn: Conn, account_id: int) -> list[Record]:
@@ -37,6 +43,42 @@ async def list_inboxes(conn: Conn, account_id: int) -> list[Record]:
 
 async def get_inbox(conn: Conn, account_id: int, inbox_id: int) -> Record | None:
     return await conn.fetchrow(_INBOX + " AND i.id = $2", account_id, inbox_id)
+
+
+async def rename_inbox(conn: Conn, account_id: int, inbox_id: int, name: str) -> bool:
+    """False when the inbox is not the account's; InboxExists when the name is taken."""
+    try:
+        status = await conn.execute("UPDATE sandbox_inboxes SET name = $3 WHERE account_id = $1 AND id = $2",
+                                    account_id, inbox_id, name)
+    except asyncpg.UniqueViolationError:
+        raise InboxExists(name) from None
+    return bool(status.endswith(" 1"))
+
+
+async def delete_inbox(conn: Conn, account_id: int, inbox_id: int) -> bool:
+    """Delete the inbox and (ON DELETE CASCADE) its messages; False when it is not the account's."""
+    status = await conn.execute("DELETE FROM sandbox_inboxes WHERE account_id = $1 AND id = $2", account_id, inbox_id)
+    return bool(status.endswith(" 1"))
+
+
+async def clean_inbox(conn: Conn, account_id: int, inbox_id: int) -> int:
+    """Delete every message of the inbox; how many."""
+    status = await conn.execute(
+        """DELETE FROM sandbox_messages m USING sandbox_inboxes i
+            WHERE i.id = m.inbox_id AND i.account_id = $1 AND i.id = $2""",
+        account_id, inbox_id,
+    )
+    return int(status.split()[-1])
+
+
+async def mark_all_read(conn: Conn, account_id: int, inbox_id: int) -> int:
+    """Mark every unread message of the inbox read; how many changed."""
+    status = await conn.execute(
+        """UPDATE sandbox_messages m SET is_read = true, updated_at = now() FROM sandbox_inboxes i
+            WHERE i.id = m.inbox_id AND i.account_id = $1 AND i.id = $2 AND NOT m.is_read""",
+        account_id, inbox_id,
+    )
+    return int(status.split()[-1])
 
 
 async def store_message(conn: Conn, account_id: int, inbox_id: int, message_id: uuid.UUID, *,
