@@ -80,7 +80,7 @@ async def message_page(entry_id: str, request: Request, who: Viewer = Depends(vi
     entry = _entry(entry_id)
     async with who.ctx.pool.acquire() as conn:
         try:
-            msg = await email_logs.show(conn, who.account_id, entry)
+            msg = await email_logs.show(conn, who.account_id, entry, extras=True)
         except NotFound:
             raise Missing from None
     raw = await _raw(who, entry)
