@@ -4,9 +4,11 @@ check on) against the SMTP front end and a bare FastAPI endpoint, in the same ru
     .venv/bin/python bench/http_api.py            # full run, 3 alternating repetitions
     .venv/bin/python bench/http_api.py --quick    # smoke run: 1 repetition, small scenarios
     .venv/bin/python bench/http_api.py --profile /tmp/prof   # + py-spy of the service in (a) (needs py-spy)
+    .venv/bin/python bench/http_api.py --reps 1 --profile /tmp/prof --profile-scenario b   # ... in (b)
 
-Pinning as bench/smtp_frontend.py: the server under test (a `serve` process and its embedded
-PostgreSQL, or the bare app) on core 0, the load generators on core 1.
+Service setup, pinning and CPU accounting are bench/_service.py's, shared with bench/smtp_frontend.py:
+the server under test (a `serve` process and its embedded PostgreSQL, or the bare app) on core 0,
+the load generators on core 1.
 
 Scenarios:
   (a) POST /api/send, a 10 KiB text+html message, 1 recipient, 20 keep-alive clients
@@ -27,75 +29,29 @@ Progress goes to stderr; exactly one JSON line goes to stdout at the end.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
-import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-import psutil
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _service as sv
 import smtp_frontend as sf
 
-KB = 1024
+KB = sv.KB
 SCENARIOS = {"a": (20, 50, 1), "b": (4, 5, 100), "d": (20, 50, 1)}  # connections, requests each, batch size
 QUICK = {"a": (10, 20, 1), "b": (2, 3, 100), "d": (10, 20, 1)}
 SMTP_I = sf.SCENARIOS["i"]
 SMTP_I_QUICK = sf.QUICK_SCENARIOS["i"]
 BARS = {"a_over_c": 1.0, "b_over_c": 2.0}
 
-HTTP_TOML = """\
-[server]
-hostname = "localhost"
-data_dir = "{data}"
-shutdown_grace_seconds = 5.0
-
-[smtp]
-listeners = [ {{ address = "127.0.0.1", port = {smtp_port}, mode = "starttls" }} ]
-
-[http]
-listeners = [ {{ address = "127.0.0.1", port = {port}, stream = "transactional" }} ]
-rate_limit_requests = 1000000000
-
-[tls]
-cert_file = "{cert}"
-key_file = "{key}"
-
-[limits]
-connections_per_account = 1000
-connections_per_ip = 1000
-monthly_messages = 1000000000
-
-[delivery]
-mode = "sandbox"
-
-[metrics]
-listen = ""
-"""
-
-
-def wait_tcp(port: int, timeout: float, proc: subprocess.Popen[Any]) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited with status {proc.returncode} before listening")
-        with contextlib.suppress(OSError):
-            import socket
-
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        time.sleep(0.2)
-    raise RuntimeError(f"nothing listening on port {port}")
-
 
 def mail_body(seq: int = 0) -> dict[str, Any]:
     text = ("Your statement is ready. Please review the balance and the payment due date. " * 64)[:5 * KB]
     html = ("<p>Your statement is <b>ready</b>. Review the balance and the due date.</p>" * 64)[:5 * KB]
-    return {"from": {"email": sf.SENDER, "name": "Bench"}, "to": [{"email": sf.RCPT}],
+    return {"from": {"email": sv.SENDER, "name": "Bench"}, "to": [{"email": sv.RCPT}],
             "subject": f"Benchmark message {seq}", "text": text, "html": html}
 
 
@@ -105,75 +61,27 @@ def batch_body(n: int) -> dict[str, Any]:
     return {"base": base, "requests": [{"to": [{"email": f"c{i}@example.org"}]} for i in range(n)]}
 
 
-def start_api(tmp: Path, certs: dict[str, str]) -> sf.Target:
-    port, smtp_port = sf.free_port(), sf.free_port()
-    data = tmp / "data"
-    cfg = tmp / "api.toml"
-    cfg.write_text(HTTP_TOML.format(data=data, port=port, smtp_port=smtp_port, cert=certs["cert"], key=certs["key"]))
-    token = (data / "token").read_text().strip()
-    proc = subprocess.Popen(
-        ["taskset", "-c", sf.SERVER_CORE, sf.PY, "-m", "mailtrap_smtp", "-c", str(cfg), "serve", "--role", "http",
-         "--processes", "1"], cwd=sf.ROOT, env=sf.service_env(), stdout=subprocess.DEVNULL,
-        stderr=open(tmp / "api.log", "ab"))
-    wait_tcp(port, 120, proc)
-    t = sf.Target("api", port, "bench", token, proc, pgdata=data / "pg")
-    t.pin()
-    return t
-
-
-def start_bare(tmp: Path, certs: dict[str, str]) -> sf.Target:
-    port = sf.free_port()
-    proc = subprocess.Popen(["taskset", "-c", sf.SERVER_CORE, sf.PY, str(sf.BENCH / "_bare_api.py"), str(port),
-                             certs["cert"], certs["key"]], cwd=sf.ROOT, env=sf.service_env(),
+def start_bare(tmp: Path, certs: dict[str, str]) -> sv.Target:
+    port = sv.free_port()
+    proc = subprocess.Popen(["taskset", "-c", sv.SERVER_CORE, sv.PY, str(sv.BENCH / "_bare_api.py"), str(port),
+                             certs["cert"], certs["key"]], cwd=sv.ROOT, env=sv.service_env(),
                             stdout=subprocess.DEVNULL, stderr=open(tmp / "bare.log", "ab"))
-    wait_tcp(port, 60, proc)
-    return sf.Target("bare", port, "", "", proc)
+    sv.wait_port(port, 60, proc, banner=False)
+    return sv.Target("bare", port, "", "", proc)
 
 
-def http_load(target: sf.Target, certs: dict[str, str], shape: tuple[int, int, int], path: str,
+def http_load(target: sv.Target, certs: dict[str, str], shape: tuple[int, int, int], path: str,
               body: dict[str, Any], clients: int) -> dict[str, Any]:
+    """`shape` = (connections, requests per connection, messages per request) from `clients`
+    bench/_http_load.py processes."""
     conns, per_conn, per_request = shape
     clients = max(1, min(clients, conns))
     specs = [{"host": "127.0.0.1", "port": target.port, "cafile": certs["ca"], "path": path, "token": target.password,
-              "body": json.dumps(body), "connections": conns // clients + (1 if k < conns % clients else 0),
+              "body": json.dumps(body), "connections": sv.split(conns, clients, k),
               "requests": per_conn, "msgs_per_request": per_request} for k in range(clients)]
-    procs = [subprocess.Popen(["taskset", "-c", sf.CLIENT_CORE, sf.PY, str(sf.BENCH / "_http_load.py"), json.dumps(s)],
-                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True) for s in specs]
-    try:
-        for p in procs:
-            assert p.stdout is not None
-            if p.stdout.readline().strip() != "ready":
-                raise RuntimeError("load generator failed to start")
-        time.sleep(0.3)
-        cpu0 = target.cpu_split()
-        for p in procs:
-            assert p.stdin is not None
-            p.stdin.write("go\n")
-            p.stdin.flush()
-        outs = []
-        for p in procs:
-            assert p.stdout is not None
-            outs.append(json.loads(p.stdout.readline()))
-        cpu1 = target.cpu_split()
-    finally:
-        for p in procs:
-            with contextlib.suppress(Exception):
-                p.wait(30)
-            if p.poll() is None:
-                p.kill()
-    lat = [x for o in outs for x in o["lat"]]
-    ok = sum(o["ok"] for o in outs)
-    wall = max(o["end"] for o in outs) - min(o["start"] for o in outs)
-    cpu_py, cpu_pg = cpu1["py"] - cpu0["py"], cpu1["pg"] - cpu0["pg"]
-    return {"msgs": ok, "wall_s": wall, "msgs_per_s": ok / wall if wall > 0 else None,
-            "p50_ms": sf.pct(lat, 0.5), "p99_ms": sf.pct(lat, 0.99),
-            "cpu_ms_per_msg": (cpu_py + cpu_pg) * 1000 / ok if ok else None,
-            "cpu_ms_per_msg_py": cpu_py * 1000 / ok if ok else None,
-            "cpu_ms_per_msg_pg": cpu_pg * 1000 / ok if ok else None,
-            "cpu_ms_per_msg_pg_by_role": {}, "server_cpu_util": (cpu_py + cpu_pg) / wall if wall > 0 else None,
-            "loadgen_cpu_util": sum(o["cpu_s"] for o in outs) / wall if wall > 0 else None,
-            "errors": sum(o["errors"] for o in outs),
-            "error_samples": [e for o in outs for e in o["error_samples"]][:5]}
+    res = sv.drive(target, "_http_load.py", specs)
+    res["cpu_ms_per_msg_pg_by_role"] = {}
+    return res
 
 
 def rsa_sign_ms(n: int = 200) -> float:
@@ -188,111 +96,97 @@ def rsa_sign_ms(n: int = 200) -> float:
     return (time.process_time() - t0) * 1000 / n
 
 
-def stop(t: sf.Target) -> None:
-    pm = t.postmaster_pid()
-    sf.stop_proc(t.proc)
-    if pm is not None and psutil.pid_exists(pm):
-        with contextlib.suppress(psutil.Error):
-            pmp = psutil.Process(pm)
-            if pmp.name().startswith("postgres"):
-                pmp.send_signal(signal.SIGINT)
-                pmp.wait(20)
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--reps", type=int, default=None)
     ap.add_argument("--clients", type=int, default=2)
-    ap.add_argument("--profile", metavar="DIR", help="py-spy the API service in (a) after measuring")
+    ap.add_argument("--profile", metavar="DIR", help="py-spy the API service after measuring (last repetition)")
+    ap.add_argument("--profile-scenario", default="a", choices=["a", "b"], help="scenario to profile")
     ap.add_argument("--keep", action="store_true")
     a = ap.parse_args()
     table = QUICK if a.quick else SCENARIOS
     smtp_i = SMTP_I_QUICK if a.quick else SMTP_I
     reps = a.reps or (1 if a.quick else 3)
-    result: dict[str, Any] = {"bench": "http_api", "repetitions": reps, "quick": a.quick, "git": sf.git_describe(),
-                              "pinning": {"server_core": sf.SERVER_CORE, "client_core": sf.CLIENT_CORE}}
+    result: dict[str, Any] = {"bench": "http_api", "repetitions": reps, "quick": a.quick, "git": sv.git_describe(),
+                              "pinning": {"server_core": sv.SERVER_CORE, "client_core": sv.CLIENT_CORE}}
     runs: dict[str, list[dict[str, Any]]] = {"a": [], "b": [], "c": [], "d": []}
     t_start = time.monotonic()
-    with sf.tempdir(a.keep) as tmp:
-        certs = sf.make_certs(tmp)
-        # The SMTP service first: it creates the account, domain and token the API run reuses.
-        smtp = sf.start_service(tmp, certs)
-        try:
-            sf.run_load(smtp, certs, (4, 5, 10 * KB, 4), a.clients)  # warm-up
-        finally:
-            pass
-        targets: dict[str, sf.Target] = {"smtp": smtp}
+    with sv.tempdir(a.keep) as tmp:
+        certs = sv.make_certs(tmp)
+        targets: dict[str, sv.Target] = {}
         try:
             for rep in range(reps):
                 # One server at a time on the server core: SMTP, then the API, then the bare app.
-                if rep > 0:
-                    targets["smtp"] = sf.start_service(tmp, certs)
-                runs["c"].append(sf.run_load(targets["smtp"], certs, smtp_i, a.clients))
-                stop(targets.pop("smtp"))
-                api = targets["api"] = start_api(tmp, certs)
+                # The first SMTP start creates the account, domain and token the API reuses.
+                smtp = targets["smtp"] = sv.start_service(tmp, certs)
+                if rep == 0:
+                    sf.run_load(smtp, certs, (4, 5, 10 * KB, 4), a.clients)  # warm-up
+                runs["c"].append(sf.run_load(smtp, certs, smtp_i, a.clients))
+                targets.pop("smtp").stop()
+                api = targets["api"] = sv.start_service(tmp, certs, role="http", http=True)
                 http_load(api, certs, (4, 5, 1), "/api/send", mail_body(), a.clients)  # warm-up
                 runs["a"].append(http_load(api, certs, table["a"], "/api/send", mail_body(), a.clients))
                 runs["b"].append(http_load(api, certs, table["b"], "/api/batch", batch_body(table["b"][2]), a.clients))
                 if a.profile and rep == reps - 1:
-                    result["profile"] = profile(tmp, api, certs, table["a"], a.clients, Path(a.profile))
-                stop(targets.pop("api"))
+                    ps = a.profile_scenario
+                    result["profile"] = profile(tmp, api, certs, table[ps], a.clients, Path(a.profile), ps)
+                targets.pop("api").stop()
                 bare = targets["bare"] = start_bare(tmp, certs)
                 http_load(bare, certs, (4, 5, 1), "/api/send", mail_body(), a.clients)
                 runs["d"].append(http_load(bare, certs, table["d"], "/api/send", mail_body(), a.clients))
-                stop(targets.pop("bare"))
+                targets.pop("bare").stop()
                 for k in "abcd":
                     r = runs[k][-1]
-                    sf.log(f"rep {rep + 1}/{reps} ({k}): {r['msgs_per_s'] or 0:8.1f} msgs/s  "
+                    sv.log(f"rep {rep + 1}/{reps} ({k}): {r['msgs_per_s'] or 0:8.1f} msgs/s  "
                            f"p50 {r['p50_ms'] or 0:7.2f} ms  p99 {r['p99_ms'] or 0:7.2f} ms  "
-                           f"cpu {r['cpu_ms_per_msg'] or 0:6.3f} ms/msg  "
+                           f"cpu {r['cpu_ms_per_msg'] or 0:6.3f} ms/msg  srv {r['server_cpu_util'] or 0:.0%}  "
                            f"err {r['errors']} {r['error_samples'][:1]}")
         finally:
             for t in targets.values():
-                stop(t)
-    for k in "abcd":
-        result[k] = sf.summarise(runs[k])
-    c = result["c"]["msgs_per_s"] or 0
-    result["ratio_a_over_c"] = sf.rnd(result["a"]["msgs_per_s"] / c, 3) if c and result["a"]["msgs_per_s"] else None
-    result["ratio_b_over_c"] = sf.rnd(result["b"]["msgs_per_s"] / c, 3) if c and result["b"]["msgs_per_s"] else None
-    cc = result["c"]["cpu_ms_per_msg"]
-    for k in "ab":
-        own = result[k]["cpu_ms_per_msg"]
-        # CPU-cost ratio: (c)'s CPU per message over this one's; the capacity ratio on one busy core,
-        # far less noisy than msgs/s on a shared machine.
-        result[f"cpu_ratio_{k}_over_c"] = sf.rnd(cc / own, 3) if cc and own else None
-    rsa = rsa_sign_ms()
-    floor = rsa + (result["b"]["cpu_ms_per_msg_pg"] or 0)
-    result["floor"] = {"rsa2048_sign_ms": sf.rnd(rsa, 3), "commit_share_ms_pg_cpu_b": result["b"]["cpu_ms_per_msg_pg"],
-                       "floor_ms": sf.rnd(floor, 3),
-                       "b_cpu_over_floor": sf.rnd((result["b"]["cpu_ms_per_msg"] or 0) / floor, 3) if floor else None}
-    result["bars"] = BARS
-    result["pass"] = {"a_over_c": (result["ratio_a_over_c"] or 0) >= BARS["a_over_c"],
-                      "b_over_c": (result["ratio_b_over_c"] or 0) >= BARS["b_over_c"]}
+                t.stop()
+    result.update(compare(runs))
     result["elapsed_s"] = round(time.monotonic() - t_start, 1)
     print(json.dumps(result, separators=(",", ":")))
     return 0
 
 
-def profile(tmp: Path, target: sf.Target, certs: dict[str, str], shape: tuple[int, int, int], clients: int,
-            outdir: Path) -> dict[str, Any]:
-    import shutil
+def compare(runs: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+    """Medians per scenario, the bars' ratios, the CPU-cost ratios and the floor."""
+    result: dict[str, Any] = {k: sv.summarise(runs[k]) for k in "abcd"}
+    c = result["c"]["msgs_per_s"] or 0
+    result["ratio_a_over_c"] = sv.rnd(result["a"]["msgs_per_s"] / c, 3) if c and result["a"]["msgs_per_s"] else None
+    result["ratio_b_over_c"] = sv.rnd(result["b"]["msgs_per_s"] / c, 3) if c and result["b"]["msgs_per_s"] else None
+    cc = result["c"]["cpu_ms_per_msg"]
+    for k in "ab":
+        own = result[k]["cpu_ms_per_msg"]
+        # CPU-cost ratio: (c)'s CPU per message over this one's; the capacity ratio on one busy core,
+        # far less noisy than msgs/s on a shared machine.
+        result[f"cpu_ratio_{k}_over_c"] = sv.rnd(cc / own, 3) if cc and own else None
+    rsa = rsa_sign_ms()
+    floor = rsa + (result["b"]["cpu_ms_per_msg_pg"] or 0)
+    result["floor"] = {"rsa2048_sign_ms": sv.rnd(rsa, 3), "commit_share_ms_pg_cpu_b": result["b"]["cpu_ms_per_msg_pg"],
+                       "floor_ms": sv.rnd(floor, 3),
+                       "b_cpu_over_floor": sv.rnd((result["b"]["cpu_ms_per_msg"] or 0) / floor, 3) if floor else None}
+    result["bars"] = BARS
+    result["pass"] = {"a_over_c": (result["ratio_a_over_c"] or 0) >= BARS["a_over_c"],
+                      "b_over_c": (result["ratio_b_over_c"] or 0) >= BARS["b_over_c"],
+                      "b_within_1.3x_floor": (result["floor"]["b_cpu_over_floor"] or 99) <= 1.3}
+    return result
 
-    pyspy = shutil.which("py-spy") or str(Path(sf.PY).parent / "py-spy")
-    if not Path(pyspy).exists():
+
+def profile(tmp: Path, target: sv.Target, certs: dict[str, str], shape: tuple[int, int, int], clients: int,
+            outdir: Path, scenario: str = "a") -> dict[str, Any]:
+    """Scenario (a) or (b) three times while py-spy samples the API service."""
+    out = outdir / f"api_{scenario}.speedscope.json"
+    path, body = ("/api/send", mail_body()) if scenario == "a" else ("/api/batch", batch_body(shape[2]))
+    spy = sv.pyspy_start(tmp, target.proc.pid, out)
+    if spy is None:
         return {"error": "py-spy not installed (pip install py-spy)"}
-    outdir.mkdir(parents=True, exist_ok=True)
-    out = outdir / "api_a.speedscope.json"
-    spy = subprocess.Popen(["taskset", "-c", sf.CLIENT_CORE, pyspy, "record", "--pid", str(target.proc.pid),
-                            "--format", "speedscope", "-o", str(out), "--nonblocking", "--rate", "200"],
-                           stdout=subprocess.DEVNULL, stderr=open(tmp / "py-spy.log", "ab"))
-    time.sleep(1.5)
-    rs = [http_load(target, certs, shape, "/api/send", mail_body(), clients) for _ in range(3)]
-    spy.send_signal(signal.SIGINT)
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        spy.wait(60)
-    return {"speedscope": str(out), "runs_msgs_per_s": [sf.rnd(r["msgs_per_s"], 1) for r in rs],
-            "top": sf.top_functions(out)}
+    rs = [http_load(target, certs, shape, path, body, clients) for _ in range(3)]
+    sv.pyspy_stop(spy)
+    return {"scenario": scenario, "speedscope": str(out), "runs_msgs_per_s": [sv.rnd(r["msgs_per_s"], 1) for r in rs],
+            "runs_cpu_ms_per_msg": [sv.rnd(r["cpu_ms_per_msg"], 3) for r in rs], "top": sv.top_functions(out)}
 
 
 if __name__ == "__main__":

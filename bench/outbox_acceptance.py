@@ -24,6 +24,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench import _service as sv  # noqa: E402
 from bench import smtp_frontend as fe  # noqa: E402
 
 EXTRA_TOML = """
@@ -34,8 +35,8 @@ flush_seconds = 0.0
 
 
 def start_receiver() -> tuple[subprocess.Popen[str], int]:
-    port = fe.free_port()
-    proc = subprocess.Popen(["taskset", "-c", fe.CLIENT_CORE, fe.PY, str(fe.BENCH / "webhooks.py"), "--receiver",
+    port = sv.free_port()
+    proc = subprocess.Popen(["taskset", "-c", sv.CLIENT_CORE, sv.PY, str(sv.BENCH / "webhooks.py"), "--receiver",
                              "--port", str(port)], stdout=subprocess.PIPE, text=True)
     assert proc.stdout is not None
     if proc.stdout.readline().strip() != "ready":
@@ -46,7 +47,7 @@ def start_receiver() -> tuple[subprocess.Popen[str], int]:
 def delivered_events(cfg: Path, ids: list[int]) -> int:
     total = 0
     for wid in ids:
-        log = json.loads(fe.admin(cfg, "webhook", "log", str(wid), "--limit", "100000", "--json"))
+        log = json.loads(sv.admin(cfg, "webhook", "log", str(wid), "--limit", "100000", "--json"))
         total += sum(a["events"] for a in log["attempts"] if a["acknowledged"])
     return total
 
@@ -59,36 +60,35 @@ def main() -> int:
     a = ap.parse_args()
     scenario = fe.QUICK_SCENARIOS["i"] if a.quick else fe.SCENARIOS["i"]
     reps = 1 if a.quick else a.reps
-    fe.SERVICE_TOML = fe.SERVICE_TOML + EXTRA_TOML
     runs: dict[str, list[dict[str, Any]]] = {"without": [], "with": []}
     delivered = 0
     receiver, rport = start_receiver()
     try:
-        with fe.tempdir(False) as tmp:
-            certs = fe.make_certs(tmp)
-            target = fe.start_service(tmp, certs, role="all")
+        with sv.tempdir(False) as tmp:
+            certs = sv.make_certs(tmp)
+            target = sv.start_service(tmp, certs, role="all", extra_toml=EXTRA_TOML)
             cfg = tmp / "service.toml"
             try:
-                fe.run_load(target, certs, (4, 5, 10 * fe.KB, 4), a.clients)  # warm-up
+                fe.run_load(target, certs, (4, 5, 10 * sv.KB, 4), a.clients)  # warm-up
                 for rep in range(reps):
                     for mode in (["without", "with"] if rep % 2 == 0 else ["with", "without"]):
                         ids: list[int] = []
                         if mode == "with":
                             for _ in range(2):
-                                out = fe.admin(cfg, "webhook", "create", "bench", f"http://127.0.0.1:{rport}/hook",
+                                out = sv.admin(cfg, "webhook", "create", "bench", f"http://127.0.0.1:{rport}/hook",
                                                "--json")
                                 ids.append(int(json.loads(out)["id"]))
                         r = fe.run_load(target, certs, scenario, a.clients)
                         runs[mode].append(r)
-                        fe.log(f"rep {rep + 1}/{reps} {mode:<7}: {r['msgs_per_s']:8.1f} msgs/s "
+                        sv.log(f"rep {rep + 1}/{reps} {mode:<7}: {r['msgs_per_s']:8.1f} msgs/s "
                                f"errors {r['errors']}")
                         if ids:
                             time.sleep(2.0)  # let the consumer catch up before counting
                             delivered += delivered_events(cfg, ids)
                             for wid in ids:
-                                fe.admin(cfg, "webhook", "delete", str(wid))
+                                sv.admin(cfg, "webhook", "delete", str(wid))
             finally:
-                fe.stop_proc(target.proc)
+                target.stop()
     finally:
         receiver.terminate()
         receiver.wait(5)

@@ -264,6 +264,14 @@ class RetentionConfig:
 
 
 @dataclass
+class DashboardConfig:
+    # A dashboard session ends when unused this long, and at the latest this long after its login
+    # (OWASP Session Management: idle and absolute timeouts); logging out ends it at once.
+    session_idle_seconds: float = 1800.0
+    session_max_seconds: float = 43200.0
+
+
+@dataclass
 class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
     smtp: SmtpConfig = field(default_factory=SmtpConfig)
@@ -283,6 +291,7 @@ class Config:
     plans: dict[str, PlanConfig] = field(default_factory=dict)
     notifications: NotificationsConfig = field(default_factory=NotificationsConfig)
     retention: RetentionConfig = field(default_factory=RetentionConfig)
+    dashboard: DashboardConfig = field(default_factory=DashboardConfig)
     # Where the file was read from: relative paths in it are relative to its folder.
     base_dir: Path = field(default_factory=Path.cwd, repr=False)
 
@@ -565,7 +574,7 @@ def _validate_http(cfg: Config, taken: set[tuple[str, int]]) -> None:
 
 
 def _validate_events(cfg: Config) -> None:
-    """Plans, notifications and retention."""
+    """Plans, notifications, retention and dashboard sessions."""
     for name, plan in cfg.plans.items():
         key = f"plans.{name}"
         if plan.monthly_messages < 0:
@@ -585,6 +594,8 @@ def _validate_events(cfg: Config) -> None:
         if getattr(cfg.retention, name) < 0:
             raise ConfigError(f"retention.{name}: must be 0 (keep) or more, got {getattr(cfg.retention, name)}")
     _positive("retention.interval_seconds", cfg.retention.interval_seconds)
+    for name in ("session_idle_seconds", "session_max_seconds"):
+        _positive(f"dashboard.{name}", getattr(cfg.dashboard, name))
 
 
 def check_files(cfg: Config) -> None:

@@ -113,12 +113,23 @@ def check_header_utf8(envelope: Envelope, fields: Iterable[tuple[bytes, bytes]])
                 raise Rejected(Outcome.HEADER_NOT_UTF8) from None
 
 
+_CR_MARKS = bytes(1 if b == 0x0D else 0 for b in range(256))
+_LF_MARKS = bytes(1 if b == 0x0A else 0 for b in range(256))
+
+
 def check_line_endings(raw: bytes) -> None:
-    """Reject bare CR, bare LF and NUL (see the module docstring)."""
+    """Reject bare CR, bare LF and NUL (see the module docstring).
+
+    Every CR is followed by an LF and every LF preceded by a CR exactly when the map of CR
+    positions, moved one byte on, is the map of LF positions: two `translate`s and one comparison
+    in C, half the time of counting CRLF pairs (a two-byte search) beside CRs and LFs.
+    """
     if b"\0" in raw:
         raise Rejected(Outcome.BARE_LINE_ENDING)
-    crlf = raw.count(b"\r\n")
-    if raw.count(b"\r") != crlf or raw.count(b"\n") != crlf:
+    if not raw:
+        return
+    cr, lf = raw.translate(_CR_MARKS), raw.translate(_LF_MARKS)
+    if lf[0] or cr[-1] or cr[:-1] != lf[1:]:
         raise Rejected(Outcome.BARE_LINE_ENDING)
 
 

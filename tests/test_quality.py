@@ -51,3 +51,17 @@ def test_the_package_runs_without_the_dev_only_libraries() -> None:
     r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stdout + r.stderr
     assert int(r.stdout) > 40  # every module was imported, not an empty walk
+
+
+def test_no_test_module_imports_another() -> None:
+    """Shared helpers live in util modules: a test module imported by another would run its tests
+    twice under another name, and breaks as soon as either moves to another folder."""
+    import ast
+
+    offenders = []
+    for path in sorted((ROOT / "tests").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = [node.module or ""] if isinstance(node, ast.ImportFrom) else (
+                [a.name for a in node.names] if isinstance(node, ast.Import) else [])
+            offenders += [f"{path.relative_to(ROOT)}: {n}" for n in names if n.split(".")[-1].startswith("test_")]
+    assert offenders == []

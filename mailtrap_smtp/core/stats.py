@@ -5,6 +5,10 @@ Rates are fractions between 0 and 1: delivery and bounce rates of the emails tha
 outcome in the range (delivered + bounced), open, click and spam rates of those delivered. The
 grouped answers carry the SDK's key (`sending_domain_id`, `category`, `email_service_provider`,
 `date`) and, for domains, the current OAS's `domain_id` too.
+
+Sent and rejected (`per_day`, the dashboard's chart) are not in the API's answers: Mailtrap's
+shape is exactly the ten keys, and SDKs that build a struct from them (the Ruby SDK's
+`Struct.new(..., keyword_init: true)`) refuse a key they do not know.
 """
 
 from __future__ import annotations
@@ -117,3 +121,20 @@ async def grouped(conn: Conn, account_id: int, req: StatsRequest, grouping: str)
         item["stats"] = as_stats(row)
         out.append(item)
     return out
+
+
+@dataclass(frozen=True)
+class Day:
+    """One day's counts as the dashboard shows them (see consumers/stats_rollup.py for the terms)."""
+
+    sent: int
+    delivered: int
+    bounced: int
+    rejected: int
+
+
+async def per_day(conn: Conn, account_id: int, start: dt.date, end: dt.date) -> dict[dt.date, Day]:
+    """The days of `start`…`end` (inclusive) that have any count, from the daily rollups."""
+    rows = await store.totals(conn, store.Range(account_id, start, end), "date")
+    return {r["key"]: Day(int(r["sent_count"]), int(r["delivery_count"]), int(r["bounce_count"]),
+                          int(r["rejected_count"])) for r in rows}

@@ -543,4 +543,6 @@ class DeliveryService:
         details["category"] = category
         if res.permanent:
             return queue.Outcome(r.id, queue.BOUNCED, res.reply, details)
-        return self._deferral(r, res.reply, category, session.mx, session.tls_version)
+        deferral = self._deferral(r, res.reply, category, session.mx, session.tls_version)
+        deferral.details["tls_policy"] = session.tls_policy  # as the final outcomes carry it (the timeline shows it)
+        return deferral

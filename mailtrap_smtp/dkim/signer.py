@@ -16,6 +16,7 @@ Nothing in this module logs, and no exception message contains key material.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import re
 import time
@@ -202,6 +203,25 @@ def split_message(message: bytes) -> tuple[list[tuple[bytes, bytes]], bytes]:
 # Signing
 # ---------------------------------------------------------------------------
 
+# Bodies up to this size have their bh= remembered (the last few, by value): the requests of an
+# API batch, or a newsletter sent one message per recipient, share one body and differ in their
+# headers only. Looking a body up hashes it once (in C, no copy); larger bodies are hashed afresh,
+# so the memo never holds more than a few small bodies.
+_BODY_MEMO_BYTES = 64 * 1024
+
+
+def _body_hash(body: bytes) -> str:
+    if len(body) <= _BODY_MEMO_BYTES:
+        return _remembered_body_hash(body)
+    return _compute_body_hash(body)
+
+
+def _compute_body_hash(body: bytes) -> str:
+    return base64.b64encode(hashlib.sha256(canonicalize_body_relaxed(body)).digest()).decode("ascii")
+
+
+_remembered_body_hash = functools.lru_cache(maxsize=8)(_compute_body_hash)
+
 
 def _fold_tags(prefix_len: int, pieces: Sequence[tuple[str, str]]) -> str:
     """Lay out tag-list pieces on lines of at most 78 characters.
@@ -269,7 +289,7 @@ def sign(message: bytes, keys: Sequence[SigningKey], *, timestamp: int | None = 
     # signatures use relaxed body canonicalisation and no l= tag.  (l= is left
     # out on purpose: it lets anyone append content under our signature,
     # RFC 6376 §8.1.)
-    bh = base64.b64encode(hashlib.sha256(canonicalize_body_relaxed(body)).digest()).decode("ascii")
+    bh = _body_hash(body)
 
     # h= lists each signed field once per occurrence.  RFC 6376 §5.4.2:
     # verifiers take instances from the bottom up, so n listings cover all n

@@ -26,13 +26,13 @@ class HooksService:
         """Every consumer family; new ones (suppressions, stats, notifications) are added here."""
         from ..consumers.auto_suppressions import AutoSuppressions
         from ..consumers.quota_notices import QuotaNotices
-        from ..consumers.stats_rollup import StatsRollup
+        from ..consumers.stats_rollup import StatsRollup, SubmissionRollup
         from ..consumers.webhook_alerts import WebhookAlerts
 
         # Any: a TransactionalConsumer declares `kind` as a ClassVar, which mypy does not accept for
         # the Protocol's plain attribute, though the runner only reads it.
         found: list[Any] = [WebhookDelivery(self.cfg.webhooks, self.pool, self.client), AutoSuppressions(),
-                                 StatsRollup()]
+                                 StatsRollup(), SubmissionRollup()]
         if self.signer is not None:
             found += [QuotaNotices(self.cfg, self.signer), WebhookAlerts(self.cfg, self.signer)]
         return found

@@ -48,8 +48,10 @@ class MailtrapJSON(JSONResponse):
     media_type = "application/json; charset=utf-8"  # what Mailtrap sends (§2.6)
 
 
-async def prepare(ctx: ApiContext, caller: Caller, mail: Mail) -> tuple[Mail, bytes] | errors.SendError:
-    """The mail checked (Mailtrap's rules), its template rendered, built into MIME; or the 400."""
+async def prepare(ctx: ApiContext, caller: Caller, mail: Mail,
+                  bodies: mime.BodyCache | None = None) -> tuple[Mail, bytes] | errors.SendError:
+    """The mail checked (Mailtrap's rules), its template rendered, built into MIME (`bodies`: the
+    batch's shared MIME trees); or the 400."""
     problems = mail_problems(mail)
     if problems:
         return errors.send_error(400, *problems)
@@ -59,15 +61,15 @@ async def prepare(ctx: ApiContext, caller: Caller, mail: Mail) -> tuple[Mail, by
             return rendered
         mail = rendered
     try:
-        return mail, mime.build(mail)
+        return mail, mime.build(mail, bodies)
     except mime.BuildError as e:
         return errors.send_error(400, *e.messages)
 
 
-async def send_one(ctx: ApiContext, caller: Caller, mail: Mail,
-                   ip: str | None) -> list[str] | errors.SendError:
+async def send_one(ctx: ApiContext, caller: Caller, mail: Mail, ip: str | None,
+                   bodies: mime.BodyCache | None = None) -> list[str] | errors.SendError:
     """Accept one mail; its recipients' ids (To, Cc, Bcc order) or the error to answer with."""
-    prepared = await prepare(ctx, caller, mail)
+    prepared = await prepare(ctx, caller, mail, bodies)
     if isinstance(prepared, errors.SendError):
         return prepared
     mail, raw = prepared
@@ -201,7 +203,8 @@ async def _batch(body: BatchBody, request: Request, caller: Caller) -> MailtrapJ
     mails = [merged(body.base, r) for r in body.requests]
     # Concurrently, so the group commit (store.messages.AcceptBatcher) stores them in as few
     # statements as it can; each is still accepted or refused on its own, first come first served.
-    results = await asyncio.gather(*(send_one(ctx, caller, m, ip) for m in mails))
+    bodies = mime.BodyCache()
+    results = await asyncio.gather(*(send_one(ctx, caller, m, ip, bodies) for m in mails))
     items = [BatchItem(success=False, errors=list(r.messages)) if isinstance(r, errors.SendError)
              else BatchItem(success=True, message_ids=r) for r in results]
     charged = sum(len(r) for r in results if not isinstance(r, errors.SendError))

@@ -1,4 +1,5 @@
-"""Daily stats rollups (MAILTRAP_COMPAT §7.2): maintained by an outbox consumer, read by requests.
+"""Daily stats rollups (MAILTRAP_COMPAT §7.2; sent and rejected for the dashboard): maintained by
+outbox consumers, read by requests.
 
 A request reads rows in proportion to the days asked (times the distinct domains, streams,
 categories and providers of those days), never to the messages sent.
@@ -15,7 +16,7 @@ from .types import Conn, Record
 
 @dataclass(frozen=True)
 class Outcome:
-    """One delivery, bounce or spam complaint, as the rollup counts it."""
+    """`count` deliveries, bounces, spam complaints, sent or rejected recipients, as the rollups count them."""
 
     account_id: int
     day: dt.date
@@ -23,10 +24,12 @@ class Outcome:
     stream: str
     category: str | None
     mx: str | None
-    kind: str  # DELIVERY, BOUNCE or SPAM
+    kind: str  # one of KINDS
+    count: int = 1
 
 
-DELIVERY, BOUNCE, SPAM = "delivery", "bounce", "spam"
+DELIVERY, BOUNCE, SPAM, SENT, REJECTED = "delivery", "bounce", "spam", "sent", "rejected"
+KINDS = (DELIVERY, BOUNCE, SPAM, SENT, REJECTED)
 
 
 async def add(conn: Conn, outcomes: Sequence[Outcome]) -> None:
@@ -34,21 +37,28 @@ async def add(conn: Conn, outcomes: Sequence[Outcome]) -> None:
     touch a row twice). The mailbox provider comes from the MX host (`mts_mail_provider`)."""
     await conn.execute(
         """INSERT INTO stats_daily AS s (account_id, day, domain_id, stream, category, provider,
-                                         delivery_count, bounce_count, spam_count)
+                                         delivery_count, bounce_count, spam_count, sent_count, rejected_count)
            SELECT account_id, day, coalesce(domain_id, 0), stream, coalesce(category, ''),
-                  coalesce(mts_mail_provider(mx), ''), count(*) FILTER (WHERE kind = 'delivery'),
-                  count(*) FILTER (WHERE kind = 'bounce'), count(*) FILTER (WHERE kind = 'spam')
-             FROM unnest($1::bigint[], $2::date[], $3::bigint[], $4::text[], $5::text[], $6::text[], $7::text[])
-                  AS o(account_id, day, domain_id, stream, category, mx, kind)
+                  coalesce(mts_mail_provider(mx), ''),
+                  coalesce(sum(n) FILTER (WHERE kind = 'delivery'), 0),
+                  coalesce(sum(n) FILTER (WHERE kind = 'bounce'), 0),
+                  coalesce(sum(n) FILTER (WHERE kind = 'spam'), 0),
+                  coalesce(sum(n) FILTER (WHERE kind = 'sent'), 0),
+                  coalesce(sum(n) FILTER (WHERE kind = 'rejected'), 0)
+             FROM unnest($1::bigint[], $2::date[], $3::bigint[], $4::text[], $5::text[], $6::text[], $7::text[],
+                         $8::bigint[])
+                  AS o(account_id, day, domain_id, stream, category, mx, kind, n)
             GROUP BY 1, 2, 3, 4, 5, 6
             ORDER BY 1, 2, 3, 4, 5, 6
            ON CONFLICT (account_id, day, domain_id, stream, category, provider) DO UPDATE
               SET delivery_count = s.delivery_count + EXCLUDED.delivery_count,
                   bounce_count = s.bounce_count + EXCLUDED.bounce_count,
-                  spam_count = s.spam_count + EXCLUDED.spam_count""",
+                  spam_count = s.spam_count + EXCLUDED.spam_count,
+                  sent_count = s.sent_count + EXCLUDED.sent_count,
+                  rejected_count = s.rejected_count + EXCLUDED.rejected_count""",
         [o.account_id for o in outcomes], [o.day for o in outcomes], [o.domain_id for o in outcomes],
         [o.stream for o in outcomes], [o.category for o in outcomes], [o.mx for o in outcomes],
-        [o.kind for o in outcomes],
+        [o.kind for o in outcomes], [o.count for o in outcomes],
     )
 
 
@@ -77,7 +87,9 @@ async def totals(conn: Conn, r: Range, group: str | None = None) -> list[Record]
                    coalesce(sum(bounce_count), 0)::bigint AS bounce_count,
                    coalesce(sum(open_count), 0)::bigint AS open_count,
                    coalesce(sum(click_count), 0)::bigint AS click_count,
-                   coalesce(sum(spam_count), 0)::bigint AS spam_count
+                   coalesce(sum(spam_count), 0)::bigint AS spam_count,
+                   coalesce(sum(sent_count), 0)::bigint AS sent_count,
+                   coalesce(sum(rejected_count), 0)::bigint AS rejected_count
               FROM stats_daily
              WHERE account_id = $1 AND day BETWEEN $2 AND $3
                AND ($4::bigint[] IS NULL OR domain_id = ANY($4))

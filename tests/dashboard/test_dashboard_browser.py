@@ -6,7 +6,12 @@ log in; add a domain; see its records; publish them in the loopback DNS; verify;
 send through the API; find the message in the logs with its delivered event; add and remove a
 suppression; create a webhook, see a delivery and a test event in its log; create and revoke a
 token; edit a template with its preview; keep and view a sandbox message; log out, and in as the
-operator. A screenshot of each page goes to SCREENSHOTS (look at them).
+operator. A screenshot of each page goes to SCREENSHOTS (look at them), and one at a phone's width
+(375 CSS px, `<name>-phone.png`).
+
+Every page shot is also checked: axe-core (vendored from npm in tests/vendor/axe-core, injected by
+Selenium, never served by the app) finds no serious or critical violation of WCAG 2.x A/AA rules,
+and at 375 px the page has no horizontal scroll.
 
 The browser trusts exactly the test server's key (`--ignore-certificate-errors-spki-list`), not
 any certificate. Selenium blocks, so each browser step runs in a thread while the service keeps
@@ -30,7 +35,7 @@ from cryptography.hazmat.primitives import serialization
 
 from mailtrap_smtp import outbox
 from mailtrap_smtp.config import WebhooksConfig
-from mailtrap_smtp.consumers.stats_rollup import StatsRollup
+from mailtrap_smtp.consumers.stats_rollup import StatsRollup, SubmissionRollup
 from mailtrap_smtp.core import operator_password
 from mailtrap_smtp.delivery.worker import DeliveryService
 from mailtrap_smtp.dnsresolve import make_resolver
@@ -42,6 +47,26 @@ from tests.paths import ROOT
 from tests.webhook_receiver import Receiver
 
 CHROMIUM, DRIVER = shutil.which("chromium"), shutil.which("chromedriver")
+AXE = ROOT / "tests" / "vendor" / "axe-core" / "axe.min.js"
+BLOCKING = ("serious", "critical")  # axe's impacts that fail the walk
+# A phone (iPhone SE/mini width): the viewport meta applies, as on a real phone.
+PHONE = {"width": 375, "height": 812, "deviceScaleFactor": 1, "mobile": True}
+# axe's results, reduced to what a failure message needs. No frames: the message-HTML frame is
+# sandboxed without scripts, so axe could not run in it (and it is the sender's HTML, not ours).
+_AXE_RUN = """const done = arguments[arguments.length - 1];
+axe.run(document, {iframes: false, resultTypes: ["violations"]}).then(
+  r => done(r.violations.map(v => ({id: v.id, impact: v.impact, help: v.help,
+                                    nodes: v.nodes.slice(0, 5).map(n => n.target.join(" "))}))),
+  e => done([{id: "axe-error", impact: "critical", help: String(e), nodes: []}]));"""
+# The page's width and its viewport's, and the elements that stick out of it unclipped (to name them).
+_WIDTHS = """const w = document.documentElement.clientWidth, out = [];
+for (const el of document.querySelectorAll("body *")) {
+  if (el.getBoundingClientRect().right <= w + 1) continue;
+  let p = el.parentElement;
+  while (p && getComputedStyle(p).overflowX === "visible") p = p.parentElement;
+  if (!p) out.push(el.tagName.toLowerCase() + (el.id ? "#" + el.id : "") + (el.className ? "." + el.className : ""));
+}
+return [document.documentElement.scrollWidth, w, out.slice(0, 6)];"""
 SCREENSHOTS = Path(os.environ.get("DASHBOARD_SCREENSHOTS", ROOT / "build" / "screenshots"))
 pytestmark = pytest.mark.skipif(CHROMIUM is None or DRIVER is None,
                                 reason="needs Debian's chromium and chromium-driver (.ci/run installs them)")
@@ -51,6 +76,7 @@ if CHROMIUM and DRIVER:
     from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
     from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
     from selenium.webdriver.remote.webdriver import WebDriver
     from selenium.webdriver.support import expected_conditions as ec
     from selenium.webdriver.support.ui import WebDriverWait
@@ -72,6 +98,7 @@ def browser(cert_files: tuple[Path, Path]) -> Any:
         options.add_argument(arg)
     driver = webdriver.Chrome(options=options, service=Service(str(DRIVER)))
     driver.set_page_load_timeout(20)
+    driver.set_script_timeout(30)
     yield driver
     driver.quit()
 
@@ -81,21 +108,51 @@ class Walk:
 
     def __init__(self, driver: WebDriver, base: str) -> None:
         self.d, self.base = driver, base
+        self.axe = AXE.read_text(encoding="utf-8")
+        self.problems: list[str] = []  # every page's, reported together at the end
+        self.checked: list[str] = []
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
 
     def open(self, path: str) -> None:
         self.d.get(self.base + "/dashboard" + path)
 
     def shot(self, name: str) -> None:
+        """Screenshots at desktop and phone width, and the page's accessibility and phone checks."""
         self.d.save_screenshot(str(SCREENSHOTS / f"{name}.png"))
+        self.d.execute_script(self.axe)
+        self.accessible(name)
+        # Only the layout changes (no reload): a page shown once after a form keeps its content.
+        self.d.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", PHONE)
+        try:
+            scroll, client, wide = self.d.execute_script(_WIDTHS)
+            if scroll > client:
+                self.problems.append(f"{name}: scrolls sideways at {PHONE['width']} px ({scroll} > {client}): {wide}")
+            self.d.save_screenshot(str(SCREENSHOTS / f"{name}-phone.png"))
+            self.accessible(f"{name}-phone")  # what only overflows on a phone (scroll regions)
+        finally:
+            self.d.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
+        self.checked.append(name)
+
+    def accessible(self, name: str) -> None:
+        for v in self.d.execute_async_script(_AXE_RUN):
+            if v["impact"] in BLOCKING:
+                self.problems.append(f"{name}: {v['impact']} {v['id']} ({v['help']}) at {v['nodes']}")
+
+    def keyboard_start(self) -> tuple[str, str, str]:
+        """From the top of the page, the first Tab's element, its outline, and where Enter on it leads."""
+        self.d.find_element(By.TAG_NAME, "body").send_keys(Keys.TAB)
+        focused = self.d.switch_to.active_element
+        text, outline = focused.text, focused.value_of_css_property("outline-style")
+        focused.send_keys(Keys.ENTER)
+        return text, outline, self.d.execute_script("return location.hash")
+
+    def press(self, text: str) -> None:
+        self.d.find_element(By.XPATH, f"//button[normalize-space()='{text}']").click()
 
     def fill(self, field_id: str, value: str) -> None:
         box = self.d.find_element(By.ID, field_id)
         box.clear()
         box.send_keys(value)
-
-    def press(self, text: str) -> None:
-        self.d.find_element(By.XPATH, f"//button[normalize-space()='{text}']").click()
 
     def wait_text(self, text: str, timeout: float = 10) -> None:
         # The page under the wait may be replaced by the next one between finding <main> and reading
@@ -130,6 +187,8 @@ async def test_newcomer_walks_every_flow(walk: tuple[Walk, ApiEnv], dns_server: 
     await step(w.fill, "token", admin)
     await step(w.press, "Log in")
     await step(w.wait_text, "This period's usage")
+    # keyboard: the first Tab lands on the skip link, visibly focused, and Enter goes to the content
+    assert await step(w.keyboard_start) == ("Skip to content", "solid", "#main")
 
     # add a domain, see its records
     await step(w.open, "/domains")
@@ -151,9 +210,9 @@ async def test_newcomer_walks_every_flow(walk: tuple[Walk, ApiEnv], dns_server: 
     statuses = await step(lambda: [e.text for e in w.d.find_elements(By.CSS_SELECTOR, "table.records .status")])
     assert set(statuses) == {"pass"}
     await step(w.shot, "04-domain-verified")
-    await step(w.d.set_window_size, 390, 844)  # a phone
-    await step(w.shot, "04b-domain-verified-phone")
-    await step(w.d.set_window_size, 1280, 1000)
+    await step(w.open, "/domains")
+    await step(w.wait_text, "shop.test")
+    await step(w.shot, "04a-domains")
 
     # create a webhook (its secret shown once)
     receiver = Receiver()
@@ -180,7 +239,7 @@ async def test_newcomer_walks_every_flow(walk: tuple[Walk, ApiEnv], dns_server: 
             await DeliveryService(cfg, env.pool, make_resolver(["127.0.0.1:9"], 0.5)).run_once()
         hooks_cfg = WebhooksConfig(flush_seconds=0.0, timeout_seconds=2.0, allow_private_targets=True)
         async with make_client(hooks_cfg) as client:
-            consumers = [StatsRollup(), WebhookDelivery(hooks_cfg, env.pool, client)]
+            consumers = [StatsRollup(), SubmissionRollup(), WebhookDelivery(hooks_cfg, env.pool, client)]
             await outbox.OutboxRunner(env.pool, consumers).run_once()
         assert any(e["event"] == "delivery" for r in receiver.requests for e in r.events())
 
@@ -209,13 +268,14 @@ async def test_newcomer_walks_every_flow(walk: tuple[Walk, ApiEnv], dns_server: 
     await step(lambda: w.d.find_element(By.LINK_TEXT, "Hello from the dashboard test").click())
     await step(w.wait_text, "Timeline")
     page = await step(w.main)
-    assert "delivery" in page and "delivered" in page and "Subject: Hello from the dashboard test" in page
+    assert "Attempt 1: delivered" in page and "Subject: Hello from the dashboard test" in page
+    assert "after reception" in page and "policy " in page
     assert await step(lambda: w.d.find_element(By.CSS_SELECTOR, "iframe.message-html").get_attribute("sandbox")) == ""
     await step(w.shot, "06-message")
 
     # the overview counts the delivery
     await step(w.open, "/")
-    await step(w.wait_text, "Delivered 1")
+    await step(w.wait_text, "Sent 1, delivered 1")
     await step(w.shot, "02-overview")
 
     # add and remove a suppression
@@ -257,6 +317,9 @@ async def test_newcomer_walks_every_flow(walk: tuple[Walk, ApiEnv], dns_server: 
     await step(w.press, "Save and preview")
     await step(w.wait_text, "Subject: Hi Ada")
     await step(w.shot, "12-template-preview")
+    await step(w.open, "/templates")
+    await step(w.wait_text, "Welcome")
+    await step(w.shot, "12a-templates")
 
     # a sandbox inbox: a message kept there, its HTML in a sandboxed frame, its header fields
     await step(w.open, "/inboxes")
@@ -264,6 +327,7 @@ async def test_newcomer_walks_every_flow(walk: tuple[Walk, ApiEnv], dns_server: 
     await step(w.press, "Create inbox")
     await step(w.wait_text, "Inbox 'QA' created")
     inbox_id = (await step(lambda: w.d.current_url)).rstrip("/").rsplit("/", 1)[1]
+    await step(w.shot, "13a-inbox")
     async with env.client() as c:
         kept = await c.post(f"/api/send/{inbox_id}", headers=env.auth(admin), json=minimal(
             subject="Kept for QA", text="plain part", html="<h2>Order shipped</h2><p>Thanks for waiting.</p>"))
@@ -274,13 +338,22 @@ async def test_newcomer_walks_every_flow(walk: tuple[Walk, ApiEnv], dns_server: 
     frame = await step(lambda: w.d.find_element(By.CSS_SELECTOR, "iframe.message-html"))
     assert await step(frame.get_attribute, "sandbox") == ""
     await step(w.shot, "13-sandbox-message")
+    await step(w.open, "/inboxes")
+    await step(w.wait_text, "QA")
+    await step(w.shot, "13b-inboxes")
+    await step(w.open, "/logs/00000000-0000-4000-8000-000000000000")
+    await step(w.wait_text, "no such page")
+    await step(w.shot, "15-not-found")
+    await step(w.open, "/")
 
     # log out; the operator logs in with the password set by the CLI's use case and sees every account
     operator_password.set_password(operator_password.path_for(env.cfg), "operator password for the walk")
     await step(w.press, "Log out")
     await step(w.wait_text, "Log in")
+    await step(w.shot, "01a-logged-out")
     await step(w.fill, "token", "operator password for the walk")
     await step(w.press, "Log in")
     await step(w.wait_text, "Every account")
     assert "shop.test" in await step(w.main)
     await step(w.shot, "14-operator")
+    assert len(w.checked) == 20 and not w.problems, "\n".join(w.problems)

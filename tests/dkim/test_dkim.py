@@ -533,8 +533,10 @@ def test_large_message_signs_and_verifies() -> None:
     assert dkimpy.verify(sig + msg, dnsfunc=dnsfunc_for((key, txt)))
 
 
-def test_body_canonicalised_once_for_several_keys(monkeypatch: pytest.MonkeyPatch) -> None:
-    calls = []
+@pytest.fixture
+def canonicalised(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The length of each body the signer canonicalises from now on."""
+    calls: list[int] = []
     real = mdkim.canonicalize_body_relaxed
 
     def counting(body: bytes) -> bytes:
@@ -542,9 +544,30 @@ def test_body_canonicalised_once_for_several_keys(monkeypatch: pytest.MonkeyPatc
         return real(body)
 
     monkeypatch.setattr(mdkim.signer, "canonicalize_body_relaxed", counting)
+    return calls
+
+
+def test_body_canonicalised_once_for_several_keys(canonicalised: list[int]) -> None:
     keys = [make_key(RSA, "a")[0], make_key(RSA, "b")[0], make_key(ED, "c")[0]]
-    assert sign(MSG, keys).count(b"DKIM-Signature:") == 3
-    assert len(calls) == 1
+    msg = MSG + os.urandom(8).hex().encode() + b"\r\n"  # a body no earlier test signed
+    assert sign(msg, keys).count(b"DKIM-Signature:") == 3
+    assert len(canonicalised) == 1
+
+
+@pytest.mark.parametrize("body_size", [1_000, 200_000], ids=["remembered", "too-large-to-remember"])
+def test_same_body_under_other_headers(canonicalised: list[int], body_size: int) -> None:
+    """A batch's messages share a body: small bodies are canonicalised once (bh= remembered by
+    value), large ones every time; either way each signature verifies and bh= is the body's."""
+    key, txt = make_key(RSA)
+    body = (os.urandom(8).hex().encode() + b" line \t \r\n") * (body_size // 24)
+    msgs = [f"From: a@example.com\r\nTo: r{i}@example.org\r\nSubject: n{i}\r\n\r\n".encode() + body
+            for i in range(3)]
+    sigs = [sign(m, [key]) for m in msgs]
+    assert len(canonicalised) == (1 if body_size <= 64 * 1024 else 3)
+    want = base64.b64encode(hashlib.sha256(DkimpyRelaxed.canonicalize_body(body)).digest())
+    for m, s in zip(msgs, sigs, strict=True):
+        assert dkimpy.verify(s + m, dnsfunc=dnsfunc_for((key, txt)))
+        assert parse_tag_value(s.split(b":", 1)[1].replace(b"\r\n", b""))[b"bh"] == want
 
 
 def test_default_timestamp_is_now() -> None:

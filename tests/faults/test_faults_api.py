@@ -13,9 +13,10 @@ import httpx
 import pytest
 
 from tests import faults_support
-from tests.faults_support import OwnPostgres, start_serve, stop_serve, wait_listening, wait_log, write_config
+from tests.faults_support import OwnPostgres
 from tests.http_util import minimal
 from tests.mx_sink import free_port
+from tests.serve_util import start_serve, stop_serve, wait_log, wait_port, write_config
 from tests.smtp_util import create_account
 
 own_pg = faults_support.own_pg  # fixtures
@@ -47,7 +48,7 @@ async def test_api_recovers_from_a_restart_and_stores_nothing_meanwhile(
                           delivery={"mode": "sandbox"})
     proc = await start_serve(config, log, "--processes", "1")
     try:
-        await wait_listening(http_port, proc)
+        await wait_port(http_port, proc)
         pool = await asyncpg.create_pool(fault_dsn, min_size=1, max_size=2)
         try:
             acct = await create_account(pool)

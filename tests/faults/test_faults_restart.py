@@ -14,8 +14,9 @@ import asyncpg
 import pytest
 
 from tests import faults_support
-from tests.faults_support import OwnPostgres, send_one, start_serve, stop_serve, wait_listening, wait_log, write_config
+from tests.faults_support import OwnPostgres
 from tests.mx_sink import MxSink, free_port
+from tests.serve_util import send_one, start_serve, stop_serve, wait_log, wait_port, write_config
 from tests.smtp_util import create_account
 
 own_pg = faults_support.own_pg  # fixtures
@@ -55,7 +56,7 @@ async def test_restart_loses_nothing_and_everything_recovers(
                               dns={"nameservers": ["127.0.0.1:9"], "timeout_seconds": 0.5})
         proc = await start_serve(config, log, "--processes", "1")
         try:
-            await wait_listening(port, proc)
+            await wait_port(port, proc)
             pool = await asyncpg.create_pool(fault_dsn, min_size=1, max_size=2)
             try:
                 acct = await create_account(pool)

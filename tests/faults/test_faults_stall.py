@@ -16,8 +16,9 @@ from mailtrap_smtp.app import smtp_service
 from mailtrap_smtp.signing import KeyStore
 from mailtrap_smtp.store import db as store_db
 from tests import faults_support
-from tests.faults_support import OwnPostgres, start_serve, stored, wait_listening, write_config
+from tests.faults_support import OwnPostgres, stored
 from tests.mx_sink import free_port
+from tests.serve_util import start_serve, wait_port, write_config
 from tests.smtp_util import RawClient, create_account, message, reply_line, smtp_sections
 
 own_pg = faults_support.own_pg  # fixtures
@@ -80,7 +81,7 @@ async def test_sigterm_while_the_database_is_frozen_ends_within_grace_plus_a_bou
     proc = await start_serve(config, log, "--processes", "1")
     frozen: list[int] = []
     try:
-        await wait_listening(port, proc)
+        await wait_port(port, proc)
         pool = await asyncpg.create_pool(fault_dsn, min_size=1, max_size=2)
         try:
             acct = await create_account(pool)

@@ -11,9 +11,8 @@ from typing import Any
 
 import pytest
 
-from tests.faults_support import start_serve, stop_serve, wait_listening, wait_log
 from tests.mx_sink import free_port
-from tests.serve_util import children
+from tests.serve_util import children, start_serve, stop_serve, wait_log, wait_port
 
 
 def _socket_owner(server_port: int, client_port: int, pids: list[int]) -> int:
@@ -77,7 +76,7 @@ async def test_a_killed_process_is_restarted_and_its_connections_uncounted(make_
     proc = await start_serve(tmp_path / "config.toml", log, "--role", "smtp", "--processes", "2")
     writers = []
     try:
-        await wait_listening(port, proc)
+        await wait_port(port, proc)
         await wait_log(log, "SMTP listening on", count=2)
         kids = await _serving_processes(proc, 2)
         held = []  # (client port, writer) of the connections that count against the cap
@@ -115,7 +114,7 @@ async def test_repeated_deaths_stop_the_service_non_zero(make_config: Any, tmp_p
     log = tmp_path / "serve.log"
     proc = await start_serve(tmp_path / "config.toml", log, "--role", "smtp", "--processes", "2")
     try:
-        await wait_listening(port, proc)
+        await wait_port(port, proc)
         kids = await _serving_processes(proc, 2)
         for death in range(1, 6):  # the limit: 5 deaths within 60 s
             victim = kids[0]

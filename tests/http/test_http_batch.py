@@ -74,3 +74,41 @@ async def test_batch_needs_a_token(api: ApiEnv) -> None:
         r = await c.post("/api/batch", json={"requests": [{"to": [{"email": "a@x.test"}]}]})
     assert (r.status_code, r.json()) == (401, {"success": False, "errors": ["Unauthorized"]})
     await api.assert_nothing_stored()
+
+
+async def test_batch_requests_keep_their_own_content(api: ApiEnv) -> None:
+    """The MIME tree is built once per distinct content of a batch (http/mime.BodyCache): a request
+    that overrides text, html or attachments gets its own, the others the base's, and an invalid
+    attachment is refused for its request only."""
+    att = {"content": "aGVsbG8=", "filename": "a.txt", "type": "text/plain"}
+    body = {
+        "base": {"from": {"email": SENDER}, "subject": "S", "text": "base text", "html": "<p>base</p>",
+                 "attachments": [att]},
+        "requests": [
+            {"to": [{"email": "a@x.test"}]},
+            {"to": [{"email": "b@x.test"}], "text": "own text"},
+            {"to": [{"email": "c@x.test"}], "attachments": [{**att, "content": "b3du"}]},
+            {"to": [{"email": "d@x.test"}], "attachments": [{**att, "content": "not base64!"}]},
+            {"to": [{"email": "e@x.test"}], "html": "<p>own</p>"},
+            {"to": [{"email": "f@x.test"}]},
+        ],
+    }
+    async with api.client() as c:
+        r = await c.post("/api/batch", json=body, headers=api.auth())
+    res = r.json()["responses"]
+    assert [x["success"] for x in res] == [True, True, True, False, True, True]
+    assert res[3] == {"success": False, "errors": ["attachment 'a.txt' content is not valid base64"]}
+    assert await api.counts() == {"messages": 5, "recipients": 5, "used": 5}
+
+    async def content(item: dict[str, Any]) -> tuple[str, str, bytes, str]:
+        m = email.message_from_bytes(await api.raw_of(item["message_ids"][0]), policy=email.policy.default)
+        plain, html = m.get_body(("plain",)), m.get_body(("html",))
+        assert plain is not None and html is not None
+        (part,) = list(m.iter_attachments())
+        return plain.get_content().strip(), html.get_content().strip(), part.get_payload(decode=True), m["To"]
+
+    assert await content(res[0]) == ("base text", "<p>base</p>", b"hello", "a@x.test")
+    assert await content(res[1]) == ("own text", "<p>base</p>", b"hello", "b@x.test")
+    assert await content(res[2]) == ("base text", "<p>base</p>", b"own", "c@x.test")
+    assert await content(res[4]) == ("base text", "<p>own</p>", b"hello", "e@x.test")
+    assert await content(res[5]) == ("base text", "<p>base</p>", b"hello", "f@x.test")

@@ -1,5 +1,6 @@
 """Login (an admin token of the account, `permissions.may_manage`, or the operator password set
-with `mailtrap-smtp dashboard set-password`) and logout.
+with `mailtrap-smtp dashboard set-password`), which opens a server-side session, and logout,
+which ends it.
 
 The login form carries a CSRF token bound to a random pre-login cookie (login CSRF: another site
 must not log a victim into the attacker's account). The session cookie is `HttpOnly; Secure;
@@ -19,9 +20,9 @@ from fastapi import APIRouter, Depends, Request
 from starlette.responses import RedirectResponse, Response
 
 from ... import tokens
-from ...core import operator_password
+from ...core import dashboard_sessions, operator_password
 from ..principal import context
-from .session import LOGIN_COOKIE, SESSION_COOKIE, SESSION_SECONDS, new_login_nonce
+from .session import LOGIN_COOKIE, SESSION_COOKIE, new_login_nonce
 from .web import OPERATOR, PREFIX, TOKEN, Forbidden, Operator, Viewer, admin_of, keys, posted, render, session_of, text
 
 router = APIRouter(prefix=PREFIX)
@@ -67,16 +68,18 @@ def _form(request: Request, error: str | None, status: int) -> Response:
     return response
 
 
-async def _subject(request: Request, secret: str) -> str | None:
-    """What the session will hold for `secret`, or None if it opens nothing. A token is taken
-    without the blanks a paste may add; a password exactly as typed."""
+async def _subject(request: Request, secret: str) -> tuple[str, int | None] | None:
+    """What the session will hold for `secret` and whose it is (an account id; None: the
+    operator's), or None if it opens nothing. A token is taken without the blanks a paste may add;
+    a password exactly as typed."""
     token = secret.strip()
     if tokens.public_id_of(token) is not None:
-        return TOKEN + token if await admin_of(request, token) is not None else None
+        principal = await admin_of(request, token)
+        return None if principal is None else (TOKEN + token, principal.account_id)
     path = operator_password.path_for(context(request).cfg)
     # scrypt takes tens of milliseconds of CPU: off the event loop.
     fingerprint = await asyncio.to_thread(operator_password.check, path, secret) if secret else None
-    return None if fingerprint is None else OPERATOR + fingerprint
+    return None if fingerprint is None else (OPERATOR + fingerprint, None)
 
 
 @router.post("/login")
@@ -88,12 +91,16 @@ async def login(request: Request) -> Response:
     braked = _braked(request)
     if braked is not None:
         return braked
-    subject = await _subject(request, text(form, "token"))
-    if subject is None:
+    found = await _subject(request, text(form, "token"))
+    if found is None:
         return _form(request, REFUSED, 401)
-    response = RedirectResponse(PREFIX + ("/operator" if subject.startswith(OPERATOR) else "/"), status_code=303)
-    response.set_cookie(SESSION_COOKIE, keys(request).seal(subject), max_age=SESSION_SECONDS,
-                        **_COOKIE)  # type: ignore[arg-type]
+    subject, account_id = found
+    cfg = context(request).cfg.dashboard
+    async with context(request).pool.acquire() as conn:
+        session_id = await dashboard_sessions.open_session(conn, account_id, cfg)
+    response = RedirectResponse(PREFIX + ("/operator" if account_id is None else "/"), status_code=303)
+    response.set_cookie(SESSION_COOKIE, keys(request).seal(subject, session_id, cfg.session_max_seconds),
+                        max_age=int(cfg.session_max_seconds), **_COOKIE)  # type: ignore[arg-type]
     response.delete_cookie(LOGIN_COOKIE, **_COOKIE)  # type: ignore[arg-type]
     return response
 
@@ -101,6 +108,8 @@ async def login(request: Request) -> Response:
 @router.post("/logout")
 async def logout(request: Request, who: Viewer | Operator = Depends(session_of)) -> Response:
     await posted(request, who)
+    async with who.ctx.pool.acquire() as conn:
+        await dashboard_sessions.end(conn, who.session)  # every copy of the cookie opens nothing now
     response = RedirectResponse(PREFIX + "/login", status_code=303)
     response.delete_cookie(SESSION_COOKIE, **_COOKIE)  # type: ignore[arg-type]
     return response

@@ -1,6 +1,7 @@
 """Email logs: search and filters (the logs use case's: recipient, sender, subject, status, stream,
 time range), newest first, paginated by the use case's cursor (`search_after`, never OFFSET); one
-message's page with its timeline and raw message; its HTML part shown only in a sandboxed frame."""
+message's page with its timeline (core/timeline.py: each attempt's MX, reply, TLS and delays) and
+raw message; its HTML part shown only in a sandboxed frame."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import uuid
 from fastapi import APIRouter, Depends, Request
 from starlette.responses import Response
 
-from ...core import email_logs
+from ...core import email_logs, timeline
 from ...core.suppressions import Invalid, NotFound
 from . import message_view
 from .web import PREFIX, Missing, Viewer, render, viewer
@@ -81,10 +82,11 @@ async def message_page(entry_id: str, request: Request, who: Viewer = Depends(vi
     async with who.ctx.pool.acquire() as conn:
         try:
             msg = await email_logs.show(conn, who.account_id, entry, extras=True)
+            steps = await timeline.timeline(conn, who.account_id, entry)
         except NotFound:
             raise Missing from None
     raw = await _raw(who, entry)
-    return render(request, who, "message.html", title=str(msg["subject"] or "(no subject)"), msg=msg,
+    return render(request, who, "message.html", title=str(msg["subject"] or "(no subject)"), msg=msg, steps=steps,
                   raw=None if raw is None else message_view.as_text(raw),
                   has_html=raw is not None and message_view.html_part(raw) is not None)
 

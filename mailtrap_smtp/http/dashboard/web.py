@@ -26,7 +26,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ... import permissions
 from ...auth import Principal
-from ...core import operator_password
+from ...core import dashboard_sessions, operator_password
 from ...outcomes import Rejected
 from ..context import ApiContext
 from ..principal import context
@@ -45,7 +45,23 @@ def when(value: dt.datetime | str | None, missing: str = "—") -> str:
     return t.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
+def took(value: dt.timedelta) -> str:
+    """A delay as people read it: "0.4 s", "12 s", "3 min 05 s", "2 h 07 min", "3 d 4 h"."""
+    s = max(0.0, value.total_seconds())
+    if s < 10:
+        return f"{s:.1f} s"
+    n = int(s)
+    if n < 60:
+        return f"{n} s"
+    if n < 3600:
+        return f"{n // 60} min {n % 60:02d} s"
+    if n < 86400:
+        return f"{n // 3600} h {n % 3600 // 60:02d} min"
+    return f"{n // 86400} d {n % 86400 // 3600} h"
+
+
 TEMPLATES.env.filters["when"] = when
+TEMPLATES.env.filters["took"] = took
 
 # No inline script or style anywhere (script-src/style-src 'self'); frames only from our own
 # message-HTML route, itself sandboxed; forms post only to us; no page may frame the dashboard.
@@ -76,6 +92,7 @@ class Viewer:
     principal: Principal
     csrf: str
     ctx: ApiContext
+    session: str  # the server-side session's id (core/dashboard_sessions.py)
     operator = False
 
     @property
@@ -89,6 +106,7 @@ class Operator:
 
     csrf: str
     ctx: ApiContext
+    session: str
     operator = True
 
 
@@ -120,19 +138,29 @@ async def admin_of(request: Request, token: str) -> Principal | None:
 
 async def session_of(request: Request) -> Viewer | Operator:
     cookie = request.cookies.get(SESSION_COOKIE)
-    subject = keys(request).open(cookie)
-    if cookie is None or subject is None:
+    opened = keys(request).open(cookie)
+    if cookie is None or opened is None:
         raise LoginRequired
+    subject, session_id = opened
     ctx = context(request)
     if subject.startswith(OPERATOR):
         current = await asyncio.to_thread(operator_password.fingerprint, operator_password.path_for(ctx.cfg))
         if current is None or not hmac.compare_digest(current, subject.removeprefix(OPERATOR)):
             raise LoginRequired
-        return Operator(keys(request).csrf(cookie), ctx)
+        await _alive(ctx, session_id, None)
+        return Operator(keys(request).csrf(cookie), ctx, session_id)
     principal = await admin_of(request, subject.removeprefix(TOKEN))
     if principal is None:
         raise LoginRequired
-    return Viewer(principal, keys(request).csrf(cookie), ctx)
+    await _alive(ctx, session_id, principal.account_id)
+    return Viewer(principal, keys(request).csrf(cookie), ctx, session_id)
+
+
+async def _alive(ctx: ApiContext, session_id: str, account_id: int | None) -> None:
+    """The session must still be open on the server (not logged out, not idle or too old)."""
+    async with ctx.pool.acquire() as conn:
+        if not await dashboard_sessions.alive(conn, session_id, account_id, ctx.cfg.dashboard):
+            raise LoginRequired
 
 
 async def viewer(request: Request) -> Viewer:
