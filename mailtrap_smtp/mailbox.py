@@ -72,6 +72,27 @@ def a_label(domain: str) -> str:
     return _to_ascii(text) or text.lower()
 
 
+def suppression_form(address: str) -> str:
+    """The address as suppressions store and compare it (always through SQL `lower()`).
+
+    The domain in lower-case A-labels when it is not ASCII, as RCPT and delivery compare it, so
+    `a@bücher.example` and `a@xn--bcher-kva.example` are one suppression; the local part as given
+    (RFC 6531 §3.2: it has no other form) but, when it is not ASCII, lower-cased here with Unicode's
+    mapping. Suppressions ignore case, as they always have for ASCII: PostgreSQL's `lower()` folds
+    only ASCII under the C locale and all of Unicode under a UTF-8 one, so a non-ASCII local part
+    reaches it already lower-case and matches alike on every database. An ASCII address comes back
+    unchanged (its spelling is what the Suppression object shows).
+    """
+    if address.isascii():
+        return address
+    local, at, domain = address.rpartition("@")
+    if not at:
+        return address.lower()
+    if not local.isascii():
+        local = local.lower()
+    return f"{local}@{domain if domain.isascii() else a_label(domain)}"
+
+
 def local_part_is_ascii(address: str) -> bool:
     """Whether the address can travel without SMTPUTF8 once its domain is in A-labels (RFC 6531 §3.2:
     only the domain can be converted; a non-ASCII local part has no ASCII form)."""

@@ -16,6 +16,7 @@ class Outcome(enum.Enum):
     SIZE_EXCEEDED = "size_exceeded"                      # larger than the account's message size limit
     BARE_LINE_ENDING = "bare_line_ending"                # bare CR, bare LF or NUL in the message
     TEXT_LINE_TOO_LONG = "text_line_too_long"            # a line over 998 characters (RFC 5322 §2.1.1)
+    HEADER_NOT_UTF8 = "header_not_utf8"                  # SMTPUTF8 mail whose header is not UTF-8 (RFC 6532 §3)
     FROM_HEADER_MISMATCH = "from_header_mismatch"        # From: is not on a sending domain of the account
     FROM_HEADER_COUNT = "from_header_count"              # not exactly one From: header (RFC 5322 §3.6)
     SENDER_DOMAIN_NOT_ALLOWED = "sender_domain_not_allowed"  # envelope sender's domain may not send

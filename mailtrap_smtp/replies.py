@@ -122,6 +122,10 @@ _TABLE: list[tuple[str, int, str, str]] = [
     ("IDEMPOTENCY_IN_FLIGHT", 451, "4.5.0", "A message with this X-Idempotency-Key is still being accepted"),
     ("BARE_LINE_ENDING", 550, "5.6.0", "Message contains bare CR, bare LF or NUL: use CRLF line endings"),
     ("TEXT_LINE_TOO_LONG", 550, "5.5.2", "Line too long: at most 998 characters per line"),
+    # RFC 6532 §3: the header of internationalised mail is UTF-8 (RFC 3629), nothing else. X.6.0
+    # (RFC 3463 §3.7, "other or undefined media error"), like the other refusals of the content:
+    # X.6.7 is registered for non-ASCII addresses, X.6.9 for a UTF-8 message a later hop cannot take.
+    ("HEADER_NOT_UTF8", 550, "5.6.0", "Message header is not valid UTF-8"),
     ("TEMPORARY_FAILURE", 451, "4.3.0", "Temporary failure: please try again later"),
     # --- BDAT (RFC 3030 CHUNKING) ---
     ("BDAT_CHUNK_OK", 250, "2.0.0", "Ok: {size} octets received"),  # formatted: the parsed chunk size
@@ -212,6 +216,7 @@ IDEMPOTENCY_KEY_INVALID = REPLIES["IDEMPOTENCY_KEY_INVALID"]
 IDEMPOTENCY_IN_FLIGHT = REPLIES["IDEMPOTENCY_IN_FLIGHT"]
 BARE_LINE_ENDING = REPLIES["BARE_LINE_ENDING"]
 TEXT_LINE_TOO_LONG = REPLIES["TEXT_LINE_TOO_LONG"]
+HEADER_NOT_UTF8 = REPLIES["HEADER_NOT_UTF8"]
 TEMPORARY_FAILURE = REPLIES["TEMPORARY_FAILURE"]
 BDAT_CHUNK_OK = REPLIES["BDAT_CHUNK_OK"]
 BDAT_BAD_SIZE = REPLIES["BDAT_BAD_SIZE"]
@@ -228,6 +233,7 @@ OUTCOME_REPLIES: dict[Outcome, Reply] = {
     Outcome.SIZE_EXCEEDED: SIZE_EXCEEDED,
     Outcome.BARE_LINE_ENDING: BARE_LINE_ENDING,
     Outcome.TEXT_LINE_TOO_LONG: TEXT_LINE_TOO_LONG,
+    Outcome.HEADER_NOT_UTF8: HEADER_NOT_UTF8,
     Outcome.FROM_HEADER_MISMATCH: FROM_HEADER_MISMATCH,
     Outcome.FROM_HEADER_COUNT: FROM_HEADER_COUNT,
     Outcome.SENDER_DOMAIN_NOT_ALLOWED: SENDER_DOMAIN_NOT_ALLOWED,

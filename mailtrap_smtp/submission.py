@@ -3,7 +3,8 @@
 Given an authenticated principal, an envelope whose sender domain the caller already checked with
 `sender_domain()`, and the message bytes, `Submission.submit()`:
 
-1. checks the content: line endings, line length, size;
+1. checks the content: line endings, line length, size, and that the header of internationalised
+   mail is UTF-8 (`check_header_utf8`, RFC 6532 §3);
 2. finds exactly one `From:` header whose domain is a sending domain of the same account;
 3. reads and strips `X-MT-Category` / `X-MT-Custom-Variables` (JSON object of at most 1000 bytes,
    otherwise ignored, as Mailtrap documents);
@@ -95,6 +96,21 @@ def needs_smtputf8(envelope: Envelope, fields: Iterable[bytes]) -> bool:
     if not mailbox.local_part_is_ascii(envelope.mail_from):
         return True
     return envelope.smtputf8 and not all(whole.isascii() for whole in fields)
+
+
+def check_header_utf8(envelope: Envelope, fields: Iterable[tuple[bytes, bytes]]) -> None:
+    """Reject internationalised mail whose header fields are not valid UTF-8 (RFC 6532 §3: they
+    are UTF-8, RFC 3629, strictly: no stray bytes, overlong forms, surrogates or code points past
+    U+10FFFF). Mail that did not declare SMTPUTF8 keeps its 8-bit header bytes as before (see
+    `needs_smtputf8`); the body is MIME's business, not this check's."""
+    if not envelope.smtputf8:
+        return
+    for _, whole in fields:
+        if not whole.isascii():
+            try:
+                whole.decode("utf-8")
+            except UnicodeDecodeError:
+                raise Rejected(Outcome.HEADER_NOT_UTF8) from None
 
 
 _CR_MARKS = bytes(1 if b == 0x0D else 0 for b in range(256))
@@ -338,6 +354,7 @@ class Submission:
         check_line_endings(raw)
         check_line_length(raw)
         parsed = parse_header(raw)
+        check_header_utf8(envelope, parsed.fields)
         header_from, from_domain = await self._header_from(principal, parsed)
         key = idempotency_key(parsed)
         if key is None:

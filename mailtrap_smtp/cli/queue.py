@@ -43,7 +43,8 @@ def cmd_show(cfg: config_mod.Config, args: argparse.Namespace) -> int:
 
 def _print_message(data: dict[str, Any]) -> None:
     emit_pairs([(k, data[k]) for k in ("message_id", "account", "stream", "mail_from", "header_from",
-                                       "subject", "size", "created_at", "client_ip")])
+                                       "subject", "size", "created_at", "client_ip", "smtputf8")]
+               + [("tls_request", data["tls_request"] or "none")])
     print("\nheaders:")
     for h in data["headers"]:
         # Whole values, folds kept as continuation lines (RFC 5322 §2.2.3): a DKIM signature or a

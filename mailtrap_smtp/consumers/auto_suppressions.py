@@ -16,6 +16,7 @@ from .. import metrics
 from ..core import event_names
 from ..core.suppressions import HARD_BOUNCE, SPAM_COMPLAINT, UNSUBSCRIPTION
 from ..events import Event
+from ..mailbox import suppression_form
 from ..outbox import EventFilter, OutboxEvent, TransactionalConsumer
 from ..store import suppressions as store
 from ..store.types import Conn
@@ -32,19 +33,20 @@ _UNSUBSCRIBE = str(Event.UNSUBSCRIBE)
 
 def suppressing(e: OutboxEvent) -> store.AutoEntry | None:
     """The suppression an event asks for, or None."""
-    if e.recipient_id is None:
+    if e.recipient_id is None or e.rcpt is None:
         return None
+    email = suppression_form(e.rcpt)  # as a manual suppression of the address is stored
     if e.type == _COMPLAINT:
-        return store.AutoEntry(e.recipient_id, SPAM_COMPLAINT, None, None, None)
+        return store.AutoEntry(e.recipient_id, email, SPAM_COMPLAINT, None, None, None)
     if e.type == _UNSUBSCRIBE:
-        return store.AutoEntry(e.recipient_id, UNSUBSCRIPTION, None, None, None)
+        return store.AutoEntry(e.recipient_id, email, UNSUBSCRIPTION, None, None, None)
     if e.type not in _HARD:
         return None
     category = event_names.bounce_category(e.details)
     if category not in SUPPRESSING:
         return None
     mx = e.details.get("mx") or e.details.get("remote_mta")
-    return store.AutoEntry(e.recipient_id, HARD_BOUNCE, category, str(e.details.get("reply") or ""),
+    return store.AutoEntry(e.recipient_id, email, HARD_BOUNCE, category, str(e.details.get("reply") or ""),
                            mx if isinstance(mx, str) else None)
 
 

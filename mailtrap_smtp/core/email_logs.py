@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..delivery import bounces
+from ..delivery.tlsoutcome import request_of
 from ..events import Event
 from ..store import email_logs as store
 from ..store.types import Conn, Record
@@ -35,7 +36,8 @@ STREAMS = ("transactional", "bulk")
 LOG_EVENT_TYPES = tuple(sorted({s.log for s in event_names.ALL}))
 EXPORT_FORMATS = ("csv", "jsonl")
 CSV_COLUMNS = ("message_id", "status", "sent_at", "from", "to", "subject", "category", "sending_stream",
-               "sending_domain_id", "client_ip", "recipient_mx", "email_service_provider_response")
+               "sending_domain_id", "client_ip", "recipient_mx", "email_service_provider_response",
+               "smtputf8", "tls_request")
 
 
 def _our_types(log_name: str) -> list[str]:
@@ -155,6 +157,13 @@ def as_message(row: Record) -> dict[str, Any]:
     }
 
 
+def our_extras(row: Record) -> dict[str, Any]:
+    """What the message asked of the next hops, beyond Mailtrap's Message object (which has no
+    such fields, so the API's list and detail leave them out): `smtputf8` (RFC 6531) and
+    `tls_request` (`requiretls`, `tls-required-no`, or null: RFC 8689), as stored at submission."""
+    return {"smtputf8": row["smtputf8"], "tls_request": request_of(row["tls_required"])}
+
+
 def _query(account_id: int, req: ListRequest) -> store.Query:
     return store.Query(account_id, req.conditions, req.sent_after, req.sent_before)
 
@@ -196,12 +205,15 @@ def event_of(e: Record) -> dict[str, Any] | None:
 
 
 async def show(conn: Conn, account_id: int, entry_id: uuid.UUID, *, raw_url: RawUrls | None = None,
-               now: dt.datetime | None = None) -> dict[str, Any]:
-    """One entry with `events` and `raw_message_url` (None when the body was deleted or no URLs)."""
+               now: dt.datetime | None = None, extras: bool = False) -> dict[str, Any]:
+    """One entry with `events` and `raw_message_url` (None when the body was deleted or no URLs);
+    with `extras` (the dashboard, never the API's Mailtrap shape) also `our_extras`."""
     row = await store.entry(conn, account_id, entry_id)
     if row is None:
         raise NotFound(f"no message {entry_id}")
     msg = as_message(row)
+    if extras:
+        msg.update(our_extras(row))
     events = [event_of(e) for e in await store.events_of(conn, row["message_uuid"], row["rid"])]
     msg["events"] = [e for e in events if e is not None]
     msg["raw_message_url"] = (raw_url.url(row["public_id"], now or dt.datetime.now(dt.UTC))
@@ -255,7 +267,7 @@ def _export_row(row: Record) -> dict[str, Any]:
     out = as_message(row)
     out["recipient_mx"] = row["mx"]
     out["email_service_provider_response"] = row["last_reply"]
-    return out
+    return out | our_extras(row)
 
 
 def check_format(fmt: str) -> None:
@@ -281,8 +293,15 @@ async def export(pool: Any, account_id: int, req: ListRequest, fmt: str) -> Asyn
             if fmt == "jsonl":
                 yield json.dumps(entry, separators=(",", ":")) + "\n"
             else:
-                writer.writerow(["" if entry[c] is None else entry[c] for c in CSV_COLUMNS])
+                writer.writerow([_csv_cell(entry[c]) for c in CSV_COLUMNS])
                 yield _take(buf)
+
+
+def _csv_cell(value: Any) -> Any:
+    """None as an empty cell, booleans as JSON writes them (`true`/`false`)."""
+    if value is None:
+        return ""
+    return json.dumps(value) if isinstance(value, bool) else value
 
 
 def _take(buf: io.StringIO) -> str:

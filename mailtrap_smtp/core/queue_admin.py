@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .. import headers
+from ..delivery.tlsoutcome import request_of
 from ..store import events as events_store
 from ..store import messages as messages_store
 from ..store import queue as queue_store
@@ -66,6 +67,9 @@ async def show(conn: Conn, message_id: uuid.UUID) -> MessageView:
         "mail_from": msg["mail_from"], "header_from": msg["header_from"], "subject": msg["subject"],
         "size": msg["size"], "created_at": msg["created_at"], "client_ip": msg["client_ip"],
         "category": msg["category"],
+        # What the message asked of the next hops (RFC 6531 SMTPUTF8, RFC 8689 REQUIRETLS or
+        # `TLS-Required: No`), as decided at submission: delivery/client.py and tlspolicy.py obey it.
+        "smtputf8": msg["smtputf8"], "tls_request": request_of(msg["tls_required"]),
         "headers": [{"name": k, "value": v} for k, v in _headers_of(raw)],
         "recipients": [{k: r[k] for k in ("public_id", "rcpt", "state", "attempts", "next_attempt_at", "last_reply",
                                           "leased_by", "lease_until")} for r in rcpts],

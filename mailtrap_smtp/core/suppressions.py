@@ -1,6 +1,10 @@
 """Suppression use cases (MAILTRAP_COMPAT §6): add (one or up to 1,000 per domain per call), CSV
 import, search by email and time, delete, all within one account; and the Suppression object.
 
+An address is one RCPT and the send API would take (`mailbox.problem` with internationalised
+mail allowed, RFC 6531 §3.3), stored and compared in `mailbox.suppression_form`: any case, its
+domain as A-labels, so a suppression of `jürgen@bücher.example` refuses `Jürgen@xn--bcher-kva.example`.
+
 Invalid input raises `Invalid` (per field, the shape of Mailtrap's 422 body) before anything is
 written; a domain or suppression of another account is `NotFound`, as if it did not exist.
 """
@@ -15,7 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..mailbox import valid_mailbox
+from ..mailbox import suppression_form, valid_mailbox
 from ..store import domains as domains_store
 from ..store import suppressions as store
 from ..store.types import Conn, Record
@@ -80,7 +84,7 @@ def _check(entry: Entry, index: int | None) -> dict[str, list[str]]:
     email = entry.email
     if not isinstance(email, str) or not email:
         errors[f"email{at}"] = ["can't be blank"]
-    elif len(email) > MAX_EMAIL or not email.isascii() or not valid_mailbox(email):
+    elif len(email) > MAX_EMAIL or not valid_mailbox(email, utf8=True):  # the mailbox rule of RCPT and the API
         errors[f"email{at}"] = ["is invalid"]
     if isinstance(entry.domain_id, bool) or not isinstance(entry.domain_id, int):
         errors[f"domain_id{at}"] = ["can't be blank" if entry.domain_id is None else "is invalid"]
@@ -107,14 +111,16 @@ def _validate(entries: Sequence[Entry]) -> list[store.NewSuppression]:
 
 
 def _dedupe(entries: Sequence[Entry]) -> list[store.NewSuppression]:
-    """The same entry twice in one call is one suppression (first spelling kept)."""
+    """The same entry twice in one call is one suppression (first spelling kept), stored in the
+    form submission compares recipients with (`mailbox.suppression_form`)."""
     seen: set[tuple[str, int, str]] = set()
     out = []
     for e in entries:
-        key = (e.email.lower(), e.domain_id, e.sending_stream)
+        email = suppression_form(e.email)
+        key = (email.lower(), e.domain_id, e.sending_stream)
         if key not in seen:
             seen.add(key)
-            out.append(store.NewSuppression(e.email, e.domain_id, e.sending_stream, e.type))
+            out.append(store.NewSuppression(email, e.domain_id, e.sending_stream, e.type))
     return out
 
 
@@ -175,7 +181,10 @@ async def search(conn: Conn, account_id: int, *, email: str | None = None, start
                  end_time: dt.datetime | None = None, last_id: uuid.UUID | None = None,
                  domain_ids: Sequence[int] | None = None) -> list[dict[str, Any]]:
     """At most 1,000 suppressions, oldest first, after the `last_id` cursor; of `domain_ids` only
-    when given (a token scoped to some domains)."""
+    when given (a token scoped to some domains); `email` compared as suppressions are (any case,
+    the domain in U- or A-labels)."""
+    if email is not None:
+        email = suppression_form(email)  # `Jürgen@Bücher.example` finds what was stored for it
     rows = await store.search(conn, account_id, email=email, start_time=start_time, end_time=end_time,
                               after=last_id, limit=MAX_LIST, domain_ids=domain_ids)
     return [as_object(r) for r in rows]

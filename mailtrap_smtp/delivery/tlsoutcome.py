@@ -44,6 +44,14 @@ class Request(StrEnum):
     TLS_REQUIRED_NO = "tls-required-no"  # False: RFC 8689 §4.2.2
 
 
+def request_of(tls_required: bool | None) -> Request | None:
+    """The `Request` a stored `messages.tls_required` names (None: the message asked nothing):
+    what `queue show` and the email log's own extras display."""
+    if tls_required is None:
+        return None
+    return Request.REQUIRETLS if tls_required else Request.TLS_REQUIRED_NO
+
+
 def log_fields(tls_policy: Mapping[str, Any] | None) -> dict[str, Any]:
     """The operator log's fields of an outcome (None values are left out of the line)."""
     p = tls_policy or {}

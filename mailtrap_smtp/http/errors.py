@@ -63,6 +63,8 @@ OUTCOMES: dict[Outcome, SendError] = {
     Outcome.SIZE_EXCEEDED: send_error(413, "Message size exceeds fixed maximum message size"),
     Outcome.BARE_LINE_ENDING: send_error(400, "Message contains bare CR, bare LF or NUL"),
     Outcome.TEXT_LINE_TOO_LONG: send_error(400, "Line too long: at most 998 characters per line"),
+    # The API writes its header from JSON text, so only a bug would reach it; mapped all the same.
+    Outcome.HEADER_NOT_UTF8: send_error(400, "Message header is not valid UTF-8"),
     # The builder writes From: itself from `from`, whose domain was checked first: a mismatch here
     # means the domain stopped being sendable in between, which the client sees as at the check.
     Outcome.FROM_HEADER_MISMATCH: UNAUTHORIZED,

@@ -88,7 +88,7 @@ class Query:
 _ENTRY = f"""r.id AS rid, r.public_id, r.rcpt, r.state, r.last_reply, {STATUS_SQL} AS status,
     m.id AS message_uuid, m.created_at, m.subject, coalesce(m.header_from, m.mail_from) AS sender,
     m.mail_from, host(m.client_ip) AS client_ip, m.category, m.custom_variables, m.stream, m.domain_id,
-    m.message_id_header, m.size, m.raw_deleted_at"""
+    m.message_id_header, m.size, m.raw_deleted_at, m.smtputf8, m.tls_required"""
 
 
 def _where(q: Query, first_param: int) -> tuple[str, list[object]]:

@@ -14,6 +14,7 @@ from typing import Any
 
 import asyncpg
 
+from .. import mailbox
 from ..events import SUPPRESSED_REASON, Event
 from .db import Unavailable
 from .types import Conn, Record
@@ -68,7 +69,9 @@ class QuotaExceeded(Exception):
 #
 # Suppressions (MAILTRAP_COMPAT §6) are looked up here too, so they cost no round trip: a recipient
 # suppressed for the message's domain and stream (or 'any') is stored 'rejected' (delivery never
-# claims it), is not charged, and gets a SUPPRESSED event naming the suppression's type.
+# claims it), is not charged, and gets a SUPPRESSED event naming the suppression's type. Recipients
+# are compared in the form suppressions are stored in ($28, `mailbox.suppression_form`: the domain
+# as A-labels, a non-ASCII local part lower-cased), and stored as given.
 #
 # Recipients and events are inserted `ORDER BY` their position, so their ids follow arrival. The
 # message bytes ($14) are taken from the array by position at the INSERT, never carried through a
@@ -83,15 +86,15 @@ WITH x AS (
                              subject, message_id_header, category, custom_variables, client_ip, size,
                              period_start, n, event_id, details, smtputf8, tls_required, ord)
 ), r AS (
-    SELECT * FROM unnest($19::uuid[], $20::text[], $22::uuid[])
-        WITH ORDINALITY AS r(message_id, rcpt, public_id, ord)
+    SELECT * FROM unnest($19::uuid[], $20::text[], $22::uuid[], $28::text[])
+        WITH ORDINALITY AS r(message_id, rcpt, public_id, sup_email, ord)
 ), sup AS (
     -- One index probe per recipient (suppressions_unique: domain_id, lower(email), stream).
     SELECT r.ord, r.message_id, r.rcpt, x.account_id, x.period_start, s.id, s.type
       FROM r JOIN x ON x.id = r.message_id
       CROSS JOIN LATERAL (
           SELECT s.id, s.type FROM suppressions s
-           WHERE s.domain_id = x.domain_id AND lower(s.email) = lower(r.rcpt)
+           WHERE s.domain_id = x.domain_id AND lower(s.email) = lower(r.sup_email)
              AND s.sending_stream IN (x.stream, 'any')
            ORDER BY s.created_at LIMIT 1) s
 ), want AS (
@@ -184,6 +187,7 @@ async def _insert_batch(conn: Conn, batch: Sequence[tuple[NewMessage, dt.date]])
         str(Event.SUPPRESSED), SUPPRESSED_REASON, str(Event.QUOTA_THRESHOLD),
         [m.smtputf8 for m in msgs],
         [m.tls_required for m in msgs],
+        [mailbox.suppression_form(r) for m in msgs for r in m.recipients],
     )
     return {row["id"] for row in rows}
 

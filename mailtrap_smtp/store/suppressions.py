@@ -101,6 +101,7 @@ class AutoEntry:
     """A suppression an event asks for (an outbox consumer's input): a recipient and why."""
 
     recipient_id: int
+    email: str                   # the recipient in `mailbox.suppression_form`
     type: str                    # 'hard bounce', 'spam complaint' or 'unsubscription'
     bounce_category: str | None  # Mailtrap's (core/event_names.py), for a bounce
     esp_response: str | None
@@ -118,11 +119,11 @@ async def add_automatic(conn: Conn, entries: Sequence[AutoEntry]) -> int:
                                      message_bounce_category, message_category, message_client_ip,
                                      message_created_at, message_esp_response, message_recipient_mx_name,
                                      message_sender_email, message_subject)
-           SELECT gen_random_uuid(), m.account_id, m.domain_id, r.rcpt, m.stream, b.type, m.id,
+           SELECT gen_random_uuid(), m.account_id, m.domain_id, b.email, m.stream, b.type, m.id,
                   b.category, m.category, host(m.client_ip), m.created_at, b.response, b.mx,
                   coalesce(m.header_from, m.mail_from), m.subject
-             FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[]) WITH ORDINALITY
-                  AS b(recipient_id, type, category, response, mx, ord)
+             FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[])
+                  WITH ORDINALITY AS b(recipient_id, type, category, response, mx, email, ord)
              JOIN recipients r ON r.id = b.recipient_id
              JOIN messages m ON m.id = r.message_id
             WHERE m.domain_id IS NOT NULL
@@ -130,5 +131,6 @@ async def add_automatic(conn: Conn, entries: Sequence[AutoEntry]) -> int:
            ON CONFLICT (domain_id, lower(email), sending_stream) DO NOTHING""",
         [e.recipient_id for e in entries], [e.type for e in entries], [e.bounce_category for e in entries],
         [None if e.esp_response is None else e.esp_response[:1000] for e in entries], [e.mx for e in entries],
+        [e.email for e in entries],
     )
     return int(status.rsplit(" ", 1)[1])

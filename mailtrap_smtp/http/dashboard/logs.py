@@ -81,7 +81,7 @@ async def message_page(entry_id: str, request: Request, who: Viewer = Depends(vi
     entry = _entry(entry_id)
     async with who.ctx.pool.acquire() as conn:
         try:
-            msg = await email_logs.show(conn, who.account_id, entry)
+            msg = await email_logs.show(conn, who.account_id, entry, extras=True)
             steps = await timeline.timeline(conn, who.account_id, entry)
         except NotFound:
             raise Missing from None

@@ -66,8 +66,12 @@ async def import_csv(request: Request, who: Viewer = Depends(viewer)) -> Respons
             raise Invalid({"file": ["is larger than 5 MiB"]})
         if not isinstance(domain, int):
             raise NotFound("no such sending domain")
+        try:  # strictly: a replaced byte (U+FFFD) would make a valid-looking, wrong address
+            csv_text = data.decode("utf-8-sig")
+        except UnicodeDecodeError:
+            raise Invalid({"file": ["is not UTF-8 text"]}) from None
         async with who.ctx.pool.acquire() as conn:
-            added = await suppressions.import_csv(conn, who.account_id, data.decode("utf-8-sig", "replace"),
+            added = await suppressions.import_csv(conn, who.account_id, csv_text,
                                                   domain_id=domain, sending_stream=text(form, "sending_stream", "any"))
     except (Invalid, NotFound) as e:
         return await _page(request, who, str(e), 422)
