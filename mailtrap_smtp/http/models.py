@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from .. import mailbox
 
@@ -26,6 +26,31 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 class _Shape(BaseModel):
     model_config = ConfigDict(populate_by_name=True, extra="ignore")
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _unicode_text(cls, value: Any) -> Any:
+        """JSON may spell a lone surrogate (`"\\udc80"`), which is no character and cannot be written
+        as UTF-8 into a message: the field is invalid (RFC 8259 §8.2 leaves such strings undefined)."""
+        if not _encodable(value):
+            raise ValueError("not Unicode text")
+        return value
+
+
+def _encodable(value: Any) -> bool:
+    if isinstance(value, str):
+        if value.isascii():
+            return True
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return False
+        return True
+    if isinstance(value, dict):
+        return all(_encodable(k) and _encodable(v) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return all(_encodable(v) for v in value)
+    return True  # numbers, booleans, None; nested models validated themselves
 
 
 class Address(_Shape):

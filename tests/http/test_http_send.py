@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import email
 import email.policy
+import json
 import uuid
 from typing import Any
 
@@ -159,6 +160,33 @@ async def test_invalid_bodies_get_400_with_every_message(api: ApiEnv, body: dict
         r = await c.post("/api/send", json=body, headers=api.auth())
     assert r.status_code == 400
     assert r.json() == {"success": False, "errors": errors}
+    await api.assert_nothing_stored()
+
+
+# JSON can spell a lone surrogate as an escape; it is no character and cannot become UTF-8 in the
+# message. Sent as raw JSON text: a client library would refuse to encode it.
+_LONE = "\\udc80"
+
+
+@pytest.mark.parametrize(("field", "errors"), [
+    pytest.param(f'"subject": "a{_LONE}b"', ["'subject' is invalid"], id="subject"),
+    pytest.param(f'"text": "a{_LONE}b"', ["'text' is invalid"], id="text"),
+    pytest.param(f'"html": "<p>{_LONE}</p>"', ["'html' is invalid"], id="html"),
+    pytest.param(f'"category": "{_LONE}"', ["'category' is invalid"], id="category"),
+    pytest.param(f'"headers": {{"X-A": "{_LONE}"}}', ["'headers' is invalid"], id="header value"),
+    pytest.param(f'"custom_variables": {{"k": "{_LONE}"}}', ["'custom_variables' is invalid"], id="custom variable"),
+    pytest.param(f'"reply_to": {{"email": "r@x.test", "name": "{_LONE}"}}', ["'reply_to.name' is invalid"],
+                 id="display name"),
+    pytest.param(f'"attachments": [{{"content": "aGk=", "filename": "{_LONE}.txt"}}]',
+                 ["'attachments[0].filename' is invalid"], id="attachment filename"),
+])
+async def test_lone_surrogates_get_400_and_nothing_is_stored(api: ApiEnv, field: str, errors: list[str]) -> None:
+    base = json.dumps({k: v for k, v in minimal().items() if k not in field.split(":")[0].strip('"')})
+    body = base[:-1] + ", " + field + "}"
+    async with api.client() as c:
+        r = await c.post("/api/send", content=body.encode("ascii"),
+                         headers={**api.auth(), "Content-Type": "application/json"})
+    assert (r.status_code, r.json()) == (400, {"success": False, "errors": errors})
     await api.assert_nothing_stored()
 
 
