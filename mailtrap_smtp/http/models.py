@@ -10,9 +10,9 @@ Mailtrap's words.
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from .. import mailbox
 
@@ -26,13 +26,15 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 class _Shape(BaseModel):
     model_config = ConfigDict(populate_by_name=True, extra="ignore")
+    # Fields whose own rule refuses a lone surrogate later, in Mailtrap's words (addresses).
+    _judged_later: ClassVar[frozenset[str]] = frozenset()
 
     @field_validator("*", mode="after")
     @classmethod
-    def _unicode_text(cls, value: Any) -> Any:
+    def _unicode_text(cls, value: Any, info: ValidationInfo) -> Any:
         """JSON may spell a lone surrogate (`"\\udc80"`), which is no character and cannot be written
         as UTF-8 into a message: the field is invalid (RFC 8259 §8.2 leaves such strings undefined)."""
-        if not _encodable(value):
+        if info.field_name not in cls._judged_later and not _encodable(value):
             raise ValueError("not Unicode text")
         return value
 
@@ -54,6 +56,8 @@ def _encodable(value: Any) -> bool:
 
 
 class Address(_Shape):
+    _judged_later = frozenset({"email"})  # `mail_problems`: "'to' address is invalid"
+
     email: str | None = None
     name: str | None = None
 
