@@ -10,6 +10,7 @@ other is Not Found). Not served (we have no per-inbox SMTP credentials or email 
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
@@ -20,6 +21,7 @@ from ..core.refusal import Refused
 from . import errors
 from .models import InboxOut, InboxParams, InboxPermissions
 from .principal import Caller, context, manage_caller
+from .scope import account_access
 
 router = APIRouter()
 
@@ -43,14 +45,6 @@ def _inbox_out(request: Request, caller: Caller, inbox: sandbox.Inbox) -> InboxO
         password=None, last_message_sent_at=last, created_at=inbox.created_at.isoformat())
 
 
-def _readable(caller: Caller, account_id: int) -> None:
-    if account_id != caller.principal.account_id or not permissions.may_read(caller.principal):
-        raise errors.ApiError(errors.MANAGE_FORBIDDEN)
-
-
-def _may_change(caller: Caller, account_id: int) -> None:
-    if account_id != caller.principal.account_id or not permissions.may_manage(caller.principal):
-        raise errors.ApiError(errors.MANAGE_FORBIDDEN)
 
 
 def _name(body: InboxParams, *, updating: bool) -> str:
@@ -66,7 +60,7 @@ def _name(body: InboxParams, *, updating: bool) -> str:
 
 @router.get(INBOXES, response_model=list[InboxOut])
 async def inboxes(account_id: int, request: Request, caller: Caller = Depends(manage_caller)) -> list[InboxOut]:
-    _readable(caller, account_id)
+    account_access(caller, account_id)
     rows = await sandbox.list_inboxes(context(request).pool, caller.principal.account_id)
     return [_inbox_out(request, caller, i) for i in rows]
 
@@ -74,7 +68,7 @@ async def inboxes(account_id: int, request: Request, caller: Caller = Depends(ma
 @router.get(INBOX, response_model=InboxOut)
 async def show_inbox(account_id: int, inbox_id: int, request: Request,
                      caller: Caller = Depends(manage_caller)) -> InboxOut:
-    _readable(caller, account_id)
+    account_access(caller, account_id)
     try:
         inbox = await sandbox.get_inbox(context(request).pool, caller.principal.account_id, inbox_id)
     except Refused as e:
@@ -86,7 +80,7 @@ async def show_inbox(account_id: int, inbox_id: int, request: Request,
 async def create_inbox(account_id: int, project_id: int, body: InboxParams, request: Request,
                        caller: Caller = Depends(manage_caller)) -> InboxOut:
     """The account's one implicit project has the account's id; there is no other."""
-    _may_change(caller, account_id)
+    account_access(caller, account_id, change=True)
     if project_id != caller.principal.account_id:
         raise errors.ApiError(errors.MANAGE_NOT_FOUND)
     try:
@@ -101,7 +95,7 @@ async def create_inbox(account_id: int, project_id: int, body: InboxParams, requ
 async def update_inbox(account_id: int, inbox_id: int, body: InboxParams, request: Request,
                        caller: Caller = Depends(manage_caller)) -> InboxOut:
     """Only the name may change (we keep no email username)."""
-    _may_change(caller, account_id)
+    account_access(caller, account_id, change=True)
     name = _name(body, updating=True)
     try:
         inbox = await sandbox.rename_inbox(context(request).pool, caller.principal.account_id, inbox_id, name)
@@ -110,35 +104,32 @@ async def update_inbox(account_id: int, inbox_id: int, body: InboxParams, reques
     return _inbox_out(request, caller, inbox)
 
 
+async def _changed(request: Request, caller: Caller, account_id: int,
+                   change: Callable[[Any, int], Awaitable[sandbox.Inbox]]) -> InboxOut:
+    """An admin's change to one of the account's inboxes, answered with the inbox after it."""
+    account_access(caller, account_id, change=True)
+    try:
+        inbox = await change(context(request).pool, caller.principal.account_id)
+    except Refused as e:
+        raise errors.ApiError(errors.for_refusal(e, "inbox")) from None
+    return _inbox_out(request, caller, inbox)
+
+
 @router.delete(INBOX, response_model=InboxOut)
 async def delete_inbox(account_id: int, inbox_id: int, request: Request,
                        caller: Caller = Depends(manage_caller)) -> InboxOut:
     """The inbox as it was, with all its messages gone."""
-    _may_change(caller, account_id)
-    try:
-        gone = await sandbox.delete_inbox(context(request).pool, caller.principal.account_id, inbox_id)
-    except Refused as e:
-        raise errors.ApiError(errors.for_refusal(e, "inbox")) from None
-    return _inbox_out(request, caller, gone)
+    return await _changed(request, caller, account_id, lambda pool, acct: sandbox.delete_inbox(pool, acct, inbox_id))
 
 
 @router.patch(INBOX + "/clean", response_model=InboxOut)
 async def clean_inbox(account_id: int, inbox_id: int, request: Request,
                       caller: Caller = Depends(manage_caller)) -> InboxOut:
-    _may_change(caller, account_id)
-    try:
-        inbox = await sandbox.clean_inbox(context(request).pool, caller.principal.account_id, inbox_id)
-    except Refused as e:
-        raise errors.ApiError(errors.for_refusal(e, "inbox")) from None
-    return _inbox_out(request, caller, inbox)
+    return await _changed(request, caller, account_id, lambda pool, acct: sandbox.clean_inbox(pool, acct, inbox_id))
 
 
 @router.patch(INBOX + "/all_read", response_model=InboxOut)
 async def mark_all_read(account_id: int, inbox_id: int, request: Request,
                         caller: Caller = Depends(manage_caller)) -> InboxOut:
-    _may_change(caller, account_id)
-    try:
-        inbox = await sandbox.mark_all_read(context(request).pool, caller.principal.account_id, inbox_id)
-    except Refused as e:
-        raise errors.ApiError(errors.for_refusal(e, "inbox")) from None
-    return _inbox_out(request, caller, inbox)
+    return await _changed(request, caller, account_id,
+                          lambda pool, acct: sandbox.mark_all_read(pool, acct, inbox_id))

@@ -16,6 +16,7 @@ from .context import ApiContext
 from .domain_view import domain_out
 from .models import AccountOut, DomainList, DomainOut, NewSendingDomain
 from .principal import Caller, context, manage_caller
+from .scope import own_account, require
 
 router = APIRouter()
 
@@ -23,14 +24,6 @@ ADMIN_ACCESS_LEVEL = 1000  # Mailtrap's access level of an account admin (100: v
 VIEWER_ACCESS_LEVEL = 100
 
 
-def _own_account(caller: Caller, account_id: int) -> None:
-    if account_id != caller.principal.account_id:
-        raise errors.ApiError(errors.MANAGE_FORBIDDEN)
-
-
-def _require(allowed: bool) -> None:
-    if not allowed:
-        raise errors.ApiError(errors.MANAGE_FORBIDDEN)
 
 
 async def _view(ctx: ApiContext, caller: Caller, row: Record) -> DomainOut:
@@ -45,7 +38,7 @@ def _readable(caller: Caller, domain_id: int) -> bool:
 
 async def _domain(ctx: ApiContext, caller: Caller, domain_id: int) -> Record:
     """One of the account's domains that this token may see (else 404: it is not there for it)."""
-    _require(permissions.may_read(caller.principal))  # a send-only token reads nothing
+    require(permissions.may_read(caller.principal))  # a send-only token reads nothing
     row = await domainops.domain_of_account(ctx.pool, caller.principal.account_id, domain_id)
     if row is None or not _readable(caller, domain_id):
         raise errors.ApiError(errors.MANAGE_NOT_FOUND)
@@ -62,7 +55,7 @@ async def accounts(caller: Caller = Depends(manage_caller)) -> list[AccountOut]:
 async def _list(request: Request, caller: Caller) -> DomainList:
     ctx = context(request)
     who = caller.principal
-    _require(permissions.may_read(who) or permissions.may_manage(who) or (who.domain_ids is not None
+    require(permissions.may_read(who) or permissions.may_manage(who) or (who.domain_ids is not None
              and who.level is not permissions.Level.SEND))
     rows = await domainops.list_domains(ctx.pool, who.account_name)
     return DomainList(data=[await _view(ctx, caller, await _domain(ctx, caller, int(r["id"])))
@@ -70,7 +63,7 @@ async def _list(request: Request, caller: Caller) -> DomainList:
 
 
 async def _create(request: Request, caller: Caller, body: NewSendingDomain) -> DomainOut:
-    _require(permissions.may_manage(caller.principal))  # account-wide: an unscoped admin token
+    require(permissions.may_manage(caller.principal))  # account-wide: an unscoped admin token
     ctx = context(request)
     fields = body.sending_domain or body.domain
     name = (fields.domain_name if fields is not None else None) or ""
@@ -90,7 +83,7 @@ async def _get(request: Request, caller: Caller, domain_id: int) -> DomainOut:
 
 async def _delete(request: Request, caller: Caller, domain_id: int) -> Response:
     await _domain(context(request), caller, domain_id)
-    _require(permissions.may_manage(caller.principal, domain_id))
+    require(permissions.may_manage(caller.principal, domain_id))
     if not await domainops.delete_domain(context(request).pool, caller.principal.account_id, domain_id):
         raise errors.ApiError(errors.MANAGE_NOT_FOUND)
     return Response(status_code=204)
@@ -100,7 +93,7 @@ async def _check(request: Request, caller: Caller, domain_id: int) -> DomainOut:
     """Re-check the domain's DNS now (Mailtrap's "Re-check" button), then answer the domain."""
     ctx = context(request)
     row = await _domain(ctx, caller, domain_id)
-    _require(permissions.may_manage(caller.principal, domain_id))
+    require(permissions.may_manage(caller.principal, domain_id))
     await domainops.verify_domain(ctx.pool, ctx.cfg, ctx.resolver, str(row["name"]))
     return await _view(ctx, caller, await _domain(ctx, caller, domain_id))
 
@@ -109,35 +102,35 @@ async def _check(request: Request, caller: Caller, domain_id: int) -> DomainOut:
 
 @router.get("/api/accounts/{account_id}/sending_domains", response_model=DomainList)
 async def legacy_list(account_id: int, request: Request, caller: Caller = Depends(manage_caller)) -> DomainList:
-    _own_account(caller, account_id)
+    own_account(caller, account_id)
     return await _list(request, caller)
 
 
 @router.post("/api/accounts/{account_id}/sending_domains", response_model=DomainOut)
 async def legacy_create(account_id: int, body: NewSendingDomain, request: Request,
                         caller: Caller = Depends(manage_caller)) -> DomainOut:
-    _own_account(caller, account_id)
+    own_account(caller, account_id)
     return await _create(request, caller, body)
 
 
 @router.get("/api/accounts/{account_id}/sending_domains/{domain_id}", response_model=DomainOut)
 async def legacy_get(account_id: int, domain_id: int, request: Request,
                      caller: Caller = Depends(manage_caller)) -> DomainOut:
-    _own_account(caller, account_id)
+    own_account(caller, account_id)
     return await _get(request, caller, domain_id)
 
 
 @router.delete("/api/accounts/{account_id}/sending_domains/{domain_id}", status_code=204)
 async def legacy_delete(account_id: int, domain_id: int, request: Request,
                         caller: Caller = Depends(manage_caller)) -> Response:
-    _own_account(caller, account_id)
+    own_account(caller, account_id)
     return await _delete(request, caller, domain_id)
 
 
 @router.post("/api/accounts/{account_id}/sending_domains/{domain_id}/check", response_model=DomainOut)
 async def legacy_check(account_id: int, domain_id: int, request: Request,
                        caller: Caller = Depends(manage_caller)) -> DomainOut:
-    _own_account(caller, account_id)
+    own_account(caller, account_id)
     return await _check(request, caller, domain_id)
 
 

@@ -14,7 +14,7 @@ import asyncio
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 
-from .. import headers, permissions
+from .. import headers
 from ..core import sandbox
 from ..outcomes import Rejected
 from . import errors, mime
@@ -32,6 +32,7 @@ from .models import (
     merged,
 )
 from .principal import Caller, context, manage_caller, rate_headers, send_caller
+from .scope import account_access
 from .send import MailtrapJSON, prepare, success_headers
 
 router = APIRouter()
@@ -87,10 +88,6 @@ async def _inbox(ctx: ApiContext, caller: Caller, inbox_id: int) -> sandbox.Inbo
         return None
 
 
-def _readable(caller: Caller, account_id: int) -> None:
-    if account_id != caller.principal.account_id or not permissions.may_read(caller.principal):
-        raise errors.ApiError(errors.MANAGE_FORBIDDEN)
-
 
 MESSAGES = "/api/accounts/{account_id}/inboxes/{inbox_id}/messages"
 
@@ -115,10 +112,6 @@ def _base(account_id: int, inbox_id: int) -> str:
     return MESSAGES.format(account_id=account_id, inbox_id=inbox_id)
 
 
-def _may_change(caller: Caller, account_id: int) -> None:
-    if account_id != caller.principal.account_id or not permissions.may_manage(caller.principal):
-        raise errors.ApiError(errors.MANAGE_FORBIDDEN)
-
 
 async def _numbered(request: Request, caller: Caller, account_id: int, inbox_id: int,
                     number: int) -> tuple[sandbox.SandboxMessage, bytes]:
@@ -133,7 +126,7 @@ async def inbox_messages(account_id: int, inbox_id: int, request: Request, searc
                          last_id: int | None = Query(None, ge=1), page: int | None = Query(None, ge=1),
                          caller: Caller = Depends(manage_caller)) -> list[SandboxMessageOut]:
     """Up to 30 messages, newest first (Mailtrap's testing API: `last_id` wins over `page`)."""
-    _readable(caller, account_id)
+    account_access(caller, account_id)
     try:
         kept = await sandbox.messages_page(context(request).pool, caller.principal.account_id, inbox_id,
                                            search=search, last_id=last_id, page=page or 1)
@@ -145,7 +138,7 @@ async def inbox_messages(account_id: int, inbox_id: int, request: Request, searc
 @router.get(MESSAGES + "/{number}", response_model=SandboxMessageOut)
 async def show_message(account_id: int, inbox_id: int, number: int, request: Request,
                        caller: Caller = Depends(manage_caller)) -> SandboxMessageOut:
-    _readable(caller, account_id)
+    account_access(caller, account_id)
     message, _ = await _numbered(request, caller, account_id, inbox_id, number)
     return _message_out(_base(account_id, inbox_id), message)
 
@@ -157,7 +150,7 @@ _TRUE, _FALSE = (True, "true"), (False, "false")
 async def update_message(account_id: int, inbox_id: int, number: int, body: MessageUpdate, request: Request,
                          caller: Caller = Depends(manage_caller)) -> SandboxMessageOut:
     """Only `is_read` may change (as at Mailtrap)."""
-    _may_change(caller, account_id)
+    account_access(caller, account_id, change=True)
     value = (body.message or {}).get("is_read")
     if value not in _TRUE + _FALSE:
         raise errors.ApiError(errors.manage_invalid({"is_read": ["is invalid"]}))
@@ -172,7 +165,7 @@ async def update_message(account_id: int, inbox_id: int, number: int, body: Mess
 @router.delete(MESSAGES + "/{number}", response_model=SandboxMessageOut)
 async def delete_message(account_id: int, inbox_id: int, number: int, request: Request,
                          caller: Caller = Depends(manage_caller)) -> SandboxMessageOut:
-    _may_change(caller, account_id)
+    account_access(caller, account_id, change=True)
     try:
         gone = await sandbox.delete_message(context(request).pool, caller.principal.account_id, inbox_id, number)
     except (sandbox.InboxNotFound, sandbox.SandboxMessageNotFound):
@@ -183,7 +176,7 @@ async def delete_message(account_id: int, inbox_id: int, number: int, request: R
 @router.get(MESSAGES + "/{number}/body.eml")
 async def message_eml(account_id: int, inbox_id: int, number: int, request: Request,
                       caller: Caller = Depends(manage_caller)) -> Response:
-    _readable(caller, account_id)
+    account_access(caller, account_id)
     message, raw = await _numbered(request, caller, account_id, inbox_id, number)
     return Response(raw, media_type="message/rfc822",
                     headers={"Content-Disposition": f'attachment; filename="{message.id}.eml"'})
@@ -192,14 +185,14 @@ async def message_eml(account_id: int, inbox_id: int, number: int, request: Requ
 @router.get(MESSAGES + "/{number}/body.raw")
 async def message_raw(account_id: int, inbox_id: int, number: int, request: Request,
                       caller: Caller = Depends(manage_caller)) -> Response:
-    _readable(caller, account_id)
+    account_access(caller, account_id)
     _, raw = await _numbered(request, caller, account_id, inbox_id, number)
     return Response(raw, media_type="text/plain")
 
 
 async def _body(request: Request, caller: Caller, account_id: int, inbox_id: int, number: int,
                 html: bool) -> Response:
-    _readable(caller, account_id)
+    account_access(caller, account_id)
     _, raw = await _numbered(request, caller, account_id, inbox_id, number)
     text, markup = sandbox.bodies(raw)
     found = markup if html else text
@@ -231,7 +224,7 @@ async def message_html_source(account_id: int, inbox_id: int, number: int, reque
 async def message_headers(account_id: int, inbox_id: int, number: int, request: Request,
                           caller: Caller = Depends(manage_caller)) -> dict[str, dict[str, str]]:
     """`{"headers": {name: value}}`: names in lower case, values decoded, repeated fields ", "-joined."""
-    _readable(caller, account_id)
+    account_access(caller, account_id)
     _, raw = await _numbered(request, caller, account_id, inbox_id, number)
     fields: dict[str, str] = {}
     for name, whole in headers.parse_header(raw).fields:

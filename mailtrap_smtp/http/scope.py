@@ -56,6 +56,14 @@ def require(allowed: bool) -> None:
         raise errors.ApiError(errors.MANAGE_FORBIDDEN)
 
 
+def account_access(caller: Caller, account_id: int, *, change: bool = False) -> None:
+    """The token's own account, at the level the route needs: reading (a read or admin token) or
+    changing (an admin token); 403 otherwise."""
+    own_account(caller, account_id)
+    who = caller.principal
+    require(permissions.may_manage(who) if change else permissions.may_read(who))
+
+
 def readable_streams(caller: Caller) -> list[str] | None:
     """The streams the token may read, or None for both."""
     streams = caller.principal.streams

@@ -18,11 +18,11 @@ from typing import Any
 
 from fastapi import APIRouter, Body, Depends, Query, Request, Response
 
-from .. import permissions
 from ..core.templates import EmailTemplate, TemplateInvalid, TemplateNotFound
 from . import errors
 from .models import PaginationOut, TemplateBody, TemplateData, TemplateOut, TemplatePage
 from .principal import Caller, context, manage_caller
+from .scope import account_access
 
 router = APIRouter()
 PATH = "/api/accounts/{account_id}/email_templates"
@@ -37,13 +37,6 @@ def _out(t: EmailTemplate) -> TemplateOut:
                        updated_at=t.updated_at.isoformat())
 
 
-def _allowed(caller: Caller, account_id: int, *, change: bool) -> None:
-    if account_id != caller.principal.account_id:
-        raise errors.ApiError(errors.MANAGE_FORBIDDEN)
-    who = caller.principal
-    if not (permissions.may_manage(who) if change else permissions.may_read(who)):
-        raise errors.ApiError(errors.MANAGE_FORBIDDEN)
-
 
 def _values(body: TemplateBody) -> dict[str, object]:
     if body.email_template is None:
@@ -52,7 +45,7 @@ def _values(body: TemplateBody) -> dict[str, object]:
 
 
 async def _create(request: Request, caller: Caller, account_id: int, values: dict[str, object]) -> TemplateOut:
-    _allowed(caller, account_id, change=True)
+    account_access(caller, account_id, change=True)
     try:
         return _out(await context(request).templates.create(account_id, values))
     except TemplateInvalid as e:
@@ -60,7 +53,7 @@ async def _create(request: Request, caller: Caller, account_id: int, values: dic
 
 
 async def _get(request: Request, caller: Caller, account_id: int, template_id: int) -> TemplateOut:
-    _allowed(caller, account_id, change=False)
+    account_access(caller, account_id)
     try:
         return _out(await context(request).templates.get(account_id, template_id))
     except TemplateNotFound:
@@ -69,7 +62,7 @@ async def _get(request: Request, caller: Caller, account_id: int, template_id: i
 
 async def _update(request: Request, caller: Caller, account_id: int, template_id: int,
                   values: dict[str, object]) -> TemplateOut:
-    _allowed(caller, account_id, change=True)
+    account_access(caller, account_id, change=True)
     try:
         return _out(await context(request).templates.update(account_id, template_id, values))
     except TemplateNotFound:
@@ -79,7 +72,7 @@ async def _update(request: Request, caller: Caller, account_id: int, template_id
 
 
 async def _delete(request: Request, caller: Caller, account_id: int, template_id: int) -> Response:
-    _allowed(caller, account_id, change=True)
+    account_access(caller, account_id, change=True)
     try:
         await context(request).templates.delete(account_id, template_id)
     except TemplateNotFound:
@@ -92,7 +85,7 @@ async def _delete(request: Request, caller: Caller, account_id: int, template_id
 @router.get(PATH, response_model=list[TemplateOut])
 async def list_templates(account_id: int, request: Request,
                          caller: Caller = Depends(manage_caller)) -> list[TemplateOut]:
-    _allowed(caller, account_id, change=False)
+    account_access(caller, account_id)
     return [_out(t) for t in await context(request).templates.list_all(account_id)]
 
 
@@ -129,7 +122,7 @@ def _page_url(request: Request, per_page: int, token: int | None) -> str | None:
 @router.get(PAGED, response_model=TemplatePage)
 async def page_templates(account_id: int, request: Request, per_page: int = Query(DEFAULT_PER_PAGE, ge=1),
                          token: int = Query(1, ge=1), caller: Caller = Depends(manage_caller)) -> TemplatePage:
-    _allowed(caller, account_id, change=False)
+    account_access(caller, account_id)
     per_page = min(per_page, MAX_PER_PAGE)
     found, more = await context(request).templates.page(account_id, token, per_page)
     if not found and token > 1:
