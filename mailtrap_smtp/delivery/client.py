@@ -214,11 +214,6 @@ class RemoteSession:
 
         `smtputf8`: the message needs SMTPUTF8 (`messages.smtputf8`); see `utf8_plan` for what
         happens when this server does not offer it.
-
-        Over DATA, the server's dot-unstuffing (RFC 5321 §4.5.2) gives back exactly `raw`: aiosmtplib's `data()`
-        doubles every leading dot, including that of a lone "." line a bare-LF client left inside a
-        message (smtp/datareader.py), so stored text never ends the remote DATA early; `raw` has CRLF
-        line ends only (submission refuses anything else), so the bytes DKIM signed are the bytes sent.
         """
         smtp = self.smtp
         wire = {r: wire_address(r) for r in rcpts}

@@ -417,14 +417,10 @@ class Session:
         ext += ["ENHANCEDSTATUSCODES", "8BITMIME"]
         ext.append("SMTPUTF8")  # RFC 6531 §3.1: internationalised addresses and UTF-8 headers
         if self.tls:
-            ext.append("CHUNKING")  # RFC 3030; not before TLS, where no transaction can start
-        ext += self._requiretls_keyword()
+            # Not before TLS, where no transaction can start: CHUNKING (RFC 3030), and REQUIRETLS,
+            # which only means something on a TLS-protected session (RFC 8689 §2; as Exim does).
+            ext += ["CHUNKING", "REQUIRETLS"]
         return ext
-
-    def _requiretls_keyword(self) -> list[str]:
-        # RFC 8689 §2: REQUIRETLS only means something on a TLS-protected session, so it is offered
-        # there only (as Exim does). Before TLS, MAIL itself is refused (STARTTLS_REQUIRED).
-        return ["REQUIRETLS"] if self.tls else []
 
     async def cmd_ehlo(self, arg: bytes, *, esmtp: bool = True) -> Reply | None:
         name = arg.strip().decode("latin-1")
@@ -632,21 +628,14 @@ class Session:
             elif key == "BODY":
                 if (value or "").upper() not in ("7BIT", "8BITMIME"):
                     return replies.BAD_PARAMETER
-            elif key == "SMTPUTF8":
+            elif key in ("SMTPUTF8", "REQUIRETLS"):
+                # Neither takes a value (RFC 6531 §3.4, RFC 8689 §2). REQUIRETLS also needs TLS,
+                # which every MAIL has here: before TLS the gate answers STARTTLS_REQUIRED.
                 if value is not None:
-                    return replies.BAD_PARAMETER  # RFC 6531 §3.4: the parameter takes no value
-            elif key == "REQUIRETLS":
-                refused = self._requiretls_param(value)
-                if refused is not None:
-                    return refused
+                    return replies.BAD_PARAMETER
             else:
                 return replies.UNSUPPORTED_PARAMETER  # 555 5.5.4
         return None
-
-    def _requiretls_param(self, value: str | None) -> Reply | None:
-        """RFC 8689 §2: REQUIRETLS takes no value. MAIL is only reached over TLS (the pre-TLS gate
-        answers STARTTLS_REQUIRED), which is the session the option demands."""
-        return replies.BAD_PARAMETER if value is not None else None
 
     async def cmd_mail(self, arg: bytes) -> Reply | None:
         refused = self._not_ready_for_mail()
