@@ -39,6 +39,17 @@ MAX_AGE_LIMIT = 31557600      # §3.2: at most one year
 _ID = re.compile(r"^[A-Za-z0-9]{1,32}$")  # §3.1 sts-id
 
 
+# The note of a policy that could not be fetched; `may_find_later` reads it.
+_FETCH_FAILED = "policy fetch failed"
+
+
+def may_find_later(note: str) -> bool:
+    """Whether a look-up that found no usable policy could find one next time: the policy could not
+    be fetched, or a TXT look-up failed (status `error`, not NXDOMAIN), rather than the domain
+    having none."""
+    return note.startswith(_FETCH_FAILED) or note.endswith("(error)")
+
+
 @dataclass(frozen=True)
 class Policy:
     mode: Mode
@@ -157,7 +168,7 @@ class PolicyCache:
         except FetchError as e:
             if cached is not None:
                 return cached.policy, f"cached (refresh failed: {e})"
-            return None, f"policy fetch failed: {e}"
+            return None, f"{_FETCH_FAILED}: {e}"
         policy = Policy(fetched.mode, fetched.mx, fetched.max_age, sts_id)
         self._remember(domain, policy, policy.max_age)
         await self._persist(domain, policy)

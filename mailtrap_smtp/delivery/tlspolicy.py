@@ -49,6 +49,8 @@ from .tlsoutcome import STRICT, Applied, Request
 # RFC 8689 §4.2.1: the statuses of a message returned because REQUIRETLS could not be honoured.
 REQUIRETLS_NOT_OFFERED = "5.7.30"  # "REQUIRETLS support required"
 ENCRYPTION_NEEDED = "5.7.10"       # no TLS-protected session with an authenticated host
+# A DANE host whose TLSA records could not be looked up: may work next time (`_fell_short`).
+_TLSA_LOOKUP_FAILED = "TLSA lookup failed"
 
 log = logging.getLogger(__name__)
 
@@ -158,8 +160,7 @@ class TlsPolicy:
             plan.refusal = (f"REQUIRETLS: no MX host of {domain} is authenticated (no DNSSEC-validated MX "
                             f"records, no MTA-STS policy listing one{': ' + note if note else ''})")
             # An MTA-STS policy that could not be fetched may list them next time: wait for it.
-            uncertain = note.startswith("policy fetch failed") or note.endswith("(error)")
-            plan.bounce = "" if uncertain else ENCRYPTION_NEEDED
+            plan.bounce = "" if mtasts.may_find_later(note) else ENCRYPTION_NEEDED
         return plan
 
     def _requiretls_attempt(self, target: client.Target, mx_auth: str,
@@ -180,7 +181,7 @@ class TlsPolicy:
             hosts = [t for t in targets if t.name == name]
             if status == "error":
                 # RFC 7672 §2.2: a host whose TLSA RRset cannot be looked up is not used at all.
-                out[name] = Attempt(hosts, Applied.DANE, True, check_peer=_refuse("TLSA lookup failed"))
+                out[name] = Attempt(hosts, Applied.DANE, True, check_peer=_refuse(_TLSA_LOOKUP_FAILED))
             elif status == "secure":
                 records = dane.usable(records)
                 check = _dane_check(records) if records else None
@@ -262,7 +263,7 @@ async def _offers_requiretls(session: client.RemoteSession) -> None:
 def _fell_short(err: client.ConnectFailed) -> bool:
     """A host that answered and fell short of REQUIRETLS (not one that could not be reached, nor a
     TLSA record that could not be looked up: those may work next time)."""
-    return err.category == bounces.TLS_REQUIRED and "TLSA lookup failed" not in err.reply
+    return err.category == bounces.TLS_REQUIRED and _TLSA_LOOKUP_FAILED not in err.reply
 
 
 def _append(attempts: list[Attempt], attempt: Attempt) -> None:
